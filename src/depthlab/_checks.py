@@ -1,0 +1,162 @@
+"""Input checks shared by every module: arrays, dtypes, random generators, names.
+
+Every message names the argument, says what was expected and what came, and hints at
+the fix. These helpers raise ``TypeError`` for the wrong kind of thing and ``ValueError``
+for the right kind with the wrong value.
+"""
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+FLOAT_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def resolve_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return ``np.float64`` or ``np.float32`` for a name, NumPy dtype or Python type."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved not in (np.float64, np.float32):
+        raise ValueError(
+            f"{name} must be 'float64' or 'float32', got {dtype!r}. "
+            "depthlab computes in float64 by default; use dtype='float32' for speed."
+        )
+    return resolved
+
+
+def resolve_rng(rng, name: str = "rng") -> np.random.Generator:
+    """An ``np.random.Generator`` from a Generator, an int seed or None (fresh entropy).
+
+    The global NumPy random state is never touched.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{name} must be a non-negative int seed, got {rng}.")
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"{name} must be an np.random.Generator, an int seed or None, got {type(rng).__name__}. "
+        "Example: rng=0 or rng=np.random.default_rng(0)."
+    )
+
+
+def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
+                   finite: bool = True, copy: bool = False) -> np.ndarray:
+    """Convert ``x`` to a floating array, refusing what cannot be trusted.
+
+    Integers and booleans are converted to ``dtype`` (float64 when None); object, string
+    and complex arrays are refused; NaN/Inf are refused when ``finite``.
+    """
+    if isinstance(x, np.ndarray):
+        array = x
+    else:
+        try:
+            array = np.asarray(x)
+        except (ValueError, TypeError) as error:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of numbers, could not convert it: {error}") from None
+    kind = array.dtype.kind
+    if kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold real numbers, got an array of dtype {array.dtype}. "
+            "Convert it first, e.g. np.asarray(x, dtype=float)."
+        )
+    target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
+    if target not in (np.float64, np.float32):
+        target = np.dtype(np.float64)
+    array = np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}.")
+    if finite and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(
+            f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}). "
+            "Clean or impute the data before passing it."
+        )
+    return array
+
+
+def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = True,
+             owner: str = "") -> np.ndarray:
+    """A 2-D batch ``(N, features)``; explains how to reshape a 1-D vector."""
+    array = as_float_array(x, name, dtype=dtype, finite=finite)
+    where = f"{owner} " if owner else ""
+    if array.ndim == 1:
+        hint = ("x.reshape(-1, 1) for N samples of one feature" if features == 1
+                else f"x.reshape(1, -1) for one sample of {array.shape[0]} features")
+        raise ValueError(
+            f"{where}{name} must be 2-D (N, {features if features is not None else 'D'}), "
+            f"got a 1-D array of shape {array.shape}. Use {hint}."
+        )
+    if array.ndim != 2:
+        raise ValueError(
+            f"{where}{name} must be 2-D (N, {features if features is not None else 'D'}), got shape {array.shape}."
+        )
+    if features is not None and array.shape[1] != features:
+        raise ValueError(
+            f"{where}{name} has {array.shape[1]} features per sample (shape {array.shape}), "
+            f"but {features} are expected (the last axis must be {features})."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"{where}{name} is empty (shape {array.shape}); pass at least one sample.")
+    return array
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """An ``int >= minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_real(value, name: str, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number inside the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}.")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value:g}.")
+    return value
+
+
+def lookup(table: Mapping, key, name: str, what: str):
+    """``table[key]`` with an error listing the valid keys (and the closest one)."""
+    if not isinstance(key, str):
+        raise TypeError(f"{name} must be a string naming a {what}, got {type(key).__name__} {key!r}.")
+    normalized = key.lower().replace("-", "_")
+    if normalized in table:
+        return table[normalized]
+    valid = ", ".join(sorted(table))
+    close = difflib.get_close_matches(normalized, list(table), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown {what} {key!r} for {name}. Valid names: {valid}.{hint}")
+
+
+def as_list(value, length: int, name: str) -> list:
+    """Broadcast a single value to ``length`` entries, or check a list has ``length`` entries."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != length:
+            raise ValueError(f"{name} must have one entry per layer ({length}), got {len(value)}.")
+        return list(value)
+    return [value] * length
+
+
+def is_iterable(value) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes))

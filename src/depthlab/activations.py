@@ -1,0 +1,261 @@
+"""Activation functions a[·]: value, derivative and gain, in one table.
+
+Each activation is an :class:`Activation` record built by a small factory; ``ACTIVATIONS``
+maps names to factories, and nothing else in depthlab switches on an activation's name.
+Notation of the seeds: a hidden layer computes h_{k+1} = a[f_k] from its pre-activation
+f_k = β_k + Ω_k h_k, and backpropagation multiplies by a'[f_k] elementwise.
+
+Derivatives receive both the pre-activation ``f`` and the cached output ``h = a[f]``, so
+sigmoid and tanh use their outputs (σ' = h(1 − h), tanh' = 1 − h²) and cost one pass.
+At a kink (ReLU at 0) the derivative is the one PyTorch's autograd uses.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from ._checks import check_real, lookup
+
+Array = np.ndarray
+
+# SELU's constants (Klambauer et al. 2017), as in PyTorch.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """An elementwise nonlinearity a[·].
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"relu"``.
+    function : callable
+        ``function(f) -> h``, elementwise; ``f`` of any shape.
+    derivative : callable
+        ``derivative(f, h) -> a'[f]`` given the pre-activation and its output.
+    gain : float
+        The recommended scale of the weights' standard deviation for this nonlinearity
+        (PyTorch's ``calculate_gain`` where PyTorch has one, see :func:`gain_of`).
+    params : dict
+        Hyperparameters, e.g. ``{"negative_slope": 0.01}``.
+    can_die : bool
+        Units can be exactly inactive (zero output and zero derivative): the ReLU family.
+    saturates : bool
+        The derivative tends to 0 for large |f| (sigmoid, tanh).
+    kinks : tuple of float
+        Points where the derivative jumps; central differences straddling one are unreliable.
+    piecewise_linear : bool
+        The network is piecewise linear in its input (identity, ReLU, leaky ReLU).
+    """
+
+    name: str
+    function: Callable[[Array], Array]
+    derivative: Callable[[Array, Array], Array]
+    gain: float
+    params: Mapping[str, float] = field(default_factory=dict)
+    can_die: bool = False
+    saturates: bool = False
+    kinks: tuple[float, ...] = ()
+    piecewise_linear: bool = False
+
+    def __call__(self, f: Array) -> Array:
+        return self.function(f)
+
+    def grad(self, f: Array) -> Array:
+        """a'[f] from the pre-activation alone."""
+        return self.derivative(f, self.function(f))
+
+    def spec(self) -> dict:
+        """A JSON-friendly description that :func:`get` turns back into this activation."""
+        return {"name": self.name, **self.params}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Activation) and self.spec() == other.spec()
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.params.items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name}({args})" if args else self.name
+
+
+def _second_moment_gain(function: Callable[[Array], Array]) -> float:
+    """1 / sqrt(E[a(z)²]) for z ~ N(0, 1), by 80-point Gauss–Hermite quadrature.
+
+    Used as the gain of activations PyTorch's ``calculate_gain`` does not cover: weights of
+    std gain/sqrt(fan_in) then keep E[h²] equal to the input's second moment (for ReLU this
+    gives sqrt(2), He's value).
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    second_moment = float(np.dot(weights, function(nodes) ** 2) / math.sqrt(2 * math.pi))
+    return 1.0 / math.sqrt(second_moment)
+
+
+def _ones(f: Array, h: Array) -> Array:
+    return np.ones_like(f)
+
+
+def identity() -> Activation:
+    """a[f] = f (the output layer of a regression network)."""
+    return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True)
+
+
+def relu() -> Activation:
+    """a[f] = max(0, f); a'[0] = 0 as in PyTorch."""
+    return Activation(
+        "relu", lambda f: np.maximum(f, 0), lambda f, h: (f > 0).astype(f.dtype), math.sqrt(2.0),
+        can_die=True, kinks=(0.0,), piecewise_linear=True,
+    )
+
+
+def leaky_relu(negative_slope: float = 0.01) -> Activation:
+    """a[f] = f for f > 0, negative_slope·f otherwise."""
+    slope = check_real(negative_slope, "negative_slope")
+    return Activation(
+        "leaky_relu",
+        lambda f: np.where(f > 0, f, f * slope).astype(f.dtype, copy=False),
+        lambda f, h: np.where(f > 0, 1.0, slope).astype(f.dtype, copy=False),
+        math.sqrt(2.0 / (1 + slope**2)),
+        params={"negative_slope": slope}, kinks=(0.0,), piecewise_linear=True,
+    )
+
+
+def sigmoid() -> Activation:
+    """a[f] = 1 / (1 + e^{-f}); a' = h(1 − h)."""
+    return Activation("sigmoid", special.expit, lambda f, h: h * (1 - h), 1.0, saturates=True)
+
+
+def tanh() -> Activation:
+    """a[f] = tanh f; a' = 1 − h²."""
+    return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True)
+
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _gelu(f: Array) -> Array:
+    return f * special.ndtr(f)
+
+
+def gelu() -> Activation:
+    """a[f] = f·Φ(f) with Φ the standard normal CDF (exact erf form, PyTorch's default)."""
+    return Activation(
+        "gelu", _gelu,
+        lambda f, h: special.ndtr(f) + f * np.exp(-0.5 * f * f) * f.dtype.type(_INV_SQRT_2PI),
+        _second_moment_gain(_gelu),
+    )
+
+
+def _silu(f: Array) -> Array:
+    return f * special.expit(f)
+
+
+def _silu_derivative(f: Array, h: Array) -> Array:
+    s = special.expit(f)
+    return s * (1 + f * (1 - s))
+
+
+def silu() -> Activation:
+    """a[f] = f·σ(f) (swish)."""
+    return Activation("silu", _silu, _silu_derivative, _second_moment_gain(_silu))
+
+
+def elu(alpha: float = 1.0) -> Activation:
+    """a[f] = f for f > 0, α(e^f − 1) otherwise."""
+    alpha = check_real(alpha, "alpha")
+
+    def function(f: Array) -> Array:
+        return np.where(f > 0, f, alpha * np.expm1(np.minimum(f, 0))).astype(f.dtype, copy=False)
+
+    def derivative(f: Array, h: Array) -> Array:
+        return np.where(f > 0, 1.0, h + alpha).astype(f.dtype, copy=False)
+
+    return Activation("elu", function, derivative, _second_moment_gain(function),
+                      params={"alpha": alpha}, kinks=(0.0,) if alpha != 1.0 else ())
+
+
+def _softplus(f: Array) -> Array:
+    return np.logaddexp(f.dtype.type(0), f)
+
+
+def softplus() -> Activation:
+    """a[f] = log(1 + e^f), computed stably; a' = σ(f)."""
+    return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain(_softplus))
+
+
+def _selu(f: Array) -> Array:
+    negative = SELU_ALPHA * np.expm1(np.minimum(f, 0))
+    return (SELU_SCALE * np.where(f > 0, f, negative)).astype(f.dtype, copy=False)
+
+
+def selu() -> Activation:
+    """a[f] = λ·f for f > 0, λα(e^f − 1) otherwise (self-normalizing; λ, α as PyTorch)."""
+    return Activation(
+        "selu", _selu,
+        lambda f, h: np.where(f > 0, SELU_SCALE, h + SELU_SCALE * SELU_ALPHA).astype(f.dtype, copy=False),
+        0.75, kinks=(0.0,),
+    )
+
+
+# name -> factory; keyword arguments of the factory are the activation's hyperparameters.
+ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+    "identity": identity,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "gelu": gelu,
+    "silu": silu,
+    "elu": elu,
+    "softplus": softplus,
+    "selu": selu,
+}
+ALIASES = {"linear": "identity", "none": "identity", "swish": "silu"}
+
+
+def get(spec, **params) -> Activation:
+    """Resolve an activation given as a name, an :class:`Activation`, a spec dict or ``None``.
+
+    >>> get("leaky_relu", negative_slope=0.2)
+    leaky_relu(negative_slope=0.2)
+    >>> get({"name": "elu", "alpha": 0.5})
+    elu(alpha=0.5)
+
+    ``None`` means identity.
+    """
+    if isinstance(spec, Activation):
+        if params:
+            raise TypeError("get(): keyword hyperparameters need an activation name, not an Activation.")
+        return spec
+    if spec is None:
+        spec = "identity"
+    if isinstance(spec, Mapping):
+        params = {**{k: v for k, v in spec.items() if k != "name"}, **params}
+        spec = spec.get("name")
+    if isinstance(spec, str):
+        key = spec.lower().replace("-", "_")
+        key = ALIASES.get(key, key)
+        factory = lookup(ACTIVATIONS, key, "activation", "activation")
+        try:
+            return factory(**params)
+        except TypeError:
+            raise TypeError(
+                f"activation {key!r} got unexpected hyperparameters {sorted(params)}; "
+                f"it takes {list(factory.__code__.co_varnames[:factory.__code__.co_argcount])}."
+            ) from None
+    raise TypeError(
+        f"activation must be a name (one of {', '.join(ACTIVATIONS)}), an Activation or None, "
+        f"got {type(spec).__name__} {spec!r}."
+    )
+
+
+def names() -> list[str]:
+    """The registered activation names."""
+    return list(ACTIVATIONS)
