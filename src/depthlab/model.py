@@ -1,0 +1,432 @@
+"""``Sequential`` networks and the ``MLP`` builder: recording forward, full backward, input Jacobian.
+
+A network is a list of layers in which every :class:`~depthlab.layers.Linear` starts a new
+layer k and the activation layers after it produce h_{k+1}::
+
+    h_0 = x
+    f_k = β_k + Ω_k h_k             k = 0 .. K      (K hidden layers, K + 1 Linear layers)
+    h_{k+1} = a_k[f_k]              k = 0 .. K - 1
+    output = a_K[f_K]               (a_K is the output activation, identity by default)
+
+Shapes are batch-first: x is ``(N, D_0)``, f_k and h_{k+1} are ``(N, D_{k+1})``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import activations as _activations
+from ._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
+from .layers import ActivationLayer, Linear
+from .parameter import Parameter
+
+
+class NonFiniteError(FloatingPointError):
+    """A forward or backward pass produced NaN or Inf; the message names the first layer."""
+
+
+@dataclass
+class Trace:
+    """Everything a recorded forward pass computed.
+
+    Attributes
+    ----------
+    output : np.ndarray, shape (N, D_out)
+    preactivations : list of np.ndarray
+        [f_0, ..., f_K]; f_k has shape (N, D_{k+1}).
+    activations : list of np.ndarray
+        [h_0 = x, h_1, ..., h_K]; h_k has shape (N, D_k).
+    """
+
+    output: np.ndarray
+    preactivations: list[np.ndarray]
+    activations: list[np.ndarray]
+
+
+@dataclass
+class Gradients:
+    """Everything a backward pass computed, for one batch (summed over its samples).
+
+    Attributes
+    ----------
+    weights : list of np.ndarray
+        dL/dΩ_k, shape (D_{k+1}, D_k), k = 0 .. K.
+    biases : list of np.ndarray
+        dL/dβ_k, shape (D_{k+1},).
+    preactivations : list of np.ndarray
+        dL/df_k, shape (N, D_{k+1}).
+    activations : list of np.ndarray
+        dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx).
+    input : np.ndarray
+        dL/dx, shape (N, D_0).
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    preactivations: list[np.ndarray]
+    activations: list[np.ndarray]
+    input: np.ndarray
+
+
+class Sequential:
+    """A feed-forward network of ``Linear`` and ``ActivationLayer`` layers.
+
+    Parameters
+    ----------
+    layers : list
+        Starts with a ``Linear``; consecutive ``Linear`` layers must chain
+        (``out_features`` of one equals ``in_features`` of the next). Activation layers may
+        also be given as activation names or :class:`~depthlab.activations.Activation` objects.
+
+    Examples
+    --------
+    >>> net = Sequential([Linear(1, 8, rng=0), "relu", Linear(8, 1, rng=1)])
+    >>> y = net(np.zeros((5, 1)))                        # (5, 1)
+    >>> trace = net.forward(x, record=True)
+    >>> grads = net.backward(2 * (trace.output - y))     # sum-of-squares loss
+    """
+
+    def __init__(self, layers):
+        layers = [layer if isinstance(layer, (Linear, ActivationLayer)) else ActivationLayer(layer)
+                  for layer in layers]
+        if not layers or not isinstance(layers[0], Linear):
+            raise ValueError("Sequential needs a list of layers that starts with a Linear layer, "
+                             f"got {layers[:1] or 'an empty list'}.")
+        linears = [layer for layer in layers if isinstance(layer, Linear)]
+        for k, (a, b) in enumerate(zip(linears, linears[1:])):
+            if a.out_features != b.in_features:
+                raise ValueError(
+                    f"Linear layers {k} and {k + 1} do not chain: layer {k} gives {a.out_features} "
+                    f"features but layer {k + 1} expects {b.in_features} (in_features)."
+                )
+        dtypes = {layer.dtype for layer in linears}
+        if len(dtypes) > 1:
+            raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}; "
+                             "build them with the same dtype= argument.")
+        self.layers = layers
+        self.linears: list[Linear] = linears
+        # blocks[k] = (Linear k, the activation layers that follow it)
+        self._blocks: list[tuple[Linear, list[ActivationLayer]]] = []
+        for layer in layers:
+            if isinstance(layer, Linear):
+                self._blocks.append((layer, []))
+            else:
+                self._blocks[-1][1].append(layer)
+        for k, (linear, _) in enumerate(self._blocks):
+            linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
+        self._recorded = False
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_arrays(cls, weights, biases=None, activation="relu", output_activation=None,
+                    dtype=None) -> "Sequential":
+        """A network from the seeds' lists of arrays.
+
+        Parameters
+        ----------
+        weights : list of array_like
+            Ω_k of shape (D_{k+1}, D_k), as the seeds' ``all_weights``.
+        biases : list of array_like, optional
+            β_k of shape (D_{k+1},) or (D_{k+1}, 1) (the seeds' column vectors); zeros if None.
+        activation : name, Activation or list of them
+            The hidden activation, or one per hidden layer (len(weights) - 1 entries).
+        output_activation : name or Activation, optional
+            Applied to f_K; identity when None.
+        """
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)) or not weights:
+            raise TypeError("weights must be a non-empty list of 2-D arrays (one per layer), "
+                            f"got {type(weights).__name__}.")
+        if biases is None:
+            biases = [None] * len(weights)
+        if not isinstance(biases, (list, tuple)) or len(biases) != len(weights):
+            got = len(biases) if isinstance(biases, (list, tuple)) else type(biases).__name__
+            raise ValueError(f"biases must be a list with one entry per weight matrix ({len(weights)}), got {got}.")
+        if dtype is None:
+            kinds = [np.asarray(w).dtype for w in weights]
+            dtype = np.float32 if all(k == np.float32 for k in kinds) else np.float64
+        dtype = resolve_dtype(dtype)
+        hidden = as_list(activation, len(weights) - 1, "activation")
+        layers: list = []
+        for k, (weight, bias) in enumerate(zip(weights, biases)):
+            layers.append(Linear.from_arrays(weight, bias, dtype=dtype, name=f"weights[{k}]"))
+            if k < len(weights) - 1:
+                layers.append(ActivationLayer(hidden[k]))
+        if output_activation is not None:
+            layers.append(ActivationLayer(output_activation))
+        return cls(layers)
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def layer_activations(self) -> list[_activations.Activation]:
+        """The activation after each Linear layer (identity where there is none).
+
+        A block with several activation layers reports only its first; use ``layers`` for all.
+        """
+        return [acts[0].activation if acts else _activations.get("identity") for _, acts in self._blocks]
+
+    @property
+    def in_features(self) -> int:
+        return self.linears[0].in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.linears[-1].out_features
+
+    @property
+    def widths(self) -> list[int]:
+        """[D_0, D_1, ..., D_{K+1}]: input, hidden and output widths."""
+        return [self.in_features] + [linear.out_features for linear in self.linears]
+
+    @property
+    def depth(self) -> int:
+        """K, the number of hidden layers."""
+        return len(self.linears) - 1
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.linears[0].dtype
+
+    def parameters(self) -> list[Parameter]:
+        """[Ω_0, β_0, Ω_1, β_1, ...] as :class:`Parameter` objects."""
+        return [p for linear in self.linears for p in linear.parameters()]
+
+    def n_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            p.zero_grad(set_to_none)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of [Ω_0, β_0, Ω_1, β_1, ...] (Keras's ``get_weights``)."""
+        return [p.data.copy() for p in self.parameters()]
+
+    def set_weights(self, arrays) -> None:
+        """Copy arrays into the parameters in place (shapes must match ``get_weights``)."""
+        params = self.parameters()
+        if len(arrays) != len(params):
+            raise ValueError(f"set_weights needs {len(params)} arrays, got {len(arrays)}.")
+        for p, a in zip(params, arrays):
+            a = np.asarray(a)
+            if a.shape != p.shape:
+                raise ValueError(f"set_weights: {p.name} has shape {p.shape}, got an array of shape {a.shape}.")
+            p.data[...] = a
+
+    def copy(self) -> "Sequential":
+        """An independent copy (same architecture, copied weights, no gradients)."""
+        return self.astype(self.dtype)
+
+    def astype(self, dtype) -> "Sequential":
+        """A copy of the network in another dtype ("float64" or "float32")."""
+        dtype = resolve_dtype(dtype)
+        layers = [Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype)
+                  if isinstance(layer, Linear) else ActivationLayer(layer.activation)
+                  for layer in self.layers]
+        return Sequential(layers)
+
+    # -- forward --------------------------------------------------------------------------
+    def __call__(self, x) -> np.ndarray:
+        """The network's output for x of shape (N, D_0): an array (N, D_out)."""
+        return self.forward(x)
+
+    def forward(self, x, record: bool = False):
+        """Run the network on a batch.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, D_0)
+        record : bool
+            If True, keep what the backward pass needs and return a :class:`Trace` with every
+            f_k and h_k; if False, return only the output array (N, D_out).
+
+        Raises
+        ------
+        ValueError
+            x of the wrong shape, a non-float dtype, or NaN/Inf in x.
+        NonFiniteError
+            The output overflowed; the message names the first layer that did.
+        """
+        x = self._check_input(x, "x", finite=False)
+        trace = self._forward(x, record)
+        output = trace.output if record else trace
+        if not np.isfinite(output).all():
+            self._raise_non_finite(x)
+        return trace
+
+    def _check_input(self, x, name: str, finite: bool) -> np.ndarray:
+        return as_batch(x, name, self.in_features, dtype=self.dtype, finite=finite,
+                        owner=f"the network ({self.in_features} inputs → {self.out_features} outputs):")
+
+    def _forward(self, x: np.ndarray, record: bool):
+        """The forward pass without checks (the training loop calls this on checked data)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not record:
+                h = x
+                for layer in self.layers:
+                    h = layer.forward(h)
+                return h
+            preactivations, activations = [], [x]
+            h = x
+            for k, (linear, acts) in enumerate(self._blocks):
+                f = linear.forward(h, record=True)
+                preactivations.append(f)
+                h = f
+                for act in acts:
+                    h = act.forward(h, record=True)
+                if k < len(self._blocks) - 1:
+                    activations.append(h)
+            self._recorded = True
+            return Trace(output=h, preactivations=preactivations, activations=activations)
+
+    def _raise_non_finite(self, x: np.ndarray):
+        if not np.isfinite(x).all():
+            as_float_array(x, "x")  # raises the standard NaN/Inf message
+        trace = self._forward(x, record=True)
+        for k, f in enumerate(trace.preactivations):
+            if not np.isfinite(f).all():
+                largest = np.max(np.abs(trace.activations[k]))
+                raise NonFiniteError(
+                    f"the forward pass overflowed at layer {k}: f_{k} = β_{k} + Ω_{k} h_{k} has non-finite "
+                    f"values ({self.dtype} range exceeded; max |h_{k}| = {largest:.3g}). The signal grows "
+                    "with depth: use a variance-preserving init (e.g. init='he_normal' for ReLU), "
+                    "a smaller weight variance, or dtype='float64'."
+                )
+        raise NonFiniteError("the network's output activation produced non-finite values.")
+
+    # -- backward -------------------------------------------------------------------------
+    def backward(self, grad_output) -> Gradients:
+        """Backpropagate dL/d(output) through the last recorded forward pass.
+
+        Parameters
+        ----------
+        grad_output : array_like, shape (N, D_out)
+            dL/d(output) for each sample, e.g. ``dl.losses.mse.grad(output, y)``.
+
+        Returns
+        -------
+        Gradients
+            dL/dΩ_k and dL/dβ_k (summed over the batch), dL/df_k, dL/dh_k and dL/dx. The
+            parameter gradients are also *added* to each ``Parameter.grad``.
+        """
+        if not self._recorded:
+            raise RuntimeError(
+                "backward() needs a recorded forward pass: call net.forward(x, record=True) first "
+                "(net(x) and forward(x) without record keep nothing for backward). backward() "
+                "always uses the most recent recorded forward pass."
+            )
+        n = self.linears[0]._input.shape[0]
+        grad = as_float_array(grad_output, "grad_output", dtype=self.dtype)
+        if grad.shape != (n, self.out_features):
+            raise ValueError(
+                f"grad_output must have the output's shape ({n}, {self.out_features}) "
+                f"(dL/d(output) for each sample), got {grad.shape}."
+            )
+        return self._backward(grad)
+
+    def _backward(self, grad: np.ndarray) -> Gradients:
+        """The backward pass without checks."""
+        K = len(self._blocks) - 1
+        weights, biases = [None] * (K + 1), [None] * (K + 1)
+        grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(K, -1, -1):
+                linear, acts = self._blocks[k]
+                for act in reversed(acts):
+                    grad = act.backward(grad)
+                grad_f[k] = grad
+                grad, weights[k], biases[k] = linear.backward(grad)
+                grad_h[k] = grad
+        return Gradients(weights=weights, biases=biases, preactivations=grad_f,
+                         activations=grad_h, input=grad)
+
+    # -- Jacobian -------------------------------------------------------------------------
+    def input_jacobian(self, x) -> np.ndarray:
+        """∂ output / ∂x for every sample, analytically: shape (N, D_out, D_0).
+
+        Uses reverse mode (one batched backward pass per output unit, all at once) when
+        D_out ≤ D_0, forward mode otherwise; never a per-sample loop or a dense diagonal.
+        """
+        x = self._check_input(x, "x", finite=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            slopes, h = [], x
+            for linear, acts in self._blocks:
+                f = linear.forward(h)
+                slope = None
+                for act in acts:
+                    out = act.activation.function(f)
+                    d = act.activation.derivative(f, out)
+                    slope = d if slope is None else slope * d
+                    f = out
+                slopes.append(slope)
+                h = f
+            if self.out_features <= self.in_features:
+                jac = None  # (N, D_out, D_k), built from the output backwards
+                for (linear, _), slope in zip(reversed(self._blocks), reversed(slopes)):
+                    if jac is None:
+                        eye = np.eye(self.out_features, dtype=self.dtype)
+                        jac = np.broadcast_to(eye, (x.shape[0],) + eye.shape)
+                    if slope is not None:
+                        jac = jac * slope[:, None, :]
+                    jac = jac @ linear.weight.data
+                return np.ascontiguousarray(jac)
+            jac = None  # (N, D_k, D_0), built from the input forwards
+            for (linear, _), slope in zip(self._blocks, slopes):
+                jac = (np.broadcast_to(linear.weight.data, (x.shape[0],) + linear.weight.shape)
+                       if jac is None else linear.weight.data @ jac)
+                if slope is not None:
+                    jac = jac * slope[:, :, None]
+            return np.ascontiguousarray(jac)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the architecture and weights to an ``.npz`` file (exact round trip)."""
+        from .serialization import save
+        save(self, path)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(  # {self.n_parameters():,} parameters, {self.dtype}"]
+        lines += [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "\n".join(lines) + "\n)"
+
+
+def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he_normal",
+        bias_init="zeros", output_activation=None, rng=0, dtype="float64") -> Sequential:
+    """A fully-connected network D_0 → hidden[0] → … → hidden[-1] → D_out.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    hidden : list of int (or one int)
+        Hidden widths, e.g. ``[80] * 50`` for the seed notebook's 50-layer, 80-wide network;
+        ``[]`` gives a linear model.
+    activation : name, Activation, or list with one entry per hidden layer
+    init : name, number, callable, dict, or list with one entry per Linear layer
+        Weight initializer (see :func:`depthlab.init.get`); a number is σ²_Ω.
+    bias_init : same, default "zeros"
+    output_activation : name or Activation, optional (identity when None)
+    rng : np.random.Generator or int, default 0
+        Layers draw from it in order, so one seed fixes the whole network.
+    dtype : "float64" or "float32"
+    """
+    in_features = check_positive_int(in_features, "in_features")
+    out_features = check_positive_int(out_features, "out_features")
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    if not isinstance(hidden, (list, tuple)):
+        raise TypeError(f"hidden must be a list of widths, e.g. [80] * 50, got {type(hidden).__name__}.")
+    hidden = [check_positive_int(w, f"hidden[{i}]") for i, w in enumerate(hidden)]
+    activations = as_list(activation, len(hidden), "activation")
+    inits = as_list(init, len(hidden) + 1, "init")
+    bias_inits = as_list(bias_init, len(hidden) + 1, "bias_init")
+    rng, dtype = resolve_rng(rng), resolve_dtype(dtype)
+    widths = [in_features, *hidden, out_features]
+    layers: list = []
+    for k in range(len(widths) - 1):
+        layers.append(Linear(widths[k], widths[k + 1], init=inits[k], bias_init=bias_inits[k],
+                             rng=rng, dtype=dtype))
+        if k < len(hidden):
+            layers.append(ActivationLayer(activations[k]))
+    if output_activation is not None:
+        layers.append(ActivationLayer(output_activation))
+    return Sequential(layers)
