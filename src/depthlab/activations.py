@@ -11,6 +11,7 @@ At a kink (ReLU at 0) the derivative is the one PyTorch's autograd uses.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -186,7 +187,11 @@ def _softplus(f: Array) -> Array:
 
 
 def softplus() -> Activation:
-    """a[f] = log(1 + e^f), computed stably; a' = σ(f)."""
+    """a[f] = log(1 + e^f), computed stably and exactly; a' = σ(f).
+
+    PyTorch's ``softplus`` returns f itself above ``threshold=20`` (an error up to 2e-9);
+    depthlab does not switch, and ``to_torch`` uses ``nn.Softplus(threshold=50)`` to agree.
+    """
     return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain(_softplus))
 
 
@@ -243,13 +248,12 @@ def get(spec, **params) -> Activation:
         key = spec.lower().replace("-", "_")
         key = ALIASES.get(key, key)
         factory = lookup(ACTIVATIONS, key, "activation", "activation")
-        try:
-            return factory(**params)
-        except TypeError:
-            raise TypeError(
-                f"activation {key!r} got unexpected hyperparameters {sorted(params)}; "
-                f"it takes {list(factory.__code__.co_varnames[:factory.__code__.co_argcount])}."
-            ) from None
+        accepted = list(inspect.signature(factory).parameters)
+        unexpected = sorted(set(params) - set(accepted))
+        if unexpected:
+            raise TypeError(f"activation {key!r} got unexpected hyperparameters {unexpected}; "
+                            f"it takes {accepted or 'none'}.")
+        return factory(**params)
     raise TypeError(
         f"activation must be a name (one of {', '.join(ACTIVATIONS)}), an Activation or None, "
         f"got {type(spec).__name__} {spec!r}."

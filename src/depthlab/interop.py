@@ -31,7 +31,9 @@ def _to_torch_table(nn):
         "gelu": lambda p: nn.GELU(),
         "silu": lambda p: nn.SiLU(),
         "elu": lambda p: nn.ELU(p["alpha"]),
-        "softplus": lambda p: nn.Softplus(),
+        # torch's default threshold=20 makes softplus linear above 20 (off by up to 2e-9);
+        # at 50 the switch is below rounding, so the torch module equals depthlab's exact one
+        "softplus": lambda p: nn.Softplus(threshold=50),
         "selu": lambda p: nn.SELU(),
     }
 

@@ -1,0 +1,96 @@
+"""The activation table: values and derivatives against PyTorch, gains, resolution by name."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import depthlab as dl
+from depthlab import activations as A
+
+TORCH = {
+    "identity": lambda t: t,
+    "relu": torch.relu,
+    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": torch.nn.functional.gelu,
+    "silu": torch.nn.functional.silu,
+    "elu": torch.nn.functional.elu,
+    # torch turns softplus linear above `threshold` (20 by default: off by up to 2e-9);
+    # depthlab's is exact everywhere, so compare with a threshold where e^-x is below rounding
+    "softplus": lambda t: torch.nn.functional.softplus(t, threshold=50),
+    "selu": torch.selu,
+}
+POINTS = np.concatenate([np.linspace(-30, 30, 601), [-1e-12, 0.0, 1e-12, -700.0, 700.0]])
+
+
+@pytest.mark.parametrize("name", A.names())
+def test_value_and_derivative_match_torch(name):
+    act = A.get(name)
+    t = torch.tensor(POINTS, requires_grad=True)
+    out = TORCH[name](t)
+    out.sum().backward()
+    with np.errstate(over="ignore"):  # exp(700) in a branch np.where discards is fine to overflow
+        value = act(POINTS)
+        derivative = act.derivative(POINTS, value)
+    np.testing.assert_allclose(value, out.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(derivative, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(act.grad(POINTS), derivative, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", A.names())
+def test_float32_stays_float32(name):
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    act = A.get(name)
+    h = act(x)
+    assert h.dtype == np.float32 and act.derivative(x, h).dtype == np.float32
+
+
+def test_gains_equal_torch_where_torch_has_them():
+    for name, torch_name, param in [("identity", "linear", None), ("sigmoid", "sigmoid", None),
+                                    ("tanh", "tanh", None), ("relu", "relu", None),
+                                    ("selu", "selu", None)]:
+        assert A.get(name).gain == pytest.approx(torch.nn.init.calculate_gain(torch_name, param), rel=1e-15)
+    assert A.get("leaky_relu", negative_slope=0.2).gain == pytest.approx(
+        torch.nn.init.calculate_gain("leaky_relu", 0.2), rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "elu", "softplus"])
+def test_other_gains_preserve_the_second_moment(name):
+    act = A.get(name)
+    z = np.random.default_rng(0).standard_normal(2_000_000)
+    assert act.gain == pytest.approx(1 / math.sqrt(np.mean(act(z) ** 2)), rel=5e-3)
+
+
+def test_relu_second_moment_gain_is_he():
+    assert A._second_moment_gain(np.vectorize(lambda v: max(v, 0.0))) == pytest.approx(math.sqrt(2), rel=1e-3)
+
+
+def test_resolution_by_name_spec_and_object():
+    leaky = A.get("Leaky-ReLU", negative_slope=0.2)
+    assert leaky.params == {"negative_slope": 0.2}
+    assert A.get(leaky.spec()) == leaky
+    assert A.get(leaky) is leaky
+    assert A.get(None).name == "identity" and A.get("linear").name == "identity"
+    assert A.get("swish").name == "silu"
+    assert repr(A.get("elu", alpha=0.5)) == "elu(alpha=0.5)"
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda: A.get("rectifier"), ValueError, r"Unknown activation 'rectifier'.*Valid names"),
+    (lambda: A.get(3), TypeError, r"activation must be a name"),
+    (lambda: A.get("relu", alpha=2), TypeError, r"unexpected hyperparameters \['alpha'\]"),
+    (lambda: A.get("leaky_relu", negative_slope="x"), TypeError, r"negative_slope must be a real number"),
+    (lambda: A.get("elu", alpha=float("nan")), ValueError, r"alpha must be finite"),
+])
+def test_bad_activation_specs(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_activation_flags():
+    assert A.get("relu").can_die and not A.get("leaky_relu").can_die
+    assert A.get("tanh").saturates and A.get("sigmoid").saturates and not A.get("relu").saturates
+    assert A.get("relu").piecewise_linear and not A.get("gelu").piecewise_linear
+    assert dl.activations is A
