@@ -63,8 +63,11 @@ def test_other_gains_preserve_the_second_moment(name):
     assert act.gain == pytest.approx(1 / math.sqrt(np.mean(act(z) ** 2)), rel=5e-3)
 
 
-def test_relu_second_moment_gain_is_he():
-    assert A._second_moment_gain(np.vectorize(lambda v: max(v, 0.0))) == pytest.approx(math.sqrt(2), rel=1e-3)
+def test_second_moment_gain_of_elu_matches_a_closed_form():
+    # E[elu(z)²] = ½ + E[(e^z − 1)²; z < 0] = ½ + e²Φ(−2) − 2e^{1/2}Φ(−1) + ½
+    from scipy.special import ndtr
+    second = 1 + math.e**2 * ndtr(-2) - 2 * math.exp(0.5) * ndtr(-1)
+    assert A.get("elu").gain == pytest.approx(1 / math.sqrt(second), rel=1e-10)
 
 
 def test_resolution_by_name_spec_and_object():

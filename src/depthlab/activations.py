@@ -11,13 +11,14 @@ At a kink (ReLU at 0) the derivative is the one PyTorch's autograd uses.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import special
+from scipy import integrate, special
 
 from ._checks import check_real, lookup
 
@@ -42,7 +43,8 @@ class Activation:
         ``derivative(f, h) -> a'[f]`` given the pre-activation and its output.
     gain : float
         The recommended scale of the weights' standard deviation for this nonlinearity
-        (PyTorch's ``calculate_gain`` where PyTorch has one, see :func:`gain_of`).
+        (PyTorch's ``calculate_gain`` where PyTorch has one; for GELU, SiLU, ELU and
+        softplus, which it lacks, the second-moment-preserving 1/sqrt(E[a(z)²])).
     params : dict
         Hyperparameters, e.g. ``{"negative_slope": 0.01}``.
     can_die : bool
@@ -87,16 +89,23 @@ class Activation:
         return f"{self.name}({args})" if args else self.name
 
 
-def _second_moment_gain(function: Callable[[Array], Array]) -> float:
-    """1 / sqrt(E[a(z)²]) for z ~ N(0, 1), by 80-point Gauss–Hermite quadrature.
+@functools.lru_cache(maxsize=None)
+def _second_moment_gain(name: str, **params) -> float:
+    """1 / sqrt(E[a(z)²]) for z ~ N(0, 1), by adaptive quadrature split at the kink z = 0.
 
     Used as the gain of activations PyTorch's ``calculate_gain`` does not cover: weights of
     std gain/sqrt(fan_in) then keep E[h²] equal to the input's second moment (for ReLU this
-    gives sqrt(2), He's value).
+    gives sqrt(2), He's value). Cached per (name, hyperparameters).
     """
-    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
-    second_moment = float(np.dot(weights, function(nodes) ** 2) / math.sqrt(2 * math.pi))
-    return 1.0 / math.sqrt(second_moment)
+    function = _FUNCTIONS[name](**params)
+
+    def integrand(z: float) -> float:
+        value = function(np.array([z]))[0]
+        return value * value * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    negative = integrate.quad(integrand, -np.inf, 0.0, epsabs=1e-14, epsrel=1e-12)[0]
+    positive = integrate.quad(integrand, 0.0, np.inf, epsabs=1e-14, epsrel=1e-12)[0]
+    return 1.0 / math.sqrt(negative + positive)
 
 
 def _ones(f: Array, h: Array) -> Array:
@@ -150,7 +159,7 @@ def gelu() -> Activation:
     return Activation(
         "gelu", _gelu,
         lambda f, h: special.ndtr(f) + f * np.exp(-0.5 * f * f) * f.dtype.type(_INV_SQRT_2PI),
-        _second_moment_gain(_gelu),
+        _second_moment_gain("gelu"),
     )
 
 
@@ -165,20 +174,23 @@ def _silu_derivative(f: Array, h: Array) -> Array:
 
 def silu() -> Activation:
     """a[f] = f·σ(f) (swish)."""
-    return Activation("silu", _silu, _silu_derivative, _second_moment_gain(_silu))
+    return Activation("silu", _silu, _silu_derivative, _second_moment_gain("silu"))
+
+
+def _elu(alpha: float):
+    def function(f: Array) -> Array:
+        return np.where(f > 0, f, alpha * np.expm1(np.minimum(f, 0))).astype(f.dtype, copy=False)
+    return function
 
 
 def elu(alpha: float = 1.0) -> Activation:
     """a[f] = f for f > 0, α(e^f − 1) otherwise."""
     alpha = check_real(alpha, "alpha")
 
-    def function(f: Array) -> Array:
-        return np.where(f > 0, f, alpha * np.expm1(np.minimum(f, 0))).astype(f.dtype, copy=False)
-
     def derivative(f: Array, h: Array) -> Array:
         return np.where(f > 0, 1.0, h + alpha).astype(f.dtype, copy=False)
 
-    return Activation("elu", function, derivative, _second_moment_gain(function),
+    return Activation("elu", _elu(alpha), derivative, _second_moment_gain("elu", alpha=alpha),
                       params={"alpha": alpha}, kinks=(0.0,) if alpha != 1.0 else ())
 
 
@@ -192,7 +204,7 @@ def softplus() -> Activation:
     PyTorch's ``softplus`` returns f itself above ``threshold=20`` (an error up to 2e-9);
     depthlab does not switch, and ``to_torch`` uses ``nn.Softplus(threshold=50)`` to agree.
     """
-    return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain(_softplus))
+    return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain("softplus"))
 
 
 def _selu(f: Array) -> Array:
@@ -208,6 +220,14 @@ def selu() -> Activation:
         0.75, kinks=(0.0,),
     )
 
+
+# functions whose second moment defines a gain: name -> (hyperparameters -> a[·])
+_FUNCTIONS = {
+    "gelu": lambda: _gelu,
+    "silu": lambda: _silu,
+    "elu": _elu,
+    "softplus": lambda: _softplus,
+}
 
 # name -> factory; keyword arguments of the factory are the activation's hyperparameters.
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {
