@@ -23,8 +23,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/depthlab report
 
+# Two pytest workers on two cores, one BLAS thread each (no oversubscription).
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py
