@@ -267,3 +267,16 @@ def test_backward_is_linear_in_grad_output(seed, a, b):
         return np.concatenate([w.ravel() for w in out.weights + out.biases] + [out.input.ravel()])
 
     np.testing.assert_allclose(grads(a * g1 + b * g2), a * grads(g1) + b * grads(g2), rtol=1e-9, atol=1e-12)
+
+
+def test_backward_can_skip_the_input_gradient(rng):
+    net = dl.MLP(5, [4, 4], 2, rng=0)
+    x, g = rng.standard_normal((3, 5)), rng.standard_normal((3, 2))
+    net.forward(x, record=True)
+    full = net.backward(g)
+    net.zero_grad()
+    net.forward(x, record=True)
+    lean = net.backward(g, input_grad=False)
+    assert lean.input is None and lean.activations[0] is None
+    for a, b in zip(full.weights + full.biases, lean.weights + lean.biases):
+        np.testing.assert_array_equal(a, b)

@@ -55,6 +55,9 @@ class Activation:
         Points where the derivative jumps; central differences straddling one are unreliable.
     piecewise_linear : bool
         The network is piecewise linear in its input (identity, ReLU, leaky ReLU).
+    vjp : callable, optional
+        ``vjp(grad_h, f, h) -> grad_h ⊙ a'[f]`` without forming a'[f] (ReLU masks instead of
+        multiplying); the default multiplies by ``derivative``.
     """
 
     name: str
@@ -66,9 +69,16 @@ class Activation:
     saturates: bool = False
     kinks: tuple[float, ...] = ()
     piecewise_linear: bool = False
+    vjp: Callable[[Array, Array, Array], Array] | None = None
 
     def __call__(self, f: Array) -> Array:
         return self.function(f)
+
+    def backward(self, grad_h: Array, f: Array, h: Array) -> Array:
+        """dL/df = dL/dh ⊙ a'[f] (through ``vjp`` when the activation has a faster form)."""
+        if self.vjp is not None:
+            return self.vjp(grad_h, f, h)
+        return grad_h * self.derivative(f, h)
 
     def grad(self, f: Array) -> Array:
         """a'[f] from the pre-activation alone."""
@@ -114,14 +124,19 @@ def _ones(f: Array, h: Array) -> Array:
 
 def identity() -> Activation:
     """a[f] = f (the output layer of a regression network)."""
-    return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True)
+    return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True,
+                      vjp=lambda grad_h, f, h: grad_h)
+
+
+def _relu_vjp(grad_h: Array, f: Array, h: Array) -> Array:
+    return np.multiply(grad_h, f > 0)
 
 
 def relu() -> Activation:
     """a[f] = max(0, f); a'[0] = 0 as in PyTorch."""
     return Activation(
         "relu", lambda f: np.maximum(f, 0), lambda f, h: (f > 0).astype(f.dtype), math.sqrt(2.0),
-        can_die=True, kinks=(0.0,), piecewise_linear=True,
+        can_die=True, kinks=(0.0,), piecewise_linear=True, vjp=_relu_vjp,
     )
 
 

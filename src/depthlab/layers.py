@@ -111,10 +111,12 @@ class Linear:
             self._input = h
         return f
 
-    def backward(self, grad_f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def backward(self, grad_f: np.ndarray, input_grad: bool = True):
         """Gradients from dL/df of shape (N, D_out).
 
         Returns ``(dL/dh, dL/dΩ, dL/dβ)`` and adds dL/dΩ, dL/dβ to the parameters' ``grad``.
+        With ``input_grad=False`` dL/dh is not computed (None): the first layer of a network
+        skips that product, which costs as much as the layer's forward pass.
         """
         if self._input is None:
             raise RuntimeError(
@@ -123,7 +125,7 @@ class Linear:
             )
         grad_weight = grad_f.T @ self._input
         grad_bias = grad_f.sum(axis=0)
-        grad_input = grad_f @ self.weight.data
+        grad_input = grad_f @ self.weight.data if input_grad else None
         self.weight.accumulate(grad_weight)
         self.bias.accumulate(grad_bias)
         return grad_input, grad_weight, grad_bias
@@ -155,7 +157,7 @@ class ActivationLayer:
             raise RuntimeError(
                 "ActivationLayer.backward needs a recorded forward pass; call forward(x, record=True) first."
             )
-        return grad_h * self.activation.derivative(self._f, self._h)
+        return self.activation.backward(grad_h, self._f, self._h)
 
     def __repr__(self) -> str:
         return f"ActivationLayer({self.activation!r})"

@@ -58,8 +58,8 @@ class Gradients:
         dL/df_k, shape (N, D_{k+1}).
     activations : list of np.ndarray
         dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx).
-    input : np.ndarray
-        dL/dx, shape (N, D_0).
+    input : np.ndarray or None
+        dL/dx, shape (N, D_0) (None after ``backward(..., input_grad=False)``).
     """
 
     weights: list[np.ndarray]
@@ -295,13 +295,17 @@ class Sequential:
         raise NonFiniteError("the network's output activation produced non-finite values.")
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, grad_output) -> Gradients:
+    def backward(self, grad_output, input_grad: bool = True) -> Gradients:
         """Backpropagate dL/d(output) through the last recorded forward pass.
 
         Parameters
         ----------
         grad_output : array_like, shape (N, D_out)
             dL/d(output) for each sample, e.g. ``dl.losses.mse.grad(output, y)``.
+        input_grad : bool, default True
+            Compute dL/dx. Training does not need it, and it costs as much as the first
+            layer's forward pass; with False, ``grads.input`` and ``grads.activations[0]``
+            are None (PyTorch likewise skips it unless the input requires grad).
 
         Returns
         -------
@@ -322,9 +326,9 @@ class Sequential:
                 f"grad_output must have the output's shape ({n}, {self.out_features}) "
                 f"(dL/d(output) for each sample), got {grad.shape}."
             )
-        return self._backward(grad)
+        return self._backward(grad, input_grad)
 
-    def _backward(self, grad: np.ndarray) -> Gradients:
+    def _backward(self, grad: np.ndarray, input_grad: bool = True) -> Gradients:
         """The backward pass without checks."""
         K = len(self._blocks) - 1
         weights, biases = [None] * (K + 1), [None] * (K + 1)
@@ -335,7 +339,7 @@ class Sequential:
                 for act in reversed(acts):
                     grad = act.backward(grad)
                 grad_f[k] = grad
-                grad, weights[k], biases[k] = linear.backward(grad)
+                grad, weights[k], biases[k] = linear.backward(grad, input_grad or k > 0)
                 grad_h[k] = grad
         return Gradients(weights=weights, biases=biases, preactivations=grad_f,
                          activations=grad_h, input=grad)

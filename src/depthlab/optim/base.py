@@ -1,0 +1,424 @@
+"""``Optimizer``: parameter groups, per-parameter state and ``step`` around a pure update rule.
+
+An optimizer holds
+
+- ``param_groups``: a list of dicts, each with ``"params"`` (a list of
+  :class:`~depthlab.Parameter`) and that group's hyperparameters (``"lr"``, ...). Schedules
+  change ``group["lr"]`` between steps.
+- ``state``: a dict ``Parameter -> State`` (a ``NamedTuple`` of a step count and arrays,
+  see :mod:`depthlab.optim.rules`), keyed by the parameter object itself, so one optimizer
+  can serve any number of layers.
+
+A subclass names its rule (``init_state``, ``update``, ``work_buffers``) and its
+hyperparameters with their defaults; everything else lives here.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from ..parameter import Parameter
+
+# keys a parameter group may carry besides "params" and the optimizer's hyperparameters
+EXTRA_GROUP_KEYS = ("initial_lr", "name")
+# state fields that hold a number rather than an array
+_SCALAR_FIELDS = {"step": int, "mu_product": float}
+
+
+# ----------------------------------------------------------------- hyperparameter checks
+def _real(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+    return float(value)
+
+
+def _non_negative(what: str, name: str):
+    """A check ``Invalid <what>: <value>`` for a finite number >= 0 (PyTorch's wording)."""
+
+    def check(value):
+        number = _real(value, name)
+        if not (math.isfinite(number) and number >= 0.0):
+            raise ValueError(f"Invalid {what}: {value} ({name} must be a finite number >= 0).")
+        return number
+
+    return check
+
+
+def _any_real(name: str):
+    def check(value):
+        number = _real(value, name)
+        if not math.isfinite(number):
+            raise ValueError(f"Invalid {name} value: {value} ({name} must be finite).")
+        return number
+
+    return check
+
+
+def _unit_interval(value):
+    number = _real(value, "rho")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"Invalid rho value: {value} (rho must be in [0, 1]).")
+    return number
+
+
+def _betas(value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"betas must be a pair of numbers (β₁, β₂), got {value!r}. Example: betas=(0.9, 0.999)."
+        )
+    checked = []
+    for index, beta in enumerate(value):
+        number = _real(beta, f"betas[{index}]")
+        if not 0.0 <= number < 1.0:
+            raise ValueError(
+                f"Invalid beta parameter at index {index}: {beta} (betas must be in [0, 1), "
+                "e.g. betas=(0.9, 0.999))."
+            )
+        checked.append(number)
+    return tuple(checked)
+
+
+def _flag(name: str):
+    def check(value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+        return bool(value)
+
+    return check
+
+
+# hyperparameter name -> check returning the normalized value (Python float/bool/tuple)
+HYPERPARAMETER_CHECKS = {
+    "lr": _non_negative("learning rate", "lr"),
+    "eps": _non_negative("epsilon value", "eps"),
+    "weight_decay": _non_negative("weight_decay value", "weight_decay"),
+    "momentum": _non_negative("momentum value", "momentum"),
+    "dampening": _any_real("dampening"),
+    "alpha": _non_negative("alpha value", "alpha"),
+    "rho": _unit_interval,
+    "lr_decay": _non_negative("lr_decay value", "lr_decay"),
+    "initial_accumulator_value": _non_negative("initial_accumulator_value value", "initial_accumulator_value"),
+    "momentum_decay": _non_negative("momentum_decay value", "momentum_decay"),
+    "betas": _betas,
+    "nesterov": _flag("nesterov"),
+    "amsgrad": _flag("amsgrad"),
+    "centered": _flag("centered"),
+    "maximize": _flag("maximize"),
+    "decoupled_weight_decay": _flag("decoupled_weight_decay"),
+}
+
+
+# ----------------------------------------------------------------------- parameter lists
+def _describe(thing) -> str:
+    if isinstance(thing, np.ndarray):
+        return f"an ndarray of shape {thing.shape}"
+    return f"a {type(thing).__name__}"
+
+
+def _parameter_list(params, where: str) -> list[Parameter]:
+    if isinstance(params, Parameter):
+        return [params]
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            f"{where} must be an ordered collection (a list), got a set: the order of a set changes "
+            "between runs and state dicts refer to parameters by position."
+        )
+    if isinstance(params, np.ndarray) or not isinstance(params, Iterable):
+        raise TypeError(
+            f"{where} must be a list of depthlab Parameters, got {_describe(params)}. "
+            "Wrap arrays as parameters: dl.Parameter(array)."
+        )
+    params = list(params)
+    for index, param in enumerate(params):
+        if not isinstance(param, Parameter):
+            raise TypeError(
+                f"optimizer can only optimize depthlab Parameters, but {where}[{index}] is "
+                f"{_describe(param)}. Wrap it first: dl.Parameter(array) (the optimizer updates "
+                "parameter.data in place using parameter.grad)."
+            )
+    seen: set[int] = set()
+    for index, param in enumerate(params):
+        if id(param) in seen:
+            raise ValueError(
+                f"{where}[{index}] ({param!r}) appears more than once in {where}; pass each parameter once."
+            )
+        seen.add(id(param))
+    return params
+
+
+class Optimizer:
+    """Base class: parameter groups, state keyed by parameter, ``step`` over an update rule.
+
+    Parameters
+    ----------
+    params : iterable of Parameter, or iterable of dict
+        The parameters to optimize (e.g. ``net.parameters()``), or parameter groups in
+        PyTorch's form ``[{"params": [w1, b1]}, {"params": [w2], "lr": 0.1}]``, where each
+        group may override any hyperparameter. Plain arrays are refused: wrap them with
+        ``dl.Parameter(array)``.
+    defaults : dict
+        Every hyperparameter and its default value.
+
+    Subclasses set ``state_type`` (the state's NamedTuple), ``init_state(param, hyper) ->
+    State``, ``update(param, grad, state, hyper, work) -> State`` and ``work_buffers``
+    (how many parameter-sized scratch arrays ``update`` needs), and may override
+    ``_check_group`` for checks across hyperparameters.
+
+    Notes
+    -----
+    ``step`` skips parameters whose ``.grad`` is ``None`` (as PyTorch does): a layer that
+    received no gradient is neither moved nor has its state (e.g. its step count)
+    advanced. A gradient must have the parameter's shape and dtype.
+    """
+
+    state_type = None
+    init_state = None
+    update = None
+    work_buffers = 2
+    _fixed_hyperparameters: Mapping = {}
+
+    def __init__(self, params, defaults: Mapping):
+        if self.update is None or self.init_state is None or self.state_type is None:
+            raise TypeError(
+                f"{type(self).__name__} has no update rule: Optimizer is a base class. Use SGD, Adam, ... "
+                "or subclass it and set state_type, init_state, update and work_buffers."
+            )
+        self.defaults = self._check_hyperparameters(dict(defaults), "optimizer")
+        self.param_groups: list[dict] = []
+        self.state: dict[Parameter, tuple] = {}
+        self._work: dict[Parameter, tuple[np.ndarray, ...]] = {}
+        if isinstance(params, (Parameter, np.ndarray)) or not isinstance(params, Iterable):
+            raise TypeError(
+                f"params must be an iterable of depthlab Parameters or of parameter-group dicts, "
+                f"got {_describe(params)}. Example: {type(self).__name__}(net.parameters()) or "
+                f"{type(self).__name__}([dl.Parameter(array)])."
+            )
+        if isinstance(params, Mapping):
+            raise TypeError(
+                "params must be a list of parameters or a list of parameter-group dicts; got a single dict. "
+                "Wrap it in a list: [{'params': [...], 'lr': ...}]."
+            )
+        if isinstance(params, (set, frozenset)):
+            _parameter_list(params, "params")  # refuses sets with an explanation
+        groups = list(params)
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], Mapping):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------ configuration
+    def _check_hyperparameters(self, hyper: dict, where: str) -> dict:
+        """Normalize and check every hyperparameter; errors say where the value came from."""
+        try:
+            for name, value in hyper.items():
+                check = HYPERPARAMETER_CHECKS.get(name)
+                if check is not None:
+                    hyper[name] = check(value)
+            hyper.update(self._fixed_hyperparameters)
+            self._check_group(hyper)
+        except (TypeError, ValueError) as error:
+            if where == "optimizer":
+                raise
+            raise type(error)(f"{error} (in {where})") from None
+        return hyper
+
+    def _check_group(self, group: Mapping) -> None:
+        """Checks that involve several hyperparameters (none by default)."""
+
+    def add_param_group(self, param_group: Mapping) -> None:
+        """Add a group ``{"params": [...], <hyperparameter>: value, ...}``.
+
+        Missing hyperparameters take the optimizer's defaults. Useful to unfreeze layers
+        during training.
+        """
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}.")
+        if "params" not in param_group:
+            raise ValueError(
+                "param_group must have a 'params' entry listing its parameters, e.g. "
+                "{'params': [w, b], 'lr': 0.1}."
+            )
+        index = len(self.param_groups)
+        group = dict(param_group)
+        group["params"] = _parameter_list(group["params"], f"param_groups[{index}]['params']")
+        valid = set(self.defaults) | set(EXTRA_GROUP_KEYS) | {"params"}
+        for key in group:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), sorted(self.defaults), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"param_groups[{index}] has an unknown key {key!r} for {type(self).__name__}. "
+                    f"Valid hyperparameters: {', '.join(self.defaults)}.{hint}"
+                )
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        params = group.pop("params")
+        group = self._check_hyperparameters(group, f"param_groups[{index}]")
+        group = {"params": params, **group}
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in taken for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    # ------------------------------------------------------------------------ stepping
+    def step(self, closure=None):
+        """Update every parameter that has a gradient, in place.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the loss (and writes the gradients); called first, its value is
+            returned.
+
+        Returns
+        -------
+        The closure's value, or None.
+        """
+        loss = closure() if closure is not None else None
+        init_state, update = self.init_state, self.update
+        for group in self.param_groups:
+            for param in group["params"]:
+                grad = param.grad
+                if grad is None:
+                    continue
+                data = param.data
+                if not isinstance(grad, np.ndarray) or grad.shape != data.shape or grad.dtype != data.dtype:
+                    self._refuse_gradient(param)
+                work = self._work.get(param)
+                if work is None or work[0].shape != data.shape or work[0].dtype != data.dtype:
+                    work = self._work[param] = tuple(np.empty_like(data) for _ in range(self.work_buffers))
+                state = self.state.get(param)
+                if state is None:
+                    state = init_state(data, group)
+                self.state[param] = update(data, grad, state, group, work)
+        return loss
+
+    @staticmethod
+    def _refuse_gradient(param: Parameter):
+        grad = param.grad
+        if not isinstance(grad, np.ndarray):
+            raise TypeError(f"{param!r}.grad must be an ndarray or None, got {type(grad).__name__}.")
+        if grad.shape != param.data.shape:
+            raise ValueError(
+                f"{param!r} has a gradient of shape {grad.shape}; it must have the parameter's "
+                f"shape {param.data.shape}."
+            )
+        raise TypeError(
+            f"{param!r} has a gradient of dtype {grad.dtype} but the parameter is {param.data.dtype}; "
+            "depthlab never mixes dtypes silently. Compute the gradient in the parameter's dtype "
+            f"(e.g. grad.astype(np.{param.data.dtype}))."
+        )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient: ``None`` (the default, as PyTorch) or zeros."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.zero_grad(set_to_none)
+
+    # --------------------------------------------------------------------- state dict
+    def state_dict(self) -> dict:
+        """A plain, copied snapshot: ``{"state": {index: {...}}, "param_groups": [...]}``.
+
+        Parameters are referred to by their position across ``param_groups`` (as PyTorch
+        does); arrays are copies.
+        """
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param in self.state:
+                    state[index[id(param)]] = {
+                        field: value.copy() if isinstance(value, np.ndarray) else value
+                        for field, value in self.state[param]._asdict().items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore hyperparameters and state saved by :meth:`state_dict` (arrays are copied).
+
+        The optimizer must have the same number of groups, each with as many parameters
+        as when it was saved; every state array must have its parameter's shape.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as made by state_dict().")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has a different number of parameter groups ({len(saved_groups)}) "
+                f"than this optimizer ({len(self.param_groups)})."
+            )
+        by_index: dict[int, Parameter] = {}
+        new_groups = []
+        for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise ValueError(f"loaded param_groups[{number}] must be a dict with a 'params' list of indices.")
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"loaded state dict contains a parameter group that doesn't match the size of "
+                    f"optimizer's group: group {number} has {len(saved['params'])} parameters saved, "
+                    f"{len(group['params'])} here."
+                )
+            by_index.update(zip(saved["params"], group["params"]))
+            hyper = {key: value for key, value in saved.items() if key != "params"}
+            unknown = set(hyper) - set(self.defaults) - set(EXTRA_GROUP_KEYS)
+            if unknown:
+                raise ValueError(
+                    f"loaded parameter group {number} has hyperparameters {sorted(unknown)} that "
+                    f"{type(self).__name__} does not have; was it saved from another optimizer?"
+                )
+            hyper = self._check_hyperparameters({**self.defaults, **hyper}, f"loaded param_groups[{number}]")
+            new_groups.append({"params": group["params"], **hyper})
+        new_state = {}
+        for key, saved in dict(state_dict["state"]).items():
+            if key not in by_index:
+                raise ValueError(f"loaded state refers to parameter {key!r}, which no parameter group lists.")
+            param = by_index[key]
+            new_state[param] = self._restore_state(param, key, saved)
+        self.param_groups[:] = new_groups
+        self.state = new_state
+
+    def _restore_state(self, param: Parameter, key, saved: Mapping):
+        state_type = self.state_type
+        fields = state_type._fields
+        if not isinstance(saved, Mapping) or set(saved) != set(fields):
+            got = sorted(saved) if isinstance(saved, Mapping) else type(saved).__name__
+            raise ValueError(
+                f"loaded state for parameter {key} has fields {got}, but {type(self).__name__} "
+                f"keeps {list(fields)}; was it saved from another optimizer?"
+            )
+        values = {}
+        for field in fields:
+            value = saved[field]
+            if field in _SCALAR_FIELDS:
+                values[field] = _SCALAR_FIELDS[field](value)
+            elif value is None:
+                values[field] = None
+            else:
+                array = np.asarray(value)
+                if array.shape != param.data.shape:
+                    raise ValueError(
+                        f"loaded state {field!r} for parameter {key} has shape {array.shape}, but the "
+                        f"parameter {param!r} has shape {param.data.shape}."
+                    )
+                values[field] = np.array(array, dtype=param.data.dtype, copy=True)
+        return state_type(**values)
+
+    # ------------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for number, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {number} ({len(group['params'])} parameters)")
+            lines.extend(f"    {key}: {value}" for key, value in group.items() if key != "params")
+        lines.append(")")
+        return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""Learning-rate schedules with ``torch.optim.lr_scheduler``'s semantics and values.
+
+A schedule changes ``group["lr"]`` of every parameter group of an optimizer. Call
+``optimizer.step()`` then ``schedule.step()`` once per epoch (or per iteration)::
+
+    >>> schedule = CosineAnnealingLR(opt, T_max=50)
+    >>> for epoch in range(100):
+    ...     train_one_epoch(opt)
+    ...     schedule.step()
+
+Constructing a schedule records each group's starting rate as ``group["initial_lr"]``
+(kept if already there) and takes one initial step, as PyTorch does. The updates are
+PyTorch's recursive ("chainable") forms, computed in Python floats, so values agree with
+PyTorch exactly.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .._checks import check_positive_int, check_real
+from .base import Optimizer
+
+
+def _check_optimizer(optimizer) -> Optimizer:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a depthlab Optimizer (e.g. dl.optim.SGD(params)), got {type(optimizer).__name__}."
+        )
+    return optimizer
+
+
+def _metric(value) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(
+            f"metric must be a real number (e.g. the validation loss), got {type(value).__name__} {value!r}."
+        )
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(
+            "metric is NaN: the monitored quantity diverged; a learning-rate schedule cannot fix that."
+        )
+    return value
+
+
+class LRScheduler:
+    """Base class: ``base_lrs``, ``last_epoch``, ``step()``, ``get_last_lr()``, state dicts.
+
+    Subclasses implement ``_next_lrs()``: the rates for epoch ``last_epoch`` given the
+    current ``group["lr"]`` values (``_initial`` is true during the constructor's step).
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = _check_optimizer(optimizer)
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = -1
+        self._step_count = 0
+        self._initial = True
+        self.step()
+        self._initial = False
+
+    def _current_lrs(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def _next_lrs(self) -> list[float]:
+        return self._current_lrs()
+
+    def step(self) -> None:
+        """Advance one epoch and write the new rates into the optimizer's groups."""
+        self._step_count += 1
+        self.last_epoch += 1
+        for group, lr in zip(self.optimizer.param_groups, self._next_lrs(), strict=True):
+            group["lr"] = lr
+        self._last_lr = self._current_lrs()
+
+    def get_last_lr(self) -> list[float]:
+        """The rates of the last ``step``, one per parameter group."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        """Every attribute except the optimizer (lists copied)."""
+        return {key: list(value) if isinstance(value, list) else value
+                for key, value in vars(self).items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` returned (the optimizer's rates are restored by
+        the optimizer's own ``load_state_dict``)."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict made by state_dict(), got {type(state_dict).__name__}.")
+        unknown = set(state_dict) - set(self.state_dict())
+        if unknown:
+            raise ValueError(
+                f"state_dict has keys {sorted(unknown)} that {type(self).__name__} does not have; "
+                "was it saved from another schedule?"
+            )
+        for key, value in state_dict.items():
+            setattr(self, key, list(value) if isinstance(value, list) else value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
+
+
+class StepLR(LRScheduler):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs: lr_t = lr₀·γ^⌊t/step_size⌋.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    step_size : int
+        Period of the decay, ≥ 1.
+    gamma : float, default 0.1
+    """
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.step_size = check_positive_int(step_size, "step_size")
+        self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+        super().__init__(optimizer)
+
+    def _next_lrs(self):
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return self._current_lrs()
+        return [lr * self.gamma for lr in self._current_lrs()]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the rate by ``gamma`` every epoch: lr_t = lr₀·γᵗ.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    gamma : float
+    """
+
+    def __init__(self, optimizer, gamma):
+        self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+        super().__init__(optimizer)
+
+    def _next_lrs(self):
+        if self._initial:
+            return self._current_lrs()
+        return [lr * self.gamma for lr in self._current_lrs()]
+
+
+class LinearLR(LRScheduler):
+    """Scale the rate linearly from ``start_factor``·lr₀ to ``end_factor``·lr₀ over ``total_iters`` epochs.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    start_factor : float, default 1/3
+        In (0, 1].
+    end_factor : float, default 1.0
+        In [0, 1].
+    total_iters : int, default 5
+    """
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
+        start_factor = check_real(start_factor, "start_factor")
+        end_factor = check_real(end_factor, "end_factor")
+        if not 0.0 < start_factor <= 1.0:
+            raise ValueError(
+                f"Starting multiplicative factor expected to be greater than 0 and less or equal to 1 "
+                f"(start_factor in (0, 1]), got {start_factor}."
+            )
+        if not 0.0 <= end_factor <= 1.0:
+            raise ValueError(
+                "Ending multiplicative factor expected to be between 0 and 1 "
+                f"(end_factor in [0, 1]), got {end_factor}."
+            )
+        self.start_factor, self.end_factor = start_factor, end_factor
+        self.total_iters = check_positive_int(total_iters, "total_iters")
+        super().__init__(optimizer)
+
+    def _next_lrs(self):
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in self._current_lrs()]
+        if self._initial or self.last_epoch > self.total_iters:
+            return self._current_lrs()
+        change = self.end_factor - self.start_factor
+        factor = 1.0 + change / (self.total_iters * self.start_factor + (self.last_epoch - 1) * change)
+        return [lr * factor for lr in self._current_lrs()]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine annealing between lr₀ and ``eta_min`` with period 2·``T_max`` (no restarts).
+
+    Follows PyTorch's recursive form
+
+        η_{t} = η_min + (η_{t−1} − η_min)·(1 + cos(π t/T_max)) / (1 + cos(π (t−1)/T_max)),
+
+    which equals η_min + ½(lr₀ − η_min)(1 + cos(π t/T_max)) while nothing else changes
+    the rate; past T_max the rate climbs back up (PyTorch's behaviour).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    T_max : int
+        Half period, ≥ 1.
+    eta_min : float, default 0
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        self.T_max = check_positive_int(T_max, "T_max")
+        self.eta_min = check_real(eta_min, "eta_min", low=0.0)
+        super().__init__(optimizer)
+
+    def _next_lrs(self):
+        t, period, eta_min = self.last_epoch, self.T_max, self.eta_min
+        if self._initial:
+            return self._current_lrs()
+        if (t - 1 - period) % (2 * period) == 0:  # leaving the minimum, where the ratio is 0/0
+            rise = (1 - math.cos(math.pi / period)) / 2
+            return [lr + (base - eta_min) * rise for lr, base in zip(self._current_lrs(), self.base_lrs)]
+        ratio = (1 + math.cos(math.pi * t / period)) / (1 + math.cos(math.pi * (t - 1) / period))
+        return [ratio * (lr - eta_min) + eta_min for lr in self._current_lrs()]
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply the rate by ``factor`` when a metric has not improved for ``patience`` epochs.
+
+    Call ``step(metric)`` once per epoch with, e.g., the validation loss.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    mode : {"min", "max"}, default "min"
+        Whether the metric should decrease or increase.
+    factor : float, default 0.1
+        new lr = lr·factor, in [0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated before reducing.
+    threshold : float, default 1e-4
+        Minimum significant change.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        "rel": better than best·(1 ∓ threshold); "abs": better than best ∓ threshold.
+    cooldown : int, default 0
+        Epochs to wait after a reduction before counting bad epochs again.
+    min_lr : float or list of float, default 0
+        Lower bound on the rate, for all groups or one per group.
+    eps : float, default 1e-8
+        Reductions smaller than this are skipped.
+
+    Notes
+    -----
+    Unlike the other schedules (and as PyTorch) it does not set ``initial_lr``. A NaN
+    metric is refused (PyTorch counts it as a bad epoch).
+    """
+
+    _MODES = ("min", "max")
+    _THRESHOLD_MODES = ("rel", "abs")
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        self.optimizer = _check_optimizer(optimizer)
+        factor = check_real(factor, "factor", low=0.0)
+        if factor >= 1.0:
+            raise ValueError(f"Factor should be < 1.0 (the rate is multiplied by factor), got factor={factor}.")
+        if mode not in self._MODES:
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+        if threshold_mode not in self._THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
+        groups = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != groups:
+                raise ValueError(f"expected {groups} min_lrs (one per parameter group), got {len(min_lr)}.")
+            self.default_min_lr = None
+            self.min_lrs = [check_real(value, "min_lr", low=0.0) for value in min_lr]
+        else:
+            self.default_min_lr = check_real(min_lr, "min_lr", low=0.0)
+            self.min_lrs = [self.default_min_lr] * groups
+        self.factor, self.mode, self.threshold_mode = factor, mode, threshold_mode
+        self.threshold = check_real(threshold, "threshold", low=0.0)
+        self.patience = check_positive_int(patience, "patience", minimum=0)
+        self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
+        self.eps = check_real(eps, "eps", low=0.0)
+        self.last_epoch = 0
+        self._last_lr = self._current_lrs()
+        self.best = math.inf if mode == "min" else -math.inf
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _is_better(self, value: float) -> bool:
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.threshold_mode == "rel":
+            return sign * value < sign * self.best * (1.0 - sign * self.threshold)
+        return sign * value < sign * self.best - self.threshold
+
+    def step(self, metric) -> None:
+        """Record this epoch's ``metric`` and reduce the rates if it has stalled."""
+        current = _metric(metric)
+        self.last_epoch += 1
+        if self._is_better(current):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            if len(self.min_lrs) != len(self.optimizer.param_groups):
+                if self.default_min_lr is None:
+                    raise ValueError(
+                        f"the optimizer now has {len(self.optimizer.param_groups)} parameter groups but "
+                        f"min_lr lists {len(self.min_lrs)}; set schedule.min_lrs to one value per group."
+                    )
+                self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs, strict=True):
+                old = float(group["lr"])
+                new = max(old * self.factor, min_lr)
+                if old - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = self._current_lrs()
