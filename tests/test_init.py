@@ -328,23 +328,23 @@ def test_seeds_reproduce_and_dtypes_are_honored():
 def test_register(monkeypatch):
     monkeypatch.setattr(init, "INITIALIZERS", dict(init.INITIALIZERS))
 
-    def critical(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None, sigma=1.0):
+    def my_scaled(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None, sigma=1.0):
         return init.normal(shape, rng=rng, dtype=dtype, std=sigma / math.sqrt(fan_in))
 
-    init.register("Critical", critical)
-    init.register("critical", critical)  # the same function again is fine
-    assert "critical" in init.names()
-    w = init.get("critical", sigma=2.0)((10, 100), rng=0)
+    init.register("My_Scaled", my_scaled)
+    init.register("my_scaled", my_scaled)  # the same function again is fine
+    assert "my_scaled" in init.names()
+    w = init.get("my_scaled", sigma=2.0)((10, 100), rng=0)
     np.testing.assert_allclose(w, init.normal((10, 100), rng=0, std=0.2))
     with pytest.raises(ValueError, match="already registered"):
-        init.register("critical", lambda shape, rng: np.zeros(shape))
-    init.register("critical", lambda shape, rng: np.zeros(shape), replace=True)
-    assert np.all(init.get("critical")((3, 3), rng=0) == 0)
+        init.register("my_scaled", lambda shape, rng: np.zeros(shape))
+    init.register("my_scaled", lambda shape, rng: np.zeros(shape), replace=True)
+    assert np.all(init.get("my_scaled")((3, 3), rng=0) == 0)
     with pytest.raises(ValueError, match="already registered"):  # another lambda, same place
-        init.register("critical", lambda shape, rng: np.ones(shape))
-    simple = init.INITIALIZERS["critical"]
-    init.register("critical", simple.__wrapped__)  # re-registering the adapted one is fine
-    assert np.all(init.get("critical")((2,), rng=0, dtype="float32") == np.zeros(2, np.float32))
+        init.register("my_scaled", lambda shape, rng: np.ones(shape))
+    simple = init.INITIALIZERS["my_scaled"]
+    init.register("my_scaled", simple.__wrapped__)  # re-registering the adapted one is fine
+    assert np.all(init.get("my_scaled")((2,), rng=0, dtype="float32") == np.zeros(2, np.float32))
 
 
 # ------------------------------------------------------------------------------ bad input

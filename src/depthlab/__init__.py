@@ -25,6 +25,9 @@ _EXPORTS = {
     "metrics": "metrics",
     "callbacks": "callbacks",
     "experiments": "experiments",
+    "regions": "regions",
+    "spectrum": "spectrum",
+    "seeds": "seeds",
     # core
     "Parameter": "parameter:Parameter",
     "Linear": "layers:Linear",
@@ -52,6 +55,7 @@ _EXPORTS = {
     "probe": "probing:probe",
     "ProbeReport": "probing:ProbeReport",
     "TrainingMonitor": "monitor:TrainingMonitor",
+    "TrainingMonitorWarning": "monitor:TrainingMonitorWarning",
     "jacobian_spectrum": "spectrum:jacobian_spectrum",
     "count_linear_regions": "regions:count_linear_regions",
     "linear_regions_2d": "regions:linear_regions_2d",

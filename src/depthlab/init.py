@@ -752,3 +752,10 @@ def _same_function(registered: Callable, function: Callable) -> bool:
 def names() -> list[str]:
     """The registered initializer names, sorted."""
     return sorted(INITIALIZERS)
+
+
+# Data- and theory-derived initializers live in their own module (they need a network,
+# a batch or the mean-field theory); they join the registry here.
+from .lsuv import critical, critical_init, lsuv  # noqa: E402
+
+register("critical", critical)
