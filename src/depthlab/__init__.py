@@ -50,6 +50,8 @@ _EXPORTS = {
     "History": "callbacks:History",
     "Callback": "callbacks:Callback",
     "EarlyStopping": "callbacks:EarlyStopping",
+    "LambdaCallback": "callbacks:LambdaCallback",
+    "TrainingState": "callbacks:TrainingState",
     "TrainingDiverged": "train:TrainingDiverged",
     # signal propagation
     "probe": "probing:probe",
