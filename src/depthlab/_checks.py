@@ -55,23 +55,17 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
     Integers and booleans are converted to ``dtype`` (float64 when None); object, string
     and complex arrays are refused; NaN/Inf are refused when ``finite``.
     """
-    if isinstance(x, np.ndarray):
-        array = x
+    if (type(x) is np.ndarray and not copy and x.dtype in _FLOATS
+            and (dtype is None or x.dtype == dtype)):
+        array = x  # the common case on hot paths: nothing to convert
+    elif isinstance(x, np.ndarray):
+        array = _converted(x, name, dtype, copy)
     else:
         try:
             array = np.asarray(x)
         except (ValueError, TypeError) as error:  # ragged lists and the like
             raise TypeError(f"{name} must be an array of numbers, could not convert it: {error}") from None
-    kind = array.dtype.kind
-    if kind not in "fiub":
-        raise TypeError(
-            f"{name} must hold real numbers, got an array of dtype {array.dtype}. "
-            "Convert it first, e.g. np.asarray(x, dtype=float)."
-        )
-    target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
-    if target not in (np.float64, np.float32):
-        target = np.dtype(np.float64)
-    array = np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+        array = _converted(array, name, dtype, copy)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}.")
     if finite and not np.isfinite(array).all():
@@ -81,6 +75,23 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
             "Clean or impute the data before passing it."
         )
     return array
+
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
+    """``array`` as float64/float32 (``dtype``, else its own float type, else float64)."""
+    kind = array.dtype.kind
+    if kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold real numbers, got an array of dtype {array.dtype}. "
+            "Convert it first, e.g. np.asarray(x, dtype=float)."
+        )
+    target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
+    if target not in (np.float64, np.float32):
+        target = np.dtype(np.float64)
+    return np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
 
 
 def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = True,
