@@ -579,3 +579,14 @@ BAD_INPUT = [
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("weight_variance", [1.765, 1.77, 1.8, 1.83, 2.0])
+def test_chaotic_correlation_fixed_point_just_above_criticality(weight_variance):
+    # rounding noise next to c = 1 must not be mistaken for the fixed point
+    c_star = theory.correlation_fixed_point("tanh", weight_variance, 0.05)
+    assert c_star < 0.9999
+    gap = theory.correlation_map("tanh", weight_variance, 0.05, np.array([c_star]))[0] - c_star
+    assert abs(gap) < 1e-12
+    slope = theory.depth_scales("tanh", weight_variance, 0.05).chi_c
+    assert slope < 1 and np.isfinite(theory.depth_scales("tanh", weight_variance, 0.05).xi_c)

@@ -314,6 +314,7 @@ def _slope_at_one(act, sw2, q, q_next) -> float:
 
 
 # grid for the chaotic fixed point: uniform on [0, 1) and geometric toward 1
+_C_RESOLUTION = 1e-10   # below this, c-map gaps are not resolved from rounding
 _C_GRID = np.concatenate([np.linspace(0.0, 0.99, 34), 1.0 - np.logspace(-2.5, -12, 11)])
 
 
@@ -326,7 +327,9 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     closest to 1; one exists in [0, 1) because the map sends c = 0 to
     (σ_w² E[φ(√q z)]² + σ_b²) / q_next >= 0. It is found on a grid and refined with Brent's method.
     A slope within 1e-9 of 1 counts as critical (c* = 1): the chaotic c* would then lie
-    within ~1e-9 of 1, below the quadrature's resolution.
+    within ~1e-9 of 1, below the quadrature's resolution. Just above criticality (slope − 1
+    below ~1e-7) the gap m(c) − c near c* drowns in rounding; c* is then reported as the
+    closest point that rounding still resolves, a lower bound within ~1e-2 of 1.
 
     Parameters
     ----------
@@ -345,20 +348,25 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     if q == 0.0:
         return 1.0
     q_next = _next_layer_variance(act, sw2, sb2, q)
-    if _slope_at_one(act, sw2, q, q_next) <= 1.0 + _CRITICAL_TOL:
+    slope = _slope_at_one(act, sw2, q, q_next)
+    if slope <= 1.0 + _CRITICAL_TOL:
         return 1.0
 
     def excess(c):
         return _correlation_values(act, sw2, sb2, q, np.atleast_1d(np.asarray(c, dtype=float))) - c
 
-    gaps = excess(_C_GRID)
+    # Near c = 1 the gap is (slope − 1)(c − 1) < 0 plus rounding noise (~1e-13): search only
+    # where the true gap exceeds the noise, ending at c_max where it is −_C_RESOLUTION.
+    c_max = 1.0 - _C_RESOLUTION / (slope - 1.0)
+    grid = np.append(_C_GRID[_C_GRID < c_max], c_max)
+    gaps = excess(grid)
     nonnegative = np.flatnonzero(gaps >= 0.0)
     if nonnegative.size == 0:     # the map sends 0 to >= 0; only rounding makes gaps[0] < 0
         return 0.0
     i = int(nonnegative[-1])
-    if gaps[i] == 0.0 or i == _C_GRID.size - 1:
-        return float(_C_GRID[i])
-    return float(optimize.brentq(lambda c: float(excess(c)[0]), _C_GRID[i], _C_GRID[i + 1], xtol=1e-15))
+    if gaps[i] == 0.0 or i == grid.size - 1:
+        return float(grid[i])
+    return float(optimize.brentq(lambda c: float(excess(c)[0]), grid[i], grid[i + 1], xtol=1e-15))
 
 
 # --------------------------------------------------------------------------------------
