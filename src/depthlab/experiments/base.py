@@ -16,6 +16,7 @@ propagates unchanged, so the command line can tell the two apart.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -496,6 +497,24 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
 
 # ----------------------------------------------------------------------------- running
 
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run with a single BLAS thread (threadpoolctl), restoring the previous limits after.
+
+    The experiments multiply small matrices (at most ~1000 wide), where a second BLAS thread
+    gains little and costs much once PyTorch's OpenMP threads share the cores too: measured on
+    2 cores, the whole tour took 66 s with one thread and 175 s with two. Parallelism across
+    runs comes from :func:`depthlab.sweep`'s worker processes instead.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional speed-up; without it the defaults stay
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def run_experiment(name: str, overrides: dict | None = None, seed: int | None = None, quick: bool = False,
                    out_dir=None, progress=True, index_href: str | None = None) -> Result:
     """Run one experiment and write its report.
@@ -534,7 +553,8 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     out = prepare_out_dir(DEFAULT_OUT / module.NAME if out_dir is None else out_dir)
     progress = _resolve_progress(progress)
     start = time.perf_counter()
-    result = module.run(config, progress=progress)
+    with one_blas_thread():
+        result = module.run(config, progress=progress)
     result.seconds = time.perf_counter() - start
     if not isinstance(result, Result):
         raise TypeError(f"{module.NAME}.run returned {type(result).__name__}, not a Result")
