@@ -52,9 +52,9 @@ def test_python_dash_m_depthlab_list():
 
 
 def test_subcommands_come_from_one_table():
-    assert list(cli.COMMANDS) == ["list", "run", "report", "probe", "theory"]
+    assert list(cli.COMMANDS) == ["list", "run", "report", "probe", "theory", "sweep"]
     parser = cli.build_parser()
-    assert "report" in parser.format_help()
+    assert all(name in parser.format_help() for name in cli.COMMANDS)
 
 
 # ----------------------------------------------------------------------------- user mistakes: exit 2, one line

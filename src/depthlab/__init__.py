@@ -28,6 +28,9 @@ _EXPORTS = {
     "regions": "regions",
     "spectrum": "spectrum",
     "seeds": "seeds",
+    "sweeps": "sweeps",
+    "plots": "plots",
+    "report": "report",
     # core
     "Parameter": "parameter:Parameter",
     "Linear": "layers:Linear",

@@ -286,6 +286,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command("run the tour of every experiment and write reports/index.html", _configure_report, _report),
     "probe": Command("per-layer signal statistics of a random network at initialization", _configure_probe, _probe),
     "theory": Command("mean-field theory: critical point, χ₁ and depth scales", _configure_theory, _theory),
+    "sweep": Command("run an experiment over a grid of configurations, on every core or a Dask cluster",
+                     "depthlab.sweeps:configure_cli", "depthlab.sweeps:cli_main"),
 }
 
 

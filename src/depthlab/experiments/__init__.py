@@ -33,6 +33,7 @@ EXPERIMENTS: dict[str, str] = {
     "linear-regions": "depthlab.experiments.linear_regions",
     "depth-trainability": "depthlab.experiments.depth_trainability",
     "signal-theory": "depthlab.experiments.signal_theory",
+    "edge-of-chaos": "depthlab.experiments.edge_of_chaos",
 }
 
 # What `depthlab report` runs, in this order.

@@ -1,0 +1,59 @@
+"""The benchmark script runs end to end in smoke mode (tiny sizes, one repetition).
+
+The real numbers live in benchmarks/RESULTS.md (``make bench``); here only that every
+section runs, checks its contenders agree, and writes its table — no timing is asserted.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench.py"
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_section(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    done = run("--smoke", "--threads", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    for heading in ("## Machine", "## Targets", "## Training step", "## fit: one epoch of MNIST-1D", "## probe",
+                    "## Peak memory: training the wide network", "## Where the time goes", "## Method"):
+        assert heading in text
+    assert "**Smoke mode**" in text
+    for network in ("002", "mnist1d", "wide", "deep"):
+        for dtype in ("float32", "float64"):
+            for optimizer in ("sgd", "adam"):
+                assert re.search(rf"\| {network} \| {dtype} \| {optimizer} \| [\d.]+ \(", text), (network, dtype)
+    # every target row carries a verdict, and the count in the summary matches the rows
+    rows = re.findall(r"^\| .+ \| (PASS|\*\*MISS\*\*) \|$", text, flags=re.MULTILINE)
+    summary = re.search(r"(\d+) of (\d+) targets met", text)
+    assert summary and int(summary.group(2)) == len(rows) > 20
+    assert "All weights stayed finite during timing." in text
+    # the contenders compute the same update (float32 rounding at most)
+    differences = [float(v) for v in re.findall(r"(?:hand|torch|sklearn) (\d\.\de[+-]\d+)", text)]
+    assert differences and max(differences) < 1e-4
+
+
+@pytest.mark.slow
+def test_smoke_writes_to_a_temporary_file_unless_told(tmp_path):
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_bytes() if results.exists() else None
+    done = run("--smoke", "--threads", "1", "--only", "probe")
+    assert done.returncode == 0, done.stderr
+    written = Path(done.stdout.strip().splitlines()[-1])
+    assert written.exists() and written.resolve() != results.resolve() and "## probe" in written.read_text()
+    assert (results.read_bytes() if results.exists() else None) == before
+
+
+def test_unknown_section_is_refused():
+    done = run("--smoke", "--only", "nonsense", timeout=120)
+    assert done.returncode == 2 and "--only 'nonsense': choose from 002, mnist1d, wide, deep, steps" in done.stderr
