@@ -4,7 +4,9 @@ Each *contender* is built from the same initial weights (depthlab's ``MLP``, He-
 seed 0) and trained on the same batches, in the same dtype:
 
 - ``depthlab``: the public API only — ``net.forward(x, record=True)``,
-  ``dl.losses.<loss>.grad``, ``net.backward``, ``opt.step()``, ``opt.zero_grad()``;
+  ``dl.losses.<loss>.grad``, ``net.backward(..., input_grad=False)`` (training needs no
+  dL/dx, and PyTorch computes none for an input that does not require grad),
+  ``opt.step()``, ``opt.zero_grad()``;
 - ``hand``: the minimal hand-written NumPy loop (the same matrix products, in-place ReLU,
   no checks, no objects): the floor for any NumPy library;
 - ``torch``: ``torch.nn.Sequential`` of ``Linear``/``ReLU`` with ``torch.optim``, on CPU,
@@ -133,7 +135,7 @@ class Depthlab:
     def step(self, x, y):
         self.opt.zero_grad()
         trace = self.net.forward(x, record=True)
-        self.net.backward(self.loss.grad(trace.output, y))
+        self.net.backward(self.loss.grad(trace.output, y), input_grad=False)
         self.opt.step()
 
     def weights(self):

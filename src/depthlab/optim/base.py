@@ -150,6 +150,32 @@ def _parameter_list(params, where: str) -> list[Parameter]:
     return params
 
 
+class Workspace:
+    """Scratch arrays shaped like one parameter, each allocated on first use.
+
+    ``work[i]`` is the i-th buffer; a rule that never touches a buffer (plain SGD touches
+    none) costs no memory for it.
+    """
+
+    __slots__ = ("_like", "_buffers")
+
+    def __init__(self, like: np.ndarray, count: int):
+        self._like = like
+        self._buffers: list[np.ndarray | None] = [None] * count
+
+    def fits(self, data: np.ndarray) -> bool:
+        return self._like.shape == data.shape and self._like.dtype == data.dtype
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        buffer = self._buffers[index]
+        if buffer is None:
+            buffer = self._buffers[index] = np.empty_like(self._like)
+        return buffer
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
 class Optimizer:
     """Base class: parameter groups, state keyed by parameter, ``step`` over an update rule.
 
@@ -190,7 +216,7 @@ class Optimizer:
         self.defaults = self._check_hyperparameters(dict(defaults), "optimizer")
         self.param_groups: list[dict] = []
         self.state: dict[Parameter, tuple] = {}
-        self._work: dict[Parameter, tuple[np.ndarray, ...]] = {}
+        self._work: dict[Parameter, Workspace] = {}
         if isinstance(params, (Parameter, np.ndarray)) or not isinstance(params, Iterable):
             raise TypeError(
                 f"params must be an iterable of depthlab Parameters or of parameter-group dicts, "
@@ -291,8 +317,8 @@ class Optimizer:
                 if not isinstance(grad, np.ndarray) or grad.shape != data.shape or grad.dtype != data.dtype:
                     self._refuse_gradient(param)
                 work = self._work.get(param)
-                if work is None or work[0].shape != data.shape or work[0].dtype != data.dtype:
-                    work = self._work[param] = tuple(np.empty_like(data) for _ in range(self.work_buffers))
+                if work is None or not work.fits(data):
+                    work = self._work[param] = Workspace(data, self.work_buffers)
                 state = self.state.get(param)
                 if state is None:
                     state = init_state(data, group)

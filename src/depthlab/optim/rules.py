@@ -42,16 +42,37 @@ def _effective_grad(param, grad, weight_decay, maximize, out):
 def _lerp_(average, target, weight, scratch):
     """average ← average + weight·(target − average), in place (PyTorch's ``lerp_``)."""
     np.subtract(target, average, scratch)
-    scratch *= weight
-    average += scratch
+    _axpy_(average, weight, scratch)
 
 
 def _ema_square_(average, grad, decay, scratch):
     """average ← decay·average + (1 − decay)·g², in place."""
     average *= decay
     np.multiply(grad, grad, scratch)
-    scratch *= 1 - decay
-    average += scratch
+    _axpy_(average, 1 - decay, scratch)
+
+
+def _axpy_(y, alpha, x):
+    """y ← y + α·x in place, with a temporary of at most ``_BLOCK`` elements.
+
+    Large arrays go block by block, so an update never holds a second parameter-sized array
+    (PyTorch's ``add_(x, alpha=α)`` needs none either) and each block stays in cache. Plain
+    ufuncs rather than BLAS axpy: a threaded BLAS level-1 call fights with PyTorch's OpenMP
+    threads when both live in one process.
+    """
+    if y.size <= _BLOCK or not (y.flags.c_contiguous and x.flags.c_contiguous):
+        y += alpha * x
+        return
+    flat_y, flat_x = y.reshape(-1), x.reshape(-1)
+    block = np.empty(_BLOCK, dtype=y.dtype)
+    for start in range(0, flat_y.size, _BLOCK):
+        stop = min(start + _BLOCK, flat_y.size)
+        part = block[: stop - start]
+        np.multiply(flat_x[start:stop], alpha, part)
+        flat_y[start:stop] += part
+
+
+_BLOCK = 1 << 15
 
 
 def _zeros_if_none(buffer, param):
@@ -85,7 +106,7 @@ def sgd_update(param, grad, state: SGDState, hyper, work) -> SGDState:
     θ ← θ − γ d  (d = g without momentum).
     """
     g = _effective_grad(param, grad, hyper["weight_decay"], hyper["maximize"], work[0])
-    momentum, buffer, scratch = hyper["momentum"], state.momentum_buffer, work[1]
+    momentum, buffer = hyper["momentum"], state.momentum_buffer
     if momentum != 0:
         if buffer is None:
             buffer = np.array(g, dtype=param.dtype)  # PyTorch: the buffer starts as g itself
@@ -94,15 +115,14 @@ def sgd_update(param, grad, state: SGDState, hyper, work) -> SGDState:
             if hyper["dampening"] == 0:
                 buffer += g
             else:
-                np.multiply(g, 1 - hyper["dampening"], scratch)
-                buffer += scratch
+                _axpy_(buffer, 1 - hyper["dampening"], g)
         if hyper["nesterov"]:
+            scratch = work[1]
             np.multiply(buffer, momentum, scratch)
             g = np.add(g, scratch, scratch)
         else:
             g = buffer
-    np.multiply(g, hyper["lr"], scratch)
-    param -= scratch
+    _axpy_(param, -hyper["lr"], g)
     return SGDState(state.step + 1, buffer)
 
 
@@ -244,8 +264,7 @@ def adam_update(param, grad, state: AdamState, hyper, work) -> AdamState:
     scratch /= (1 - beta2**step) ** 0.5
     scratch += hyper["eps"]
     np.divide(state.exp_avg, scratch, scratch)
-    scratch *= hyper["lr"] / (1 - beta1**step)
-    param -= scratch
+    _axpy_(param, -hyper["lr"] / (1 - beta1**step), scratch)
     return AdamState(step, state.exp_avg, state.exp_avg_sq, max_sq)
 
 
