@@ -281,6 +281,20 @@ class CrossEntropy(Loss):
         log_norm = np.log(_row_sum(np.exp(shifted)))
         return float((log_norm @ _row_sum(target) - np.vdot(target, shifted)) / n)
 
+    def _grad(self, output: Array, target: Array) -> Array:
+        """(softmax(f) · Σ_c y_c − y) / N without computing the value (the training step's need)."""
+        n = output.shape[0]
+        exp = self._shifted(output)
+        np.exp(exp, out=exp)
+        norm = _row_sum(exp)
+        if target.ndim == 1:
+            exp *= (1.0 / (n * norm))[:, None]
+            exp.ravel()[_flat_index(target, exp.shape)] -= output.dtype.type(1.0 / n)
+            return exp
+        exp *= (_row_sum(target) / (n * norm))[:, None]
+        exp -= target * output.dtype.type(1.0 / n)
+        return exp
+
     def _value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
         shifted = self._shifted(output)
         n = output.shape[0]
