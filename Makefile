@@ -27,8 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
+# One BLAS/PyTorch thread for every contender: on a shared 2-core machine two threads per
+# process make OpenBLAS and PyTorch's OpenMP pool fight, and timings swing by 2-5x.
 bench: $(STAMP)
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py --threads 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
