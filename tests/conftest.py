@@ -21,3 +21,23 @@ def _numpy_errors_raise():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+class QuickRuns(dict):
+    """Each experiment run once with --quick, on first use (a test worker runs only what it needs)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name):
+        from depthlab.experiments import base
+
+        self[name] = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
+        return self[name]
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """``quick_runs[name]``: the Result of ``depthlab run NAME --quick``, shared by the session."""
+    return QuickRuns(tmp_path_factory.mktemp("quick"))

@@ -7,21 +7,9 @@ import torch
 
 import depthlab as dl
 from depthlab import activations as A
+from torch_reference import TORCH_ACTIVATION
 
-TORCH = {
-    "identity": lambda t: t,
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "gelu": torch.nn.functional.gelu,
-    "silu": torch.nn.functional.silu,
-    "elu": torch.nn.functional.elu,
-    # torch turns softplus linear above `threshold` (20 by default: off by up to 2e-9);
-    # depthlab's is exact everywhere, so compare with a threshold where e^-x is below rounding
-    "softplus": lambda t: torch.nn.functional.softplus(t, threshold=50),
-    "selu": torch.selu,
-}
+TORCH = TORCH_ACTIVATION
 POINTS = np.concatenate([np.linspace(-30, 30, 601), [-1e-12, 0.0, 1e-12, -700.0, 700.0]])
 
 

@@ -21,23 +21,6 @@ from depthlab.experiments import base
 MINE = ["init-variance", "gradient-variance", "activation-histograms", "optimizers", "gradcheck", "signal-theory"]
 
 
-class _QuickRuns(dict):
-    """Each experiment run once with --quick, on first use (so a test worker runs only what it needs)."""
-
-    def __init__(self, root):
-        super().__init__()
-        self.root = root
-
-    def __missing__(self, name):
-        self[name] = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
-        return self[name]
-
-
-@pytest.fixture(scope="session")
-def quick_runs(tmp_path_factory):
-    return _QuickRuns(tmp_path_factory.mktemp("quick"))
-
-
 # ----------------------------------------------------------------------------- every experiment
 
 @pytest.mark.parametrize("name", MINE)

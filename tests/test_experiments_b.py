@@ -19,28 +19,11 @@ from depthlab.experiments import base, fit_1d, linear_regions, three_layer
 MINE = ["fit-1d", "fit-2d", "three-layer", "linear-regions", "depth-trainability"]
 
 
-class _QuickRuns(dict):
-    """Each experiment run once with --quick, on first use (a test worker runs only what it needs)."""
-
-    def __init__(self, root):
-        super().__init__()
-        self.root = root
-
-    def __missing__(self, name):
-        self[name] = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
-        return self[name]
-
-
-@pytest.fixture(scope="session")
-def quick_b(tmp_path_factory):
-    return _QuickRuns(tmp_path_factory.mktemp("quick_b"))
-
-
 # ----------------------------------------------------------------------------- every experiment
 
 @pytest.mark.parametrize("name", MINE)
-def test_quick_run_writes_report_metrics_and_figures(quick_b, name):
-    result = quick_b[name]
+def test_quick_run_writes_report_metrics_and_figures(quick_runs, name):
+    result = quick_runs[name]
     assert result.name == name and result.title and result.summary.strip()
     metrics = json.loads((result.out_dir / "metrics.json").read_text())
     assert metrics == base.jsonable(result.metrics)
@@ -77,8 +60,8 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(name):
 
 # ----------------------------------------------------------------------------- fit-1d
 
-def test_fit_1d_quick_fits_the_sine_and_beats_the_seed_recipe(quick_b):
-    m = quick_b["fit-1d"].metrics
+def test_fit_1d_quick_fits_the_sine_and_beats_the_seed_recipe(quick_runs):
+    m = quick_runs["fit-1d"].metrics
     assert m["test_mse"] < 0.03 and not m["diverged"]
     assert m["test_mse"] < m["test_mse_seed_recipe"]
     assert 2 <= m["linear_pieces"] <= m["linear_pieces_bound"] == 25 ** 3
@@ -108,8 +91,8 @@ def test_seed_init_is_2_over_fan_out():
 
 # ----------------------------------------------------------------------------- fit-2d
 
-def test_fit_2d_quick_explains_most_of_the_variance_and_errs_on_the_cliff(quick_b):
-    m = quick_b["fit-2d"].metrics
+def test_fit_2d_quick_explains_most_of_the_variance_and_errs_on_the_cliff(quick_runs):
+    m = quick_runs["fit-2d"].metrics
     assert m["relative_test_mse"] < 0.05
     assert m["relative_test_mse"] == pytest.approx(m["test_mse"] / m["target_variance"])
     assert 500 < m["target_variance"] < 1000                       # Var f on [-1, 1]² is about 725
@@ -128,18 +111,18 @@ def test_fit_2d_cliff_band_and_grid_orientation():
 
 # ----------------------------------------------------------------------------- three-layer
 
-def test_three_layer_depthlab_and_pytorch_curves_agree(quick_b):
+def test_three_layer_depthlab_and_pytorch_curves_agree(quick_runs):
     threads = torch.get_num_threads()
-    m = quick_b["three-layer"].metrics
+    m = quick_runs["three-layer"].metrics
     assert torch.get_num_threads() == threads          # the overlay runs on one thread and restores the setting
     assert m["torch_overlay"] == "done"
     assert m["torch_max_rel_diff"] <= 1e-8
     assert m["torch_steps_compared_he"] == m["torch_steps_compared_normal"] == m["steps"] == 60
-    assert "pytorch_overlay" in quick_b["three-layer"].figures
+    assert "pytorch_overlay" in quick_runs["three-layer"].figures
 
 
-def test_three_layer_he_beats_normal_and_the_seed_recipe_kills_layer_2(quick_b):
-    m = quick_b["three-layer"].metrics
+def test_three_layer_he_beats_normal_and_the_seed_recipe_kills_layer_2(quick_runs):
+    m = quick_runs["three-layer"].metrics
     config = base.make_config("three-layer", quick=True)
     _, y = three_layer.data(config)
     assert m["he_beats_normal"] and m["final_loss_he"] < 0.01 * m["initial_loss_he"]
@@ -194,8 +177,8 @@ def test_power_of_ten_above():
 
 # ----------------------------------------------------------------------------- linear-regions
 
-def test_linear_regions_constructed_examples_and_random_shallow_bound(quick_b):
-    m = quick_b["linear-regions"].metrics
+def test_linear_regions_constructed_examples_and_random_shallow_bound(quick_runs):
+    m = quick_runs["linear-regions"].metrics
     assert m["shallow_example_regions"] == 7 == m["shallow_example_bound"]
     assert m["deep_example_regions"] == 9 and m["deep_example_bound"] == 16
     assert m["random_shallow_max"] <= m["units"] + 1 and m["random_shallow_within_bound"]
@@ -225,8 +208,8 @@ def test_folding_network_generalizes_the_deep_example():
 
 # ----------------------------------------------------------------------------- depth-trainability
 
-def test_depth_trainability_quick_he_learns_xavier_stalls_and_sigma1_diverges(quick_b):
-    m = quick_b["depth-trainability"].metrics
+def test_depth_trainability_quick_he_learns_xavier_stalls_and_sigma1_diverges(quick_runs):
+    m = quick_runs["depth-trainability"].metrics
     assert m["final_loss_sgd_he"] < m["final_loss_sgd_xavier"]
     assert m["final_loss_sgd_xavier"] == pytest.approx(math.log(10), abs=0.02)      # stuck at chance
     assert m["diverged_sgd_sigma2_1"] and m["final_loss_sgd_sigma2_1"] is None       # caught, not raised

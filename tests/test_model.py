@@ -7,20 +7,9 @@ from hypothesis import strategies as st
 
 import depthlab as dl
 from depthlab.gradient_check import check_input_jacobian
+from torch_reference import TORCH_ACTIVATION
 
 ACTIVATIONS = dl.activations.names()
-TORCH_ACTIVATION = {  # every activation PyTorch has, as a functional
-    "identity": lambda t: t,
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "gelu": torch.nn.functional.gelu,
-    "silu": torch.nn.functional.silu,
-    "elu": torch.nn.functional.elu,
-    "softplus": torch.nn.functional.softplus,
-    "selu": torch.selu,
-}
 LOSSES = ["sum_squares", "mse", "half_sum_squares", "cross_entropy", "binary_cross_entropy_with_logits"]
 
 
