@@ -756,6 +756,6 @@ def names() -> list[str]:
 
 # Data- and theory-derived initializers live in their own module (they need a network,
 # a batch or the mean-field theory); they join the registry here.
-from .lsuv import critical, critical_init, lsuv  # noqa: E402
+from .lsuv import critical, critical_init, lsuv  # noqa: E402, F401  (re-exported as dl.init.lsuv …)
 
 register("critical", critical)
