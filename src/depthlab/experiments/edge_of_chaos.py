@@ -238,7 +238,7 @@ def _figure(config, sigmas, depths, accuracy, critical, near, ordered, chaotic):
                  label=f"'trainable' threshold {config.threshold:g}")
     side.axhline(CHANCE, color="#999999", linestyle="-", linewidth=0.8, label="chance")
     plots.decorate(side, title="accuracy against depth", xlabel="depth (hidden layers)",
-                   ylabel="training accuracy", legend="lower left")
+                   ylabel="training accuracy", legend="best")
     return fig
 
 
