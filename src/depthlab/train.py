@@ -53,11 +53,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import signal
 import sys
-import threading
-import time
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -66,6 +62,7 @@ from . import metrics as _metrics
 from ._checks import as_float_array, check_positive_int, check_real, resolve_rng
 from .callbacks import Callback, History, TrainingState
 from .model import NonFiniteError, Sequential
+from .training_display import DeferredInterrupt, progress_display
 
 Array = np.ndarray
 
@@ -347,103 +344,6 @@ def predict(net, x, batch_size=None) -> Array:
     return output
 
 
-# ----------------------------------------------------------------------------- progress output
-
-def _format_logs(logs: Mapping) -> str:
-    return " - ".join(f"{name}: {value:.4g}" if isinstance(value, numbers.Real) else f"{name}: {value}"
-                      for name, value in logs.items())
-
-
-class _EpochLines:
-    """verbose=2 (or 1 without tqdm): one line per epoch on stderr."""
-
-    def __init__(self, epochs: int, steps: int):
-        self.epochs = epochs
-
-    def begin(self, epoch: int) -> None:
-        self.start = time.perf_counter()
-
-    def advance(self, running) -> None:
-        """Per-batch update (lines print nothing per batch)."""
-
-    def end(self, epoch: int, logs: Mapping) -> None:
-        seconds = time.perf_counter() - self.start
-        print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_format_logs(logs)}", file=sys.stderr)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class _ProgressBar:
-    """verbose=1: a tqdm bar per epoch with the running loss and metrics (refreshed ≤ 10×/s)."""
-
-    def __init__(self, tqdm, epochs: int, steps: int):
-        self.tqdm, self.epochs, self.steps = tqdm, epochs, steps
-        self.bar = None
-
-    def begin(self, epoch: int) -> None:
-        self.bar = self.tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="batch",
-                             file=sys.stderr, leave=True, dynamic_ncols=True, mininterval=0.1)
-        self.last = time.perf_counter()
-
-    def advance(self, running) -> None:
-        self.bar.update(1)
-        now = time.perf_counter()
-        if now - self.last >= 0.1:
-            self.last = now
-            self.bar.set_postfix_str(_format_logs(running()), refresh=False)
-
-    def end(self, epoch: int, logs: Mapping) -> None:
-        self.bar.set_postfix_str(_format_logs(logs), refresh=False)
-        self.bar.close()
-        self.bar = None
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _progress(verbose: int, epochs: int, steps: int):
-    if verbose == 0:
-        return None
-    if verbose == 1:
-        try:
-            from tqdm import tqdm
-        except ImportError:  # the optional 'lab' extra is missing: fall back to lines
-            tqdm = None
-        if tqdm is not None:
-            return _ProgressBar(tqdm, epochs, steps)
-    return _EpochLines(epochs, steps)
-
-
-# ----------------------------------------------------------------------------- Ctrl-C
-
-class _DeferredInterrupt:
-    """While active (main thread only), a first Ctrl-C sets ``requested``; a second raises."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-        return False
-
-
 # ----------------------------------------------------------------------------- divergence
 
 def _first_bad_weights(net: Sequential) -> tuple[str, int, str, str] | None:
@@ -512,7 +412,7 @@ class _Run:
         self.stopper = None  # the callback that set state.stop_training
 
     # -- one epoch ----------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, interrupt: _DeferredInterrupt) -> tuple[dict | None, int]:
+    def train_epoch(self, epoch: int, interrupt: DeferredInterrupt) -> tuple[dict | None, int]:
         """Train one epoch; returns (logs, steps done) — logs None after Ctrl-C."""
         net, objective, state, params = self.net, self.objective, self.state, self.params
         forward, backward, step = net._forward, net._backward, self.optimizer.step
@@ -625,7 +525,7 @@ class _Run:
         self.steps_per_epoch = -(-n // min(self.batch_size, n))
         epoch = 0
         try:
-            with _DeferredInterrupt() as interrupt:
+            with DeferredInterrupt() as interrupt:
                 for callback in everyone:
                     callback.on_train_begin({})
                 for epoch in range(self.epochs):
@@ -797,7 +697,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
               "verbose": verbose, "metrics": log_names + ["lr"]}
     state = TrainingState(net, optimizer, objective.loss, objective.metrics, history, params, scheduler)
     run = _Run(net, objective, optimizer, x, loss_target, metric_targets, validation, batch_size, epochs,
-               shuffle, rng, callbacks, _progress(verbose, epochs, steps), scheduler, clip_norm, state)
+               shuffle, rng, callbacks, progress_display(verbose, epochs, steps), scheduler, clip_norm, state)
     return run.run()
 
 
