@@ -17,6 +17,7 @@ import argparse
 import importlib
 import math
 import sys
+from pathlib import Path
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def _report(args) -> int:
         raise UsageError(f"{PROG} report: {error}") from None
     if tour.failed:
         print(f"{len(tour.failed)} experiment(s) failed: {', '.join(tour.failed)}", file=sys.stderr)
-    print(tour.index)
+    print(Path(tour.index).resolve())  # absolute: a terminal makes it a link
     return 1 if tour.failed else 0
 
 
