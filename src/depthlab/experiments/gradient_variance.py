@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import losses, seeds, theory
 from ..model import Sequential
-from . import base
+from . import base, init_variance
 from .init_variance import _headline, build, finite_std, inputs, nominal_spec, pooled, rng_for, scheme
 from .init_variance import validate as _validate_grid
 
@@ -26,15 +26,10 @@ KEY_METRICS = ("growth_sigma2_1", "max_min_ratio_2_over_D", "growth_1_over_D", "
 
 
 @dataclass
-class Config:
-    depths: tuple[int, ...] = (5, 50)
-    width: int = 80
-    schemes: tuple[str, ...] = ("1", "2/D", "1/D", "xavier")
-    activation: str = "relu"
+class Config(init_variance.Config):
+    """The same grid as init-variance; fewer samples (a backward pass per network costs more)."""
+
     samples: int = 300
-    repeats: int = 8
-    in_features: int = 1
-    seed: int = 0
 
 
 QUICK = {"samples": 100}
