@@ -56,8 +56,13 @@ class Activation:
     piecewise_linear : bool
         The network is piecewise linear in its input (identity, ReLU, leaky ReLU).
     vjp : callable, optional
-        ``vjp(grad_h, f, h) -> grad_h ⊙ a'[f]`` without forming a'[f] (ReLU masks instead of
-        multiplying); the default multiplies by ``derivative``.
+        ``vjp(grad_h, f, h, out=None) -> grad_h ⊙ a'[f]`` without forming a'[f] (ReLU masks
+        instead of multiplying), written into ``out`` when given; the default multiplies by
+        ``derivative``.
+    function_out : callable, optional
+        ``function_out(f, out) -> out``: a[f] written into ``out`` (f's shape and dtype).
+        Networks use it to reuse one buffer per layer from pass to pass; without it the
+        forward pass allocates a[f] afresh.
     """
 
     name: str
@@ -69,16 +74,30 @@ class Activation:
     saturates: bool = False
     kinks: tuple[float, ...] = ()
     piecewise_linear: bool = False
-    vjp: Callable[[Array, Array, Array], Array] | None = None
+    vjp: Callable[..., Array] | None = None
+    function_out: Callable[[Array, Array], Array] | None = None
 
     def __call__(self, f: Array) -> Array:
         return self.function(f)
 
-    def backward(self, grad_h: Array, f: Array, h: Array) -> Array:
-        """dL/df = dL/dh ⊙ a'[f] (through ``vjp`` when the activation has a faster form)."""
+    def forward(self, f: Array, out: Array | None = None) -> Array:
+        """h = a[f], written into ``out`` when given and the activation has ``function_out``.
+
+        Use the returned array: it is ``out`` only when the activation could write there.
+        """
+        if out is not None and self.function_out is not None:
+            return self.function_out(f, out)
+        return self.function(f)
+
+    def backward(self, grad_h: Array, f: Array, h: Array, out: Array | None = None) -> Array:
+        """dL/df = dL/dh ⊙ a'[f] (through ``vjp`` when the activation has a faster form).
+
+        ``out`` (grad_h's shape and dtype, not grad_h itself) receives the result where the
+        activation can write it; use the returned array (identity returns grad_h itself).
+        """
         if self.vjp is not None:
-            return self.vjp(grad_h, f, h)
-        return grad_h * self.derivative(f, h)
+            return self.vjp(grad_h, f, h, out)
+        return np.multiply(grad_h, self.derivative(f, h), out=out)
 
     def grad(self, f: Array) -> Array:
         """a'[f] from the pre-activation alone."""
@@ -90,6 +109,12 @@ class Activation:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Activation) and self.spec() == other.spec()
+
+    def __reduce__(self):
+        # registered activations pickle as their spec (their functions are closures)
+        if self.name in ACTIVATIONS:
+            return get, (self.spec(),)
+        return super().__reduce__()
 
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.params.items()))))
@@ -125,11 +150,11 @@ def _ones(f: Array, h: Array) -> Array:
 def identity() -> Activation:
     """a[f] = f (the output layer of a regression network)."""
     return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True,
-                      vjp=lambda grad_h, f, h: grad_h)
+                      vjp=lambda grad_h, f, h, out=None: grad_h)
 
 
-def _relu_vjp(grad_h: Array, f: Array, h: Array) -> Array:
-    return np.multiply(grad_h, f > 0)
+def _relu_vjp(grad_h: Array, f: Array, h: Array, out: Array | None = None) -> Array:
+    return np.multiply(grad_h, f > 0, out=out)
 
 
 def relu() -> Activation:
@@ -137,6 +162,7 @@ def relu() -> Activation:
     return Activation(
         "relu", lambda f: np.maximum(f, 0), lambda f, h: (f > 0).astype(f.dtype), math.sqrt(2.0),
         can_die=True, kinks=(0.0,), piecewise_linear=True, vjp=_relu_vjp,
+        function_out=lambda f, out: np.maximum(f, 0, out=out),
     )
 
 
@@ -154,12 +180,14 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
 
 def sigmoid() -> Activation:
     """a[f] = 1 / (1 + e^{-f}); a' = h(1 − h)."""
-    return Activation("sigmoid", special.expit, lambda f, h: h * (1 - h), 1.0, saturates=True)
+    return Activation("sigmoid", special.expit, lambda f, h: h * (1 - h), 1.0, saturates=True,
+                      function_out=lambda f, out: special.expit(f, out=out))
 
 
 def tanh() -> Activation:
     """a[f] = tanh f; a' = 1 − h²."""
-    return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True)
+    return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True,
+                      function_out=lambda f, out: np.tanh(f, out=out))
 
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

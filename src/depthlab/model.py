@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations as _activations
+from ._buffers import Buffers
 from ._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter
@@ -116,6 +117,7 @@ class Sequential:
         for k, (linear, _) in enumerate(self._blocks):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
         self._recorded = False
+        self._buffers = Buffers()
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -270,18 +272,44 @@ class Sequential:
                 for layer in self.layers:
                     h = layer.forward(h)
                 return h
-            preactivations, activations = [], [x]
-            h = x
-            for k, (linear, acts) in enumerate(self._blocks):
-                f = linear.forward(h, record=True)
-                preactivations.append(f)
-                h = f
-                for act in acts:
-                    h = act.forward(h, record=True)
-                if k < len(self._blocks) - 1:
-                    activations.append(h)
-            self._recorded = True
-            return Trace(output=h, preactivations=preactivations, activations=activations)
+            return self._forward_recorded(x)
+
+    def _forward_recorded(self, x: np.ndarray) -> Trace:
+        """f_k and h_{k+1} of every layer, cached in the layers for the backward pass.
+
+        The arrays are the network's reusable buffers (see :mod:`depthlab._buffers`): those
+        of the last recorded pass are written over unless something outside still holds them.
+        """
+        self._release_caches()
+        take, n, last = self._buffers.take, x.shape[0], len(self._blocks) - 1
+        preactivations, activations = [], [x]
+        h = x
+        for k, (linear, acts) in enumerate(self._blocks):
+            weight = linear.weight.data
+            f = np.matmul(h, weight.T, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
+            f += linear.bias.data
+            linear._input = h
+            preactivations.append(f)
+            h = f
+            for j, act in enumerate(acts):
+                activation = act.activation
+                if activation.function_out is None:
+                    out = activation.function(h)
+                else:
+                    out = activation.function_out(h, take(("h", k, j), h.shape, h.dtype))
+                act._f, act._h = h, out
+                h = out
+            if k < last:
+                activations.append(h)
+        self._recorded = True
+        return Trace(output=h, preactivations=preactivations, activations=activations)
+
+    def _release_caches(self) -> None:
+        """Drop the layers' references to the last recorded pass (so its buffers can be reused)."""
+        for linear, acts in self._blocks:
+            linear._input = None
+            for act in acts:
+                act._f = act._h = None
 
     def _raise_non_finite(self, x: np.ndarray):
         if not np.isfinite(x).all():
@@ -333,17 +361,33 @@ class Sequential:
         return self._backward(grad, input_grad)
 
     def _backward(self, grad: np.ndarray, input_grad: bool = True) -> Gradients:
-        """The backward pass without checks."""
+        """The backward pass without checks, into the network's reusable buffers.
+
+        Per layer k, from dL/dh_{k+1}: dL/df_k = dL/dh_{k+1} ⊙ a'[f_k]; dL/dΩ_k =
+        (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k.
+        """
+        take, n = self._buffers.take, grad.shape[0]
         K = len(self._blocks) - 1
         weights, biases = [None] * (K + 1), [None] * (K + 1)
         grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(K, -1, -1):
                 linear, acts = self._blocks[k]
-                for act in reversed(acts):
-                    grad = act.backward(grad)
+                for j in range(len(acts) - 1, -1, -1):
+                    act = acts[j]
+                    grad = act.activation.backward(grad, act._f, act._h,
+                                                   out=take(("df", k, j), grad.shape, grad.dtype))
                 grad_f[k] = grad
-                grad, weights[k], biases[k] = linear.backward(grad, input_grad or k > 0)
+                weight, bias = linear.weight, linear.bias
+                shape, dtype = weight.data.shape, weight.data.dtype
+                weights[k] = np.matmul(grad.T, linear._input, out=take(("dW", k), shape, dtype))
+                biases[k] = np.sum(grad, axis=0, out=take(("db", k), bias.data.shape, dtype))
+                weight.accumulate(weights[k])
+                bias.accumulate(biases[k])
+                if input_grad or k > 0:
+                    grad = np.matmul(grad, weight.data, out=take(("dh", k), (n, shape[1]), dtype))
+                else:
+                    grad = None
                 grad_h[k] = grad
         return Gradients(weights=weights, biases=biases, preactivations=grad_f,
                          activations=grad_h, input=grad)

@@ -1,0 +1,122 @@
+"""Reused buffers: a network writes over the last pass's arrays only when nobody holds them."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import depthlab as dl
+from depthlab._buffers import _UNREFERENCED, Buffers
+
+
+def address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def fresh_pass(net, x, grad_output):
+    """Trace and gradients from an independent copy of the network (nothing shared)."""
+    twin = net.copy()
+    trace = twin.forward(x, record=True)
+    return trace, twin.backward(grad_output)
+
+
+@pytest.fixture
+def setup(rng):
+    net = dl.MLP(3, [5, 4], 2, activation="tanh", init="xavier_normal",
+                 bias_init={"name": "normal", "std": 0.3}, rng=1)
+    xs = [rng.standard_normal((6, 3)) for _ in range(2)]
+    gs = [rng.standard_normal((6, 2)) for _ in range(2)]
+    return net, xs, gs
+
+
+def test_reference_counting_is_calibrated():
+    assert _UNREFERENCED >= 2  # CPython: at least the buffer slot and getrefcount's argument
+
+
+def test_take_reuses_an_unreferenced_array_and_never_a_held_one():
+    buffers = Buffers()
+    first = buffers.take("a", (3, 2), np.float64)
+    pointer = address(first)
+    del first
+    again = buffers.take("a", (3, 2), np.float64)
+    assert address(again) == pointer
+    held = again  # a second name: the array is in use
+    other = buffers.take("a", (3, 2), np.float64)
+    assert other is not held
+    assert not np.shares_memory(other, held)
+
+
+@pytest.mark.parametrize("shape, dtype", [((2, 3), np.float64), ((3, 2), np.float32)])
+def test_take_replaces_an_array_of_another_shape_or_dtype(shape, dtype):
+    buffers = Buffers()
+    buffers.take("a", (3, 2), np.float64)
+    array = buffers.take("a", shape, dtype)
+    assert array.shape == shape and array.dtype == dtype
+
+
+def test_a_second_recorded_pass_reuses_the_first_ones_arrays(setup):
+    net, (x1, x2), (g1, g2) = setup
+    trace = net.forward(x1, record=True)
+    grads = net.backward(g1)
+    pointers = [address(a) for a in trace.preactivations + trace.activations[1:] + grads.weights]
+    del trace, grads
+    net.zero_grad()
+    trace = net.forward(x2, record=True)
+    grads = net.backward(g2)
+    assert [address(a) for a in trace.preactivations + trace.activations[1:] + grads.weights] == pointers
+    expected_trace, expected_grads = fresh_pass(net, x2, g2)
+    for a, b in zip(trace.preactivations + grads.weights, expected_trace.preactivations + expected_grads.weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_kept_trace_and_gradients_are_never_overwritten(setup):
+    net, (x1, x2), (g1, g2) = setup
+    expected_trace, expected_grads = fresh_pass(net, x1, g1)
+    trace = net.forward(x1, record=True)
+    grads = net.backward(g1)
+    net.zero_grad()
+    net.forward(x2, record=True)
+    net.backward(g2)
+    for kept, expected in [(trace.preactivations, expected_trace.preactivations),
+                           (trace.activations, expected_trace.activations),
+                           (grads.weights, expected_grads.weights), (grads.biases, expected_grads.biases),
+                           (grads.preactivations, expected_grads.preactivations),
+                           (grads.activations, expected_grads.activations)]:
+        for a, b in zip(kept, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_kept_view_or_parameter_gradient_is_never_overwritten(setup):
+    net, (x1, x2), (g1, g2) = setup
+    expected_trace, expected_grads = fresh_pass(net, x1, g1)
+    view = net.forward(x1, record=True).preactivations[1][:, :2]
+    net.backward(g1)
+    weight_grad = net.linears[0].weight.grad
+    output = net.forward(x1, record=True).output
+    net.zero_grad()
+    net.forward(x2, record=True)
+    net.backward(g2)
+    np.testing.assert_array_equal(view, expected_trace.preactivations[1][:, :2])
+    np.testing.assert_array_equal(output, expected_trace.output)
+    np.testing.assert_array_equal(weight_grad, expected_grads.weights[0])
+
+
+def test_backward_after_a_reused_forward_matches_a_fresh_network(setup):
+    net, (x1, x2), (g1, g2) = setup
+    for x, g in [(x1, g1), (x2, g2), (x1, g2)]:
+        net.zero_grad()
+        net.forward(x, record=True)
+        got = net.backward(g)
+        _, expected = fresh_pass(net, x, g)
+        for a, b in zip(got.weights + got.activations, expected.weights + expected.activations):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("clone", [copy.deepcopy, lambda net: pickle.loads(pickle.dumps(net))])
+def test_copies_start_with_empty_buffers(setup, clone):
+    net, (x1, _), _ = setup
+    net.forward(x1, record=True)
+    assert len(net._buffers) > 0
+    twin = clone(net)
+    assert len(twin._buffers) == 0
+    np.testing.assert_array_equal(twin(x1), net(x1))
