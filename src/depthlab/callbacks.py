@@ -13,8 +13,8 @@ Callbacks run in the order given; the :class:`History` that ``fit`` returns runs
 so entries a callback adds to ``logs`` in ``on_epoch_end`` are recorded in the history.
 ``on_batch_end`` runs after the optimizer step, with ``logs = {"loss": batch loss, "size":
 samples in the batch}``; the parameters' ``.grad`` still hold that batch's gradients, and
-``state.trace`` / ``state.gradients`` hold its recorded forward and backward passes.
-Batch hooks cost nothing when no callback overrides them.
+``state.trace`` / ``state.gradients`` hold its recorded forward and backward passes (training
+computes no dL/dx: ``state.gradients.input`` is None). Batch hooks cost nothing when no callback overrides them.
 
 Every callback sees the run through ``self.state`` (a :class:`TrainingState`): the network
 (``self.net``, also ``self.model``), the optimizer, the history, the epoch and step. **To stop
