@@ -181,6 +181,48 @@ def test_fortran_ordered_and_strided_output(rng):
         np.testing.assert_allclose(grad, expected[1], rtol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(40, 10), (3, 8), (9, 1), (1, 6)])
+def test_cross_entropy_any_memory_layout(shape, rng):
+    """Fortran-ordered and strided logits give the C-ordered result (labels and probabilities)."""
+    wide = rng.standard_normal((shape[0], 2 * shape[1])) * 4
+    labels = rng.integers(0, shape[1], size=shape[0])
+    soft = rng.dirichlet(np.ones(shape[1]), size=shape[0])
+    contiguous = np.ascontiguousarray(wide[:, ::2])
+    for target in (labels, soft):
+        expected_value, expected_grad = _torch_value_and_grad(F.cross_entropy, contiguous, target)
+        for view in (contiguous, np.asfortranarray(contiguous), wide[:, ::2], wide[::-1, ::2][::-1]):
+            loss = losses.cross_entropy
+            for value, grad in (loss.value_and_grad(view, target), (loss.value(view, target), loss.grad(view, target))):
+                assert value == pytest.approx(expected_value, rel=1e-12)
+                np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_label_dtypes(rng):
+    logits, labels = _labels(rng)
+    expected = losses.cross_entropy.value_and_grad(logits, labels)
+    for dtype in (np.intp, np.int64, np.int32, np.int8, np.uint8, np.uint64):
+        target = labels.astype(dtype)
+        for value, grad in (losses.cross_entropy.value_and_grad(logits, target),
+                            (losses.cross_entropy.value(logits, target), losses.cross_entropy.grad(logits, target))):
+            assert value == expected[0]
+            np.testing.assert_array_equal(grad, expected[1])
+    strided = np.repeat(labels, 2)[::2]                     # a non-contiguous label vector
+    np.testing.assert_array_equal(losses.cross_entropy.grad(logits, strided), expected[1])
+
+
+def test_gradients_are_fresh_writable_arrays(rng):
+    """Cached helpers (ones, index vectors) never leak: writing into a result changes nothing later."""
+    logits, labels = _labels(rng)
+    for loss, target in ((losses.cross_entropy, labels), (losses.mse, np.zeros_like(logits))):
+        first = loss.grad(logits, target)
+        expected = first.copy()
+        first[...] = 7.0
+        second, third = loss.grad(logits, target), loss.value_and_grad(logits, target)[1]
+        assert second.flags.writeable and not np.shares_memory(second, first)
+        np.testing.assert_array_equal(second, expected)
+        np.testing.assert_array_equal(third, expected)
+
+
 def test_registry_and_get():
     assert set(losses.LOSSES) == {"sum_squares", "mse", "half_sum_squares", "cross_entropy",
                                   "binary_cross_entropy_with_logits"}
@@ -253,6 +295,12 @@ BAD_INPUTS = [
     (lambda: losses.cross_entropy.value(LOGITS, [0, 1, 2, 3]), ValueError,
      r"label 3 at index 3 is out of range.*\[0, 2\].*3 classes"),
     (lambda: losses.cross_entropy.grad(LOGITS, [0, -1, 2, 1]), ValueError, r"label -1 at index 1 .*\[0, 2\]"),
+    (lambda: losses.cross_entropy.grad(LOGITS, np.array([0, 1, 2, 3])), ValueError, r"label 3 at index 3 is out of range"),
+    (lambda: losses.cross_entropy.grad(LOGITS, np.array([0, np.iinfo(np.int64).min, 1, 2])), ValueError,
+     r"label -9.2\d*e\+18 at index 1 is out of range"),
+    (lambda: losses.cross_entropy.grad(LOGITS, np.array([2, 1, 0, -1], dtype=np.int32)), ValueError,
+     r"label -1 at index 3 is out of range"),
+    (lambda: losses.cross_entropy.grad(LOGITS, np.array([0, 1, 2, 3], dtype=np.uint8)), ValueError, r"label 3 at index 3"),
     (lambda: losses.cross_entropy.value(LOGITS, [0, 1.5, 2, 1]), ValueError, r"label 1.5 at index 1 is not an integer.*\[0, 2\]"),
     (lambda: losses.cross_entropy.value(LOGITS, [0, 7.0, 2, 1]), ValueError, r"label 7 at index 1 is out of range"),
     (lambda: losses.cross_entropy.value(LOGITS, [0, np.nan, 2, 1]), ValueError, r"NaN or Inf"),
