@@ -1,5 +1,6 @@
 """``dl.probe``: per-layer statistics, the seed notebook's tables, verdicts, report output."""
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -41,8 +42,9 @@ def test_backward_table_of_the_seed_notebook():
 
 # --------------------------------------------------------------------------- against PyTorch
 
-def test_statistics_match_pytorch_autograd():
-    net = dl.MLP(6, [9, 7, 5], 3, activation="tanh", init="xavier_normal",
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_statistics_match_pytorch_autograd(activation):
+    net = dl.MLP(6, [9, 7, 5], 3, activation=activation, init="xavier_normal",
                  bias_init={"name": "normal", "std": 0.1}, rng=4)
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 3))
@@ -68,6 +70,8 @@ def test_statistics_match_pytorch_autograd():
         assert stats.grad_preactivation_std == pytest.approx(pre[k].grad.numpy().std(), rel=1e-10)
         assert stats.weight_grad_norm == pytest.approx(linears[k].weight.grad.norm().item(), rel=1e-10)
         assert stats.weight_norm == pytest.approx(linears[k].weight.norm().item(), rel=1e-12)
+        if activation == "relu" and k < len(report.layers) - 1:  # units never active on the batch
+            assert stats.dead_fraction == (pre[k] <= 0).all(dim=0).double().mean().item()
     # dL/dh_k for k >= 1 is the gradient w.r.t. the previous layer's activation output
     for k in range(1, len(report.layers)):
         assert report.layers[k].grad_activation_std == pytest.approx(post[k - 1].grad.numpy().std(), rel=1e-10)
@@ -106,6 +110,26 @@ def test_dead_and_saturated_fractions():
     assert report.layers[0].saturated_fraction is None and report.layers[1].dead_fraction is None
 
 
+def test_relu_dead_fraction_with_non_finite_preactivations():
+    # f = x·Ω: unit 0 gets [-inf, nan, inf, inf] (alive), unit 1 all NaN (a' = 0: dead), unit 2 [-1, 0, 1, 2]
+    net = dl.Sequential.from_arrays([np.ones((3, 1)), np.ones((1, 3))], activation="relu")
+    net.linears[0].weight.data[:2, 0] = [np.inf, np.nan]  # (from_arrays refuses them)
+    report = dl.probe(net, np.array([[-1.0], [0.0], [1.0], [2.0]]), theory=False)
+    assert report.layers[0].dead_fraction == pytest.approx(1 / 3, abs=0)
+
+
+def test_gradient_statistics_ignore_gradients_already_accumulated():
+    # the probe reads Σ dL/df_k from this pass's dL/dβ_k, never from the parameters' .grad
+    net = dl.MLP(4, [16, 16], 2, rng=0)
+    x, y = np.random.default_rng(1).normal(size=(30, 4)), np.random.default_rng(2).normal(size=(30, 2))
+    fresh = dl.probe(net, x, y)
+    net.forward(x * 3 + 1, record=True)
+    net.backward(np.full((30, 2), 50.0))
+    again = dl.probe(net, x, y)
+    for a, b in zip(fresh.layers, again.layers):
+        assert asdict(a) == asdict(b)
+
+
 # --------------------------------------------------------------------------- theory beside measurement
 
 def test_predictions_are_the_theory_module_s():
@@ -116,10 +140,15 @@ def test_predictions_are_the_theory_module_s():
     grad_output = np.random.default_rng(1).standard_normal((300, 2))
     expected = theory.predicted_std(net, input_variance=float(np.mean(x**2)),
                                     grad_output_variance=float(np.mean(grad_output**2)))
-    np.testing.assert_allclose([s.predicted_preactivation_std for s in report.layers], expected.preactivation_std)
-    np.testing.assert_allclose([s.predicted_activation_std for s in report.layers[:-1]], expected.activation_std)
-    assert report.layers[-1].predicted_activation_std == expected.preactivation_std[-1]  # identity output
-    np.testing.assert_allclose([s.predicted_backward_std for s in report.layers], expected.backward_std)
+    # the probe hands the theory Var(Ω_k), Var(β_k) computed its own way: equal up to rounding
+    np.testing.assert_allclose([s.predicted_preactivation_std for s in report.layers],
+                               expected.preactivation_std, rtol=1e-13)
+    np.testing.assert_allclose([s.predicted_activation_std for s in report.layers[:-1]],
+                               expected.activation_std, rtol=1e-13)
+    last = report.layers[-1]  # identity output: h_{K+1} = f_K
+    assert last.predicted_activation_std == last.predicted_preactivation_std
+    np.testing.assert_allclose([s.predicted_backward_std for s in report.layers], expected.backward_std,
+                               rtol=1e-13)
     assert report.input_variance == pytest.approx(float(np.mean(x**2)))
 
 

@@ -102,21 +102,28 @@ class LayerStats:
 
 # --------------------------------------------------------------------------- statistics
 
-def _mean_std(a: np.ndarray) -> tuple[float, float]:
+def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
     """Mean and population std over every entry (as ``np.std``), safe for huge or tiny values.
 
-    One pass for Σx and one for Σx² (no temporary array); where the two nearly cancel
+    One pass for Σx² and one for Σx (no temporary array); where the two nearly cancel
     (|mean| ≫ std) or the squares leave the float range, it falls back to the two-pass
-    formula on rescaled deviations.
+    formula on rescaled deviations. ``total`` is Σx computed from smaller arrays (see
+    :func:`_measure`); it saves the pass for Σx where the mean is at most ~10× the std, so that
+    its rounding (that of the arrays it came from) cannot reach the std.
     """
     flat = a.reshape(-1)
     if flat.dtype != np.float64:
         flat = flat.astype(np.float64)
     n = flat.size
+    second = float(np.vdot(flat, flat)) / n
+    if total is not None:
+        mean = float(total) / n
+        variance = second - mean * mean
+        if math.isfinite(second) and 1e-280 < second and variance > 1e-2 * second:
+            return mean, math.sqrt(variance)
     mean = float(flat.sum()) / n
     if not math.isfinite(mean):
         return mean, float("nan") if math.isnan(mean) else float("inf")
-    second = float(np.vdot(flat, flat)) / n
     variance = second - mean * mean
     if math.isfinite(second) and 1e-280 < second and variance > 1e-6 * second:
         return mean, math.sqrt(variance)
@@ -130,10 +137,17 @@ def _mean_std(a: np.ndarray) -> tuple[float, float]:
 
 def _constant_columns(h: np.ndarray) -> bool:
     """Whether every unit (column) of h takes one value on the whole batch."""
-    return bool(np.array_equal(h[1], h[0]) and np.all(h == h[0]))
+    return bool((h[1] == h[0]).all() and (h == h[0]).all())
 
 
 def _norm(a: np.ndarray) -> float:
+    """Frobenius norm, safe for huge or tiny values (rescaled by max |a| where Σa² would
+    leave the float64 range, and for float32, whose Σa² BLAS would accumulate in float32)."""
+    if a.dtype == np.float64:
+        flat = a.reshape(-1)
+        square = float(np.vdot(flat, flat))
+        if 1e-280 < square < math.inf:
+            return math.sqrt(square)
     largest = float(np.max(np.abs(a))) if a.size else 0.0
     if largest == 0.0 or not math.isfinite(largest):
         return largest
@@ -156,12 +170,30 @@ def _ratio(a: float, b: float) -> float | None:
 
 # --------------------------------------------------------------------------- theory
 
+def _theory_layers(net) -> list[tuple] | None:
+    """What the theory reads from a float64 net: per layer (activation, Var(Ω_k), Var(β_k),
+    fan_in, fan_out), the variances over all entries by :func:`_mean_std` (a pass for Σx and one
+    for Σx², ~4× faster than ``np.var``; equal to it up to rounding). None for a float32 net, or
+    where a variance is not finite: the theory then reads the net itself."""
+    if net.dtype != np.float64:
+        return None
+    layers = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for activation, linear in zip(net.layer_activations, net.linears):
+            weight_variance, bias_variance = (_mean_std(p.data)[1] ** 2 for p in linear.parameters())
+            if not (math.isfinite(weight_variance) and math.isfinite(bias_variance)):
+                return None
+            layers.append((activation, weight_variance, bias_variance, linear.in_features,
+                           linear.out_features))
+    return layers
+
+
 def _predictions(net, input_variance: float, grad_output_variance: float):
     """Mean-field stds per layer (lists of K + 1 floats or None) for f_k, h_{k+1}, dL/df_k."""
     from . import theory
 
     try:
-        predicted = theory.predicted_std(net, input_variance=input_variance,
+        predicted = theory.predicted_std(_theory_layers(net) or net, input_variance=input_variance,
                                          grad_output_variance=grad_output_variance)
     except ValueError as error:
         acts = {repr(a): a.name for a in net.layer_activations}
@@ -462,37 +494,79 @@ def _restore_caches(net, saved) -> None:
     net._recorded = recorded
 
 
+def _relu_dead_fraction(h: np.ndarray, column_sums: np.ndarray) -> float:
+    """Dead units of h = max(f, 0) ≥ 0: a unit has a'[f] = 1 somewhere iff its column has a
+    positive entry, i.e. iff its column sum is > 0 (NaN only where the column has a NaN: those
+    columns are checked entry by entry)."""
+    alive = column_sums > 0
+    unknown = np.isnan(column_sums)
+    if unknown.any():
+        alive[unknown] = np.any(h[:, unknown] > 0, axis=0)
+    return (alive.size - np.count_nonzero(alive)) / alive.size
+
+
+# activation name -> fraction of dead units of h = a[f] (N, D) from h and its column sums (D,),
+# without forming a'[f]; the general rule, a'[f] = 0 on every sample, is in _measure.
+_DEAD_FRACTIONS = {"relu": _relu_dead_fraction}
+
+
 def _measure(net, trace, outputs, gradients, x_std: float, level: float):
-    """One LayerStats per Linear layer, and whether each layer's output is constant."""
+    """One LayerStats per Linear layer, and whether each layer's output is constant.
+
+    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) do not
+    stay in cache, so the cost is the number of passes over them. Each h_{k+1} is read once
+    for its column sums Σ_n h_{k+1} (its mean, ReLU's dead units, and Σf_{k+1} below) and
+    once for Σh². In float64 the other means come from small arrays, so f_k and the gradients
+    are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough against the
+    std for their rounding not to matter):
+
+        Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
+        Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
+        Σ dL/dh_k = Σ_i dL/dβ_k[i] · (Σ_j Ω_k[i, j])
+    """
     stats, constant = [], []
     acts = net.layer_activations
-    grad_f_stds = [_mean_std(g)[1] for g in gradients.preactivations]
-    previous_f_std = x_std
+    borrow = net.dtype == np.float64  # float32 bias gradients are float32 sums: not exact enough
+    n = trace.preactivations[0].shape[0]
+    previous_f_std, column_sums = x_std, None
     for k, linear in enumerate(net.linears):
         f, h, activation = trace.preactivations[k], outputs[k], acts[k]
-        f_mean, f_std = _mean_std(f)
-        h_mean, h_std = _mean_std(h)
-        derivative = None
-        if activation.can_die or activation.saturates:
-            first = h if len(net._blocks[k][1]) == 1 else activation.function(f)  # a[f_k] itself
-            derivative = activation.derivative(f, first)
-        dead = float(np.mean(~np.any(derivative, axis=0))) if activation.can_die else None
-        saturated = (float(np.mean(np.abs(derivative) < level * _max_derivative(activation)))
-                     if activation.saturates else None)
+        weight, grad_bias = linear.weight.data, gradients.biases[k]
+        f_total = grad_f_total = grad_h_total = None
+        if borrow:
+            grad_f_total = np.add.reduce(grad_bias)
+            grad_h_total = grad_bias @ np.add.reduce(weight, axis=1)
+            if column_sums is not None:  # Σ_n h_k, from layer k − 1
+                f_total = column_sums @ np.add.reduce(weight, axis=0) + n * np.add.reduce(linear.bias.data)
+        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
+        grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
+        f_mean, f_std = _mean_std(f, f_total)
+        column_sums = np.add.reduce(h, axis=0, dtype=np.float64)
+        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums))
+        single = len(net._blocks[k][1]) == 1  # h is a[f_k] itself
+        dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
+        dead = saturated = None
+        if dead_fraction is not None:
+            dead = dead_fraction(h, column_sums)
+        elif activation.can_die or activation.saturates:
+            derivative = activation.derivative(f, h if single else activation.function(f))
+            if activation.can_die:
+                dead = float(np.mean(~np.any(derivative, axis=0)))
+            if activation.saturates:
+                saturated = float(np.mean(np.abs(derivative) < level * _max_derivative(activation)))
         constant.append(_constant_columns(h))
-        last = k == len(net.linears) - 1
         stats.append(LayerStats(
             index=k, units=linear.out_features, activation=activation.name,
             preactivation_mean=f_mean, preactivation_std=f_std,
             activation_mean=h_mean, activation_std=h_std,
             dead_fraction=dead, saturated_fraction=saturated,
-            grad_preactivation_std=grad_f_stds[k],
-            grad_activation_std=_mean_std(gradients.activations[k])[1],
-            weight_grad_norm=_norm(gradients.weights[k]), weight_norm=_norm(linear.weight.data),
-            forward_growth=_ratio(f_std, previous_f_std),
-            backward_growth=None if last else _ratio(grad_f_stds[k], grad_f_stds[k + 1]),
+            grad_preactivation_std=grad_f_std, grad_activation_std=grad_h_std,
+            weight_grad_norm=_norm(gradients.weights[k]), weight_norm=_norm(weight),
+            forward_growth=_ratio(f_std, previous_f_std), backward_growth=None,
         ))
         previous_f_std = f_std
+    for below, above in zip(stats, stats[1:]):
+        below.backward_growth = _ratio(below.grad_preactivation_std, above.grad_preactivation_std)
     return stats, constant
 
 
