@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 import depthlab as dl
+from depthlab import _buffers
 from depthlab._buffers import _UNREFERENCED, Buffers
+
+
+@pytest.fixture(autouse=True)
+def reuse_every_array(monkeypatch):
+    """Small test networks: keep every array, not only those of REUSE_BYTES and more."""
+    monkeypatch.setattr(_buffers, "REUSE_BYTES", 0)
 
 
 def address(array: np.ndarray) -> int:
@@ -35,22 +42,30 @@ def test_reference_counting_is_calibrated():
 
 def test_take_reuses_an_unreferenced_array_and_never_a_held_one():
     buffers = Buffers()
-    first = buffers.take("a", (3, 2), np.float64)
+    first = buffers.take("a", (3, 2), np.dtype(np.float64))
     pointer = address(first)
     del first
-    again = buffers.take("a", (3, 2), np.float64)
+    again = buffers.take("a", (3, 2), np.dtype(np.float64))
     assert address(again) == pointer
     held = again  # a second name: the array is in use
-    other = buffers.take("a", (3, 2), np.float64)
+    other = buffers.take("a", (3, 2), np.dtype(np.float64))
     assert other is not held
     assert not np.shares_memory(other, held)
+
+
+def test_arrays_under_reuse_bytes_are_left_to_numpy(monkeypatch):
+    monkeypatch.setattr(_buffers, "REUSE_BYTES", 1 << 18)
+    buffers = Buffers()
+    assert buffers.take("small", (255, 128), np.dtype(np.float64)) is None
+    assert buffers.take("large", (256, 128), np.dtype(np.float64)).nbytes == 1 << 18
+    assert len(buffers) == 1
 
 
 @pytest.mark.parametrize("shape, dtype", [((2, 3), np.float64), ((3, 2), np.float32)])
 def test_take_replaces_an_array_of_another_shape_or_dtype(shape, dtype):
     buffers = Buffers()
-    buffers.take("a", (3, 2), np.float64)
-    array = buffers.take("a", shape, dtype)
+    buffers.take("a", (3, 2), np.dtype(np.float64))
+    array = buffers.take("a", shape, np.dtype(dtype))
     assert array.shape == shape and array.dtype == dtype
 
 
@@ -58,12 +73,14 @@ def test_a_second_recorded_pass_reuses_the_first_ones_arrays(setup):
     net, (x1, x2), (g1, g2) = setup
     trace = net.forward(x1, record=True)
     grads = net.backward(g1)
-    pointers = [address(a) for a in trace.preactivations + trace.activations[1:] + grads.weights]
-    del trace, grads
+    reused = trace.preactivations + trace.activations[1:] + grads.weights + grads.preactivations[:-1]
+    pointers = [address(a) for a in reused]
+    del trace, grads, reused
     net.zero_grad()
     trace = net.forward(x2, record=True)
     grads = net.backward(g2)
-    assert [address(a) for a in trace.preactivations + trace.activations[1:] + grads.weights] == pointers
+    reused = trace.preactivations + trace.activations[1:] + grads.weights + grads.preactivations[:-1]
+    assert [address(a) for a in reused] == pointers
     expected_trace, expected_grads = fresh_pass(net, x2, g2)
     for a, b in zip(trace.preactivations + grads.weights, expected_trace.preactivations + expected_grads.weights):
         np.testing.assert_array_equal(a, b)

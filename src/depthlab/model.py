@@ -17,10 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations as _activations
+from . import _buffers
 from ._buffers import Buffers
 from ._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter
+
+
+def _no_buffer(key, shape, dtype) -> None:
+    """``Buffers.take``'s stand-in for passes too small to reuse arrays (NumPy allocates)."""
+    return None
 
 
 class NonFiniteError(FloatingPointError):
@@ -116,8 +122,9 @@ class Sequential:
                 self._blocks[-1][1].append(layer)
         for k, (linear, _) in enumerate(self._blocks):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
-        self._recorded = False
+        self._recorded: tuple[int, int] | None = None  # output shape of the last recorded pass
         self._buffers = Buffers()
+        self._widest = max(linear.out_features for linear in linears)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -277,23 +284,29 @@ class Sequential:
     def _forward_recorded(self, x: np.ndarray) -> Trace:
         """f_k and h_{k+1} of every layer, cached in the layers for the backward pass.
 
-        The arrays are the network's reusable buffers (see :mod:`depthlab._buffers`): those
-        of the last recorded pass are written over unless something outside still holds them.
+        When the batch makes them large, the arrays are the network's reusable buffers (see
+        :mod:`depthlab._buffers`): those of the last recorded pass are written over unless
+        something outside still holds them. Small ones NumPy allocates.
         """
-        self._release_caches()
-        take, n, last = self._buffers.take, x.shape[0], len(self._blocks) - 1
+        n, last = x.shape[0], len(self._blocks) - 1
+        take = self._reusable_buffers(n)
+        if take is not None:
+            self._release_caches()
         preactivations, activations = [], [x]
         h = x
         for k, (linear, acts) in enumerate(self._blocks):
             weight = linear.weight.data
-            f = np.matmul(h, weight.T, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
+            if take is None:
+                f = h @ weight.T
+            else:
+                f = np.matmul(h, weight.T, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
             f += linear.bias.data
             linear._input = h
             preactivations.append(f)
             h = f
             for j, act in enumerate(acts):
                 activation = act.activation
-                if activation.function_out is None:
+                if take is None or activation.function_out is None:
                     out = activation.function(h)
                 else:
                     out = activation.function_out(h, take(("h", k, j), h.shape, h.dtype))
@@ -301,8 +314,14 @@ class Sequential:
                 h = out
             if k < last:
                 activations.append(h)
-        self._recorded = True
+        self._recorded = h.shape
         return Trace(output=h, preactivations=preactivations, activations=activations)
+
+    def _reusable_buffers(self, n: int):
+        """``Buffers.take`` when a batch of n makes the arrays large enough to reuse, else None."""
+        if n * self._widest * self.linears[0].weight.data.itemsize >= _buffers.REUSE_BYTES:
+            return self._buffers.take
+        return None
 
     def _release_caches(self) -> None:
         """Drop the layers' references to the last recorded pass (so its buffers can be reused)."""
@@ -345,29 +364,28 @@ class Sequential:
             dL/dΩ_k and dL/dβ_k (summed over the batch), dL/df_k, dL/dh_k and dL/dx. The
             parameter gradients are also *added* to each ``Parameter.grad``.
         """
-        if not self._recorded:
+        if self._recorded is None:
             raise RuntimeError(
                 "backward() needs a recorded forward pass: call net.forward(x, record=True) first "
                 "(net(x) and forward(x) without record keep nothing for backward). backward() "
                 "always uses the most recent recorded forward pass."
             )
-        n = self.linears[0]._input.shape[0]
-        grad = as_float_array(grad_output, "grad_output", dtype=self.dtype)
-        if grad.shape != (n, self.out_features):
+        grad = as_float_array(grad_output, "grad_output", dtype=self.linears[0].weight.data.dtype)
+        if grad.shape != self._recorded:
             raise ValueError(
-                f"grad_output must have the output's shape ({n}, {self.out_features}) "
+                f"grad_output must have the output's shape {self._recorded} "
                 f"(dL/d(output) for each sample), got {grad.shape}."
             )
         return self._backward(grad, input_grad)
 
     def _backward(self, grad: np.ndarray, input_grad: bool = True) -> Gradients:
-        """The backward pass without checks, into the network's reusable buffers.
+        """The backward pass without checks; large arrays go to the reusable buffers.
 
         Per layer k, from dL/dh_{k+1}: dL/df_k = dL/dh_{k+1} ⊙ a'[f_k]; dL/dΩ_k =
         (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k.
         """
-        take, n = self._buffers.take, grad.shape[0]
-        K = len(self._blocks) - 1
+        n, K = grad.shape[0], len(self._blocks) - 1
+        take = self._reusable_buffers(n) or _no_buffer
         weights, biases = [None] * (K + 1), [None] * (K + 1)
         grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -381,7 +399,7 @@ class Sequential:
                 weight, bias = linear.weight, linear.bias
                 shape, dtype = weight.data.shape, weight.data.dtype
                 weights[k] = np.matmul(grad.T, linear._input, out=take(("dW", k), shape, dtype))
-                biases[k] = np.sum(grad, axis=0, out=take(("db", k), bias.data.shape, dtype))
+                biases[k] = grad.sum(axis=0)
                 weight.accumulate(weights[k])
                 bias.accumulate(biases[k])
                 if input_grad or k > 0:
