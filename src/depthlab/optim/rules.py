@@ -8,8 +8,8 @@ function that builds it, and an ``*_update`` function::
 
 ``param`` (shape ``S``) and the state arrays are updated **in place** (the returned state
 shares those arrays; only its step count is new); ``grad`` (shape ``S``) is only read;
-``hyper`` is a mapping of hyperparameters (an optimizer's parameter group); ``work`` is
-a tuple of k scratch arrays of shape ``S`` in the parameter's dtype, so a step allocates
+``hyper`` is a mapping of hyperparameters (an optimizer's parameter group); ``work[i]``
+(i < k) are scratch arrays of shape ``S`` in the parameter's dtype, so a step allocates
 nothing large. Ufuncs receive their output array as the last positional argument
 (``np.multiply(a, b, out)``), which NumPy dispatches faster than ``out=`` (except
 ``np.maximum``, where NumPy 2.4 deprecates it).
@@ -19,9 +19,18 @@ Every rule follows PyTorch 2.13's single-tensor implementation, including the or
 weight decay, ``maximize`` and bias corrections. Notation: g = gradient (negated when
 maximizing, plus λ·θ with coupled weight decay λ), θ = parameter, γ = learning rate, t =
 step count after this update (1 on the first step).
+
+The common settings of SGD (no momentum, no weight decay) and Adam (no AMSGrad, no
+coupled weight decay, not maximizing) also have a *fast rule* (:data:`FAST_RULES`), which
+``Optimizer.step`` runs instead: the same operations in the same order, so bit-for-bit the
+same result, with the scalars prepared once per step as 0-d arrays (see :class:`Scalars`)
+and no temporary arrays. ``tests/test_optim_fast.py`` compares them with the reference rules
+bit for bit.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -375,3 +384,150 @@ def radam_update(param, grad, state: RAdamState, hyper, work) -> RAdamState:
         update *= rect
     param -= update
     return RAdamState(step, state.exp_avg, state.exp_avg_sq)
+
+
+# ----------------------------------------------------------------------- fast rules
+# Hot-path notes: subscripting a *subclass* of dict goes through a slower generic slot, so
+# the memos below are plain dicts, read as ``try: memo[key] except KeyError: <fill>``; and
+# NamedTuple's own __new__ is a Python function, tuple.__new__ builds the same object faster.
+_new_state = tuple.__new__
+
+
+class Scalars:
+    """A rule's scalars as 0-d arrays per key (a dtype, or a pair ``(step, dtype)``).
+
+    ``scalars.made[key]`` once ``scalars.make(key)`` has filled it. A ufunc takes a 0-d
+    array of its operand's dtype about twice as fast as a Python float, which it converts
+    on every call; the values are the same, since NumPy casts the Python float to the
+    array's dtype too (float32 stays float32).
+    """
+
+    __slots__ = ("made", "_make")
+
+    def __init__(self, make: Callable):
+        self.made: dict = {}
+        self._make = make
+
+    def make(self, key):
+        if len(self.made) >= 8:  # step-dependent keys come and go: keep the memo small
+            self.made.clear()
+        value = self.made[key] = self._make(key)
+        return value
+
+
+def sgd_fast_scalars(lr, momentum, weight_decay, maximize) -> Scalars | None:
+    """The rate ∓γ per dtype, or None when momentum or weight decay need :func:`sgd_update`."""
+    if momentum != 0 or weight_decay != 0:
+        return None
+    rate = lr if maximize else -lr
+    return Scalars(lambda dtype: np.array(rate, dtype))
+
+
+def sgd_fast_update(param, grad, state: SGDState, rates: Scalars, work) -> SGDState:
+    """θ ← θ ∓ γ g: :func:`sgd_update` without momentum and weight decay.
+
+    γ·g is rounded, then added, as in ``_axpy_`` (and PyTorch's ``add_(g, alpha=-γ)``);
+    negating γ instead of g for ``maximize`` is exact. ``grad`` is only read.
+    """
+    try:
+        rate = rates.made[param.dtype]
+    except KeyError:
+        rate = rates.make(param.dtype)
+    if param.size <= _BLOCK:
+        scratch = work[0]
+        np.multiply(grad, rate, scratch)
+        np.add(param, scratch, param)
+    else:
+        _axpy_(param, rate, grad)
+    step, buffer = state  # unpacking is cheaper than two field lookups
+    if buffer is not None:
+        return SGDState(step + 1, buffer)
+    try:
+        return _SGD_STATES[step + 1]
+    except KeyError:
+        return _sgd_state(step + 1)
+
+
+# SGDState(step, None) by step, one object shared by every parameter at that step: building
+# a NamedTuple costs about as much as plain SGD's whole update of a small parameter, and a
+# state without arrays is immutable, so it can be shared.
+_SGD_STATES: dict[int, SGDState] = {}
+
+
+def _sgd_state(step: int) -> SGDState:
+    """Make and keep the state of ``step``; keep a few steps only."""
+    if len(_SGD_STATES) >= 8:
+        _SGD_STATES.clear()
+    state = _SGD_STATES[step] = _new_state(SGDState, (step, None))
+    return state
+
+
+def adam_fast_scalars(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay) -> Scalars | None:
+    """Adam's scalars per (step, dtype), or None when AMSGrad, ``maximize`` or coupled weight
+    decay need :func:`adam_update`.
+
+    Each is computed by the same Python expression as in :func:`adam_update`.
+    """
+    if amsgrad or maximize or (weight_decay != 0 and not decoupled_weight_decay):
+        return None
+    beta1, beta2 = betas
+    shrink = 1 - lr * weight_decay if weight_decay != 0 else None
+    constants: dict = {}  # dtype -> the step-independent scalars
+
+    def make(key):
+        step, dtype = key
+        if dtype not in constants:
+            constants[dtype] = (None if shrink is None else np.array(shrink, dtype), np.array(1 - beta1, dtype),
+                                np.array(beta2, dtype), np.array(1 - beta2, dtype), np.array(eps, dtype))
+        shrink_, weight1, beta2_, weight2, eps_ = constants[dtype]
+        return (shrink_, weight1, beta2_, weight2, np.array((1 - beta2**step) ** 0.5, dtype), eps_,
+                np.array(-lr / (1 - beta1**step), dtype))
+
+    return Scalars(make)
+
+
+def adam_fast_update(param, grad, state: AdamState, scalars: Scalars, work) -> AdamState:
+    """:func:`adam_update` without AMSGrad, ``maximize`` and coupled weight decay: the same
+    13 ufunc calls (14 with decoupled decay) in the same order, in place in one scratch array.
+    """
+    step, m, v, max_sq = state
+    step += 1
+    try:
+        shrink, weight1, beta2, weight2, root_correction2, eps, rate = scalars.made[step, param.dtype]
+    except KeyError:
+        shrink, weight1, beta2, weight2, root_correction2, eps, rate = scalars.make((step, param.dtype))
+    scratch = work[0]
+    if shrink is not None:
+        np.multiply(param, shrink, param)  # θ ← θ(1 − γλ)
+    np.subtract(grad, m, scratch)  # m ← m + (1 − β₁)(g − m)
+    np.multiply(scratch, weight1, scratch)
+    np.add(m, scratch, m)
+    np.multiply(v, beta2, v)  # v ← β₂ v + (1 − β₂) g²
+    np.multiply(grad, grad, scratch)
+    np.multiply(scratch, weight2, scratch)
+    np.add(v, scratch, v)
+    np.sqrt(v, scratch)  # d = √v / √(1 − β₂ᵗ) + ε
+    np.divide(scratch, root_correction2, scratch)
+    np.add(scratch, eps, scratch)
+    np.divide(m, scratch, scratch)  # θ ← θ − γ/(1 − β₁ᵗ) · m/d
+    np.multiply(scratch, rate, scratch)
+    np.add(param, scratch, param)
+    return _new_state(AdamState, (step, m, v, max_sq))
+
+
+class FastRule(NamedTuple):
+    """A fast rule: ``scalars(*read(group))`` gives its :class:`Scalars`, or None when the
+    group's settings need the reference rule; ``update`` takes them in place of the group."""
+
+    read: Callable  # group -> tuple of the hyperparameters the scalars depend on
+    scalars: Callable
+    update: Callable
+
+
+# reference rule -> its fast rule (Optimizer.step looks up its own ``update`` here)
+FAST_RULES = {
+    sgd_update: FastRule(itemgetter("lr", "momentum", "weight_decay", "maximize"), sgd_fast_scalars,
+                         sgd_fast_update),
+    adam_update: FastRule(itemgetter("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
+                                     "decoupled_weight_decay"), adam_fast_scalars, adam_fast_update),
+}
