@@ -427,7 +427,7 @@ def _phase_times(contender, batches, network, settings) -> dict[str, float]:
             t2 = clock()
             grad = loss.grad(trace.output, y)
             t3 = clock()
-            net.backward(grad)
+            net.backward(grad, input_grad=False, intermediates=False)
             t4 = clock()
             opt.step()
             t5 = clock()
@@ -742,7 +742,8 @@ METHOD = """
   implementation (the relative differences are printed under the step table), and all weights are checked
   to be finite after timing (subnormal or NaN arithmetic would distort timings).
 - **Contenders.** *depthlab*: public API only (`opt.zero_grad()`, `net.forward(x, record=True)`,
-  `dl.losses.<loss>.grad`, `net.backward`, `opt.step()`), including its input checks. *hand*: the minimal
+  `dl.losses.<loss>.grad`, `net.backward(g, input_grad=False, intermediates=False)`, `opt.step()`), including
+  its input checks. *hand*: the minimal
   NumPy loop — `h @ W.T`, `+= b`, in-place ReLU, the loss gradient in place, `g.T @ h`, `g.sum(0)`,
   `g @ W`, `g *= h > 0`, in-place SGD/Adam updates with scratch buffers — the floor for a NumPy library.
   *PyTorch*: `nn.Sequential` of `nn.Linear`/`nn.ReLU`, `nn.CrossEntropyLoss`/`nn.MSELoss`, `torch.optim.SGD`

@@ -4,8 +4,9 @@ Each *contender* is built from the same initial weights (depthlab's ``MLP``, He-
 seed 0) and trained on the same batches, in the same dtype:
 
 - ``depthlab``: the public API only — ``net.forward(x, record=True)``,
-  ``dl.losses.<loss>.grad``, ``net.backward(..., input_grad=False)`` (training needs no
-  dL/dx, and PyTorch computes none for an input that does not require grad),
+  ``dl.losses.<loss>.grad``, ``net.backward(..., input_grad=False, intermediates=False)``
+  (training needs neither dL/dx nor the per-layer dL/df, dL/dh, and PyTorch keeps none
+  of them: no grad for an input that does not require it, no ``retain_grad``),
   ``opt.step()``, ``opt.zero_grad()``;
 - ``hand``: the minimal hand-written NumPy loop (the same matrix products, in-place ReLU,
   no checks, no objects): the floor for any NumPy library;
@@ -135,7 +136,7 @@ class Depthlab:
     def step(self, x, y):
         self.opt.zero_grad()
         trace = self.net.forward(x, record=True)
-        self.net.backward(self.loss.grad(trace.output, y), input_grad=False)
+        self.net.backward(self.loss.grad(trace.output, y), input_grad=False, intermediates=False)
         self.opt.step()
 
     def weights(self):

@@ -137,3 +137,23 @@ def test_copies_start_with_empty_buffers(setup, clone):
     twin = clone(net)
     assert len(twin._buffers) == 0
     np.testing.assert_array_equal(twin(x1), net(x1))
+
+
+@pytest.mark.parametrize("reuse_bytes", [0, 1 << 60])
+@pytest.mark.parametrize("output_activation", [None, "tanh"])
+def test_backward_without_intermediates_gives_the_same_parameter_gradients(setup, output_activation, reuse_bytes,
+                                                                           monkeypatch):
+    monkeypatch.setattr(_buffers, "REUSE_BYTES", reuse_bytes)
+    net, (x1, _), (g1, _) = setup
+    net = dl.Sequential.from_arrays([p.data for p in net.parameters()][::2], [p.data for p in net.parameters()][1::2],
+                                    activation="relu", output_activation=output_activation)
+    _, expected = fresh_pass(net, x1, g1)
+    kept = g1.copy()
+    net.forward(x1, record=True)
+    got = net.backward(g1, input_grad=True, intermediates=False)
+    assert got.preactivations is None and got.activations is None
+    np.testing.assert_array_equal(g1, kept)  # the caller's grad_output is never written over
+    for a, b in zip(got.weights + got.biases + [got.input], expected.weights + expected.biases + [expected.input]):
+        np.testing.assert_array_equal(a, b)
+    for p, b in zip(net.parameters(), [w for pair in zip(expected.weights, expected.biases) for w in pair]):
+        np.testing.assert_array_equal(p.grad, b)

@@ -57,8 +57,8 @@ class Activation:
         The network is piecewise linear in its input (identity, ReLU, leaky ReLU).
     vjp : callable, optional
         ``vjp(grad_h, f, h, out=None) -> grad_h ⊙ a'[f]`` without forming a'[f] (ReLU masks
-        instead of multiplying), written into ``out`` when given; the default multiplies by
-        ``derivative``.
+        instead of multiplying), written into ``out`` when given (``out`` may be grad_h
+        itself); the default multiplies by ``derivative``.
     function_out : callable, optional
         ``function_out(f, out) -> out``: a[f] written into ``out`` (f's shape and dtype).
         Networks use it to reuse one buffer per layer from pass to pass; without it the
@@ -92,8 +92,8 @@ class Activation:
     def backward(self, grad_h: Array, f: Array, h: Array, out: Array | None = None) -> Array:
         """dL/df = dL/dh ⊙ a'[f] (through ``vjp`` when the activation has a faster form).
 
-        ``out`` (grad_h's shape and dtype, not grad_h itself) receives the result where the
-        activation can write it; use the returned array (identity returns grad_h itself).
+        ``out`` (grad_h's shape and dtype; grad_h itself to work in place) receives the result
+        where the activation can write it; use the returned array (identity returns grad_h).
         """
         if self.vjp is not None:
             return self.vjp(grad_h, f, h, out)

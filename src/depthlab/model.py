@@ -61,18 +61,19 @@ class Gradients:
         dL/dΩ_k, shape (D_{k+1}, D_k), k = 0 .. K.
     biases : list of np.ndarray
         dL/dβ_k, shape (D_{k+1},).
-    preactivations : list of np.ndarray
-        dL/df_k, shape (N, D_{k+1}).
-    activations : list of np.ndarray
-        dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx).
+    preactivations : list of np.ndarray, or None
+        dL/df_k, shape (N, D_{k+1}) (None after ``backward(..., intermediates=False)``).
+    activations : list of np.ndarray, or None
+        dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx; None after
+        ``backward(..., intermediates=False)``).
     input : np.ndarray or None
         dL/dx, shape (N, D_0) (None after ``backward(..., input_grad=False)``).
     """
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
-    preactivations: list[np.ndarray]
-    activations: list[np.ndarray]
+    preactivations: list[np.ndarray] | None
+    activations: list[np.ndarray] | None
     input: np.ndarray
 
 
@@ -346,7 +347,7 @@ class Sequential:
         raise NonFiniteError("the network's output activation produced non-finite values.")
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, grad_output, input_grad: bool = True) -> Gradients:
+    def backward(self, grad_output, input_grad: bool = True, intermediates: bool = True) -> Gradients:
         """Backpropagate dL/d(output) through the last recorded forward pass.
 
         Parameters
@@ -357,6 +358,11 @@ class Sequential:
             Compute dL/dx. Training does not need it, and it costs as much as the first
             layer's forward pass; with False, ``grads.input`` and ``grads.activations[0]``
             are None (PyTorch likewise skips it unless the input requires grad).
+        intermediates : bool, default True
+            Keep dL/df_k and dL/dh_k. Training needs only the parameters' gradients: with
+            False, ``grads.preactivations`` and ``grads.activations`` are None and each
+            dL/df_k is formed in place of dL/dh_{k+1}, which saves a pass over memory per
+            layer (PyTorch likewise keeps no intermediate gradient unless asked).
 
         Returns
         -------
@@ -376,16 +382,18 @@ class Sequential:
                 f"grad_output must have the output's shape {self._recorded} "
                 f"(dL/d(output) for each sample), got {grad.shape}."
             )
-        return self._backward(grad, input_grad)
+        return self._backward(grad, input_grad, intermediates)
 
-    def _backward(self, grad: np.ndarray, input_grad: bool = True) -> Gradients:
+    def _backward(self, grad: np.ndarray, input_grad: bool = True, intermediates: bool = True) -> Gradients:
         """The backward pass without checks; large arrays go to the reusable buffers.
 
         Per layer k, from dL/dh_{k+1}: dL/df_k = dL/dh_{k+1} ⊙ a'[f_k]; dL/dΩ_k =
-        (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k.
+        (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k. Without
+        ``intermediates``, dL/df_k overwrites dL/dh_{k+1} (never the caller's grad_output).
         """
         n, K = grad.shape[0], len(self._blocks) - 1
         take = self._reusable_buffers(n) or _no_buffer
+        grad_output = grad
         weights, biases = [None] * (K + 1), [None] * (K + 1)
         grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -393,8 +401,11 @@ class Sequential:
                 linear, acts = self._blocks[k]
                 for j in range(len(acts) - 1, -1, -1):
                     act = acts[j]
-                    grad = act.activation.backward(grad, act._f, act._h,
-                                                   out=take(("df", k, j), grad.shape, grad.dtype))
+                    if intermediates or grad is grad_output:
+                        out = take(("df", k, j), grad.shape, grad.dtype)
+                    else:
+                        out = grad  # this pass's own dL/dh, needed no more
+                    grad = act.activation.backward(grad, act._f, act._h, out=out)
                 grad_f[k] = grad
                 weight, bias = linear.weight, linear.bias
                 shape, dtype = weight.data.shape, weight.data.dtype
@@ -407,6 +418,8 @@ class Sequential:
                 else:
                     grad = None
                 grad_h[k] = grad
+        if not intermediates:
+            grad_f = grad_h = None
         return Gradients(weights=weights, biases=biases, preactivations=grad_f,
                          activations=grad_h, input=grad)
 

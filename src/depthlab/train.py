@@ -453,7 +453,7 @@ class _Run:
                 value, grad = value_and_grad(output, yb)
                 if not math.isfinite(value):
                     self.diverged(epoch, batch, _first_bad_forward(net, trace))
-                gradients = backward(grad, False)  # training needs no dL/dx
+                gradients = backward(grad, False, watch)  # no dL/dx; dL/df, dL/dh for batch hooks only
                 for p in params:
                     if not math.isfinite(p.grad.sum()):  # one cheap reduction per array
                         culprit = _first_bad_gradient(net)
