@@ -103,29 +103,31 @@ class Linear:
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
-    def forward(self, h: np.ndarray, record: bool = False) -> np.ndarray:
-        """f = h Ωᵀ + β for h of shape (N, D_in); returns f of shape (N, D_out)."""
-        f = h @ self.weight.data.T
+    def forward(self, h: np.ndarray, record: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """f = h Ωᵀ + β for h of shape (N, D_in); returns f of shape (N, D_out), in ``out`` if given."""
+        f = np.matmul(h, self.weight.data.T, out=out)
         f += self.bias.data
         if record:
             self._input = h
         return f
 
-    def backward(self, grad_f: np.ndarray, input_grad: bool = True):
+    def backward(self, grad_f: np.ndarray, input_grad: bool = True, *, out_weight: np.ndarray | None = None,
+                 out_input: np.ndarray | None = None):
         """Gradients from dL/df of shape (N, D_out).
 
         Returns ``(dL/dh, dL/dΩ, dL/dβ)`` and adds dL/dΩ, dL/dβ to the parameters' ``grad``.
         With ``input_grad=False`` dL/dh is not computed (None): the first layer of a network
-        skips that product, which costs as much as the layer's forward pass.
+        skips that product, which costs as much as the layer's forward pass. ``out_weight``
+        (D_out, D_in) and ``out_input`` (N, D_in) receive dL/dΩ and dL/dh when given.
         """
         if self._input is None:
             raise RuntimeError(
                 "Linear.backward needs the input of a recorded forward pass; "
                 "call forward(x, record=True) first."
             )
-        grad_weight = grad_f.T @ self._input
+        grad_weight = np.matmul(grad_f.T, self._input, out=out_weight)
         grad_bias = grad_f.sum(axis=0)
-        grad_input = grad_f @ self.weight.data if input_grad else None
+        grad_input = np.matmul(grad_f, self.weight.data, out=out_input) if input_grad else None
         self.weight.accumulate(grad_weight)
         self.bias.accumulate(grad_bias)
         return grad_input, grad_weight, grad_bias
@@ -145,19 +147,20 @@ class ActivationLayer:
     def parameters(self) -> list[Parameter]:
         return []
 
-    def forward(self, f: np.ndarray, record: bool = False) -> np.ndarray:
-        h = self.activation.function(f)
+    def forward(self, f: np.ndarray, record: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """h = a[f], in ``out`` when given and the activation can write there (use the result)."""
+        h = self.activation.forward(f, out)
         if record:
             self._f, self._h = f, h
         return h
 
-    def backward(self, grad_h: np.ndarray) -> np.ndarray:
-        """dL/df = dL/dh ⊙ a'[f], shape (N, D)."""
+    def backward(self, grad_h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """dL/df = dL/dh ⊙ a'[f], shape (N, D), in ``out`` when given (may be grad_h itself)."""
         if self._f is None:
             raise RuntimeError(
                 "ActivationLayer.backward needs a recorded forward pass; call forward(x, record=True) first."
             )
-        return self.activation.backward(grad_h, self._f, self._h)
+        return self.activation.backward(grad_h, self._f, self._h, out)
 
     def __repr__(self) -> str:
         return f"ActivationLayer({self.activation!r})"

@@ -291,38 +291,28 @@ class Sequential:
         """
         n, last = x.shape[0], len(self._blocks) - 1
         take = self._reusable_buffers(n)
-        if take is not None:
+        if take is not _no_buffer:
             self._release_caches()
         preactivations, activations = [], [x]
         h = x
         for k, (linear, acts) in enumerate(self._blocks):
             weight = linear.weight.data
-            if take is None:
-                f = h @ weight.T
-            else:
-                f = np.matmul(h, weight.T, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
-            f += linear.bias.data
-            linear._input = h
-            preactivations.append(f)
-            h = f
-            for j, act in enumerate(acts):
-                activation = act.activation
-                if take is None or activation.function_out is None:
-                    out = activation.function(h)
-                else:
-                    out = activation.function_out(h, take(("h", k, j), h.shape, h.dtype))
-                act._f, act._h = h, out
-                h = out
+            h = linear.forward(h, record=True, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
+            preactivations.append(h)
+            for j, act in enumerate(acts):  # a buffer only where the activation can write into it
+                out = None if act.activation.function_out is None else take(("h", k, j), h.shape, h.dtype)
+                h = act.forward(h, record=True, out=out)
             if k < last:
                 activations.append(h)
         self._recorded = h.shape
         return Trace(output=h, preactivations=preactivations, activations=activations)
 
     def _reusable_buffers(self, n: int):
-        """``Buffers.take`` when a batch of n makes the arrays large enough to reuse, else None."""
+        """``Buffers.take`` when a batch of n makes the arrays large enough to reuse, else the
+        stand-in that always answers None (NumPy allocates)."""
         if n * self._widest * self.linears[0].weight.data.itemsize >= _buffers.REUSE_BYTES:
             return self._buffers.take
-        return None
+        return _no_buffer
 
     def _release_caches(self) -> None:
         """Drop the layers' references to the last recorded pass (so its buffers can be reused)."""
@@ -392,7 +382,7 @@ class Sequential:
         ``intermediates``, dL/df_k overwrites dL/dh_{k+1} (never the caller's grad_output).
         """
         n, K = grad.shape[0], len(self._blocks) - 1
-        take = self._reusable_buffers(n) or _no_buffer
+        take = self._reusable_buffers(n)
         grad_output = grad
         weights, biases = [None] * (K + 1), [None] * (K + 1)
         grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
@@ -400,23 +390,17 @@ class Sequential:
             for k in range(K, -1, -1):
                 linear, acts = self._blocks[k]
                 for j in range(len(acts) - 1, -1, -1):
-                    act = acts[j]
                     if intermediates or grad is grad_output:
                         out = take(("df", k, j), grad.shape, grad.dtype)
                     else:
                         out = grad  # this pass's own dL/dh, needed no more
-                    grad = act.activation.backward(grad, act._f, act._h, out=out)
+                    grad = acts[j].backward(grad, out=out)
                 grad_f[k] = grad
-                weight, bias = linear.weight, linear.bias
-                shape, dtype = weight.data.shape, weight.data.dtype
-                weights[k] = np.matmul(grad.T, linear._input, out=take(("dW", k), shape, dtype))
-                biases[k] = grad.sum(axis=0)
-                weight.accumulate(weights[k])
-                bias.accumulate(biases[k])
-                if input_grad or k > 0:
-                    grad = np.matmul(grad, weight.data, out=take(("dh", k), (n, shape[1]), dtype))
-                else:
-                    grad = None
+                shape, dtype = linear.weight.data.shape, grad.dtype
+                keep_input = input_grad or k > 0
+                grad, weights[k], biases[k] = linear.backward(
+                    grad, keep_input, out_weight=take(("dW", k), shape, dtype),
+                    out_input=take(("dh", k), (n, shape[1]), dtype) if keep_input else None)
                 grad_h[k] = grad
         if not intermediates:
             grad_f = grad_h = None
