@@ -48,6 +48,7 @@ _EXPORTS = {
     "check_input_jacobian": "gradient_check:check_input_jacobian",
     # training
     "fit": "train:fit",
+    "TrainStep": "train_step:TrainStep",
     "evaluate": "train:evaluate",
     "predict": "train:predict",
     "History": "callbacks:History",

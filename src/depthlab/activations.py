@@ -63,6 +63,11 @@ class Activation:
         ``function_out(f, out) -> out``: a[f] written into ``out`` (f's shape and dtype).
         Networks use it to reuse one buffer per layer from pass to pass; without it the
         forward pass allocates a[f] afresh.
+    derivative_from_output : bool
+        ``derivative`` and ``vjp`` read only the output h (the pre-activation f may be passed
+        as h), and ``function_out`` may write into f's own buffer. A training step that keeps
+        no f_k then computes h_{k+1} in place of f_k (ReLU, sigmoid, tanh), as PyTorch's
+        in-place activations do.
     """
 
     name: str
@@ -76,6 +81,7 @@ class Activation:
     piecewise_linear: bool = False
     vjp: Callable[..., Array] | None = None
     function_out: Callable[[Array, Array], Array] | None = None
+    derivative_from_output: bool = False
 
     def __call__(self, f: Array) -> Array:
         return self.function(f)
@@ -162,7 +168,7 @@ def relu() -> Activation:
     return Activation(
         "relu", lambda f: np.maximum(f, 0), lambda f, h: (f > 0).astype(f.dtype), math.sqrt(2.0),
         can_die=True, kinks=(0.0,), piecewise_linear=True, vjp=_relu_vjp,
-        function_out=lambda f, out: np.maximum(f, 0, out=out),
+        function_out=lambda f, out: np.maximum(f, 0, out=out), derivative_from_output=True,
     )
 
 
@@ -181,13 +187,13 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
 def sigmoid() -> Activation:
     """a[f] = 1 / (1 + e^{-f}); a' = h(1 − h)."""
     return Activation("sigmoid", special.expit, lambda f, h: h * (1 - h), 1.0, saturates=True,
-                      function_out=lambda f, out: special.expit(f, out=out))
+                      function_out=lambda f, out: special.expit(f, out=out), derivative_from_output=True)
 
 
 def tanh() -> Activation:
     """a[f] = tanh f; a' = 1 − h²."""
     return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True,
-                      function_out=lambda f, out: np.tanh(f, out=out))
+                      function_out=lambda f, out: np.tanh(f, out=out), derivative_from_output=True)
 
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

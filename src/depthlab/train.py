@@ -62,6 +62,7 @@ from . import metrics as _metrics
 from ._checks import as_float_array, check_positive_int, check_real, resolve_rng
 from .callbacks import Callback, History, TrainingState
 from .model import NonFiniteError, Sequential
+from .train_step import TrainStep
 from .training_display import DeferredInterrupt, progress_display
 
 Array = np.ndarray
@@ -408,6 +409,7 @@ class _Run:
         self.batch_end = [c for c in callbacks if c.handles("on_batch_end")]
         from .optim import ReduceLROnPlateau, clip_grad_norm
         self.plateau = isinstance(lr_scheduler, ReduceLROnPlateau)
+        self.train_step = TrainStep(net, objective.loss, optimizer)
         self.clip = clip_grad_norm
         self.stopper = None  # the callback that set state.stop_training
 
@@ -448,12 +450,15 @@ class _Run:
             for p in params:
                 p.grad = None
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                trace = forward(xb, True)
-                output = trace.output
-                value, grad = value_and_grad(output, yb)
-                if not math.isfinite(value):
-                    self.diverged(epoch, batch, _first_bad_forward(net, trace))
-                gradients = backward(grad, False, watch)  # no dL/dx; dL/df, dL/dh for batch hooks only
+                if watch:  # batch hooks read state.trace and state.gradients: the explicit passes
+                    trace = forward(xb, True)
+                    output = trace.output
+                    value, grad = value_and_grad(output, yb)
+                    if not math.isfinite(value):
+                        self.diverged(epoch, batch, _first_bad_forward(net, trace))
+                    gradients = backward(grad, False, True)  # no dL/dx
+                else:
+                    value, output = self.fused_gradients(epoch, batch, xb, yb)
                 for p in params:
                     if not math.isfinite(p.grad.sum()):  # one cheap reduction per array
                         culprit = _first_bad_gradient(net)
@@ -483,6 +488,17 @@ class _Run:
             if state.stop_training:  # as Keras: the partial epoch is still validated and recorded
                 return running(), batch + 1
         return running(), steps
+
+    def fused_gradients(self, epoch: int, batch: int, xb: Array, yb: Array) -> tuple[float, Array]:
+        """(loss, output) of a batch through :class:`~depthlab.train_step.TrainStep`, its
+        parameter gradients left in ``grad``; a non-finite forward pass or loss ends the run."""
+        try:
+            value = self.train_step._gradients(xb, yb, True, False)
+        except NonFiniteError:
+            value = math.nan
+        if not math.isfinite(value):
+            self.diverged(epoch, batch, _first_bad_forward(self.net, self.net._forward(xb, True)))
+        return value, self.train_step.output
 
     def check_weights(self, epoch: int, steps_done: int) -> None:
         """After an epoch: the last update may have overflowed the weights (cheap sums first)."""
