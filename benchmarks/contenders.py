@@ -3,11 +3,13 @@
 Each *contender* is built from the same initial weights (depthlab's ``MLP``, He-normal,
 seed 0) and trained on the same batches, in the same dtype:
 
-- ``depthlab``: the public API only — ``net.forward(x, record=True)``,
-  ``dl.losses.<loss>.grad``, ``net.backward(..., input_grad=False, intermediates=False)``
-  (training needs neither dL/dx nor the per-layer dL/df, dL/dh, and PyTorch keeps none
-  of them: no grad for an input that does not require it, no ``retain_grad``),
-  ``opt.step()``, ``opt.zero_grad()``;
+- ``depthlab``: the public API's training step, ``dl.TrainStep(net, loss, opt)(x, y)``
+  (what ``fit`` runs): the explicit loop below fused, bit for bit the same result;
+- ``loop``: the explicit loop of the public API — ``opt.zero_grad()``,
+  ``net.forward(x, record=True)``, ``dl.losses.<loss>.grad``,
+  ``net.backward(..., input_grad=False, intermediates=False)`` (training needs neither
+  dL/dx nor the per-layer dL/df, dL/dh, and PyTorch keeps none of them: no grad for an
+  input that does not require it, no ``retain_grad``), ``opt.step()``;
 - ``hand``: the minimal hand-written NumPy loop (the same matrix products, in-place ReLU,
   no checks, no objects): the floor for any NumPy library;
 - ``torch``: ``torch.nn.Sequential`` of ``Linear``/``ReLU`` with ``torch.optim``, on CPU,
@@ -121,7 +123,7 @@ def initial_weights(network: Network, dtype):
 # ----------------------------------------------------------------------------- depthlab
 
 class Depthlab:
-    """depthlab through its public API."""
+    """depthlab's fused training step, :class:`depthlab.TrainStep`."""
 
     name = "depthlab"
 
@@ -132,15 +134,25 @@ class Depthlab:
         params, lr = self.net.parameters(), network.lr[optimizer]
         self.opt = dl.optim.SGD(params, lr=lr) if optimizer == "sgd" else dl.optim.Adam(params, lr=lr, betas=BETAS,
                                                                                          eps=EPS)
+        self.train_step = dl.TrainStep(self.net, self.loss, self.opt)
+
+    def step(self, x, y):
+        self.train_step(x, y)
+
+    def weights(self):
+        return [layer.weight.data for layer in self.net.linears]
+
+
+class Loop(Depthlab):
+    """depthlab's explicit loop: forward, loss gradient, backward, optimizer step as four calls."""
+
+    name = "loop"
 
     def step(self, x, y):
         self.opt.zero_grad()
         trace = self.net.forward(x, record=True)
         self.net.backward(self.loss.grad(trace.output, y), input_grad=False, intermediates=False)
         self.opt.step()
-
-    def weights(self):
-        return [layer.weight.data for layer in self.net.linears]
 
 
 # ----------------------------------------------------------------------------- hand-written NumPy
@@ -322,15 +334,15 @@ class Sklearn:
 
 
 def build(kind: str, network: Network, dtype, optimizer: str, batches):
-    """A contender of ``kind`` ("depthlab", "hand", "torch", "sklearn") from the shared weights."""
+    """A contender of ``kind`` ("depthlab", "loop", "hand", "torch", "sklearn") from the shared weights."""
     weights = initial_weights(network, dtype)
     if kind == "sklearn":
         return Sklearn(network, dtype, optimizer, weights, first_batch=batches[0])
-    return {"depthlab": Depthlab, "hand": Hand, "torch": Torch}[kind](network, dtype, optimizer, weights)
+    return {"depthlab": Depthlab, "loop": Loop, "hand": Hand, "torch": Torch}[kind](network, dtype, optimizer, weights)
 
 
 def kinds_for(network: Network) -> list[str]:
-    return ["depthlab", "hand", "torch"] + (["sklearn"] if network.task == "classification" else [])
+    return ["depthlab", "loop", "hand", "torch"] + (["sklearn"] if network.task == "classification" else [])
 
 
 def check_agreement(network: Network, dtype, batches) -> dict[str, float]:
