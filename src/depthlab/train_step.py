@@ -49,15 +49,17 @@ class TrainStep:
     returns L(output, y) of the batch, before the step, as a float (computed with the
     gradient, sharing its intermediate arrays); otherwise None.
 
+    Raises
+    ------
+    NonFiniteError
+        The forward pass overflowed (the message names the layer); the weights are unchanged.
+
+    Examples
+    --------
     >>> net = dl.MLP(40, [100, 100], 10, dtype="float32")
     >>> step = dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.05))
     >>> for xb, yb in batches:
     ...     step(xb, yb)
-
-    Raises
-    ------
-    NonFiniteError
-        The forward pass overflowed (the message names the layer); nothing was updated.
     """
 
     def __init__(self, net, loss, optimizer):
@@ -174,7 +176,7 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
         pairs = []
         for j, layer in enumerate(acts):
             activation = layer.activation
-            if j == 0 and activation.derivative_from_output:
+            if j == 0 and _in_place(activation):
                 out = activation.function_out(h, h)      # f_k is needed no more: h_{k+1} replaces it
                 pairs.append((out, out))
             else:
@@ -203,9 +205,12 @@ def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -
             grad = np.matmul(grad, weight.data, out=grad_input)
 
 
+def _in_place(activation) -> bool:
+    """Whether a block's first activation computes h_{k+1} in f_k's own buffer: it can write
+    into a given array and differentiates from its output alone."""
+    return activation.function_out is not None and activation.derivative_from_output
+
+
 def _needs_output_array(acts: list) -> bool:
     """Whether a block's first activation writes h_{k+1} into an array apart from f_k."""
-    if not acts:
-        return False
-    activation = acts[0].activation
-    return activation.function_out is not None and not activation.derivative_from_output
+    return bool(acts) and acts[0].activation.function_out is not None and not _in_place(acts[0].activation)
