@@ -200,7 +200,7 @@ def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -
             grad = acts[j].activation.backward(grad, *pairs[j], grad)
         out = None if weight_key is None else buffers.take(weight_key, weight.data.shape, grad.dtype)
         weight.accumulate(np.matmul(grad.T, inputs[k], out=out))
-        bias.accumulate(grad.sum(axis=0))
+        bias.accumulate(np.add.reduce(grad, axis=0))  # grad.sum(axis=0) without its Python wrapper
         if k:
             grad = np.matmul(grad, weight.data, out=grad_input)
 
