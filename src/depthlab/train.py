@@ -460,7 +460,7 @@ class _Run:
                 else:
                     value, output = self.fused_gradients(epoch, batch, xb, yb)
                 for p in params:
-                    if not math.isfinite(p.grad.sum()):  # one cheap reduction per array
+                    if not math.isfinite(np.add.reduce(p.grad, axis=None)):  # one reduction per array
                         culprit = _first_bad_gradient(net)
                         if culprit is not None:  # else a sum of finite values overflowed
                             self.diverged(epoch, batch, culprit)
