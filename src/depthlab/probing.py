@@ -112,6 +112,10 @@ def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
     its rounding (that of the arrays it came from) cannot reach the std.
     """
     flat = a.reshape(-1)
+    if flat.dtype == np.float32:
+        quick = _mean_std_float32(flat, total)
+        if quick is not None:
+            return quick
     if flat.dtype != np.float64:
         flat = flat.astype(np.float64)
     n = flat.size
@@ -133,6 +137,37 @@ def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
         return mean, 0.0
     deviation /= largest
     return mean, largest * math.sqrt(float(np.vdot(deviation, deviation)) / n)
+
+
+def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, float] | None:
+    """:func:`_mean_std` of a float32 vector without a float64 copy, or None to take that path.
+
+    Σx² comes from BLAS in float32 (its lanes of partial sums keep the relative error near
+    1e-7 here, far below the float32 network's own rounding) and Σx from NumPy's pairwise
+    sum. That is accurate enough only where the mean is at most ~10× smaller than the std
+    and nothing under- or overflows; elsewhere the float64 path decides.
+    """
+    n = flat.size
+    second = float(np.vdot(flat, flat)) / n
+    mean = (float(total) if total is not None else float(np.dot(flat, _ones(n, flat.dtype)))) / n
+    variance = second - mean * mean
+    if math.isfinite(second) and 1e-30 < second and variance > 1e-2 * second:
+        return mean, math.sqrt(variance)
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(size: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ones: sums as BLAS dot products, several times faster than
+    ``np.add.reduce`` on these arrays (cached: a probe sums arrays of a few sizes)."""
+    ones = np.ones(size, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def _column_sums(h: np.ndarray) -> np.ndarray:
+    """Σ_n h[n, :] (D,), as one matrix–vector product in h's dtype."""
+    return _ones(h.shape[0], h.dtype) @ h
 
 
 def _constant_columns(h: np.ndarray) -> bool:
@@ -541,8 +576,8 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
         grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
         grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
         f_mean, f_std = _mean_std(f, f_total)
-        column_sums = np.add.reduce(h, axis=0, dtype=np.float64)
-        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums))
+        column_sums = _column_sums(h)
+        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
         single = len(net._blocks[k][1]) == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
         dead = saturated = None
