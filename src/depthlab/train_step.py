@@ -165,7 +165,7 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
     """f_k = h_k Ω_kᵀ + β_k and h_{k+1} = a[f_k] into the plan's arrays.
 
     Returns the inputs h_k of the linear layers, what each block's activations read in the
-    backward pass (an ``(f, h)`` pair per activation) and the output.
+    backward pass (an ``(activation, f, h)`` triple per activation) and the output.
     """
     inputs, kept = [], []
     h = x
@@ -173,34 +173,36 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
         inputs.append(h)
         h = np.matmul(h, weight.data.T, out=f_out)
         h += bias.data
-        pairs = []
+        triples = []
         for j, layer in enumerate(acts):
             activation = layer.activation
             if j == 0 and _in_place(activation):
                 out = activation.function_out(h, h)      # f_k is needed no more: h_{k+1} replaces it
-                pairs.append((out, out))
+                triples.append((activation, out, out))
             else:
                 out = activation.forward(h, h_out if j == 0 else None)
-                pairs.append((h, out))
+                triples.append((activation, h, out))
             h = out
-        kept.append(pairs)
+        kept.append(triples)
     return inputs, kept, h
 
 
 def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -> None:
-    """dL/df_k in place of dL/dh_{k+1}; dL/dΩ_k, dL/dβ_k added to the parameters' grad.
+    """dL/df_k in place of dL/dh_{k+1}; dL/dΩ_k, dL/dβ_k added to the parameters' grad
+    (``Parameter.accumulate``, written out: this loop runs on every training step).
 
     dL/dΩ_k is visible (``Ω_k.grad``), so it goes to the network's buffers, reused only when
     nobody holds the last one (see :mod:`depthlab._buffers`).
     """
     for k in range(len(plan) - 1, -1, -1):
-        weight, bias, acts, _, _, grad_input, weight_key = plan[k]
-        pairs = kept[k]
-        for j in range(len(pairs) - 1, -1, -1):
-            grad = acts[j].activation.backward(grad, *pairs[j], grad)
+        weight, bias, _, _, _, grad_input, weight_key = plan[k]
+        for activation, f, h in reversed(kept[k]):
+            grad = activation.backward(grad, f, h, grad)
         out = None if weight_key is None else buffers.take(weight_key, weight.data.shape, grad.dtype)
-        weight.accumulate(np.matmul(grad.T, inputs[k], out=out))
-        bias.accumulate(np.add.reduce(grad, axis=0))  # grad.sum(axis=0) without its Python wrapper
+        gradient = np.matmul(grad.T, inputs[k], out=out)
+        weight.grad = gradient if weight.grad is None else weight.grad + gradient
+        gradient = np.add.reduce(grad, axis=0)  # grad.sum(axis=0) without its Python wrapper
+        bias.grad = gradient if bias.grad is None else bias.grad + gradient
         if k:
             grad = np.matmul(grad, weight.data, out=grad_input)
 
