@@ -6,7 +6,7 @@ row vectors h of shape ``(N, D_in)``::
 
     f = h @ Ω.T + β                      # Linear.forward,   f: (N, D_out)
     dL/dΩ = (dL/df).T @ h                # Linear.backward,  (D_out, D_in), summed over the batch
-    dL/dβ = Σ_n dL/df[n]                 #                   (D_out,)
+    dL/dβ = Σ_n dL/df[n]                 #                   (D_out,), as ones(N) @ dL/df
     dL/dh = dL/df @ Ω                    #                   (N, D_in)
     dL/df = dL/dh ⊙ a'[f]                # ActivationLayer.backward
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from . import activations as _activations
 from . import init as _init
+from ._buffers import batch_sum
 from ._checks import as_float_array, check_positive_int, resolve_dtype, resolve_rng
 from .parameter import Parameter
 
@@ -126,7 +127,7 @@ class Linear:
                 "call forward(x, record=True) first."
             )
         grad_weight = np.matmul(grad_f.T, self._input, out=out_weight)
-        grad_bias = grad_f.sum(axis=0)
+        grad_bias = batch_sum(grad_f)
         grad_input = np.matmul(grad_f, self.weight.data, out=out_input) if input_grad else None
         self.weight.accumulate(grad_weight)
         self.bias.accumulate(grad_bias)

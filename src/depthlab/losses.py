@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
+from ._buffers import ones
 from ._checks import _FLOATS, as_batch, as_float_array, lookup
 
 Array = np.ndarray
@@ -147,14 +148,6 @@ def _shifted(output: Array) -> Array:
 
 
 @lru_cache(maxsize=64)
-def _ones(columns: int, dtype: np.dtype) -> Array:
-    """A read-only vector of ``columns`` ones (cached: building it costs as much as using it)."""
-    ones = np.ones(columns, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
-
-
-@lru_cache(maxsize=64)
 def _steps(count: int, step: int) -> Array:
     """The read-only index vector ``[0, step, …, (count − 1)·step]`` (cached)."""
     steps = np.arange(0, count * step, step)
@@ -164,7 +157,7 @@ def _steps(count: int, step: int) -> Array:
 
 def _row_sum(x: Array) -> Array:
     """Row sums, shape (N,), as one matrix–vector product (faster than x.sum(axis=1))."""
-    return x @ _ones(x.shape[1], x.dtype)
+    return x @ ones(x.shape[1], x.dtype)
 
 
 def _label_entries(x: Array, labels: Array) -> tuple[Array, Array]:

@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from . import losses as _losses
+from ._buffers import batch_sum, ones
 from ._checks import check_real, resolve_rng
 from .layers import Linear
 
@@ -149,25 +150,11 @@ def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, flo
     """
     n = flat.size
     second = float(np.vdot(flat, flat)) / n
-    mean = (float(total) if total is not None else float(np.dot(flat, _ones(n, flat.dtype)))) / n
+    mean = (float(total) if total is not None else float(np.dot(flat, ones(n, flat.dtype)))) / n
     variance = second - mean * mean
     if math.isfinite(second) and 1e-30 < second and variance > 1e-2 * second:
         return mean, math.sqrt(variance)
     return None
-
-
-@functools.lru_cache(maxsize=16)
-def _ones(size: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only vector of ones: sums as BLAS dot products, several times faster than
-    ``np.add.reduce`` on these arrays (cached: a probe sums arrays of a few sizes)."""
-    ones = np.ones(size, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
-
-
-def _column_sums(h: np.ndarray) -> np.ndarray:
-    """Σ_n h[n, :] (D,), as one matrix–vector product in h's dtype."""
-    return _ones(h.shape[0], h.dtype) @ h
 
 
 def _constant_columns(h: np.ndarray) -> bool:
@@ -576,7 +563,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
         grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
         grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
         f_mean, f_std = _mean_std(f, f_total)
-        column_sums = _column_sums(h)
+        column_sums = batch_sum(h)
         h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
         single = len(net._blocks[k][1]) == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _buffers
+from ._buffers import batch_sum
 from . import losses as _losses
 from ._checks import as_float_array
 
@@ -201,7 +202,7 @@ def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -
         out = None if weight_key is None else buffers.take(weight_key, weight.data.shape, grad.dtype)
         gradient = np.matmul(grad.T, inputs[k], out=out)
         weight.grad = gradient if weight.grad is None else weight.grad + gradient
-        gradient = np.add.reduce(grad, axis=0)  # grad.sum(axis=0) without its Python wrapper
+        gradient = batch_sum(grad)
         bias.grad = gradient if bias.grad is None else bias.grad + gradient
         if k:
             grad = np.matmul(grad, weight.data, out=grad_input)
