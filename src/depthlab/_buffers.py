@@ -42,6 +42,13 @@ def batch_sum(g: np.ndarray) -> np.ndarray:
     return np.matmul(ones(g.shape[0], g.dtype), g)
 
 
+def entry_sum(a: np.ndarray) -> float:
+    """Σ of every entry of a float array, as one dot product (non-finite if any entry is;
+    a cheap first test of finiteness, since only an overflow makes finite entries sum to inf)."""
+    flat = a.reshape(-1)
+    return float(np.dot(flat, ones(flat.size, flat.dtype)))
+
+
 class Buffers:
     """One reusable array per key (e.g. ``("f", k)`` for f_k)."""
 

@@ -59,6 +59,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import metrics as _metrics
+from ._buffers import entry_sum
 from ._checks import as_float_array, check_positive_int, check_real, resolve_rng
 from .callbacks import Callback, History, TrainingState
 from .model import NonFiniteError, Sequential
@@ -460,7 +461,7 @@ class _Run:
                 else:
                     value, output = self.fused_gradients(epoch, batch, xb, yb)
                 for p in params:
-                    if not math.isfinite(np.add.reduce(p.grad, axis=None)):  # one reduction per array
+                    if not math.isfinite(entry_sum(p.grad)):  # one dot product per array
                         culprit = _first_bad_gradient(net)
                         if culprit is not None:  # else a sum of finite values overflowed
                             self.diverged(epoch, batch, culprit)
