@@ -177,7 +177,7 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
         triples = []
         for j, layer in enumerate(acts):
             activation = layer.activation
-            if j == 0 and _in_place(activation):
+            if j == 0 and activation.derivative_from_output and activation.function_out is not None:
                 out = activation.function_out(h, h)      # f_k is needed no more: h_{k+1} replaces it
                 triples.append((activation, out, out))
             else:
@@ -208,12 +208,8 @@ def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -
             grad = np.matmul(grad, weight.data, out=grad_input)
 
 
-def _in_place(activation) -> bool:
-    """Whether a block's first activation computes h_{k+1} in f_k's own buffer: it can write
-    into a given array and differentiates from its output alone."""
-    return activation.function_out is not None and activation.derivative_from_output
-
-
 def _needs_output_array(acts: list) -> bool:
-    """Whether a block's first activation writes h_{k+1} into an array apart from f_k."""
-    return bool(acts) and acts[0].activation.function_out is not None and not _in_place(acts[0].activation)
+    """Whether a block's first activation writes h_{k+1} into an array apart from f_k: it can
+    write into a given array but cannot differentiate from its output alone (else
+    :func:`_forward` computes h_{k+1} in f_k's own buffer)."""
+    return bool(acts) and acts[0].activation.function_out is not None and not acts[0].activation.derivative_from_output
