@@ -212,4 +212,5 @@ def _needs_output_array(acts: list) -> bool:
     """Whether a block's first activation writes h_{k+1} into an array apart from f_k: it can
     write into a given array but cannot differentiate from its output alone (else
     :func:`_forward` computes h_{k+1} in f_k's own buffer)."""
-    return bool(acts) and acts[0].activation.function_out is not None and not acts[0].activation.derivative_from_output
+    first = acts[0].activation if acts else None
+    return first is not None and first.function_out is not None and not first.derivative_from_output
