@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _buffers
-from ._buffers import batch_sum
 from . import losses as _losses
+from ._buffers import batch_sum
 from ._checks import as_float_array
 
 
