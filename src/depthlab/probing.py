@@ -143,10 +143,10 @@ def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
 def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, float] | None:
     """:func:`_mean_std` of a float32 vector without a float64 copy, or None to take that path.
 
-    Σx² comes from BLAS in float32 (its lanes of partial sums keep the relative error near
-    1e-7 here, far below the float32 network's own rounding) and Σx from NumPy's pairwise
-    sum. That is accurate enough only where the mean is at most ~10× smaller than the std
-    and nothing under- or overflows; elsewhere the float64 path decides.
+    Σx² and Σx come from BLAS dot products in float32 (their lanes of partial sums keep the
+    relative error near 1e-7 here, far below the float32 network's own rounding). That is
+    accurate enough only where the mean is at most ~10× smaller than the std and nothing
+    under- or overflows; elsewhere the float64 path decides.
     """
     n = flat.size
     second = float(np.vdot(flat, flat)) / n
