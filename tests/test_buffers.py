@@ -157,3 +157,22 @@ def test_backward_without_intermediates_gives_the_same_parameter_gradients(setup
         np.testing.assert_array_equal(a, b)
     for p, b in zip(net.parameters(), [w for pair in zip(expected.weights, expected.biases) for w in pair]):
         np.testing.assert_array_equal(p.grad, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_sums_agree_with_numpy_and_keep_the_dtype(dtype):
+    from depthlab._buffers import batch_sum, entry_sum, ones
+    g = np.random.default_rng(0).normal(size=(300, 7)).astype(dtype)
+    column_sums = batch_sum(g)
+    assert column_sums.dtype == dtype and column_sums.shape == (7,)
+    np.testing.assert_allclose(column_sums, g.astype(np.float64).sum(axis=0), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert entry_sum(g) == pytest.approx(float(g.astype(np.float64).sum()), rel=1e-5, abs=1e-4)
+    assert not ones(4, np.dtype(dtype)).flags.writeable
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_entry_sum_is_non_finite_when_an_entry_is(bad):
+    from depthlab._buffers import entry_sum
+    g = np.ones((10, 10), np.float32)
+    g[3, 4] = bad
+    assert not np.isfinite(entry_sum(g))

@@ -339,3 +339,15 @@ def test_theory_false_probes_what_theory_cannot_integrate():
     report = dl.probe(_exotic, _x, theory=False)
     assert report.layers[0].activation == "exp_quartic"
     assert dl.probe(_net, np.zeros((5, 3)), theory=False).verdict == "dead"
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
+def test_float32_statistics_match_float64_whatever_the_mean(offset):
+    """Float32 statistics take BLAS sums where the mean is small against the std and the
+    float64 path where it dominates (offset 1e4: a one-pass variance would cancel)."""
+    from depthlab.probing import _mean_std
+    a = (np.random.default_rng(0).normal(size=(1000, 80)) + offset).astype(np.float32)
+    mean, std = _mean_std(a)
+    exact = a.astype(np.float64)
+    assert mean == pytest.approx(exact.mean(), rel=1e-6, abs=1e-6)
+    assert std == pytest.approx(exact.std(), rel=1e-5)
