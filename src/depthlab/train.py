@@ -63,7 +63,7 @@ from ._buffers import entry_sum
 from ._checks import as_float_array, check_positive_int, check_real, resolve_rng
 from .callbacks import Callback, History, TrainingState
 from .model import NonFiniteError, Sequential
-from .train_step import TrainStep
+from .train_step import TrainStep, loss_gradient
 from .training_display import DeferredInterrupt, progress_display
 
 Array = np.ndarray
@@ -168,19 +168,7 @@ class _Objective:
         return loss_target, [m.check_target(y, shape) for m in self.metrics]
 
     def value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
-        if self.builtin:
-            return self.loss._value_and_grad(output, target)
-        if hasattr(self.loss, "value_and_grad"):
-            value, grad = self.loss.value_and_grad(output, target)
-        else:
-            value, grad = self.loss.value(output, target), self.loss.grad(output, target)
-        grad = np.asarray(grad, dtype=output.dtype)
-        if grad.shape != output.shape:
-            raise ValueError(
-                f"the loss {self.loss!r} returned a gradient of shape {grad.shape} for an output of shape "
-                f"{output.shape}; grad(output, target) must return dL/d(output) with the output's shape."
-            )
-        return float(value), grad
+        return loss_gradient(self.loss, output, target, True, False)
 
     def value(self, output: Array, target: Array) -> float:
         if self.builtin:

@@ -75,7 +75,6 @@ class TrainStep:
                 "Example: dl.optim.SGD(net.parameters(), lr=0.1)."
             )
         self.net, self.loss, self.optimizer = net, _losses.get(loss), optimizer
-        self._builtin_loss = isinstance(self.loss, _losses.Loss)
         self._output: np.ndarray | None = None
         self._plans: dict = {}  # (N, dtype) -> per block parameters and working arrays (see _plan)
 
@@ -103,7 +102,7 @@ class TrainStep:
                 self._output = None
                 net._raise_non_finite(x)
             self._output = output
-            value, grad = self._loss_gradient(output, y, return_loss, check_target)
+            value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
             _backward(grad, inputs, kept, plan, net._buffers)
         return value
 
@@ -113,28 +112,6 @@ class TrainStep:
         the first step. It lives in this step's working memory: the next call overwrites
         it, so copy it to keep it."""
         return self._output
-
-    def _loss_gradient(self, output: np.ndarray, y, return_loss: bool,
-                       check_target: bool) -> tuple[float | None, np.ndarray]:
-        """(L or None, dL/d(output)) in an array this step may overwrite."""
-        loss = self.loss
-        if self._builtin_loss:  # its gradient is always a fresh array
-            target = loss._target(y, output) if check_target else y
-            if return_loss:
-                value, grad = loss._value_and_grad(output, target)
-                return float(value), grad
-            return None, loss._grad(output, target)
-        if return_loss and hasattr(loss, "value_and_grad"):
-            value, grad = loss.value_and_grad(output, y)
-        else:
-            value, grad = (loss.value(output, y) if return_loss else None), loss.grad(output, y)
-        grad = as_float_array(grad, "loss.grad(output, y)", dtype=output.dtype, finite=False, copy=True)
-        if grad.shape != output.shape:
-            raise ValueError(
-                f"the loss {loss!r} returned a gradient of shape {grad.shape} for an output of shape "
-                f"{output.shape}; grad(output, target) must return dL/d(output) with the output's shape."
-            )
-        return (None if value is None else float(value)), grad
 
     def _plan(self, n: int, dtype: np.dtype) -> list:
         """Per block ``[Ω_k, β_k, activation layers, f_k, h_{k+1}, dL/dh_k, dL/dΩ_k key]`` for
@@ -160,6 +137,33 @@ class TrainStep:
 
     def __repr__(self) -> str:
         return f"TrainStep({self.net.widths}, loss={self.loss!r}, optimizer={type(self.optimizer).__name__})"
+
+
+def loss_gradient(loss, output: np.ndarray, y, return_loss: bool,
+                  check_target: bool) -> tuple[float | None, np.ndarray]:
+    """(L or None, dL/d(output)) in an array the caller may overwrite.
+
+    A built-in loss checks ``y`` when ``check_target`` (``fit`` checks its targets once for
+    the whole run) and always returns a fresh gradient; a user loss's gradient is copied,
+    converted to the output's dtype and checked for shape.
+    """
+    if isinstance(loss, _losses.Loss):
+        target = loss._target(y, output) if check_target else y
+        if return_loss:
+            value, grad = loss._value_and_grad(output, target)
+            return float(value), grad
+        return None, loss._grad(output, target)
+    if return_loss and hasattr(loss, "value_and_grad"):
+        value, grad = loss.value_and_grad(output, y)
+    else:
+        value, grad = (loss.value(output, y) if return_loss else None), loss.grad(output, y)
+    grad = as_float_array(grad, "loss.grad(output, y)", dtype=output.dtype, finite=False, copy=True)
+    if grad.shape != output.shape:
+        raise ValueError(
+            f"the loss {loss!r} returned a gradient of shape {grad.shape} for an output of shape "
+            f"{output.shape}; grad(output, target) must return dL/d(output) with the output's shape."
+        )
+    return (None if value is None else float(value)), grad
 
 
 def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
