@@ -319,6 +319,71 @@ def test_a_kept_large_gradient_is_not_overwritten(keep):
     assert not np.shares_memory(kept, net.linears[0].weight.grad)
 
 
+def _addresses(net):
+    return [p.grad.__array_interface__["data"][0] for p in net.parameters()]
+
+
+def test_parameter_gradients_share_one_flat_array_reused_from_step_to_step():
+    """Every grad is a view of one flat array; when no one keeps them the next step writes
+    into the same memory (this reuse is what makes fit's gradient check one dot product)."""
+    rng = np.random.default_rng(21)
+    net = make_net("relu")
+    step = dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.1))
+    x, y = rng.standard_normal((8, D_IN)), labels(rng, 8)
+    step(x, y)
+    first = _addresses(net)
+    assert first == sorted(first) and len(set(first)) == len(first)   # laid end to end: Ω_0, β_0, Ω_1, …
+    flat = net.parameters()[0].grad.base
+    assert all(p.grad.base is flat for p in net.parameters())
+    expected = sum(float(p.grad.sum()) for p in net.parameters())
+    assert step._gradient_sum() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    del flat
+    step(x, y)
+    assert _addresses(net) == first
+
+
+@pytest.mark.parametrize("keep", ["array", "view", "copy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_kept_small_gradient_is_not_overwritten(keep, dtype):
+    """A grad (or a view of one) a user keeps from one step is never written by the next;
+    a copy holds nothing, so the memory is reused."""
+    rng = np.random.default_rng(22)
+    net = make_net("tanh", dtype)
+    twin = net.copy()
+    step = dl.TrainStep(net, "mse", dl.optim.Adam(net.parameters(), lr=1e-2))
+    reference = dl.optim.Adam(twin.parameters(), lr=1e-2)
+    data = list(batches(rng, values, dtype, sizes=[6, 6, 6, 4]))
+    step(*data[0])
+    explicit_step(twin, dl.losses.mse, reference, *data[0])
+    before = _addresses(net)
+    grad = net.linears[1].bias.grad
+    kept = {"array": grad, "view": grad[1::2], "copy": grad.copy()}[keep]
+    del grad
+    copy = kept.copy()
+    for x, y in data[1:]:
+        step(x, y)
+        explicit_step(twin, dl.losses.mse, reference, x, y)
+        assert_same_state(net, twin)
+        assert np.array_equal(kept, copy)
+    assert (_addresses(net) == before) == (keep == "copy")
+
+
+def test_gradient_sum_is_none_when_a_parameter_accumulates():
+    """A parameter outside the optimizer adds this step's gradient to its last one: its grad is
+    not the step's array, so fit must check the arrays one by one."""
+    rng = np.random.default_rng(23)
+    net = make_net("relu")
+    step = dl.TrainStep(net, "mse", dl.optim.SGD(net.parameters()[2:], lr=0.1))
+    x, y = rng.standard_normal((6, D_IN)), values(rng, 6)
+    step(x, y)
+    assert step._gradient_sum() is not None   # the first step: every grad was None before it
+    step(x, y)
+    assert step._gradient_sum() is None
+    net.linears[0].weight.grad = net.linears[0].bias.grad = None
+    step(x, y)
+    assert step._gradient_sum() is not None
+
+
 @pytest.mark.parametrize("network", ["relu", "gelu", "relu+sigmoid_output", "stacked"])
 def test_reusing_every_array_changes_nothing(network, monkeypatch):
     """With every array reused (REUSE_BYTES = 0, in both the step and the explicit loop), the
@@ -553,13 +618,13 @@ def test_fit_through_train_step_equals_fit_through_the_explicit_passes(case, mon
     explicit_net = fused_net.copy()
 
     calls = []
-    original = TrainStep._gradients
+    original = TrainStep._checked_gradients
 
     def counting(self, *args):
         calls.append(1)
         return original(self, *args)
 
-    monkeypatch.setattr(TrainStep, "_gradients", counting)
+    monkeypatch.setattr(TrainStep, "_checked_gradients", counting)
 
     def run(net, callbacks):
         return dl.fit(net, x, y, loss=spec["loss"], optimizer=spec["optimizer"](net.parameters()), epochs=3,

@@ -15,6 +15,12 @@ Small arrays are not kept (``take`` returns None: let NumPy allocate). Below
 ``REUSE_BYTES`` malloc serves them from its free lists, whose memory is still in cache, and
 a fixed buffer per array is measurably slower (5–8% of a training step of the MNIST-1D
 network, 40→100→100→10 on batches of 100).
+
+``FlatArrays`` is the one exception: :class:`~depthlab.train_step.TrainStep` writes every
+parameter gradient, small or large, into views of one flat array kept between steps. One
+array of all of them is worth its upkeep: ``fit`` checks every gradient for divergence with
+one dot product instead of one per array (about 5 µs of a 140 µs MNIST-1D step), and the
+step itself runs as fast as with fresh arrays (A/B in one process: 142 vs 142 µs in float32).
 """
 from __future__ import annotations
 
@@ -83,6 +89,48 @@ class Buffers:
 
     def __reduce__(self):
         return Buffers, ()  # copies and pickles start empty: buffers are a cache, not state
+
+
+class FlatArrays:
+    """Arrays of given shapes laid end to end in one flat array, reused as a whole.
+
+    A training step's parameter gradients dL/dΩ_0, dL/dβ_0, dL/dΩ_1, … live here: the
+    step writes into ``take()``'s views, and ``flat`` holds all of them, so one dot product
+    tells whether every gradient is finite (see :func:`entry_sum`). ``take`` hands out the
+    same views again only when no one outside holds any of them, nor any view of one (the
+    reference counts of the views and of ``flat`` say so); otherwise it lays out a fresh
+    flat array and the held gradients stay as they were.
+
+    Parameters
+    ----------
+    shapes : sequence of tuples
+        The arrays' shapes, in order.
+    dtype : np.dtype
+    """
+
+    __slots__ = ("shapes", "dtype", "flat", "views", "_free")
+
+    def __init__(self, shapes, dtype):
+        self.shapes, self.dtype = [tuple(shape) for shape in shapes], np.dtype(dtype)
+        self._lay_out()
+        self._free = self._counts() if _UNREFERENCED else None  # nothing held yet
+
+    def _lay_out(self) -> None:
+        sizes = [math.prod(shape) for shape in self.shapes]
+        self.flat = np.empty(sum(sizes), self.dtype)
+        ends = np.cumsum(sizes).tolist()
+        self.views = [self.flat[end - size:end].reshape(shape)
+                      for size, end, shape in zip(sizes, ends, self.shapes)]
+
+    def _counts(self) -> tuple[int, int]:
+        """(the largest reference count of a view, the count of ``flat``), as ``take`` sees them."""
+        return max(map(sys.getrefcount, self.views)), sys.getrefcount(self.flat)
+
+    def take(self) -> list[np.ndarray]:
+        """The views to write into (contents undefined)."""
+        if self._counts() != self._free:
+            self._lay_out()
+        return self.views
 
 
 def _calibrate() -> int:

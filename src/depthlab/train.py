@@ -412,6 +412,7 @@ class _Run:
         x, target, clip_norm, clip = self.x, self.loss_target, self.clip_norm, self.clip
         batch_begin, batch_end, progress = self.batch_begin, self.batch_end, self.progress
         watch = bool(batch_begin or batch_end)
+        gradient_sum_of_step = self.train_step._gradient_sum
         n = x.shape[0]
         size = min(self.batch_size, n)
         steps = -(-n // size)
@@ -448,12 +449,14 @@ class _Run:
                     gradients = backward(grad, False, True)  # no dL/dx
                 else:
                     value, output = self.fused_gradients(epoch, batch, xb, yb)
-                for p in params:
-                    if not math.isfinite(entry_sum(p.grad)):  # one dot product per array
-                        culprit = _first_bad_gradient(net)
-                        if culprit is not None:  # else a sum of finite values overflowed
-                            self.diverged(epoch, batch, culprit)
-                        break
+                gradient_sum = None if watch else gradient_sum_of_step()  # one dot product
+                if gradient_sum is None or not math.isfinite(gradient_sum):
+                    for p in params:
+                        if not math.isfinite(entry_sum(p.grad)):  # one dot product per array
+                            culprit = _first_bad_gradient(net)
+                            if culprit is not None:  # else a sum of finite values overflowed
+                                self.diverged(epoch, batch, culprit)
+                            break
                 if clip_norm is not None:
                     clip(params, clip_norm)
                 step()
@@ -482,7 +485,7 @@ class _Run:
         """(loss, output) of a batch through :class:`~depthlab.train_step.TrainStep`, its
         parameter gradients left in ``grad``; a non-finite forward pass or loss ends the run."""
         try:
-            value = self.train_step._gradients(xb, yb, True, False)
+            value = self.train_step._checked_gradients(xb, yb, True, False)
         except NonFiniteError:
             value = math.nan
         if not math.isfinite(value):

@@ -16,7 +16,9 @@ is what ``fit`` runs. It is faster for two reasons:
   output alone (``Activation.derivative_from_output``: ReLU, sigmoid, tanh) computes
   h_{k+1} in place of f_k, and every dL/df_k is formed in place of dL/dh_{k+1};
 - its working arrays (f_k, h_{k+1}, dL/dh_k) belong to it and are reused from step to step
-  without any bookkeeping: nothing outside ever sees them.
+  without any bookkeeping: nothing outside ever sees them. The parameter gradients, which
+  are seen, are views of one flat array (:class:`~depthlab._buffers.FlatArrays`), reused
+  when no one keeps any of them.
 
 On small networks the per-call Python overhead of the explicit loop (checks, objects,
 method dispatch) costs about as much as the arithmetic; on large ones the in-place
@@ -29,7 +31,6 @@ import numpy as np
 
 from . import _buffers
 from . import losses as _losses
-from ._buffers import batch_sum
 from ._checks import as_float_array
 
 
@@ -77,6 +78,8 @@ class TrainStep:
         self.net, self.loss, self.optimizer = net, _losses.get(loss), optimizer
         self._output: np.ndarray | None = None
         self._plans: dict = {}  # (N, dtype) -> per block parameters and working arrays (see _plan)
+        self._flat_gradients: dict = {}  # dtype -> FlatArrays of dL/dΩ_0, dL/dβ_0, dL/dΩ_1, …
+        self._gradients_in = None  # the FlatArrays that hold every grad of the last step, if one does
 
     def __call__(self, x, y, *, return_loss: bool = False):
         value = self.gradients(x, y, return_loss=return_loss)
@@ -91,20 +94,40 @@ class TrainStep:
         return self._gradients(x, y, return_loss, True)
 
     def _gradients(self, x, y, return_loss: bool, check_target: bool):
-        """``gradients``; ``fit`` passes targets it has checked once for the whole epoch."""
-        net = self.net
-        x = net._check_input(x, "x", finite=False)
+        """``gradients``, with the check of the targets optional."""
+        x = self.net._check_input(x, "x", finite=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._checked_gradients(x, y, return_loss, check_target)
+
+    def _checked_gradients(self, x: np.ndarray, y, return_loss: bool, check_target: bool):
+        """``_gradients`` of an x already checked, under the caller's ``np.errstate`` that
+        ignores overflow and invalid values (``fit``'s loop: it checks its data once per run)."""
+        self._gradients_in = None
         self.optimizer.zero_grad()
         plan = self._plan(x.shape[0], x.dtype)
-        with np.errstate(over="ignore", invalid="ignore"):
-            inputs, kept, output = _forward(x, plan)
-            if not np.isfinite(output).all():
-                self._output = None
-                net._raise_non_finite(x)
-            self._output = output
-            value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
-            _backward(grad, inputs, kept, plan, net._buffers)
+        inputs, kept, output = _forward(x, plan)
+        if not np.isfinite(output).all():
+            self._output = None
+            self.net._raise_non_finite(x)
+        self._output = output
+        value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
+        arrays = self._parameter_gradients(x.dtype)
+        self._gradients_in = arrays if _backward(grad, inputs, kept, plan, arrays.take()) else None
         return value
+
+    def _parameter_gradients(self, dtype: np.dtype) -> _buffers.FlatArrays:
+        """Where the backward pass writes dL/dΩ_k, dL/dβ_k: one flat array per dtype."""
+        arrays = self._flat_gradients.get(dtype)
+        if arrays is None:
+            shapes = [p.data.shape for linear, _ in self.net._blocks for p in (linear.weight, linear.bias)]
+            arrays = self._flat_gradients[dtype] = _buffers.FlatArrays(shapes, dtype)
+        return arrays
+
+    def _gradient_sum(self) -> float | None:
+        """Σ of every entry of every parameter gradient of the last step, as one dot product
+        (non-finite if any entry is); None when some parameter's ``grad`` is not the step's own
+        array (a parameter outside the optimizer accumulates), so the caller checks them one by one."""
+        return None if self._gradients_in is None else _buffers.entry_sum(self._gradients_in.flat)
 
     @property
     def output(self) -> np.ndarray | None:
@@ -114,10 +137,9 @@ class TrainStep:
         return self._output
 
     def _plan(self, n: int, dtype: np.dtype) -> list:
-        """Per block ``[Ω_k, β_k, activation layers, f_k, h_{k+1}, dL/dh_k, dL/dΩ_k key]`` for
-        batches of n: the parameters, the block's own arrays (None where not needed: h_{k+1}
-        when it is computed in place of f_k or its activation allocates, dL/dh_0 always), and
-        the network buffer key for dL/dΩ_k when that array is large enough to reuse.
+        """Per block ``[Ω_k, β_k, activation layers, f_k, h_{k+1}, dL/dh_k]`` for batches of n:
+        the parameters and the block's own arrays (None where not needed: h_{k+1} when it is
+        computed in place of f_k or its activation allocates, dL/dh_0 always).
 
         Plans for two batch sizes are kept: an epoch's full batches and its last, shorter one.
         """
@@ -130,8 +152,7 @@ class TrainStep:
                 [linear.weight, linear.bias, acts,
                  np.empty((n, linear.out_features), dtype),
                  np.empty((n, linear.out_features), dtype) if _needs_output_array(acts) else None,
-                 np.empty((n, linear.in_features), dtype) if k else None,
-                 ("dW", k) if linear.weight.data.nbytes >= _buffers.REUSE_BYTES else None]
+                 np.empty((n, linear.in_features), dtype) if k else None]
                 for k, (linear, acts) in enumerate(self.net._blocks)]
         return plan
 
@@ -174,7 +195,7 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
     """
     inputs, kept = [], []
     h = x
-    for weight, bias, acts, f_out, h_out, _, _ in plan:
+    for weight, bias, acts, f_out, h_out, _ in plan:
         inputs.append(h)
         h = np.matmul(h, weight.data.T, out=f_out)
         h += bias.data
@@ -192,24 +213,32 @@ def _forward(x: np.ndarray, plan: list) -> tuple[list, list, np.ndarray]:
     return inputs, kept, h
 
 
-def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, buffers) -> None:
-    """dL/df_k in place of dL/dh_{k+1}; dL/dΩ_k, dL/dβ_k added to the parameters' grad
+def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, gradients: list) -> bool:
+    """dL/df_k in place of dL/dh_{k+1}; dL/dΩ_k, dL/dβ_k written into ``gradients`` (views
+    of one flat array, in the order Ω_0, β_0, Ω_1, …) and added to the parameters' grad
     (``Parameter.accumulate``, written out: this loop runs on every training step).
 
-    dL/dΩ_k is visible (``Ω_k.grad``), so it goes to the network's buffers, reused only when
-    nobody holds the last one (see :mod:`depthlab._buffers`).
+    Returns whether every parameter's grad is now its view in ``gradients`` (no parameter
+    held a gradient to add to).
     """
+    own = True
     for k in range(len(plan) - 1, -1, -1):
-        weight, bias, _, _, _, grad_input, weight_key = plan[k]
+        weight, bias, _, _, _, grad_input = plan[k]
         for activation, f, h in reversed(kept[k]):
             grad = activation.backward(grad, f, h, grad)
-        out = None if weight_key is None else buffers.take(weight_key, weight.data.shape, grad.dtype)
-        gradient = np.matmul(grad.T, inputs[k], out=out)
-        weight.grad = gradient if weight.grad is None else weight.grad + gradient
-        gradient = batch_sum(grad)
-        bias.grad = gradient if bias.grad is None else bias.grad + gradient
+        gradient = np.matmul(grad.T, inputs[k], out=gradients[2 * k])
+        if weight.grad is None:
+            weight.grad = gradient
+        else:
+            weight.grad, own = weight.grad + gradient, False
+        gradient = np.matmul(_buffers.ones(grad.shape[0], grad.dtype), grad, out=gradients[2 * k + 1])
+        if bias.grad is None:
+            bias.grad = gradient
+        else:
+            bias.grad, own = bias.grad + gradient, False
         if k:
             grad = np.matmul(grad, weight.data, out=grad_input)
+    return own
 
 
 def _needs_output_array(acts: list) -> bool:
