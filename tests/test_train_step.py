@@ -293,32 +293,6 @@ def test_float32_stays_float32(network, loss_case):
 
 # ----------------------------------------------------------------------------- 5. large arrays
 
-@pytest.mark.parametrize("keep", ["array", "view"])
-def test_a_kept_large_gradient_is_not_overwritten(keep):
-    """dL/dΩ_0 of 256 KiB goes to the network's reusable buffers; one a user holds stays intact."""
-    rng = np.random.default_rng(10)
-    net = dl.MLP(128, [256], 3, activation="tanh", rng=1)
-    assert net.linears[0].weight.data.nbytes >= _buffers.REUSE_BYTES
-    twin = net.copy()
-    step = dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
-    reference = dl.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
-    data = [(rng.standard_normal((16, 128)), rng.integers(0, 3, 16)) for _ in range(4)]
-
-    step(*data[0])
-    explicit_step(twin, dl.losses.cross_entropy, reference, *data[0])
-    assert_same_state(net, twin)
-    grad = net.linears[0].weight.grad
-    kept = grad if keep == "array" else grad[3:50, ::2]
-    del grad
-    copy = kept.copy()
-    for x, y in data[1:]:
-        step(x, y)
-        explicit_step(twin, dl.losses.cross_entropy, reference, x, y)
-        assert_same_state(net, twin)
-        assert np.array_equal(kept, copy)
-    assert not np.shares_memory(kept, net.linears[0].weight.grad)
-
-
 def _addresses(net):
     return [p.grad.__array_interface__["data"][0] for p in net.parameters()]
 
@@ -342,30 +316,44 @@ def test_parameter_gradients_share_one_flat_array_reused_from_step_to_step():
     assert _addresses(net) == first
 
 
+def _kept_gradient_case(size: str, dtype: str, rng):
+    """(net, loss, optimizer class and options, batches, the grad to keep, a view of it)."""
+    if size == "large":  # dL/dΩ_0 of 256 KiB
+        net = dl.MLP(128, [256], 3, activation="tanh", rng=1, dtype=dtype)
+        assert net.linears[0].weight.data.nbytes >= _buffers.REUSE_BYTES
+        data = [(rng.standard_normal((16, 128)).astype(dtype), rng.integers(0, 3, 16)) for _ in range(4)]
+        return (net, dl.losses.cross_entropy, (dl.optim.SGD, {"lr": 0.1, "momentum": 0.9}), data,
+                lambda: net.linears[0].weight.grad, lambda grad: grad[3:50, ::2])
+    net = make_net("tanh", dtype)
+    data = list(batches(rng, values, dtype, sizes=[6, 6, 6, 4]))
+    return (net, dl.losses.mse, (dl.optim.Adam, {"lr": 1e-2}), data,
+            lambda: net.linears[1].bias.grad, lambda grad: grad[1::2])
+
+
 @pytest.mark.parametrize("keep", ["array", "view", "copy"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_a_kept_small_gradient_is_not_overwritten(keep, dtype):
+@pytest.mark.parametrize("case", ["small-float32", "small-float64", "large-float64"])
+def test_a_kept_gradient_is_never_overwritten(case, keep):
     """A grad (or a view of one) a user keeps from one step is never written by the next;
     a copy holds nothing, so the memory is reused."""
     rng = np.random.default_rng(22)
-    net = make_net("tanh", dtype)
+    net, loss, (optimizer, options), data, gradient, view = _kept_gradient_case(*case.split("-"), rng)
     twin = net.copy()
-    step = dl.TrainStep(net, "mse", dl.optim.Adam(net.parameters(), lr=1e-2))
-    reference = dl.optim.Adam(twin.parameters(), lr=1e-2)
-    data = list(batches(rng, values, dtype, sizes=[6, 6, 6, 4]))
+    step = dl.TrainStep(net, loss, optimizer(net.parameters(), **options))
+    reference = optimizer(twin.parameters(), **options)
     step(*data[0])
-    explicit_step(twin, dl.losses.mse, reference, *data[0])
+    explicit_step(twin, loss, reference, *data[0])
     before = _addresses(net)
-    grad = net.linears[1].bias.grad
-    kept = {"array": grad, "view": grad[1::2], "copy": grad.copy()}[keep]
+    grad = gradient()
+    kept = {"array": grad, "view": view(grad), "copy": grad.copy()}[keep]
     del grad
     copy = kept.copy()
     for x, y in data[1:]:
         step(x, y)
-        explicit_step(twin, dl.losses.mse, reference, x, y)
+        explicit_step(twin, loss, reference, x, y)
         assert_same_state(net, twin)
         assert np.array_equal(kept, copy)
     assert (_addresses(net) == before) == (keep == "copy")
+    assert keep == "copy" or not np.shares_memory(kept, gradient())
 
 
 def test_gradient_sum_is_none_when_a_parameter_accumulates():
