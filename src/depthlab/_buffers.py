@@ -31,6 +31,7 @@ import sys
 import numpy as np
 
 REUSE_BYTES = 1 << 18  # 256 KiB: arrays from this size on are reused
+FLAT_BYTES = 1 << 20   # 1 MiB: parameters up to this size in all are laid out and updated as one array
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,6 +92,15 @@ class Buffers:
         return Buffers, ()  # copies and pickles start empty: buffers are a cache, not state
 
 
+def flat_views(shapes, dtype) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A new flat array (contents undefined) and views of it of the given shapes, laid end to
+    end in order: C-contiguous, each the next slice of the flat array."""
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = np.empty(sum(sizes), dtype)
+    ends = np.cumsum(sizes, dtype=np.int64).tolist()
+    return flat, [flat[end - size:end].reshape(shape) for size, end, shape in zip(sizes, ends, shapes)]
+
+
 class FlatArrays:
     """Arrays of given shapes laid end to end in one flat array, reused as a whole.
 
@@ -116,11 +126,7 @@ class FlatArrays:
         self._free = self._counts() if _UNREFERENCED else None  # nothing held yet
 
     def _lay_out(self) -> None:
-        sizes = [math.prod(shape) for shape in self.shapes]
-        self.flat = np.empty(sum(sizes), self.dtype)
-        ends = np.cumsum(sizes).tolist()
-        self.views = [self.flat[end - size:end].reshape(shape)
-                      for size, end, shape in zip(sizes, ends, self.shapes)]
+        self.flat, self.views = flat_views(self.shapes, self.dtype)
 
     def _counts(self) -> tuple[int, int]:
         """(the largest reference count of a view, the count of ``flat``), as ``take`` sees them."""

@@ -164,7 +164,7 @@ class Sequential:
                 layers.append(ActivationLayer(hidden[k]))
         if output_activation is not None:
             layers.append(ActivationLayer(output_activation))
-        return cls(layers)
+        return cls(_packed(layers))
 
     # -- structure ------------------------------------------------------------------------
     @property
@@ -233,7 +233,7 @@ class Sequential:
         layers = [Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype)
                   if isinstance(layer, Linear) else ActivationLayer(layer.activation)
                   for layer in self.layers]
-        return Sequential(layers)
+        return Sequential(_packed(layers))
 
     # -- forward --------------------------------------------------------------------------
     def __call__(self, x) -> np.ndarray:
@@ -496,4 +496,25 @@ def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he
             layers.append(ActivationLayer(activations[k]))
     if output_activation is not None:
         layers.append(ActivationLayer(output_activation))
-    return Sequential(layers)
+    return Sequential(_packed(layers))
+
+
+def _packed(layers: list) -> list:
+    """``layers``, every Linear's Ω_k and β_k moved into one flat array, laid end to end in
+    the order Ω_0, β_0, Ω_1, … (that of ``parameters()`` and of ``TrainStep``'s gradients).
+
+    An optimizer then updates them all as one array (:mod:`depthlab.optim.flat`), which on
+    small networks saves much of its time: per array, a NumPy call costs as much as the
+    arithmetic on a few thousand entries. Beyond ``_buffers.FLAT_BYTES`` in all, the flat
+    path does not pay (see there), so larger networks keep one array per parameter (and do
+    not pay for the copy). Only for layers the caller has just built: ``Parameter.data``
+    becomes a view, and an array taken from it earlier would no longer be the network's.
+    """
+    params = [p for layer in layers if isinstance(layer, Linear) for p in (layer.weight, layer.bias)]
+    if sum(p.data.nbytes for p in params) > _buffers.FLAT_BYTES:
+        return layers
+    _, views = _buffers.flat_views([p.data.shape for p in params], params[0].data.dtype)
+    for p, view in zip(params, views):
+        view[...] = p.data
+        p.data = view
+    return layers

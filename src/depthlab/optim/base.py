@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..parameter import Parameter
+from .flat import FlatGroup
 from .rules import FAST_RULES
 
 # keys a parameter group may carry besides "params" and the optimizer's hyperparameters
@@ -320,6 +321,8 @@ class Optimizer:
         states, memory, init_state, ndarray = self.state, self._known, self.init_state, np.ndarray
         for group in self.param_groups:
             update, hyper = self._rule(group)
+            if update is not self.update and self._flat_step(group, update, hyper):
+                continue
             for param in group["params"]:
                 grad = param.grad
                 if grad is None:
@@ -354,6 +357,18 @@ class Optimizer:
                 return fast.update, cached[2]
         return self.update, group
 
+    def _flat_step(self, group: dict, update, hyper) -> bool:
+        """The group's update as one array when its parameters and gradients allow it (see
+        :mod:`depthlab.optim.flat`); False when the per-parameter loop must run."""
+        params = group["params"]
+        first = params[0].grad if params else None
+        if first is None or getattr(first, "base", None) is None:  # separate gradient arrays
+            return False
+        flat = self._flat.get(id(group))
+        if flat is None or flat[0] is not group or not flat[1].matches(params):
+            flat = self._flat[id(group)] = (group, FlatGroup(params, self.work_buffers))
+        return flat[1].step(update, hyper, self.state, self.init_state, group)
+
     def _know(self, param: Parameter, data: np.ndarray) -> _Known:
         """Remember a parameter's (new) data array with the workspace for its shape and dtype."""
         key = (data.shape, data.dtype)
@@ -368,12 +383,13 @@ class Optimizer:
         self._known: dict[Parameter, _Known] = {}
         self._workspaces: dict[tuple, defaultdict] = {}
         self._scalars: dict[int, tuple] = {}  # id(group) -> (group, values read, Scalars or None)
+        self._flat: dict[int, tuple] = {}  # id(group) -> (group, its FlatGroup)
         self._fast_rule = FAST_RULES.get(self.update)
 
     def __getstate__(self) -> dict:
         # copies and pickles start without the caches (the workspaces hold closures)
         return {key: value for key, value in self.__dict__.items()
-                if key not in ("_known", "_workspaces", "_scalars", "_fast_rule")}
+                if key not in ("_known", "_workspaces", "_scalars", "_flat", "_fast_rule")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
