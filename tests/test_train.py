@@ -354,11 +354,26 @@ def test_verbose_2_prints_one_line_per_epoch(capsys):
 
 
 def test_verbose_1_draws_a_progress_bar(capsys):
+    """Epochs shorter than the bar's delay print only their final line, one per epoch."""
     net, x, y = sine_problem()
     dl.fit(net, x, y, epochs=2, batch_size=8, verbose=1)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "Epoch 2/2" in captured.err and "5/5" in captured.err and "loss: " in captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 2 and "\r" not in captured.err
+    for epoch, line in enumerate(lines, 1):
+        assert line.startswith(f"Epoch {epoch}/2: 100%") and "5/5" in line and "loss: " in line
+
+
+def test_verbose_1_replaces_a_drawn_bar_by_the_final_line(capsys):
+    """A slow epoch draws its bar while it runs; its final line takes the bar's place."""
+    net, x, y = sine_problem()
+    slow = dl.LambdaCallback(on_batch_end=lambda batch, logs: time.sleep(0.03))
+    dl.fit(net, x, y, epochs=1, batch_size=8, verbose=1, callbacks=[slow])
+    err = capsys.readouterr().err
+    assert "\r" in err and err.endswith("\n")                        # drawn while running
+    final = err.rstrip("\n").split("\r")[-1]
+    assert final.startswith("Epoch 1/1: 100%") and "5/5" in final and "loss: " in final
 
 
 def test_verbose_1_without_tqdm_falls_back_to_lines(capsys, monkeypatch):
