@@ -4,6 +4,9 @@
   (a NamedTuple using PyTorch's names: ``step``, ``exp_avg``, ``exp_avg_sq``, ...).
 - :mod:`.base` / :mod:`.algorithms`: PyTorch-shaped classes (``SGD``, ``Adam``, ...) with
   parameter groups, state keyed by parameter, ``step``, ``zero_grad`` and state dicts.
+- :mod:`.flat`: a group whose parameters and gradients lie end to end in two flat arrays
+  (a small ``dl.MLP`` trained by ``fit`` or ``TrainStep``) updated as one array, number
+  for number what the per-parameter loop does.
 - :mod:`.schedules`: ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``, ``LinearLR``,
   ``ReduceLROnPlateau``.
 - :mod:`.clip`: ``clip_grad_norm``.
