@@ -224,3 +224,32 @@ def test_the_packed_values_are_the_built_ones(monkeypatch):
     for p, q in zip(packed.parameters(), separate.parameters()):
         assert q.data.base is None and p.data.base is not None
         np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("grouping", ["weights-then-biases", "reversed", "last-two-layers"])
+def test_groups_that_do_not_tile_the_flat_array_in_order(grouping, flat_steps):
+    """Groups of a packed network's parameters: in layout order and contiguous (the last two
+    layers) the flat path runs; interleaved or reversed, the per-parameter loop does — the
+    weights come out the same either way."""
+    rng = np.random.default_rng(5)
+    net = dl.MLP(5, [7, 6], 4, rng=3)
+    twin = net.copy()
+    x, y = rng.standard_normal((8, 5)), rng.integers(0, 4, 8)
+
+    def groups(params):
+        weights, biases = params[0::2], params[1::2]
+        return {"weights-then-biases": [{"params": weights}, {"params": biases, "lr": 0.05}],
+                "reversed": [{"params": params[::-1]}],
+                "last-two-layers": [{"params": params[2:]}]}[grouping]
+
+    step = dl.TrainStep(net, "cross_entropy", dl.optim.Adam(groups(net.parameters()), lr=0.01))
+    reference = per_parameter(dl.optim.Adam(groups(twin.parameters()), lr=0.01))
+    for _ in range(3):
+        step(x, y)
+        reference.zero_grad()
+        output = twin.forward(x, record=True).output
+        twin.backward(dl.losses.cross_entropy.grad(output, y), input_grad=False)
+        reference.step()
+    for p, q in zip(net.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert any(flat_steps) == (grouping == "last-two-layers")
