@@ -253,3 +253,20 @@ def test_groups_that_do_not_tile_the_flat_array_in_order(grouping, flat_steps):
     for p, q in zip(net.parameters(), twin.parameters()):
         np.testing.assert_array_equal(p.data, q.data)
     assert any(flat_steps) == (grouping == "last-two-layers")
+
+
+def test_new_gradient_arrays_keep_the_flat_state(monkeypatch, flat_steps):
+    """When only the gradients move (TrainStep lays out new ones while a user keeps the old),
+    the flat state carries on: it is gathered once, on the first step, not copied again."""
+    gathered = []
+    original = flat_module.FlatGroup._gather
+    monkeypatch.setattr(flat_module.FlatGroup, "_gather",
+                        lambda self, *args: gathered.append(1) or original(self, *args))
+    params, ref_params = flat_parameters("float64"), flat_parameters("float64")
+    optimizer = dl.optim.Adam(params, lr=0.01)
+    reference = per_parameter(dl.optim.Adam(ref_params, lr=0.01))
+    for steps in (range(2), range(2, 4), range(4, 6)):   # new gradient arrays for each pair of steps
+        run(params, optimizer, steps)
+        run(ref_params, reference, steps)
+    assert flat_steps == [True] * 6 and gathered == [1]
+    assert_same(params, optimizer, ref_params, reference)

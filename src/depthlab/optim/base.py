@@ -366,7 +366,8 @@ class Optimizer:
             return False
         flat = self._flat.get(id(group))
         if flat is None or flat[0] is not group or not flat[1].matches(params):
-            flat = self._flat[id(group)] = (group, FlatGroup(params, self.work_buffers))
+            previous = flat[1] if flat is not None and flat[0] is group else None
+            flat = self._flat[id(group)] = (group, FlatGroup(params, self.work_buffers, previous))
         return flat[1].step(update, hyper, self.state, self.init_state, group)
 
     def _know(self, param: Parameter, data: np.ndarray) -> _Known:

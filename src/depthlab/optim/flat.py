@@ -73,7 +73,7 @@ class FlatGroup:
     __slots__ = ("params", "datas", "grads", "data", "grad", "offsets", "work", "state", "rows", "rows_of",
                  "given")
 
-    def __init__(self, params: list, work_buffers: int):
+    def __init__(self, params: list, work_buffers: int, previous: FlatGroup | None = None):
         from .base import workspace
 
         self.params = list(params)
@@ -89,14 +89,22 @@ class FlatGroup:
                 # while no one else holds them (see depthlab._buffers.FlatArrays)
                 self.data, self.grad = data, (weakref.ref(grad.base), _offset(grad, grad.base), grad.size)
         self.grads = [weakref.ref(g) if isinstance(g, np.ndarray) else (lambda g=g: g) for g in grads]
-        if self.data is not None:
-            ends = np.cumsum([d.size for d in self.datas]).tolist()
-            self.offsets = [(end - d.size, end) for d, end in zip(self.datas, ends)]
-            self.work = workspace(self.data.shape, self.data.dtype, work_buffers)
         self.state = None    # the flat state: the rule's NamedTuple over flat arrays
         self.rows = None     # per parameter, the fields of its state (views of the flat arrays)
         self.rows_of = None  # the flat state the rows were sliced from
         self.given = None    # the per-parameter states stored last (to notice outside changes)
+        if self.data is None:
+            return
+        if (previous is not None and previous.data is not None and previous.params == self.params
+                and all(d is e for d, e in zip(previous.datas, self.datas))):
+            # only the gradients moved (TrainStep laid out new ones): keep the flat state
+            self.offsets, self.work = previous.offsets, previous.work
+            self.state, self.rows, self.rows_of, self.given = (previous.state, previous.rows, previous.rows_of,
+                                                               previous.given)
+            return
+        ends = np.cumsum([d.size for d in self.datas]).tolist()
+        self.offsets = [(end - d.size, end) for d, end in zip(self.datas, ends)]
+        self.work = workspace(self.data.shape, self.data.dtype, work_buffers)
 
     def matches(self, params: list) -> bool:
         """Whether ``params`` are still the parameters, data and gradients found."""
