@@ -270,3 +270,24 @@ def test_new_gradient_arrays_keep_the_flat_state(monkeypatch, flat_steps):
         run(ref_params, reference, steps)
     assert flat_steps == [True] * 6 and gathered == [1]
     assert_same(params, optimizer, ref_params, reference)
+
+
+def test_the_explicit_loop_takes_the_flat_path_too(flat_steps):
+    """net.backward writes the parameter gradients into the same flat array as TrainStep,
+    so the loop depthlab teaches gets the flat update, with the same weights."""
+    rng = np.random.default_rng(6)
+    net = dl.MLP(5, [7, 6], 4, rng=3)
+    twin = net.copy()
+    optimizer = dl.optim.Adam(net.parameters(), lr=0.01)
+    reference = per_parameter(dl.optim.Adam(twin.parameters(), lr=0.01))
+    x, y = rng.standard_normal((8, 5)), rng.integers(0, 4, 8)
+    for _ in range(3):
+        for model, opt in ((net, optimizer), (twin, reference)):
+            opt.zero_grad()
+            output = model.forward(x, record=True).output
+            model.backward(dl.losses.cross_entropy.grad(output, y), input_grad=False, intermediates=False)
+            opt.step()
+    assert flat_steps == [True] * 3
+    assert all(p.grad.base is net.parameters()[0].grad.base for p in net.parameters())
+    for p, q in zip(net.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)

@@ -16,11 +16,13 @@ Small arrays are not kept (``take`` returns None: let NumPy allocate). Below
 a fixed buffer per array is measurably slower (5–8% of a training step of the MNIST-1D
 network, 40→100→100→10 on batches of 100).
 
-``FlatArrays`` is the one exception: :class:`~depthlab.train_step.TrainStep` writes every
-parameter gradient, small or large, into views of one flat array kept between steps. One
-array of all of them is worth its upkeep: ``fit`` checks every gradient for divergence with
-one dot product instead of one per array (about 5 µs of a 140 µs MNIST-1D step), and the
-step itself runs as fast as with fresh arrays (A/B in one process: 142 vs 142 µs in float32).
+``FlatArrays`` is the one exception: a network's backward pass (the explicit loop's and
+:class:`~depthlab.train_step.TrainStep`'s alike) writes every parameter gradient, small or
+large, into views of one flat array kept between steps. One array of all of them is worth
+its upkeep: ``fit`` checks every gradient for divergence with one dot product instead of
+one per array (about 5 µs of a 140 µs MNIST-1D step), an optimizer updates a small network
+as one array (:mod:`depthlab.optim.flat`), and the backward pass runs as fast as with fresh
+arrays (A/B in one process: 142 vs 142 µs per float32 TrainStep).
 """
 from __future__ import annotations
 
@@ -44,9 +46,9 @@ def ones(size: int, dtype: np.dtype) -> np.ndarray:
     return vector
 
 
-def batch_sum(g: np.ndarray) -> np.ndarray:
-    """Σ_n g[n, :] of a batch ``g`` (N, D): shape (D,), one matrix–vector product."""
-    return np.matmul(ones(g.shape[0], g.dtype), g)
+def batch_sum(g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Σ_n g[n, :] of a batch ``g`` (N, D): shape (D,), one matrix–vector product (into ``out``)."""
+    return np.matmul(ones(g.shape[0], g.dtype), g, out=out)
 
 
 def entry_sum(a: np.ndarray) -> float:
@@ -75,6 +77,14 @@ class Buffers:
             return None
         array = self._arrays[key] = np.empty(shape, dtype)
         return array
+
+    def parameter_gradients(self, shapes: list[tuple[int, ...]], dtype: np.dtype) -> FlatArrays:
+        """The :class:`FlatArrays` for dL/dΩ_0, dL/dβ_0, dL/dΩ_1, … (kept under its own key;
+        a new one when the shapes or the dtype change)."""
+        arrays = self._arrays.get("parameter gradients")
+        if arrays is None or arrays.shapes != shapes or arrays.dtype != dtype:
+            arrays = self._arrays["parameter gradients"] = FlatArrays(shapes, dtype)
+        return arrays
 
     def _count(self, key) -> int:
         """The reference count ``take`` sees for the array under ``key`` (same statements)."""

@@ -113,13 +113,14 @@ class Linear:
         return f
 
     def backward(self, grad_f: np.ndarray, input_grad: bool = True, *, out_weight: np.ndarray | None = None,
-                 out_input: np.ndarray | None = None):
+                 out_bias: np.ndarray | None = None, out_input: np.ndarray | None = None):
         """Gradients from dL/df of shape (N, D_out).
 
         Returns ``(dL/dh, dL/dΩ, dL/dβ)`` and adds dL/dΩ, dL/dβ to the parameters' ``grad``.
         With ``input_grad=False`` dL/dh is not computed (None): the first layer of a network
         skips that product, which costs as much as the layer's forward pass. ``out_weight``
-        (D_out, D_in) and ``out_input`` (N, D_in) receive dL/dΩ and dL/dh when given.
+        (D_out, D_in), ``out_bias`` (D_out,) and ``out_input`` (N, D_in) receive dL/dΩ, dL/dβ
+        and dL/dh when given.
         """
         if self._input is None:
             raise RuntimeError(
@@ -127,7 +128,7 @@ class Linear:
                 "call forward(x, record=True) first."
             )
         grad_weight = np.matmul(grad_f.T, self._input, out=out_weight)
-        grad_bias = batch_sum(grad_f)
+        grad_bias = batch_sum(grad_f, out_bias)
         grad_input = np.matmul(grad_f, self.weight.data, out=out_input) if input_grad else None
         self.weight.accumulate(grad_weight)
         self.bias.accumulate(grad_bias)

@@ -375,7 +375,8 @@ class Sequential:
         return self._backward(grad, input_grad, intermediates)
 
     def _backward(self, grad: np.ndarray, input_grad: bool = True, intermediates: bool = True) -> Gradients:
-        """The backward pass without checks; large arrays go to the reusable buffers.
+        """The backward pass without checks; the parameter gradients go to the network's flat
+        gradient array (:meth:`_parameter_gradients`), other large arrays to its reusable buffers.
 
         Per layer k, from dL/dh_{k+1}: dL/df_k = dL/dh_{k+1} ⊙ a'[f_k]; dL/dΩ_k =
         (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k. Without
@@ -383,6 +384,7 @@ class Sequential:
         """
         n, K = grad.shape[0], len(self._blocks) - 1
         take = self._reusable_buffers(n)
+        parameter_gradients = self._parameter_gradients().take()
         grad_output = grad
         weights, biases = [None] * (K + 1), [None] * (K + 1)
         grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
@@ -396,16 +398,21 @@ class Sequential:
                         out = grad  # this pass's own dL/dh, needed no more
                     grad = acts[j].backward(grad, out=out)
                 grad_f[k] = grad
-                shape, dtype = linear.weight.data.shape, grad.dtype
                 keep_input = input_grad or k > 0
                 grad, weights[k], biases[k] = linear.backward(
-                    grad, keep_input, out_weight=take(("dW", k), shape, dtype),
-                    out_input=take(("dh", k), (n, shape[1]), dtype) if keep_input else None)
+                    grad, keep_input, out_weight=parameter_gradients[2 * k], out_bias=parameter_gradients[2 * k + 1],
+                    out_input=take(("dh", k), (n, linear.in_features), grad.dtype) if keep_input else None)
                 grad_h[k] = grad
         if not intermediates:
             grad_f = grad_h = None
         return Gradients(weights=weights, biases=biases, preactivations=grad_f,
                          activations=grad_h, input=grad)
+
+    def _parameter_gradients(self) -> _buffers.FlatArrays:
+        """Where backward passes write dL/dΩ_0, dL/dβ_0, dL/dΩ_1, …: views of one flat array,
+        reused while no one keeps any of them (see :class:`depthlab._buffers.FlatArrays`)."""
+        shapes = [p.data.shape for linear, _ in self._blocks for p in (linear.weight, linear.bias)]
+        return self._buffers.parameter_gradients(shapes, self.linears[0].weight.data.dtype)
 
     # -- Jacobian -------------------------------------------------------------------------
     def input_jacobian(self, x) -> np.ndarray:

@@ -17,8 +17,8 @@ is what ``fit`` runs. It is faster for two reasons:
   h_{k+1} in place of f_k, and every dL/df_k is formed in place of dL/dh_{k+1};
 - its working arrays (f_k, h_{k+1}, dL/dh_k) belong to it and are reused from step to step
   without any bookkeeping: nothing outside ever sees them. The parameter gradients, which
-  are seen, are views of one flat array (:class:`~depthlab._buffers.FlatArrays`), reused
-  when no one keeps any of them.
+  are seen, are views of the network's flat gradient array, as in the explicit loop
+  (:class:`~depthlab._buffers.FlatArrays`, reused when no one keeps any of them).
 
 On small networks the per-call Python overhead of the explicit loop (checks, objects,
 method dispatch) costs about as much as the arithmetic; on large ones the in-place
@@ -78,7 +78,6 @@ class TrainStep:
         self.net, self.loss, self.optimizer = net, _losses.get(loss), optimizer
         self._output: np.ndarray | None = None
         self._plans: dict = {}  # (N, dtype) -> per block parameters and working arrays (see _plan)
-        self._flat_gradients: dict = {}  # dtype -> FlatArrays of dL/dΩ_0, dL/dβ_0, dL/dΩ_1, …
         self._gradients_in = None  # the FlatArrays that hold every grad of the last step, if one does
 
     def __call__(self, x, y, *, return_loss: bool = False):
@@ -111,17 +110,9 @@ class TrainStep:
             self.net._raise_non_finite(x)
         self._output = output
         value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
-        arrays = self._parameter_gradients(x.dtype)
+        arrays = self.net._parameter_gradients()  # the same arrays as the explicit loop's
         self._gradients_in = arrays if _backward(grad, inputs, kept, plan, arrays.take()) else None
         return value
-
-    def _parameter_gradients(self, dtype: np.dtype) -> _buffers.FlatArrays:
-        """Where the backward pass writes dL/dΩ_k, dL/dβ_k: one flat array per dtype."""
-        arrays = self._flat_gradients.get(dtype)
-        if arrays is None:
-            shapes = [p.data.shape for linear, _ in self.net._blocks for p in (linear.weight, linear.bias)]
-            arrays = self._flat_gradients[dtype] = _buffers.FlatArrays(shapes, dtype)
-        return arrays
 
     def _gradient_sum(self) -> float | None:
         """Σ of every entry of every parameter gradient of the last step, as one dot product
