@@ -291,3 +291,19 @@ def test_the_explicit_loop_takes_the_flat_path_too(flat_steps):
     assert all(p.grad.base is net.parameters()[0].grad.base for p in net.parameters())
     for p, q in zip(net.parameters(), twin.parameters()):
         np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_a_layouts_views_are_recognised_by_identity():
+    """span_of finds the run of FlatArrays views a group's gradients are, without addresses,
+    and agrees with the address-based search."""
+    arrays = _buffers.FlatArrays(SHAPES, np.float64)
+    views = arrays.take()
+    sizes = [int(np.prod(shape)) for shape in SHAPES]
+    flat, begin, end = _buffers.span_of(views)
+    assert flat is arrays.flat and (begin, end) == (0, sum(sizes))
+    flat, begin, end = _buffers.span_of(views[1:4])
+    assert (begin, end) == (sizes[0], sum(sizes[:4]))
+    assert flat_module._span(views[1:4])[1:] == (begin, end)
+    assert _buffers.span_of([views[0], views[2]]) is None          # not consecutive
+    assert _buffers.span_of([views[0].copy(), views[1]]) is None   # not the layout's own object
+    assert flat_module._span([views[0], views[2]]) is None

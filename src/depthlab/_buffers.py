@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import weakref
 
 import numpy as np
 
@@ -128,15 +129,29 @@ class FlatArrays:
     dtype : np.dtype
     """
 
-    __slots__ = ("shapes", "dtype", "flat", "views", "_free")
+    __slots__ = ("shapes", "dtype", "flat", "views", "_free", "_index", "_ends", "__weakref__")
 
     def __init__(self, shapes, dtype):
         self.shapes, self.dtype = [tuple(shape) for shape in shapes], np.dtype(dtype)
+        self._ends = np.cumsum([math.prod(shape) for shape in self.shapes], dtype=np.int64).tolist()
         self._lay_out()
         self._free = self._counts() if _UNREFERENCED else None  # nothing held yet
+        _LAYOUTS.add(self)
 
     def _lay_out(self) -> None:
         self.flat, self.views = flat_views(self.shapes, self.dtype)
+        self._index = {id(view): i for i, view in enumerate(self.views)}
+
+    def span(self, arrays: list) -> tuple[np.ndarray, int, int] | None:
+        """``(flat, begin, end)`` if ``arrays`` are consecutive views of this layout (the
+        objects ``take`` handed out), so that they tile ``flat[begin:end]``; else None."""
+        i = self._index.get(id(arrays[0]))
+        if i is None or self.views[i] is not arrays[0]:
+            return None
+        views = self.views[i:i + len(arrays)]
+        if len(views) != len(arrays) or any(a is not v for a, v in zip(arrays, views)):
+            return None
+        return self.flat, self._ends[i] - views[0].size, self._ends[i + len(arrays) - 1]
 
     def _counts(self) -> tuple[int, int]:
         """(the largest reference count of a view, the count of ``flat``), as ``take`` sees them."""
@@ -147,6 +162,19 @@ class FlatArrays:
         if self._counts() != self._free:
             self._lay_out()
         return self.views
+
+
+_LAYOUTS: weakref.WeakSet = weakref.WeakSet()  # every live FlatArrays
+
+
+def span_of(arrays: list) -> tuple[np.ndarray, int, int] | None:
+    """``(flat, begin, end)`` when ``arrays`` are consecutive views handed out by a live
+    :class:`FlatArrays` (found by identity, without reading addresses), else None."""
+    for layout in _LAYOUTS:
+        found = layout.span(arrays)
+        if found is not None:
+            return found
+    return None
 
 
 def _calibrate() -> int:

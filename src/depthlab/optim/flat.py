@@ -37,34 +37,44 @@ from .. import _buffers
 _new_state = tuple.__new__
 
 
-def _offset(array: np.ndarray, base: np.ndarray) -> int | None:
-    """Where ``array``'s first entry lies in ``base``, in entries (None if between two)."""
-    offset, misaligned = divmod(array.__array_interface__["data"][0] - base.__array_interface__["data"][0],
-                                base.itemsize)
+def _address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def _offset(array: np.ndarray, origin: int, itemsize: int) -> int | None:
+    """Where ``array``'s first entry lies in the array starting at address ``origin``, in
+    entries (None if between two)."""
+    offset, misaligned = divmod(_address(array) - origin, itemsize)
     return None if misaligned else offset
 
 
-def _span(arrays: list) -> np.ndarray | None:
-    """The flat array that ``arrays`` tile, in order and without gaps (a 1-D slice of their
-    common base), or None if they do not."""
+def _span(arrays: list) -> tuple[np.ndarray, int, int] | None:
+    """``(base, begin, end)`` if ``arrays`` tile ``base[begin:end]`` of their common 1-D base,
+    in order and without gaps; else None. The gradients a network lays out are recognised
+    by identity (:func:`depthlab._buffers.span_of`); other arrays by their addresses."""
+    found = _buffers.span_of(arrays)
+    if found is not None:
+        return found
     base = arrays[0].base
     if base is None or base.ndim != 1 or not base.flags.c_contiguous:
         return None
+    origin, itemsize = _address(base), base.itemsize
     begin = end = None
     for array in arrays:
         if array.base is not base or not array.flags.c_contiguous:
             return None
-        offset = _offset(array, base)
+        offset = _offset(array, origin, itemsize)
         if offset is None or (end is not None and offset != end):
             return None
         begin = offset if begin is None else begin
         end = offset + array.size
-    return base[begin:end]
+    return base, begin, end
 
 
 class FlatGroup:
-    """One parameter group's layout: the flat arrays its parameters and gradients tile (None
-    when they do not), and the flat state with each parameter's views of it.
+    """One parameter group's layout: the flat arrays its parameters and gradients tile
+    (``data``, ``grad``: None when they do not), and the flat state with each parameter's
+    views of it.
 
     It describes the ``data`` and ``grad`` arrays it was made from: while every parameter
     still has those (:meth:`matches`), the answer stands without looking again.
@@ -78,33 +88,36 @@ class FlatGroup:
 
         self.params = list(params)
         self.datas, grads = [p.data for p in params], [p.grad for p in params]
-        self.data = self.grad = None
-        if len(params) >= 2 and all(
-                isinstance(g, np.ndarray) and g.shape == d.shape and g.dtype == d.dtype
-                for d, g in zip(self.datas, grads)):  # else the per-parameter loop refuses them
-            data, grad = _span(self.datas), _span(grads)
-            if (data is not None and grad is not None and data.size == grad.size
-                    and data.nbytes <= _buffers.FLAT_BYTES):
-                # the gradients only by weak reference: TrainStep reuses their memory only
-                # while no one else holds them (see depthlab._buffers.FlatArrays)
-                self.data, self.grad = data, (weakref.ref(grad.base), _offset(grad, grad.base), grad.size)
         self.grads = [weakref.ref(g) if isinstance(g, np.ndarray) else (lambda g=g: g) for g in grads]
+        self.grad = self.offsets = self.work = None
         self.state = None    # the flat state: the rule's NamedTuple over flat arrays
         self.rows = None     # per parameter, the fields of its state (views of the flat arrays)
         self.rows_of = None  # the flat state the rows were sliced from
         self.given = None    # the per-parameter states stored last (to notice outside changes)
-        if self.data is None:
-            return
-        if (previous is not None and previous.data is not None and previous.params == self.params
-                and all(d is e for d, e in zip(previous.datas, self.datas))):
-            # only the gradients moved (TrainStep laid out new ones): keep the flat state
-            self.offsets, self.work = previous.offsets, previous.work
+        same = (previous is not None and previous.params == self.params
+                and all(d is e for d, e in zip(previous.datas, self.datas)))
+        if same:  # only the gradients moved (new ones were laid out): keep the layout and the flat state
+            self.data, self.offsets, self.work = previous.data, previous.offsets, previous.work
             self.state, self.rows, self.rows_of, self.given = (previous.state, previous.rows, previous.rows_of,
                                                                previous.given)
+        else:
+            found = _span(self.datas) if len(params) >= 2 else None
+            self.data = None if found is None else found[0][found[1]:found[2]]
+        if self.data is None or self.data.nbytes > _buffers.FLAT_BYTES or not all(
+                isinstance(g, np.ndarray) and g.shape == d.shape and g.dtype == d.dtype
+                for d, g in zip(self.datas, grads)):  # else the per-parameter loop runs (or refuses them)
             return
-        ends = np.cumsum([d.size for d in self.datas]).tolist()
-        self.offsets = [(end - d.size, end) for d, end in zip(self.datas, ends)]
-        self.work = workspace(self.data.shape, self.data.dtype, work_buffers)
+        found = _span(grads)
+        if found is None or found[2] - found[1] != self.data.size:
+            return
+        # the gradients only by weak reference: the backward pass reuses their memory only
+        # while no one else holds them (see depthlab._buffers.FlatArrays)
+        base, begin, end = found
+        self.grad = (weakref.ref(base), begin, end - begin)
+        if self.offsets is None:
+            ends = np.cumsum([d.size for d in self.datas]).tolist()
+            self.offsets = [(end - d.size, end) for d, end in zip(self.datas, ends)]
+            self.work = workspace(self.data.shape, self.data.dtype, work_buffers)
 
     def matches(self, params: list) -> bool:
         """Whether ``params`` are still the parameters, data and gradients found."""
@@ -117,7 +130,7 @@ class FlatGroup:
         flat state; False (nothing done) when the parameters' states cannot be gathered into
         one flat state (e.g. they are at different steps)."""
         params = self.params
-        if self.data is None:
+        if self.grad is None:
             return False
         if self.given is None or any(states.get(p) is not s for p, s in zip(params, self.given)):
             if not self._gather(states, init_state, group):
