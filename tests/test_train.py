@@ -427,6 +427,18 @@ def test_ctrl_c_returns_the_history_so_far(how, capsys):
         np.testing.assert_array_equal(now, after_last_step)
 
 
+def test_ctrl_c_with_the_progress_bar_leaves_the_epoch_so_far(capsys):
+    net, x, y = sine_problem(40)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        dl.fit(net, x, y, epochs=10, batch_size=8, callbacks=[Snapshots(at=(2, 1), how="signal")], verbose=1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line[:15] for line in lines[:3]] == ["Epoch 1/10: 100", "Epoch 2/10: 100", "Epoch 3/10:  40"]
+    assert "2/5" in lines[2] and lines[3].startswith("Training interrupted")
+
+
 def test_ctrl_c_in_an_epochs_last_batch_completes_that_epoch():
     net, x, y = sine_problem(40)
     spy = Snapshots(at=(1, 3), how="signal")          # 32 training samples: 4 batches
