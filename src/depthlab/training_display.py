@@ -1,8 +1,8 @@
 """What ``fit`` shows while it trains, and how it lets Ctrl-C end training cleanly.
 
-``verbose=1`` draws a tqdm bar per epoch with the running loss and metrics (tqdm is the
-optional 'lab' extra; without it, lines), ``verbose=2`` prints one line per epoch, ``0``
-nothing; all on stderr. :class:`DeferredInterrupt` turns a first Ctrl-C into a request that
+``verbose=1`` draws a tqdm bar per epoch with the running loss and metrics, replaced by the
+epoch's final line (tqdm is the optional 'lab' extra; without it, lines), ``verbose=2``
+prints one line per epoch, ``0`` nothing; all on stderr. :class:`DeferredInterrupt` turns a first Ctrl-C into a request that
 the training loop honours after the current step.
 """
 from __future__ import annotations
