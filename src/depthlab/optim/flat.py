@@ -8,7 +8,7 @@ number. On small networks it is much faster: a NumPy call costs about as much as
 arithmetic on a few thousand entries, and Adam makes 13 of them per array. Measured in
 float32: Adam on the MNIST-1D network's 6 parameters, 36 → 22 µs per step; on a
 100-layer, 32-wide tanh network's 202 (the edge-of-chaos experiment's), the whole
-training step 2.4 → 1.7 ms.
+training step 2.9 → 2.0 ms.
 
 Only up to ``FLAT_BYTES`` (1 MiB) of parameters: the rule makes a dozen passes over its
 arrays, and one parameter's arrays stay in cache from one pass to the next while larger
