@@ -14,12 +14,14 @@ Only up to ``FLAT_BYTES`` (1 MiB) of parameters: the rule makes a dozen passes o
 arrays, and one parameter's arrays stay in cache from one pass to the next while larger
 flat ones do not (Adam on the 50-layer, 80-wide network, 1.3 MB in float32, is 1–2% slower flat).
 
-``dl.MLP``, ``Sequential.from_arrays`` and ``copy``/``astype`` lay out a network's
-parameters so (see ``model._packed``) and
-:class:`~depthlab.train_step.TrainStep` its gradients, so ``fit`` and ``TrainStep`` take
-this path for the rules that have a fast form (:data:`~depthlab.optim.rules.FAST_RULES`:
-plain SGD and Adam); anything else — the explicit loop's separate gradient arrays, a
-parameter without a gradient, another rule — goes through the per-parameter loop.
+``dl.MLP``, ``Sequential.from_arrays`` and ``copy``/``astype`` lay out a small network's
+parameters so (see ``model._packed``), and its backward pass — the explicit loop's and
+:class:`~depthlab.train_step.TrainStep`'s — its gradients
+(:class:`~depthlab._buffers.FlatArrays`). So the explicit loop, ``TrainStep`` and ``fit``
+take this path for the rules that have a fast form
+(:data:`~depthlab.optim.rules.FAST_RULES`: plain SGD and Adam); anything else — gradients
+set by hand as separate arrays, a parameter without a gradient, another rule — goes
+through the per-parameter loop.
 
 Each parameter keeps its own state in ``optimizer.state[param]``, as views of the group's
 flat state arrays, so ``state_dict`` and inspection see the usual per-parameter arrays. A
@@ -172,11 +174,12 @@ class FlatGroup:
         fields = []
         for j, first in enumerate(own[0]):
             values = [state[j] for state in own]
-            if all(isinstance(value, np.ndarray) and value.shape == d.shape for value, d in zip(values, self.datas)):
-                fields.append(np.concatenate([value.reshape(-1) for value in values], dtype=self.data.dtype))
+            if all(isinstance(value, np.ndarray) and value.shape == d.shape and value.dtype == d.dtype
+                   for value, d in zip(values, self.datas)):
+                fields.append(np.concatenate([value.reshape(-1) for value in values]))
             elif all(not isinstance(value, np.ndarray) and value == first for value in values):
                 fields.append(first)
             else:
-                return False  # different steps, a buffer only some have, or of another shape
+                return False  # different steps, a buffer only some have, or of another shape or dtype
         self.state = _new_state(type(own[0]), tuple(fields))
         return True
