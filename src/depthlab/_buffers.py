@@ -134,13 +134,16 @@ class FlatArrays:
     def __init__(self, shapes, dtype):
         self.shapes, self.dtype = [tuple(shape) for shape in shapes], np.dtype(dtype)
         self._ends = np.cumsum([math.prod(shape) for shape in self.shapes], dtype=np.int64).tolist()
+        self.flat = None
         self._lay_out()
         self._free = self._counts() if _UNREFERENCED else None  # nothing held yet
-        _LAYOUTS.add(self)
 
     def _lay_out(self) -> None:
+        if self.flat is not None:
+            _LAYOUTS.pop(id(self.flat), None)  # held views of the old array are found by address
         self.flat, self.views = flat_views(self.shapes, self.dtype)
         self._index = {id(view): i for i, view in enumerate(self.views)}
+        _LAYOUTS[id(self.flat)] = self
 
     def span(self, arrays: list) -> tuple[np.ndarray, int, int] | None:
         """``(flat, begin, end)`` if ``arrays`` are consecutive views of this layout (the
@@ -164,17 +167,18 @@ class FlatArrays:
         return self.views
 
 
-_LAYOUTS: weakref.WeakSet = weakref.WeakSet()  # every live FlatArrays
+# id(flat array) -> the live FlatArrays that laid it out (an entry goes with its FlatArrays)
+_LAYOUTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def span_of(arrays: list) -> tuple[np.ndarray, int, int] | None:
     """``(flat, begin, end)`` when ``arrays`` are consecutive views handed out by a live
     :class:`FlatArrays` (found by identity, without reading addresses), else None."""
-    for layout in _LAYOUTS:
-        found = layout.span(arrays)
-        if found is not None:
-            return found
-    return None
+    base = arrays[0].base if isinstance(arrays[0], np.ndarray) else None
+    layout = None if base is None else _LAYOUTS.get(id(base))
+    if layout is None or layout.flat is not base:
+        return None
+    return layout.span(arrays)
 
 
 def _calibrate() -> int:
