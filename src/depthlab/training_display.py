@@ -57,10 +57,10 @@ class ProgressBar:
 
     def __init__(self, tqdm, epochs: int, steps: int):
         self.tqdm, self.epochs, self.steps = tqdm, epochs, steps
-        self.bar, self.running = None, False
+        self.bar, self.in_epoch = None, False
 
     def begin(self, epoch: int) -> None:
-        self.desc, self.done, self.bar, self.running = f"Epoch {epoch + 1}/{self.epochs}", 0, None, True
+        self.desc, self.done, self.bar, self.in_epoch = f"Epoch {epoch + 1}/{self.epochs}", 0, None, True
         self.start = self.last = time.perf_counter()
 
     def advance(self, running) -> None:
@@ -82,11 +82,11 @@ class ProgressBar:
 
     def close(self) -> None:
         """After Ctrl-C (or an error): the line of the epoch so far."""
-        if self.running:
+        if self.in_epoch:
             self._finish(None)
 
     def _finish(self, postfix: str | None) -> None:
-        elapsed, self.running = time.perf_counter() - self.start, False
+        elapsed, self.in_epoch = time.perf_counter() - self.start, False
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -105,6 +105,7 @@ def _terminal_width(stream) -> int | None:
 
 
 def _can_encode(stream, text: str) -> bool:
+    """Whether ``stream``'s encoding can write ``text`` (the bar's block characters)."""
     try:
         text.encode(getattr(stream, "encoding", None) or "ascii")
     except (UnicodeEncodeError, LookupError):
