@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _buffers
 from . import losses as _losses
+from ._buffers import batch_sum
 from ._checks import as_float_array
 
 
@@ -222,7 +223,7 @@ def _backward(grad: np.ndarray, inputs: list, kept: list, plan: list, gradients:
             weight.grad = gradient
         else:
             weight.grad, own = weight.grad + gradient, False
-        gradient = np.matmul(_buffers.ones(grad.shape[0], grad.dtype), grad, out=gradients[2 * k + 1])
+        gradient = batch_sum(grad, gradients[2 * k + 1])
         if bias.grad is None:
             bias.grad = gradient
         else:

@@ -43,13 +43,6 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
-def _offset(array: np.ndarray, origin: int, itemsize: int) -> int | None:
-    """Where ``array``'s first entry lies in the array starting at address ``origin``, in
-    entries (None if between two)."""
-    offset, misaligned = divmod(_address(array) - origin, itemsize)
-    return None if misaligned else offset
-
-
 def _span(arrays: list) -> tuple[np.ndarray, int, int] | None:
     """``(base, begin, end)`` if ``arrays`` tile ``base[begin:end]`` of their common 1-D base,
     in order and without gaps; else None. The gradients a network lays out are recognised
@@ -65,8 +58,8 @@ def _span(arrays: list) -> tuple[np.ndarray, int, int] | None:
     for array in arrays:
         if array.base is not base or not array.flags.c_contiguous:
             return None
-        offset = _offset(array, origin, itemsize)
-        if offset is None or (end is not None and offset != end):
+        offset, misaligned = divmod(_address(array) - origin, itemsize)
+        if misaligned or (end is not None and offset != end):
             return None
         begin = offset if begin is None else begin
         end = offset + array.size
