@@ -29,8 +29,12 @@ test: $(STAMP)
 
 # One BLAS/PyTorch thread for every contender: on a shared 2-core machine two threads per
 # process make OpenBLAS and PyTorch's OpenMP pool fight, and timings swing by 2-5x.
+# Some machines pin OpenBLAS to an older kernel (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) to work
+# around old OpenBLAS builds; NumPy's current OpenBLAS detects the CPU itself, so the benchmark
+# unsets both (RESULTS.md names the kernel that ran). `make bench BENCH_ENV=` keeps them.
+BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: $(STAMP)
-	$(PY) benchmarks/bench.py --threads 1
+	$(BENCH_ENV) $(PY) benchmarks/bench.py --threads 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

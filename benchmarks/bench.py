@@ -89,7 +89,10 @@ def blas_threads() -> tuple[int, str]:
 
     for info in threadpool_info():
         if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
-            name = f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture', '?')})"
+            kernel = info.get("architecture", "?")
+            forced = os.environ.get("OPENBLAS_CORETYPE")
+            kernel += f", forced by OPENBLAS_CORETYPE={forced}" if forced else ", detected"
+            name = f"{info.get('internal_api')} {info.get('version')} ({kernel})"
             return int(info["num_threads"]), name
     return 1, "unknown BLAS"
 
