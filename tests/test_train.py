@@ -171,6 +171,22 @@ def test_epoch_loss_weights_batches_by_size_while_training():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["fused step", "batch callbacks"])
+def test_a_parameter_outside_the_optimizer_holds_its_last_batch_gradient(watch):
+    """fit clears every gradient before each batch, also those the optimizer does not hold."""
+    net, x, y = sine_problem()
+    frozen = net.linears[0].weight
+    before = frozen.data.copy()
+    callbacks = [LambdaCallback(on_batch_end=lambda batch, logs: None)] if watch else None
+    quiet_fit(net, x, y, optimizer=dl.optim.SGD(net.parameters()[2:], lr=0.0), epochs=2, batch_size=16,
+              shuffle=False, callbacks=callbacks)
+    last = net.copy()  # lr 0: the weights of every batch
+    trace = last.forward(x[32:], record=True)
+    last.backward(dl.losses.mse.grad(trace.output, y[32:]))
+    np.testing.assert_array_equal(frozen.data, before)
+    np.testing.assert_array_equal(frozen.grad, last.linears[0].weight.grad)
+
+
 def test_training_metrics_are_over_the_epochs_outputs():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((30, 4))

@@ -171,6 +171,15 @@ def _label_entries(x: Array, labels: Array) -> tuple[Array, Array]:
     return x.T.reshape(-1), index
 
 
+def _mean_label_loss(norm: Array, picked: Array) -> float:
+    """(1/N) Σ_i (log Σ_c exp(f_ic − max f_i) − (f_iy − max f_i)): the mean cross-entropy of
+    labelled rows, from their normalizers ``norm`` (N,) and shifted labelled logits ``picked``
+    (N,); the sum is one dot product."""
+    losses = np.log(norm)
+    losses -= picked
+    return float(losses @ ones(losses.shape[0], losses.dtype)) / losses.shape[0]
+
+
 def _label_grad(exp: Array, norm: Array, flat: Array, index: Array) -> Array:
     """(exp / Σ_c exp − onehot(labels)) / N in ``exp``'s buffer (``norm`` (N,) is overwritten).
 
@@ -308,8 +317,7 @@ class CrossEntropy(Loss):
         if target.ndim == 1:
             flat, index = _label_entries(shifted, target)
             picked = flat[index]
-            log_norm = np.log(_row_sum(np.exp(shifted, out=shifted)))
-            return float((log_norm.sum() - picked.sum()) / n)
+            return _mean_label_loss(_row_sum(np.exp(shifted, out=shifted)), picked)
         log_norm = np.log(_row_sum(np.exp(shifted)))
         return float((log_norm @ _row_sum(target) - np.vdot(target, shifted)) / n)
 
@@ -331,8 +339,7 @@ class CrossEntropy(Loss):
             picked = flat[index]
             exp = np.exp(shifted, out=shifted)            # reuse the buffer: it becomes the grad
             norm = _row_sum(exp)
-            value = float((np.log(norm).sum() - picked.sum()) / n)
-            return value, _label_grad(exp, norm, flat, index)
+            return _mean_label_loss(norm, picked), _label_grad(exp, norm, flat, index)
         exp = np.exp(shifted)
         norm = _row_sum(exp)
         mass = _row_sum(target)

@@ -77,10 +77,16 @@ class Metric(ABC):
         The key in logs and histories (``"val_" + name`` on validation data).
     higher_is_better : bool
         Which way is an improvement (used by ``EarlyStopping(mode="auto")``).
+    batchwise : bool
+        False (the rule): statistics of any grouping of the samples combine to the same
+        value, so ``fit`` may compute them over blocks of several batches at once
+        (:mod:`depthlab.epoch`). True for a mean of per-batch values, which must see each
+        batch alone.
     """
 
     name = "metric"
     higher_is_better = False
+    batchwise = False
 
     @abstractmethod
     def check_target(self, target, output_shape: tuple[int, int]) -> Array:
@@ -230,6 +236,8 @@ class MeanOfBatches(Metric):
     for means of per-sample quantities, an approximation otherwise. Targets are passed on
     unchecked.
     """
+
+    batchwise = True  # the value of a batch is what is averaged: fit scores each batch alone
 
     def __init__(self, function, name: str | None = None, higher_is_better: bool = False):
         self.function = function

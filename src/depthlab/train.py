@@ -30,7 +30,8 @@ epochs with different batch sizes, ``val_loss`` and :func:`evaluate` are compara
 
 **Divergence.** A non-finite loss or gradient raises :class:`TrainingDiverged` before the
 optimizer step, so the weights are those from before the failing step. The check costs one
-scalar test for the loss and one sum per gradient array.
+scalar test for the loss and one dot product over all gradients (they share one flat array;
+one per array otherwise).
 
 The check is made again on the weights after each epoch, since a finite but huge gradient
 times the learning rate can overflow the update itself (phase ``"update"``: that step cannot
@@ -62,6 +63,7 @@ from . import metrics as _metrics
 from ._buffers import entry_sum
 from ._checks import as_float_array, check_positive_int, check_real, resolve_rng
 from .callbacks import Callback, History, TrainingState
+from .epoch import Scores, batches
 from .model import NonFiniteError, Sequential
 from .train_step import TrainStep, loss_gradient
 from .training_display import DeferredInterrupt, progress_display
@@ -399,6 +401,8 @@ class _Run:
         from .optim import ReduceLROnPlateau, clip_grad_norm
         self.plateau = isinstance(lr_scheduler, ReduceLROnPlateau)
         self.train_step = TrainStep(net, objective.loss, optimizer)
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: grads cleared here
         self.clip = clip_grad_norm
         self.stopper = None  # the callback that set state.stop_training
 
@@ -408,36 +412,31 @@ class _Run:
         net, objective, state, params = self.net, self.objective, self.state, self.params
         forward, backward, step = net._forward, net._backward, self.optimizer.step
         value_and_grad, weight = objective.value_and_grad, objective.weight
-        metrics, metric_targets = objective.metrics, self.metric_targets
-        x, target, clip_norm, clip = self.x, self.loss_target, self.clip_norm, self.clip
+        x, clip_norm, clip = self.x, self.clip_norm, self.clip
         batch_begin, batch_end, progress = self.batch_begin, self.batch_end, self.progress
         watch = bool(batch_begin or batch_end)
+        cleared = params if watch else self.outside_optimizer  # the fused step clears the optimizer's
         gradient_sum_of_step = self.train_step._gradient_sum
         n = x.shape[0]
         size = min(self.batch_size, n)
         steps = -(-n // size)
         order = self.rng.permutation(n) if self.shuffle and steps > 1 else None
-        total, statistics = 0.0, [None] * len(metrics)
+        metrics = objective.metrics
+        scores = Scores(metrics, self.metric_targets, order, size, net.out_features, net.dtype) if metrics else None
+        total = seen = 0
 
         def running():
             logs = {"loss": total / seen}
-            for metric, stats in zip(metrics, statistics):
-                logs[metric.name] = metric.result(stats)
+            if scores is not None:
+                logs.update(scores.results())
             return logs
 
-        seen = 0
-        for batch in range(steps):
-            start = batch * size
-            if order is None:
-                rows = slice(start, start + size) if steps > 1 else slice(None)
-            else:
-                rows = order[start:start + size]
-            xb, yb = x[rows], target[rows]
+        for batch, (xb, yb) in enumerate(batches((x, self.loss_target), order, size)):
             state.batch = batch
             if batch_begin:
                 for callback in batch_begin:
                     callback.on_batch_begin(batch, {})
-            for p in params:
+            for p in cleared:
                 p.grad = None
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if watch:  # batch hooks read state.trace and state.gradients: the explicit passes
@@ -463,8 +462,8 @@ class _Run:
             count = output.shape[0]
             seen += count
             total += value * weight(count)
-            for i, metric in enumerate(metrics):
-                statistics[i] = metric.combine(statistics[i], metric.statistics(output, metric_targets[i][rows]))
+            if scores is not None:
+                scores.add(output)
             state.step += 1
             if watch:
                 state.trace, state.gradients = trace, gradients
@@ -495,7 +494,7 @@ class _Run:
     def check_weights(self, epoch: int, steps_done: int) -> None:
         """After an epoch: the last update may have overflowed the weights (cheap sums first)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            if all(math.isfinite(p.data.sum()) for p in self.params):
+            if all(math.isfinite(entry_sum(p.data)) for p in self.params):
                 return
         culprit = _first_bad_weights(self.net)
         if culprit is not None:
