@@ -12,9 +12,10 @@ N = 30
 
 @pytest.fixture(params=["one batch per block", "default blocks"])
 def block_bytes(request, monkeypatch):
-    """BLOCK_BYTES so small that every block is one batch, or the default (one block here)."""
+    """Blocks so small that every block is one batch, or the default sizes (one block here)."""
     if request.param == "one batch per block":
         monkeypatch.setattr(epoch, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(epoch, "SCORE_BYTES", 1)
     return epoch.BLOCK_BYTES
 
 
@@ -45,10 +46,10 @@ def test_a_block_is_gathered_once_and_its_batches_are_views(rng):
     assert np.shares_memory(unshuffled[0], x)  # the given order needs no copy
 
 
-def test_block_rows_are_whole_batches_within_the_block_bytes():
-    assert epoch.block_rows(100, 168) == 100 * (epoch.BLOCK_BYTES // 16800)
-    assert epoch.block_rows(256, 784 * 4) == 256  # a batch larger than a block: one batch
-    assert epoch.block_rows(5, 0) % 5 == 0
+def test_block_rows_are_whole_batches_within_the_limit():
+    assert epoch.block_rows(100, 168, 256 * 1024) == 1500
+    assert epoch.block_rows(256, 784 * 4, 256 * 1024) == 256  # a batch larger than a block: one batch
+    assert epoch.block_rows(5, 0, 1024) % 5 == 0
 
 
 def outputs_and_targets(name, rng, n=N):
@@ -65,8 +66,10 @@ def test_scores_are_the_metric_of_every_output_added(block_bytes, name, shuffled
     output, target = outputs_and_targets(name, rng)
     order = rng.permutation(N) if shuffled else None
     rows = np.arange(N) if order is None else order
-    scores = epoch.Scores([metric], [metric.check_target(target, output.shape)], order, 7, output.shape[1],
-                          output.dtype)
+    scores = epoch.Scores([metric], [metric.check_target(target, output.shape)], 7, output.shape[1], output.dtype)
+    scores.begin(rng.permutation(N))
+    scores.add(output[:7])  # an earlier epoch, forgotten by begin
+    scores.begin(order)
     buffer = np.empty((7, output.shape[1]))  # one reused array, like a training step's output
     for start in range(0, N, 7):
         chunk = buffer[:len(rows[start:start + 7])]
@@ -89,7 +92,7 @@ def test_a_mean_of_batch_values_sees_each_batch_alone(block_bytes, rng):
 
     metric = metrics.get(max_error)
     output, target = outputs_and_targets("mse", rng)
-    scores = epoch.Scores([metric, metrics.mse], [target, target], None, 10, 2, np.float64)
+    scores = epoch.Scores([metric, metrics.mse], [target, target], 10, 2, np.float64)
     for start in range(0, N, 10):
         scores.add(output[start:start + 10])
     per_batch = [max_error(output[s:s + 10], target[s:s + 10]) for s in range(0, N, 10)]

@@ -3,8 +3,8 @@
 ``fit`` cuts the N samples of an epoch, in the order of one permutation, into batches of
 B rows. Gathering each batch's rows (``x[order[i:i + B]]``) and scoring each batch's outputs
 cost a few NumPy calls per batch — on a small network a tenth of the training step. Here
-both happen once per *block* of consecutive batches (up to :data:`BLOCK_BYTES`, so a block
-stays in cache):
+both happen once per *block* of consecutive batches (:data:`BLOCK_BYTES` of data,
+:data:`SCORE_BYTES` of outputs: small enough to stay in cache):
 
 - :func:`batches` gathers a block's rows of every array with one indexing each; a batch is
   then a view of the block;
@@ -25,13 +25,16 @@ import numpy as np
 Array = np.ndarray
 
 BLOCK_BYTES = 256 * 1024
-"""A block's size: rows are gathered (or outputs kept) up to this many bytes at a time,
-and never fewer than one batch."""
+"""Rows of the data are gathered up to this many bytes at a time (never fewer than one batch)."""
+
+SCORE_BYTES = 32 * 1024
+"""Outputs are kept for scoring up to this many bytes (never fewer than one batch): small
+enough to stay in the processor's fastest caches between the copy and the scoring."""
 
 
-def block_rows(batch_size: int, row_bytes: int) -> int:
-    """Rows per block: the most whole batches that fit in :data:`BLOCK_BYTES`, at least one."""
-    return batch_size * max(1, BLOCK_BYTES // max(1, batch_size * row_bytes))
+def block_rows(batch_size: int, row_bytes: int, limit: int) -> int:
+    """Rows per block: the most whole batches of ``row_bytes`` per row within ``limit`` bytes, at least one."""
+    return batch_size * max(1, limit // max(1, batch_size * row_bytes))
 
 
 def rows_of(order: Array | None, start: int, stop: int):
@@ -55,7 +58,7 @@ def batches(arrays: Sequence[Array], order: Array | None, batch_size: int) -> It
     """
     n = len(arrays[0])
     row_bytes = sum(a.itemsize * (a.size // max(1, len(a))) for a in arrays)
-    block = block_rows(batch_size, row_bytes)
+    block = block_rows(batch_size, row_bytes, BLOCK_BYTES)
     for start in range(0, n, block):
         stop = min(start + block, n)
         rows = rows_of(order, start, stop)
@@ -67,28 +70,33 @@ def batches(arrays: Sequence[Array], order: Array | None, batch_size: int) -> It
 class Scores:
     """Each metric's statistics over the outputs an epoch has produced so far.
 
-    ``add(output)`` after each batch, in epoch order; ``results()`` at any time gives
-    ``{name: value}`` over all outputs added. Outputs are copied (a training step may reuse
-    its output array), kept until a block of :data:`BLOCK_BYTES` is full, then scored at once.
+    ``begin(order)`` at the start of each epoch, ``add(output)`` after each batch, in epoch
+    order; ``results()`` at any time gives ``{name: value}`` over all outputs added since
+    ``begin``. Outputs are copied (a training step may reuse its output array) into a block
+    of :data:`SCORE_BYTES`, scored at once when it is full. The block is allocated once and
+    serves every epoch, so it stays in cache.
 
     Parameters
     ----------
     metrics : list of Metric
     targets : one checked target array per metric, indexed by sample (N first)
-    order : the epoch's permutation, or None
     batch_size : B
     width, dtype : of the network's output (N, D_out)
     """
 
-    def __init__(self, metrics: Sequence, targets: Sequence[Array], order: Array | None, batch_size: int,
-                 width: int, dtype):
-        self.metrics, self.targets, self.order = list(metrics), list(targets), order
-        self.statistics: list = [None] * len(self.metrics)
+    def __init__(self, metrics: Sequence, targets: Sequence[Array], batch_size: int, width: int, dtype):
+        self.metrics, self.targets = list(metrics), list(targets)
         self.batchwise = [i for i, metric in enumerate(self.metrics) if metric.batchwise]
         self.blockwise = [i for i, metric in enumerate(self.metrics) if not metric.batchwise]
         dtype = np.dtype(dtype)
-        rows = block_rows(batch_size, width * dtype.itemsize)
+        rows = block_rows(batch_size, width * dtype.itemsize, SCORE_BYTES)
         self.outputs = np.empty((rows, width), dtype) if self.blockwise else None
+        self.begin(None)
+
+    def begin(self, order: Array | None) -> None:
+        """A new epoch, its samples in the order of ``order`` (None: as given)."""
+        self.order = order
+        self.statistics: list = [None] * len(self.metrics)
         self.added = 0    # samples added this epoch
         self.pending = 0  # of which the last ``pending`` wait in ``outputs``
 

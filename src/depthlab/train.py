@@ -404,6 +404,8 @@ class _Run:
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: grads cleared here
         self.clip = clip_grad_norm
+        self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), net.out_features,
+                             net.dtype) if objective.metrics else None
         self.stopper = None  # the callback that set state.stop_training
 
     # -- one epoch ----------------------------------------------------------------------------
@@ -421,8 +423,9 @@ class _Run:
         size = min(self.batch_size, n)
         steps = -(-n // size)
         order = self.rng.permutation(n) if self.shuffle and steps > 1 else None
-        metrics = objective.metrics
-        scores = Scores(metrics, self.metric_targets, order, size, net.out_features, net.dtype) if metrics else None
+        scores = self.scores
+        if scores is not None:
+            scores.begin(order)
         total = seen = 0
 
         def running():
