@@ -767,6 +767,10 @@ METHOD = """
   collector (`gc.freeze()`), so the collection costs microseconds instead of PyTorch's half a second.
 - **Threads.** NumPy's BLAS thread count (threadpoolctl) is what PyTorch gets through
   `torch.set_num_threads`; `--threads N` sets both.
+- **BLAS kernels.** `make bench` unsets `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE`, which some
+  machines set to pin old OpenBLAS builds to an older processor's kernels, so that NumPy's
+  OpenBLAS uses the kernels it detects, as PyTorch's MKL does; the machine table names the
+  kernel that ran and whether it was detected or forced.
 - **Same computation.** One SGD step from the same weights on the same batch gives the same update in every
   implementation (the relative differences are printed under the step table), and all weights are checked
   to be finite after timing (subnormal or NaN arithmetic would distort timings).
