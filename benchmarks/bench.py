@@ -558,6 +558,9 @@ def render(results: dict, meta: dict, settings: Settings) -> str:
     if busy:
         out += ["", f"**Warning**: the machine was busy (load average {meta['load_start']} at the start, "
                     f"{meta['load_end']} at the end, on {meta['cores']} cores): timings are unreliable."]
+    if meta.get("forced_kernel"):
+        out += ["", f"**Note**: OpenBLAS ran the kernels forced by OPENBLAS_CORETYPE={meta['forced_kernel']}, not "
+                    "those it detects for this processor; `make bench` unsets the variable for the benchmark."]
     out += ["", "## Machine", ""]
     out += _table(["", ""], [
         ["CPU", meta["cpu"]],
@@ -846,6 +849,9 @@ def main(argv=None) -> int:
     load_start = load_average()
     threads = args.threads or blas_threads()[0]
     set_threads(threads)
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces OpenBLAS's kernels; "
+              "`make bench` unsets it (see RESULTS.md, Method)", file=sys.stderr)
     import torch
 
     settings = Settings.from_args(args, threads)
@@ -877,6 +883,7 @@ def main(argv=None) -> int:
         "blas": blas_threads()[1], "torch_threads": torch.get_num_threads(),
         "load_start": load_start, "load_end": load_end,
         "busy": bool(loads) and max(loads) > 0.5 * usable + 0.25,
+        "forced_kernel": os.environ.get("OPENBLAS_CORETYPE"),
         "versions": versions(), "platform": platform.platform(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 The real numbers live in benchmarks/RESULTS.md (``make bench``); here only that every
 section runs, checks its contenders agree, and writes its table — no timing is asserted.
 """
+import os
 import re
 import subprocess
 import sys
@@ -14,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench.py"
 
 
-def run(*args, timeout=600):
+def run(*args, timeout=600, env=None):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+                          cwd=ROOT, env=env)
 
 
 @pytest.mark.slow
@@ -57,3 +58,19 @@ def test_smoke_writes_to_a_temporary_file_unless_told(tmp_path):
 def test_unknown_section_is_refused():
     done = run("--smoke", "--only", "nonsense", timeout=120)
     assert done.returncode == 2 and "--only 'nonsense': choose from 002, mnist1d, wide, deep, steps" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_the_results_say_which_openblas_kernels_ran(tmp_path, coretype):
+    """A kernel forced by OPENBLAS_CORETYPE (which `make bench` unsets) is named as forced."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_CORE")}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    out = tmp_path / "RESULTS.md"
+    done = run("--smoke", "--threads", "1", "--only", "probe", "--out", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    forced = f"forced by OPENBLAS_CORETYPE={coretype}"
+    assert (forced in text) == (f"**Note**: OpenBLAS ran the kernels {forced}" in text) == bool(coretype)
+    assert ("detected)" in text) == (not coretype) == ("OPENBLAS_CORETYPE" not in done.stderr)
