@@ -64,6 +64,8 @@ BAD_CALLS = [
      r"bias.* shape \(4,\).*weights\[0\] has shape \(3, 2\)"),
     ("weights do not chain", lambda: dl.Sequential.from_arrays([np.ones((3, 2)), np.ones((1, 4))]), ValueError,
      r"do not chain.*gives 3 features.*expects 4"),
+    ("one Linear twice", lambda: (lambda lin: dl.Sequential([lin, "relu", lin]))(dl.Linear(3, 3)), ValueError,
+     r"layers\[2\] is the Linear layer already given as layers\[0\].*Build a new Linear"),
     ("bias count", lambda: dl.Sequential.from_arrays([np.ones((3, 2))], [np.ones(3), np.ones(3)]), ValueError,
      r"one entry per weight matrix"),
     ("weights not a list", lambda: dl.Sequential.from_arrays(np.ones((3, 2))), TypeError, r"weights must be a non-empty list"),

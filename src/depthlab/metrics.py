@@ -181,7 +181,7 @@ class MeanError(Metric):
         return _regression_target(target, output_shape, self.name)
 
     def statistics(self, output, target):
-        residual = (output - target).ravel()
+        residual = np.subtract(output, target, dtype=np.float64).ravel()
         total = residual @ residual if self.power == 2 else np.abs(residual).sum()
         return np.array([total, residual.size], dtype=np.float64)
 
@@ -192,8 +192,10 @@ class MeanError(Metric):
 class R2(Metric):
     """Coefficient of determination, per output column, averaged (scikit-learn's ``r2_score``).
 
-    Statistics per column: count n, target mean, Σ (y − mean)² and Σ (y − f)², merged
-    across batches with Chan et al.'s pairwise formula (no cancellation).
+    Statistics per column: count n, target mean, Σ (y − mean)², Σ (y − f)² and the
+    targets' least and largest values, merged across batches with Chan et al.'s pairwise
+    formula (no cancellation). A column is constant when its least and largest targets are
+    equal: Σ (y − mean)² need not be exactly 0 then, as the mean is rounded.
     """
 
     name = "r2"
@@ -206,24 +208,25 @@ class R2(Metric):
         n = target.shape[0]
         mean = target.mean(axis=0, dtype=np.float64)
         centered = target - mean
-        residual = target - output
+        residual = np.subtract(target, output, dtype=np.float64)
         return np.stack([np.full_like(mean, n), mean,
                          np.einsum("nd,nd->d", centered, centered, dtype=np.float64),
-                         np.einsum("nd,nd->d", residual, residual, dtype=np.float64)])
+                         np.einsum("nd,nd->d", residual, residual),
+                         target.min(axis=0), target.max(axis=0)])
 
     def combine(self, first, second):
         if first is None:
             return second
-        n_a, mean_a, m2_a, res_a = first
-        n_b, mean_b, m2_b, res_b = second
+        n_a, mean_a, m2_a, res_a, low_a, high_a = first
+        n_b, mean_b, m2_b, res_b, low_b, high_b = second
         n = n_a + n_b
         delta = mean_b - mean_a
         return np.stack([n, mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n),
-                         res_a + res_b])
+                         res_a + res_b, np.minimum(low_a, low_b), np.maximum(high_a, high_b)])
 
     def result(self, statistics):
-        _, _, total, residual = statistics
-        constant = total == 0
+        _, _, total, residual, low, high = statistics
+        constant = (low == high) | (total == 0)  # (or spread so small its squares underflow)
         scores = np.where(constant, np.where(residual == 0, 1.0, 0.0),
                           1.0 - residual / np.where(constant, 1.0, total))
         return float(scores.mean())

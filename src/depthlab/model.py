@@ -12,6 +12,7 @@ Shapes are batch-first: x is ``(N, D_0)``, f_k and h_{k+1} are ``(N, D_{k+1})``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,27 @@ class Gradients:
     input: np.ndarray
 
 
+def _distinct(layers: list) -> list:
+    """``layers`` with each object once. A layer records its forward pass for the backward
+    pass, so one object in two places would differentiate the first at the second's values:
+    an activation layer given again (as one ``nn.ReLU()`` is often reused in PyTorch) is
+    copied; a Linear given again is refused, since depthlab has no tied weights."""
+    first: dict[int, int] = {}
+    distinct = []
+    for i, layer in enumerate(layers):
+        if id(layer) in first:
+            if isinstance(layer, Linear):
+                raise ValueError(
+                    f"layers[{i}] is the Linear layer already given as layers[{first[id(layer)]}]; each Linear "
+                    "can appear once (depthlab has no tied weights). Build a new Linear for each layer."
+                )
+            layer = copy.copy(layer)
+            layer._f = layer._h = None
+        first.setdefault(id(layer), i)
+        distinct.append(layer)
+    return distinct
+
+
 class Sequential:
     """A feed-forward network of ``Linear`` and ``ActivationLayer`` layers.
 
@@ -85,7 +107,9 @@ class Sequential:
     layers : list
         Starts with a ``Linear``; consecutive ``Linear`` layers must chain
         (``out_features`` of one equals ``in_features`` of the next). Activation layers may
-        also be given as activation names or :class:`~depthlab.activations.Activation` objects.
+        also be given as activation names or :class:`~depthlab.activations.Activation` objects;
+        one activation layer given in several places becomes a copy in each (each records its
+        own forward pass); a Linear given twice is refused.
 
     Examples
     --------
@@ -96,8 +120,8 @@ class Sequential:
     """
 
     def __init__(self, layers):
-        layers = [layer if isinstance(layer, (Linear, ActivationLayer)) else ActivationLayer(layer)
-                  for layer in layers]
+        layers = _distinct([layer if isinstance(layer, (Linear, ActivationLayer)) else ActivationLayer(layer)
+                            for layer in layers])
         if not layers or not isinstance(layers[0], Linear):
             raise ValueError("Sequential needs a list of layers that starts with a Linear layer, "
                              f"got {layers[:1] or 'an empty list'}.")

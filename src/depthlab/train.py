@@ -402,7 +402,7 @@ class _Run:
         self.plateau = isinstance(lr_scheduler, ReduceLROnPlateau)
         self.train_step = TrainStep(net, objective.loss, optimizer)
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: grads cleared here
+        self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: fit clears their grads
         self.clip = clip_grad_norm
         self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), net.out_features,
                              net.dtype) if objective.metrics else None
@@ -417,7 +417,7 @@ class _Run:
         x, clip_norm, clip = self.x, self.clip_norm, self.clip
         batch_begin, batch_end, progress = self.batch_begin, self.batch_end, self.progress
         watch = bool(batch_begin or batch_end)
-        cleared = params if watch else self.outside_optimizer  # the fused step clears the optimizer's
+        outside, zero_grad = self.outside_optimizer, self.optimizer.zero_grad
         gradient_sum_of_step = self.train_step._gradient_sum
         n = x.shape[0]
         size = min(self.batch_size, n)
@@ -439,10 +439,11 @@ class _Run:
             if batch_begin:
                 for callback in batch_begin:
                     callback.on_batch_begin(batch, {})
-            for p in cleared:
+            for p in outside:  # the optimizer's parameters it clears itself (here or in the fused step)
                 p.grad = None
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if watch:  # batch hooks read state.trace and state.gradients: the explicit passes
+                    zero_grad()
                     trace = forward(xb, True)
                     output = trace.output
                     value, grad = value_and_grad(output, yb)

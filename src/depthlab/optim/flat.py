@@ -50,8 +50,8 @@ def _span(arrays: list) -> tuple[np.ndarray, int, int] | None:
     found = _buffers.span_of(arrays)
     if found is not None:
         return found
-    base = arrays[0].base
-    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+    base = arrays[0].base  # None, an ndarray, or a buffer (memoryview, torch tensor…): only a 1-D ndarray will do
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
         return None
     origin, itemsize = _address(base), base.itemsize
     begin = end = None
