@@ -56,6 +56,7 @@ class Settings:
     dtypes: tuple
     sections: set
     threads: int
+    processes: int = 1        # fresh processes the fit section is measured in (median of their medians)
 
     @classmethod
     def from_args(cls, args, threads: int) -> "Settings":
@@ -78,6 +79,7 @@ class Settings:
             warmup=0.0 if args.smoke else 0.3,
             networks={name: net for name, net in networks.items() if name in chosen_networks},
             dtypes=(np.float32, np.float64), sections=sections, threads=threads,
+            processes=args.processes or (1 if args.smoke else 5),
         )
 
 
@@ -244,64 +246,107 @@ def _fit_data(settings: Settings, dtype):
 
 
 def bench_fit(settings: Settings, log) -> list[dict]:
-    """One epoch of ``dl.fit`` on MNIST-1D vs the bare step loop vs PyTorch's DataLoader loop."""
-    import torch
+    """One epoch of ``dl.fit`` on MNIST-1D vs the bare step loop vs PyTorch's DataLoader loop,
+    per dtype, in ``settings.processes`` fresh processes one after another: each gives the
+    median of its blocks, and a contender's time is the median over the processes.
 
+    Memory placement differs from process to process (ASLR, the allocator's history), and
+    moves these ratios by up to ±0.05 between processes — more than the blocks within one
+    process do — so one process would report its own placement rather than fit's cost.
+    """
     network = (C.SMOKE_NETWORKS if settings.smoke else C.NETWORKS)["mnist1d"]
-    batch = network.batch
     rows = []
     for dtype in settings.dtypes:
-        x, y = _fit_data(settings, dtype)
-        n = x.shape[0]
-        nets = {kind: C.build("depthlab", network, dtype, "sgd", None) for kind in ("fit", "fit_full", "bare")}
-        hand = C.build("hand", network, dtype, "sgd", None)
-        torch_net = C.build("torch", network, dtype, "sgd", None)
-        devnull = open(os.devnull, "w")
-
-        def fit(kind, **options):
-            contender, rng = nets[kind], np.random.default_rng(1)
-
-            def run():
-                dl.fit(contender.net, x, y, loss="cross_entropy", optimizer=contender.opt, epochs=1,
-                       batch_size=batch, rng=rng, **options)
-            return run
-
-        def fit_with_bar():
-            inner = fit("fit_full", metrics=["accuracy"], verbose=1)
-
-            def run():
-                with contextlib.redirect_stderr(devnull):
-                    inner()
-            return run
-
-        def loop(contender):
-            rng = np.random.default_rng(1)
-
-            def run():
-                order = rng.permutation(n)
-                for start in range(0, n, batch):
-                    rows_ = order[start:start + batch]
-                    contender.step(x[rows_], y[rows_])
-            return run
-
-        dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
-                                             generator=torch.Generator().manual_seed(1))
-
-        def torch_loop():
-            model, loss, opt = torch_net.model, torch_net.loss, torch_net.opt
-            for xb, yb in loader:
-                opt.zero_grad(set_to_none=True)
-                loss(model(xb), yb).backward()
-                opt.step()
-
-        calls = {"fit": fit("fit", verbose=0), "fit_full": fit_with_bar(), "bare": loop(nets["bare"]),
-                 "hand": loop(hand), "torch": torch_loop}
-        log(f"fit: {np.dtype(dtype).name}")
-        timings = measure(calls, settings)
-        devnull.close()
-        rows.append({"dtype": np.dtype(dtype).name, "samples": n, "batch": batch, "timings": timings})
+        name = np.dtype(dtype).name
+        if settings.processes == 1:
+            log(f"fit: {name}")
+            timings = fit_timings(settings, name)  # the blocks' times
+        else:
+            medians = []
+            for i in range(settings.processes):
+                log(f"fit: {name}, process {i + 1} of {settings.processes}")
+                medians.append(_fit_process(settings, name))
+            timings = {kind: Timing(samples=[m[kind] for m in medians]) for kind in medians[0]}
+        rows.append({"dtype": name, "samples": _fit_data(settings, dtype)[0].shape[0], "batch": network.batch,
+                     "timings": timings, "processes": settings.processes})
     return rows
+
+
+def _fit_ratio(row: dict, kind: str, reference: str) -> float:
+    """Time of ``kind`` / time of ``reference``: the median of the per-process ratios (each
+    from blocks interleaved in one process, so a slower or faster stretch of the machine
+    cancels), or the ratio of the block medians with one process."""
+    t = row["timings"]
+    if row["processes"] == 1:
+        return t[kind].median / t[reference].median
+    return statistics.median(a / b for a, b in zip(t[kind].samples, t[reference].samples))
+
+
+def _fit_process(settings: Settings, dtype: str) -> dict[str, float]:
+    """:func:`fit_timings` in a fresh process: each contender's median seconds per epoch."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--fit-process", dtype, "--threads",
+               str(settings.threads), "--repeats", str(settings.repeats), "--min-block", str(settings.min_block)]
+    command += ["--smoke"] if settings.smoke else []
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"fit measurement process ({dtype}) failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fit_timings(settings: Settings, dtype: str) -> dict[str, Timing]:
+    """The fit section's contenders for one dtype, timed in this process by :func:`measure`."""
+    import torch
+
+    dtype = np.dtype(dtype).type
+    network = (C.SMOKE_NETWORKS if settings.smoke else C.NETWORKS)["mnist1d"]
+    batch = network.batch
+    x, y = _fit_data(settings, dtype)
+    n = x.shape[0]
+    nets = {kind: C.build("depthlab", network, dtype, "sgd", None) for kind in ("fit", "fit_full", "bare")}
+    hand = C.build("hand", network, dtype, "sgd", None)
+    torch_net = C.build("torch", network, dtype, "sgd", None)
+
+    def fit(kind, **options):
+        contender, rng = nets[kind], np.random.default_rng(1)
+
+        def run():
+            dl.fit(contender.net, x, y, loss="cross_entropy", optimizer=contender.opt, epochs=1,
+                   batch_size=batch, rng=rng, **options)
+        return run
+
+    def fit_with_bar(devnull):
+        inner = fit("fit_full", metrics=["accuracy"], verbose=1)
+
+        def run():
+            with contextlib.redirect_stderr(devnull):
+                inner()
+        return run
+
+    def loop(contender):
+        rng = np.random.default_rng(1)
+
+        def run():
+            order = rng.permutation(n)
+            for start in range(0, n, batch):
+                rows_ = order[start:start + batch]
+                contender.step(x[rows_], y[rows_])
+        return run
+
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
+                                         generator=torch.Generator().manual_seed(1))
+
+    def torch_loop():
+        model, loss, opt = torch_net.model, torch_net.loss, torch_net.opt
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            loss(model(xb), yb).backward()
+            opt.step()
+
+    with open(os.devnull, "w") as devnull:
+        calls = {"fit": fit("fit", verbose=0), "fit_full": fit_with_bar(devnull), "bare": loop(nets["bare"]),
+                 "hand": loop(hand), "torch": torch_loop}
+        return measure(calls, settings)
 
 
 # ============================================================================= probe
@@ -662,19 +707,22 @@ def _render_fit(rows: list[dict], checks: list[Check]) -> list[str]:
            "*fit + accuracy + bar* adds `metrics=['accuracy']` and the tqdm progress bar (`verbose=1`, written to "
            "/dev/null); *bare loop* is the public-API step over the same shuffled batches (x[order[i:i+100]]); "
            "*hand* the hand-written NumPy step over the same batches; *PyTorch* a `DataLoader(TensorDataset, "
-           "shuffle=True)` loop. Target: fit with metrics and bar ≤ 1.15 × the bare loop.", ""]
+           "shuffle=True)` loop. Each time is the median over fresh processes of each process's median of "
+           "blocks (*processes* below); in brackets the spread, interquartile range / median, of the process "
+           "medians (of the blocks, with one process). A ratio is the median of the processes' ratios. "
+           "Target: fit with metrics and bar ≤ 1.15 × the bare loop.", ""]
     table = []
     for row in rows:
         t = row["timings"]
-        ratio_full = t["fit_full"].median / t["bare"].median
-        ratio = t["fit"].median / t["bare"].median
+        ratio_full, ratio = _fit_ratio(row, "fit_full", "bare"), _fit_ratio(row, "fit", "bare")
         checks.append(Check(f"fit epoch {row['dtype']} (accuracy + progress bar) / bare loop ≤ {FIT_TARGET}",
                             f"{ratio_full:.2f}", ratio_full <= FIT_TARGET))
-        table.append([row["dtype"], f"{row['samples']} / {row['batch']}", _ms(t["fit"].median), _ms(t["fit_full"].median),
-                      _ms(t["bare"].median), _ms(t["hand"].median), _ms(t["torch"].median),
+        table.append([row["dtype"], f"{row['samples']} / {row['batch']}", row["processes"],
+                      *(_ms(t[kind].median) + (f" ({t[kind].spread:.0%})" if len(t[kind].samples) >= 4 else "")
+                        for kind in ("fit", "fit_full", "bare", "hand", "torch")),
                       f"{ratio:.2f}", f"{ratio_full:.2f} {_mark(ratio_full <= FIT_TARGET)}",
-                      f"{t['fit_full'].median / t['torch'].median:.2f}"])
-    out += _table(["dtype", "samples / batch", "fit ms", "fit + accuracy + bar ms", "bare loop ms", "hand ms",
+                      f"{_fit_ratio(row, 'fit_full', 'torch'):.2f}"])
+    out += _table(["dtype", "samples / batch", "processes", "fit ms", "fit + accuracy + bar ms", "bare loop ms", "hand ms",
                    "PyTorch DataLoader ms", "fit / bare", "fit + accuracy + bar / bare", "fit + accuracy + bar / PyTorch"],
                   table)
     return out
@@ -765,6 +813,11 @@ METHOD = """
   of steps per block is then chosen so that a block lasts about `--min-block` seconds (default 0.1 s).
 - **Median of blocks.** The time per step is the median over `--repeats` blocks (default 15); the
   interquartile range of the blocks is shown as a fraction of the median.
+- **Fresh processes for fit.** An epoch of `fit` allocates and frees more than a step, and where the
+  allocator places things differs from process to process: one process's fit ratio moves by up to ±0.05.
+  As pyperf does for every benchmark, the fit section therefore runs
+  in `--processes` fresh processes one after another (default 5), each timing its interleaved blocks as
+  above; a time is the median of the process medians, a ratio the median of the per-process ratios.
 - **Garbage collector.** `gc.collect()` before every block, collector off during it (timeit's convention),
   so no contender pays for another's garbage; objects alive before timing are frozen out of the
   collector (`gc.freeze()`), so the collection costs microseconds instead of PyTorch's half a second.
@@ -814,7 +867,10 @@ def parse_args(argv=None):
                              + ", ".join([*C.NETWORKS, *SECTIONS]))
     parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="BLAS and PyTorch threads (default: NumPy's current BLAS thread count)")
-    # internal: one fresh-process memory measurement
+    parser.add_argument("--processes", type=_positive_int, metavar="N",
+                        help="fresh processes the fit section is measured in (default 5; 1 with --smoke)")
+    # internal: one fresh-process memory measurement, one fresh-process fit measurement
+    parser.add_argument("--fit-process", choices=("float32", "float64"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-probe", choices=MEMORY_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--network", default="wide", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -844,6 +900,13 @@ def main(argv=None) -> int:
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.network, args.dtype, args.optimizer, args.steps,
                                       args.smoke, args.threads or 1)))
+        return 0
+    if args.fit_process:
+        threads = args.threads or 1
+        set_threads(threads)
+        settings = Settings.from_args(args, threads)
+        medians = {kind: t.median for kind, t in fit_timings(settings, args.fit_process).items()}
+        print(json.dumps(medians))
         return 0
     started = time.perf_counter()
     load_start = load_average()

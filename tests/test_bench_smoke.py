@@ -74,3 +74,16 @@ def test_the_results_say_which_openblas_kernels_ran(tmp_path, coretype):
     forced = f"forced by OPENBLAS_CORETYPE={coretype}"
     assert (forced in text) == (f"**Note**: OpenBLAS ran the kernels {forced}" in text) == bool(coretype)
     assert ("detected)" in text) == (not coretype) == ("OPENBLAS_CORETYPE" not in done.stderr)
+
+
+@pytest.mark.slow
+def test_fit_measured_in_fresh_processes(tmp_path):
+    """--processes N times the fit section in N fresh processes and reports the median."""
+    out = tmp_path / "RESULTS.md"
+    done = run("--smoke", "--threads", "1", "--only", "fit", "--processes", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("fit: float32, process") == 2
+    rows = re.findall(r"^\| (float32|float64) \| \d+ / \d+ \| (\d+) \| (.+)$", out.read_text(), flags=re.MULTILINE)
+    assert [(dtype, processes) for dtype, processes, _ in rows] == [("float32", "2"), ("float64", "2")]
+    for *_, cells in rows:
+        assert re.search(r"\| \d\.\d\d (PASS|\*\*MISS\*\*) \|", cells)

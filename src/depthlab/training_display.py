@@ -99,7 +99,7 @@ class ProgressBar:
 def _terminal_width(stream) -> int | None:
     """The width of the terminal ``stream`` writes to; None when it is not a terminal."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
     except (AttributeError, OSError, ValueError):
         return None
 
