@@ -11,7 +11,7 @@ every point of a grid in parallel worker processes and returns one record per po
 
 and the command line runs any registered experiment the same way::
 
-    depthlab sweep edge-of-chaos --grid depth=10,20,40 --grid sigma_w2=1:4:7 --out runs.jsonl --quick
+    depthlab sweep edge-of-chaos --grid bias_variance=0:0.1:3 --grid seed=0,1 --out runs.jsonl --quick
 
 **Records.** One JSON object per point, appended to ``out`` as one line when the point
 finishes::
@@ -20,12 +20,14 @@ finishes::
      "status": "ok"}                                   # or "failed" with "error" and "traceback"
 
 ``experiment`` names what ran (the experiment, or ``module:function``); ``point`` holds the
-grid's values; ``config`` the full configuration (the point itself for a function).
+grid's values; ``config`` the full configuration (the point itself for a function); ``fixed``,
+present when there are any, the settings every point shares (an experiment's ``--set``,
+``--seed`` and ``--quick``, a ``functools.partial``'s bound arguments).
 
 **Resuming.** The file is only ever appended to (each line written whole, flushed and
 fsynced). Running the same sweep again skips the points the file already holds (matched on
-experiment and point), so an interrupted sweep — Ctrl-C, a killed job, a lost machine —
-continues where it stopped. ``retry_failed=True`` (``--retry-failed``) runs the failed
+experiment, point and fixed settings: other fixed settings run the points again), so an
+interrupted sweep — Ctrl-C, a killed job, a lost machine — continues where it stopped. ``retry_failed=True`` (``--retry-failed``) runs the failed
 points again; ``resume=False`` (``--no-resume``) runs every point again. When a point is
 recorded more than once, its last line counts.
 
@@ -67,6 +69,7 @@ from pathlib import Path
 from ._checks import check_positive_int
 
 RECORD_KEYS = ("experiment", "point", "config", "metrics", "seconds", "status")
+RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
 TRACEBACK_FRAMES = 6
 CONNECT_TIMEOUT = 5.0      # seconds to reach a Dask scheduler
 
@@ -87,9 +90,35 @@ def _jsonable(value, where: str):
     return jsonable(value, where)
 
 
-def point_key(experiment: str, point: Mapping) -> str:
-    """The identity of a point in a results file: canonical JSON of experiment and point."""
-    return json.dumps([experiment, _jsonable(dict(point), "point")], sort_keys=True)
+def point_key(experiment: str, point: Mapping, fixed: Mapping | None = None) -> str:
+    """The identity of a point in a results file: canonical JSON of experiment, point and the
+    sweep's fixed settings (see :func:`fixed_settings`; none for most sweeps)."""
+    identity = [experiment, _jsonable(dict(point), "point")]
+    return json.dumps(identity + [_jsonable(dict(fixed), "fixed")] if fixed else identity, sort_keys=True)
+
+
+def fixed_settings(task) -> dict:
+    """What every point of a sweep shares besides its grid values: an experiment's ``--set``
+    values, ``--seed`` and ``--quick``, or a ``functools.partial``'s bound arguments. Recorded
+    as ``fixed`` and part of a point's identity, so that resuming with other fixed settings
+    runs the points again instead of returning results made with the old ones."""
+    fixed = {}
+    if isinstance(task, ExperimentTask):
+        if task.overrides:
+            fixed["set"] = dict(task.overrides)
+        if task.seed is not None:
+            fixed["seed"] = task.seed
+        if task.quick:
+            fixed["quick"] = True
+    elif isinstance(task, functools.partial):
+        if task.args:
+            fixed["args"] = list(task.args)
+        if task.keywords:
+            fixed["keywords"] = dict(task.keywords)
+    try:
+        return _jsonable(fixed, "fixed")
+    except TypeError:  # bound arguments JSON cannot hold: their repr still tells runs apart
+        return {"repr": repr(fixed)}
 
 
 def _check_values(key, values) -> list:
@@ -181,6 +210,14 @@ def _check_function(fn, points: list[dict], local: bool) -> None:
                 raise ValueError(f"point {point!r} gives no value for {_label(fn)}'s parameter(s) "
                                  f"{', '.join(missing)}; add them to the grid or give them defaults "
                                  "(functools.partial(fn, name=value)).")
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    main = sys.modules.get("__main__")
+    if local and getattr(target, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+        raise TypeError(
+            f"fn {_label(fn)} is defined in an interactive session (a REPL, a notebook, python -c or stdin), which "
+            "worker processes cannot import. Put it in a module file and import it from there (or run a script "
+            "with the if __name__ == '__main__': guard)."
+        )
     if local:
         try:
             pickle.dumps(fn)
@@ -249,6 +286,10 @@ def _expand_range(text: str, annotation, key: str):
     values = [start + (stop - start) * i / (count - 1) for i in range(count)] if count > 1 else [start]
     if annotation is int:
         values = sorted({int(round(v)) for v in values}, key=lambda v: (v - start) * (1 if stop >= start else -1))
+        if len(values) < count:
+            raise ValueError(f"--grid {key}={text}: only {len(values)} distinct integers lie in that range "
+                             f"({', '.join(map(str, values))}), not {count}; ask for at most {len(values)} or list "
+                             "the values")
     return values
 
 
@@ -406,14 +447,27 @@ def _execute(task, point: dict) -> dict:
                 "seconds": time.perf_counter() - start, "status": "ok"}
     except KeyboardInterrupt:
         return {"status": "interrupted"}
-    except (Exception, SystemExit) as error:  # noqa: BLE001 - a point's failure is data, not a crash
-        return {"config": _safe_json(point), "metrics": {}, "seconds": time.perf_counter() - start,
+    except BaseException as error:  # noqa: BLE001 - SystemExit, CancelledError…: a point's failure is data
+        return {"config": _safe_json(_full_config(task, point)), "metrics": {}, "seconds": time.perf_counter() - start,
                 "status": "failed", "error": _one_line(error),
                 "traceback": "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES)).rstrip()}
 
 
+def _full_config(task, point: dict):
+    """The configuration a failed point ran with (the point itself if it cannot be built)."""
+    if isinstance(task, ExperimentTask):
+        try:
+            return dataclasses.asdict(task.config(point))
+        except Exception:  # noqa: BLE001 - the point's own values are what is left to record
+            return point
+    return point
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    try:
+        text = " ".join(str(error).split())
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets recorded
+        text = "(its message could not be printed)"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -639,12 +693,15 @@ def _probe_scheduler(address: str, timeout: float) -> None:
         comm = await open_comm(address, timeout=timeout)
         try:
             await comm.write({"op": "identity", "reply": True})
-            return await asyncio.wait_for(comm.read(), timeout)
+            return await comm.read()
         finally:
             comm.abort()
 
+    async def within_timeout():  # the whole exchange, handshake included: a silent server cannot hang it
+        return await asyncio.wait_for(identity(), timeout)
+
     with ThreadPoolExecutor(1) as thread:
-        reply = thread.submit(asyncio.run, identity()).result()
+        reply = thread.submit(asyncio.run, within_timeout()).result()
     if not isinstance(reply, Mapping) or reply.get("type") != "Scheduler":
         raise ConnectionError(f"the server there is not a Dask scheduler (it answered {str(reply)[:80]!r})")
 
@@ -702,7 +759,8 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
     if client is not None and workers is not None:
         raise ValueError("give either workers (processes on this machine) or client (a Dask cluster), not both.")
     workers = _check_workers(workers) if client is None else None
-    keys = [point_key(label, point) for point in points]
+    fixed = fixed_settings(task)
+    keys = [point_key(label, point, fixed) for point in points]
     latest: dict = {}
     path = None
     if out is not None:
@@ -711,7 +769,7 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
         path = Path(out)
         if path.exists():
             for record in read_results(path, experiment=label):
-                latest[point_key(label, record["point"])] = record
+                latest[point_key(label, record["point"], record.get("fixed"))] = record
     wanted = set(keys)
     done = {key: record for key, record in latest.items() if key in wanted}
 
@@ -742,7 +800,9 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
                     raise KeyboardInterrupt
                 point = by_index[index]
                 record = {"experiment": label, "point": _jsonable(point, "point"), **outcome}
-                record = {key: record[key] for key in (*RECORD_KEYS, "error", "traceback") if key in record}
+                if fixed:
+                    record["fixed"] = fixed
+                record = {key: record[key] for key in RECORD_ORDER if key in record}
                 if appender is not None:
                     appender.append(record)
                 results[index] = record
@@ -854,7 +914,7 @@ def sweep_experiment(experiment: str, grid: Mapping, *, overrides: Mapping | Non
 
     parsed, _ = experiment_grid(experiment, grid)
     module = base._module(experiment)
-    overrides = dict(overrides or {})
+    overrides = {str(key).replace("-", "_"): value for key, value in dict(overrides or {}).items()}
     clash = sorted(set(overrides) & set(parsed))
     if clash:
         raise ValueError(f"{', '.join(clash)} given both as a fixed value (--set) and in the grid; keep one.")
@@ -931,4 +991,4 @@ def cli_main(args) -> int:
 
 
 __all__ = ["sweep", "sweep_experiment", "read_results", "grid_points", "experiment_grid", "ExperimentTask",
-           "SchedulerUnreachable", "point_key", "connect", "configure_cli", "cli_main"]
+           "SchedulerUnreachable", "point_key", "fixed_settings", "connect", "configure_cli", "cli_main"]

@@ -401,6 +401,8 @@ def jsonable(value, where: str = "metrics"):
     """Plain JSON data: numpy scalars to Python, tuples to lists, non-finite floats to strings."""
     if isinstance(value, dict):
         return {str(k): jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return jsonable(value.item(), where)
     if isinstance(value, (list, tuple, np.ndarray)):
         return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(list(value))]
     if value is None or isinstance(value, (str, bool)):

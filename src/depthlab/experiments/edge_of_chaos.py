@@ -217,14 +217,15 @@ def _figure(config, sigmas, depths, accuracy, critical, near, ordered, chaotic):
     plots.heatmap(ax, sigmas, depths, accuracy.T, cmap="viridis", vmin=CHANCE, vmax=max(float(accuracy.max()), 0.2),
                   colorbar_label="training accuracy (chance 0.1)")
     pad = 0.5 * (sigmas[1] - sigmas[0]) if len(sigmas) > 1 else 0.25
-    fine, bound = _bound_curve((min(sigmas) - pad, max(sigmas) + pad), config.bias_variance, critical)
+    low = max(min(sigmas) - pad, 0.5 * min(sigmas))  # the theory needs σ_w² > 0
+    fine, bound = _bound_curve((low, max(sigmas) + pad), config.bias_variance, critical)
     ax.plot(fine, bound, color="white", linewidth=2.2)
     ax.plot(fine, bound, color="#D55E00", linewidth=1.4, label=r"$6\,\xi_c$ (mean-field theory)")
     ax.axvline(critical, color="white", linestyle="--", linewidth=1.0,
                label=f"edge of chaos $\\sigma_w^2 = {critical:.3g}$")
     step = (depths[1] - depths[0]) if len(depths) > 1 else 5
     ax.set_ylim(min(depths) - step / 2, max(depths) + step / 2)
-    ax.set_xlim(min(sigmas) - pad, max(sigmas) + pad)
+    ax.set_xlim(low, max(sigmas) + pad)
     plots.decorate(ax, title="trainable where the colour is bright; theory: below the curve",
                    xlabel=r"weight variance $\sigma_w^2$  (Var $\Omega_k$ = $\sigma_w^2$ / fan_in)",
                    ylabel="depth (hidden layers)")
