@@ -88,6 +88,10 @@ def _closed_port() -> int:
 
 # ============================================================================= bugs
 
+
+def colliding_keys(x):
+    return {1: x, "1": x + 1}
+
 def test_resume_with_other_fixed_settings_does_not_silently_return_stale_points(tmp_path, capsys):
     """Was a bug: sweeps.py _run (lines 711-715, point_key) match resumed records on (experiment, point) only. The fixed
     settings of an experiment sweep (--set, --seed, --quick: ExperimentTask.overrides/seed/quick) are not part
@@ -430,3 +434,20 @@ def test_dask_local_cluster_gives_the_local_metrics_for_an_experiment(tmp_path):
     assert [r["config"] for r in remote] == [r["config"] for r in local]
     assert local[0]["metrics"]["accuracy"] != local[1]["metrics"]["accuracy"]     # the seed mattered
     assert len(lines(tmp_path / "d.jsonl")) == 2
+
+
+
+def test_metric_keys_that_collide_as_json_text_are_refused():
+    """Was a bug: metrics {1: …, "1": …} were written as one key, silently losing a value."""
+    records = dl.sweep(colliding_keys, {"x": [1]}, workers=1, progress=False)
+    assert records[0]["status"] == "failed" and "'1' as text" in records[0]["error"]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_scheduler_port_out_of_range_is_an_invalid_address_not_unreachable(port):
+    """Was a bug: tcp://127.0.0.1:99999 waited for the connect timeout and said "unreachable"."""
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="invalid scheduler address.*not in 1–65535") as caught:
+        sweeps.connect(f"tcp://127.0.0.1:{port}")
+    assert not isinstance(caught.value, sweeps.SchedulerUnreachable)
+    assert time.perf_counter() - start < 1.0

@@ -661,6 +661,10 @@ def connect(client, timeout: float = CONNECT_TIMEOUT):
     except ImportError:
         raise ImportError("running a sweep on a Dask cluster needs dask.distributed: "
                           "pip install 'depthlab[dask]'") from None
+    port = address.rpartition(":")[2]
+    if port.lstrip("-").isdigit() and not 0 < int(port) < 65536:
+        raise ValueError(f"invalid scheduler address {address!r}: port {port} is not in 1–65535; write it as "
+                         "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786.")
     try:
         _probe_scheduler(address, timeout)
         return Client(address, timeout=f"{timeout}s", set_as_default=False), True

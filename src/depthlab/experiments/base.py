@@ -400,7 +400,13 @@ def prepare_out_dir(path) -> Path:
 def jsonable(value, where: str = "metrics"):
     """Plain JSON data: numpy scalars to Python, tuples to lists, non-finite floats to strings."""
     if isinstance(value, dict):
-        return {str(k): jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+        converted = {}
+        for k, v in value.items():
+            if str(k) in converted:  # JSON keys are strings: 1 and "1" would become one key
+                raise TypeError(f"{where} has two keys that are both {str(k)!r} as text (JSON's keys are strings); "
+                                "rename one of them.")
+            converted[str(k)] = jsonable(v, f"{where}[{k!r}]")
+        return converted
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return jsonable(value.item(), where)
     if isinstance(value, (list, tuple, np.ndarray)):
