@@ -316,7 +316,7 @@ def get(spec, **params) -> Activation:
     if isinstance(spec, str):
         key = spec.lower().replace("-", "_")
         key = ALIASES.get(key, key)
-        factory = lookup(ACTIVATIONS, key, "activation", "activation")
+        factory = lookup(ACTIVATIONS, key if key in ACTIVATIONS else spec, "activation", "activation")  # errors echo spec
         accepted = list(inspect.signature(factory).parameters)
         unexpected = sorted(set(params) - set(accepted))
         if unexpected:

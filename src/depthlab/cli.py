@@ -124,11 +124,20 @@ def _run(args) -> int:
         module = base._module(args.name)
     except base.ConfigError as error:
         raise UsageError(f"{PROG} run: {error}") from None
+    keys = [key.replace("-", "_") for key, _ in args.overrides]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise UsageError(f"{PROG} run: --set {repeated[0]} is given more than once; give each key once")
+    if args.seed is not None and "seed" in keys:
+        raise UsageError(f"{PROG} run: the seed is given both with --set seed=… and --seed; keep one")
     try:
         result = base.run_experiment(module.NAME, dict(args.overrides), seed=args.seed, quick=args.quick,
                                      out_dir=args.out, progress=not args.no_progress)
     except base.ConfigError as error:
         raise UsageError(f"{PROG} run: {error}") from None
+    except MemoryError as error:
+        raise UsageError(f"{PROG} run: the sizes given need more memory than this machine has ({_one_line(error)}); "
+                         "use smaller values") from None
     except Exception as error:
         traceback.print_exc()
         print(f"{PROG} run: experiment {module.NAME} failed: {type(error).__name__}: {error}", file=sys.stderr)
@@ -204,6 +213,9 @@ def _probe(args) -> int:
         report = dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} probe: {_one_line(error)}") from None
+    except MemoryError as error:
+        raise UsageError(f"{PROG} probe: --depth, --width and --samples need more memory than this machine has "
+                         f"({_one_line(error)}); use smaller values") from None
     print(report)
     return 0
 
@@ -250,7 +262,8 @@ def _theory(args) -> int:
         critical = None
         print(f"edge of chaos: none — {_one_line(error)}")
     chosen = args.weight_variance if args.weight_variance is not None else critical
-    grid = sorted({0.5, 1.0, 1.5, 2.0, 3.0, 4.0} | ({chosen} if chosen is not None else set()))
+    grid = [w for w in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0) if chosen is None or not math.isclose(w, chosen, rel_tol=1e-9)]
+    grid = sorted(grid + ([chosen] if chosen is not None else []))  # the chosen value replaces a grid value it equals
     rows = [_theory_row(activation, w, sb2) for w in grid]
     columns = ["σ_w²", "phase", "q*", "c*", "χ₁", "ξ_q", "ξ_c"]
     print()

@@ -378,6 +378,9 @@ def prepare_out_dir(path) -> Path:
     OutputError
         ``path`` is a file, cannot be created, or cannot be written.
     """
+    if not str(path).strip():
+        raise OutputError(f"the output folder is empty ({str(path)!r}); give a folder name, e.g. --out reports/run1 "
+                          "(use --out . for the current folder)")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output folder {str(path)!r} is a file; choose another --out folder")
@@ -639,10 +642,10 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
     from .. import report
     from . import TOUR
 
-    out = prepare_out_dir(DEFAULT_OUT if out_dir is None else out_dir)
     names = list(TOUR if names is None else names)
-    for name in names:
+    for name in names:  # before the folder is made: a typo leaves nothing behind
         _module_path_exists(name)
+    out = prepare_out_dir(DEFAULT_OUT if out_dir is None else out_dir)
     started = time.perf_counter()
     entries = []
     for position, name in enumerate(names, start=1):
