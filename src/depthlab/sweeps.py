@@ -27,9 +27,10 @@ present when there are any, the settings every point shares (an experiment's ``-
 **Resuming.** The file is only ever appended to (each line written whole, flushed and
 fsynced). Running the same sweep again skips the points the file already holds (matched on
 experiment, point and fixed settings: other fixed settings run the points again), so an
-interrupted sweep — Ctrl-C, a killed job, a lost machine — continues where it stopped. ``retry_failed=True`` (``--retry-failed``) runs the failed
-points again; ``resume=False`` (``--no-resume``) runs every point again. When a point is
-recorded more than once, its last line counts.
+interrupted sweep — Ctrl-C, a killed job, a lost machine — continues where it stopped.
+``retry_failed=True`` (``--retry-failed``) runs the failed points again; ``resume=False``
+(``--no-resume``) runs every point again. When a point is recorded more than once, its last
+line counts.
 
 **Failures.** A point whose function raises is recorded as failed with the error and the
 last frames of its traceback; a worker process that dies outright (``os._exit``, a
@@ -68,7 +69,6 @@ from pathlib import Path
 
 from ._checks import check_positive_int
 
-RECORD_KEYS = ("experiment", "point", "config", "metrics", "seconds", "status")
 RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
 TRACEBACK_FRAMES = 6
 CONNECT_TIMEOUT = 5.0      # seconds to reach a Dask scheduler
@@ -210,15 +210,15 @@ def _check_function(fn, points: list[dict], local: bool) -> None:
                 raise ValueError(f"point {point!r} gives no value for {_label(fn)}'s parameter(s) "
                                  f"{', '.join(missing)}; add them to the grid or give them defaults "
                                  "(functools.partial(fn, name=value)).")
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    main = sys.modules.get("__main__")
-    if local and getattr(target, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
-        raise TypeError(
-            f"fn {_label(fn)} is defined in an interactive session (a REPL, a notebook, python -c or stdin), which "
-            "worker processes cannot import. Put it in a module file and import it from there (or run a script "
-            "with the if __name__ == '__main__': guard)."
-        )
     if local:
+        target = fn.func if isinstance(fn, functools.partial) else fn
+        if getattr(target, "__module__", None) == "__main__" and not getattr(sys.modules.get("__main__"), "__file__",
+                                                                             None):
+            raise TypeError(
+                f"fn {_label(fn)} is defined in an interactive session (a REPL, a notebook, python -c or stdin), "
+                "which worker processes cannot import. Put it in a module file and import it from there (or run a "
+                "script with the if __name__ == '__main__': guard)."
+            )
         try:
             pickle.dumps(fn)
         except Exception as error:  # noqa: BLE001 - any pickling failure means the same thing
