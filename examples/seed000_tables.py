@@ -6,7 +6,7 @@ it keeps its size. Run: python examples/seed000_tables.py
 import numpy as np
 
 import depthlab as dl
-from depthlab import seeds
+from depthlab.nn import seeds
 
 K, D = 50, 80
 for sigma2, label in [(1.0, "σ²_Ω = 1"), (2 / D, "σ²_Ω = 2/80 (He)")]:

@@ -31,7 +31,7 @@ class QuickRuns(dict):
         self.root = root
 
     def __missing__(self, name):
-        from depthlab.experiments import base
+        from depthlab.lab.experiments import base
 
         self[name] = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
         return self[name]

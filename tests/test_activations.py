@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import depthlab as dl
-from depthlab import activations as A
+from depthlab.nn import activations as A
 from torch_reference import TORCH_ACTIVATION
 
 TORCH = TORCH_ACTIVATION

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import _buffers
-from depthlab._buffers import _UNREFERENCED, Buffers
+from depthlab._fast import buffers as _buffers
+from depthlab._fast.buffers import _UNREFERENCED, Buffers
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,7 @@ def test_backward_without_intermediates_gives_the_same_parameter_gradients(setup
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blas_sums_agree_with_numpy_and_keep_the_dtype(dtype):
-    from depthlab._buffers import batch_sum, entry_sum, ones
+    from depthlab._fast.buffers import batch_sum, entry_sum, ones
     g = np.random.default_rng(0).normal(size=(300, 7)).astype(dtype)
     column_sums = batch_sum(g)
     assert column_sums.dtype == dtype and column_sums.shape == (7,)
@@ -172,7 +172,7 @@ def test_blas_sums_agree_with_numpy_and_keep_the_dtype(dtype):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_entry_sum_is_non_finite_when_an_entry_is(bad):
-    from depthlab._buffers import entry_sum
+    from depthlab._fast.buffers import entry_sum
     g = np.ones((10, 10), np.float32)
     g[3, 4] = bad
     assert not np.isfinite(entry_sum(g))

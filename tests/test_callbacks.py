@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab.callbacks import LambdaCallback, TrainingState
+from depthlab.training.callbacks import LambdaCallback, TrainingState
 
 
 def problem(n=24, rng=0):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_report import fake_experiments  # noqa: F401  (the fixture registering experiments tiny and boom)
 
-from depthlab import cli, experiments
+from depthlab.lab import cli, experiments
 
 
 def run(capsys, *argv):

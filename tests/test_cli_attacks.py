@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from depthlab import cli
+from depthlab.lab import cli
 
 
 def run(capsys, *argv):

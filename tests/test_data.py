@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from depthlab import data
+from depthlab.training import data
 
 
 def _seed_piecewise(x, y):

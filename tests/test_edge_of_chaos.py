@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab.experiments import base
-from depthlab.experiments import edge_of_chaos as eoc
+from depthlab.lab.experiments import base
+from depthlab.lab.experiments import edge_of_chaos as eoc
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
-"""depthlab.epoch: batches gathered and outputs scored in blocks give exactly what batch by
+"""depthlab._fast.blocks: batches gathered and outputs scored in blocks give exactly what batch by
 batch indexing and scoring give."""
 import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import epoch, metrics
-from depthlab.callbacks import LambdaCallback
+from depthlab._fast import blocks as epoch
+from depthlab.training import metrics
+from depthlab.training.callbacks import LambdaCallback
 
 N = 30
 

@@ -15,8 +15,9 @@ import pytest
 from scipy import integrate, optimize
 from test_report import check_page
 
-from depthlab import experiments, theory
-from depthlab.experiments import base
+from depthlab.lab import experiments
+from depthlab.signal import theory
+from depthlab.lab.experiments import base
 
 MINE = ["init-variance", "gradient-variance", "activation-histograms", "optimizers", "gradcheck", "signal-theory"]
 

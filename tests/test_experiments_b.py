@@ -13,8 +13,9 @@ import pytest
 import torch  # always installed in CI: the three-layer overlay must run
 from test_report import check_page
 
-from depthlab import experiments, regions
-from depthlab.experiments import base, fit_1d, linear_regions, three_layer
+from depthlab.lab import experiments
+from depthlab.signal import regions
+from depthlab.lab.experiments import base, fit_1d, linear_regions, three_layer
 
 MINE = ["fit-1d", "fit-2d", "three-layer", "linear-regions", "depth-trainability"]
 
@@ -100,7 +101,7 @@ def test_fit_2d_quick_explains_most_of_the_variance_and_errs_on_the_cliff(quick_
 
 
 def test_fit_2d_cliff_band_and_grid_orientation():
-    from depthlab.experiments import fit_2d
+    from depthlab.lab.experiments import fit_2d
 
     xs, ys, points = fit_2d.grid(5)
     assert points.shape == (25, 2)

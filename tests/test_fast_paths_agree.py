@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import depthlab as dl
-from depthlab import _buffers, epoch, metrics
-from depthlab.callbacks import LambdaCallback
-from depthlab.parameter import Parameter
-from depthlab.train_step import TrainStep
+from depthlab._fast import buffers as _buffers, blocks as epoch
+from depthlab.training import metrics
+from depthlab.training.callbacks import LambdaCallback
+from depthlab.nn.parameter import Parameter
+from depthlab.training.step import TrainStep
 
 CE, MSE = dl.losses.cross_entropy, dl.losses.mse
 

@@ -7,7 +7,7 @@ import torch
 from scipy import integrate, stats
 
 import depthlab as dl
-from depthlab import init
+from depthlab.nn import init
 
 SHAPE = (400, 1000)  # fan_in = 1000, fan_out = 400: the modes give different stds
 FAN_IN, FAN_OUT = 1000, 400

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import depthlab as dl
-from depthlab import losses
+from depthlab.nn import losses
 
 N, D, C = 7, 3, 5
 

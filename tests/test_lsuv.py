@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import theory
-from depthlab.lsuv import critical, critical_init, lsuv
+from depthlab.signal import theory
+from depthlab.signal.lsuv import critical, critical_init, lsuv
 
 
 

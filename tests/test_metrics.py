@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import r2_score
 
 import depthlab as dl
-from depthlab import metrics
+from depthlab.training import metrics
 
 
 @pytest.fixture

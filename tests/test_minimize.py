@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from depthlab import optim
-from depthlab.gradient_check import numerical_gradient
+from depthlab.nn.gradient_check import numerical_gradient
 from depthlab.optim.functions import FUNCTIONS
 
 START = np.array([-7.0, 2.0])

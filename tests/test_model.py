@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import depthlab as dl
-from depthlab.gradient_check import check_input_jacobian
+from depthlab.nn.gradient_check import check_input_jacobian
 from torch_reference import TORCH_ACTIVATION
 
 ACTIVATIONS = dl.activations.names()
@@ -225,7 +225,7 @@ def test_float32_stays_float32_through_forward_and_backward(rng):
 
 def test_overflow_names_the_layer_where_it_started():
     net = dl.MLP(1, [80] * 50, 1, init=1.0, rng=0, dtype="float32")
-    with pytest.raises(dl.model.NonFiniteError, match=r"overflowed at layer \d+"):
+    with pytest.raises(dl.NonFiniteError, match=r"overflowed at layer \d+"):
         net(np.ones((10, 1), dtype=np.float32))
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab.callbacks import LambdaCallback
-from depthlab.monitor import TrainingMonitor, TrainingMonitorWarning
+from depthlab.training.callbacks import LambdaCallback
+from depthlab.training.monitor import TrainingMonitor, TrainingMonitorWarning
 
 
 def _data(n=120, d=4, seed=0):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import _buffers
-from depthlab.optim import flat as flat_module
-from depthlab.parameter import Parameter
+from depthlab._fast import buffers as _buffers
+from depthlab._fast import flat as flat_module
+from depthlab.nn.parameter import Parameter
 
 SHAPES = [(3, 4), (4,), (2, 3), (2,), (5, 2)]
 CASES = {

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import depthlab as dl
-from depthlab import seeds, theory
-from depthlab.activations import Activation
-from depthlab.probing import THRESHOLDS
+from depthlab.nn import seeds
+from depthlab.signal import theory
+from depthlab.nn.activations import Activation
+from depthlab.signal.probe import THRESHOLDS
 
 
 def _seed_net(K, D, sigma2):
@@ -345,7 +346,7 @@ def test_theory_false_probes_what_theory_cannot_integrate():
 def test_float32_statistics_match_float64_whatever_the_mean(offset):
     """Float32 statistics take BLAS sums where the mean is small against the std and the
     float64 path where it dominates (offset 1e4: a one-pass variance would cancel)."""
-    from depthlab.probing import _mean_std
+    from depthlab.signal.probe import _mean_std
     a = (np.random.default_rng(0).normal(size=(1000, 80)) + offset).astype(np.float32)
     mean, std = _mean_std(a)
     exact = a.astype(np.float64)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import regions
+from depthlab.signal import regions
 
 
 def _grid_count(net, start, end, points=200_001):

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from depthlab import experiments, plots, report
-from depthlab.experiments import base
+from depthlab.lab import experiments, plots, report
+from depthlab.lab.experiments import base
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -149,8 +149,8 @@ def test_index_links_every_experiment_and_marks_failures():
 FAKE_EXPERIMENTS = {
     "tiny": '''
         from dataclasses import dataclass
-        from depthlab import plots
-        from depthlab.experiments import base
+        from depthlab.lab import plots
+        from depthlab.lab.experiments import base
         NAME, TITLE, SUMMARY, REPRODUCES = "tiny", "Tiny study", "a tiny study", "nothing"
         KEY_METRICS = ("answer",)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import seeds
+from depthlab.nn import seeds
 
 
 @pytest.mark.parametrize("K, D, sigma2", list(seeds.PRINTED_FORWARD))

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import depthlab as dl
-from depthlab import spectrum
-from depthlab.init import orthogonal
+from depthlab.signal import spectrum
+from depthlab.nn.init import orthogonal
 
 
 def _central_difference_jacobian(net, x, step=1e-6):

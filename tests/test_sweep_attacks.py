@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import cli, sweeps
+from depthlab.lab import cli, sweeps
 
 ROOT = Path(__file__).resolve().parent.parent
 X4 = {"x": [0, 1, 2, 3]}
@@ -216,7 +216,7 @@ def test_scheduler_that_accepts_but_never_answers_fails_within_ten_seconds():
     address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     script = textwrap.dedent(f"""
         import time, depthlab as dl
-        from depthlab import sweeps
+        from depthlab.lab import sweeps
         start = time.monotonic()
         try:
             dl.sweep(lambda x: {{}}, {{"x": [1]}}, client={address!r}, progress=False)
@@ -256,7 +256,7 @@ def test_a_failed_experiment_point_records_its_full_config(monkeypatch):
     """Was a bug: sweeps.py _execute (line 410) records `config` = the point for every failure, so a failed experiment
     point loses its full configuration (--set/--quick/--seed values) although the docstring promises "config the
     full configuration (the point itself for a function)". Checked in-process on _execute itself."""
-    from depthlab import experiments
+    from depthlab.lab import experiments
 
     module = experiments.get("optimizers")
 

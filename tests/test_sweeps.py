@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import depthlab as dl
-from depthlab import cli, sweeps
+from depthlab.lab import cli, sweeps
 
 HERE = Path(__file__).resolve().parent
 GRID = {"x": [0, 1, 2, 3], "y": [10, 20]}   # 8 points
@@ -182,7 +182,7 @@ def test_unreachable_scheduler_is_a_clear_error_within_ten_seconds():
 
 def _cli(argv, monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "sweep", cli.Command(
-        "run an experiment over a grid of configurations", "depthlab.sweeps:configure_cli", "depthlab.sweeps:cli_main"))
+        "run an experiment over a grid of configurations", "depthlab.lab.sweeps:configure_cli", "depthlab.lab.sweeps:cli_main"))
     return cli.main(argv)
 
 

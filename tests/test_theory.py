@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
-from depthlab import activations, theory
-from depthlab.activations import Activation
+from depthlab.nn import activations
+from depthlab.signal import theory
+from depthlab.nn.activations import Activation
 
 
 # --------------------------------------------------------------------------------------

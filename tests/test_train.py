@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import depthlab as dl
-from depthlab.callbacks import LambdaCallback
-from depthlab.model import NonFiniteError
+from depthlab.training.callbacks import LambdaCallback
+from depthlab.nn.model import NonFiniteError
 
 
 def sine_problem(n=40, rng=0):

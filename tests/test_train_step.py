@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab import _buffers
-from depthlab.model import NonFiniteError
-from depthlab.train_step import TrainStep
+from depthlab._fast import buffers as _buffers
+from depthlab.nn.model import NonFiniteError
+from depthlab.training.step import TrainStep
 
 D_IN, HIDDEN, D_OUT = 5, [7, 6], 4
 BATCH_SIZES = [8, 8, 8, 5, 3, 8, 5]  # full batches, a shorter last one, a third size, back again

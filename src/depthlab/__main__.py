@@ -1,6 +1,6 @@
 """``python -m depthlab``: the same as the ``depthlab`` command."""
 import sys
 
-from .cli import main
+from .lab.cli import main
 
 sys.exit(main())

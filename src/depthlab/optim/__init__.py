@@ -14,14 +14,12 @@
 
 Everything matches ``torch.optim`` numerically (tested against PyTorch in float64).
 """
-from .algorithms import (OPTIMIZERS, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop, get,
-                         resolve)
+from .algorithms import (OPTIMIZERS, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop, get, resolve)
 from .base import Optimizer
 from .clip import clip_grad_norm
 from .functions import FUNCTIONS, Objective
 from .minimize import SEED_004_SETTINGS, MinimizeResult, compare, minimize
-from .rules import (AdadeltaState, AdagradState, AdamaxState, AdamState, NAdamState, RAdamState, RMSpropState,
-                    SGDState)
+from .rules import (AdadeltaState, AdagradState, AdamaxState, AdamState, NAdamState, RAdamState, RMSpropState, SGDState)
 from .schedules import CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler, ReduceLROnPlateau, StepLR
 
 __all__ = [

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..parameter import Parameter
-from .flat import FlatGroup
+from ..nn.parameter import Parameter
+from .._fast.flat import FlatGroup, workspace
 from .rules import FAST_RULES
 
 # keys a parameter group may carry besides "params" and the optimizer's hyperparameters
@@ -154,26 +154,6 @@ def _parameter_list(params, where: str) -> list[Parameter]:
             )
         seen.add(id(param))
     return params
-
-
-def workspace(shape: tuple[int, ...], dtype, count: int) -> defaultdict:
-    """At most ``count`` scratch arrays of one shape and dtype, each allocated on first use:
-    ``work[i]``.
-
-    A rule that never touches a buffer (plain SGD on a large parameter touches none) costs
-    no memory for it. Parameters of the same shape and dtype share one workspace: a rule
-    uses its scratch only during one update and keeps none of it in its state. (A plain
-    ``defaultdict``: subscripting a subclass of dict would be slower.)
-    """
-    work: defaultdict = defaultdict()
-
-    def new_buffer() -> np.ndarray:
-        if len(work) >= count:
-            raise IndexError(f"the update rule asked for more than work_buffers = {count} scratch arrays.")
-        return np.empty(shape, dtype)
-
-    work.default_factory = new_buffer
-    return work
 
 
 class _Known:
@@ -359,7 +339,7 @@ class Optimizer:
 
     def _flat_step(self, group: dict, update, hyper) -> bool:
         """The group's update as one array when its parameters and gradients allow it (see
-        :mod:`depthlab.optim.flat`); False when the per-parameter loop must run."""
+        :mod:`depthlab._fast.flat`); False when the per-parameter loop must run."""
         params = group["params"]
         first = params[0].grad if params else None
         if first is None or getattr(first, "base", None) is None:  # separate gradient arrays

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import as_float_array, check_positive_int, check_real, lookup
-from ..parameter import Parameter
+from ..nn.parameter import Parameter
 from .algorithms import get, resolve
 from .base import Optimizer
 from .functions import FUNCTIONS, Objective
@@ -91,7 +91,7 @@ def minimize(f, x0, optimizer="adam", steps: int = 1000, grad=None, *, gtol: flo
         Number of optimizer steps.
     grad : callable, optional
         ``grad(x) -> array (D,)``, the analytic gradient. Without it,
-        :func:`depthlab.gradient_check.numerical_gradient` (central differences, ε = 1e-6,
+        :func:`depthlab.nn.gradient_check.numerical_gradient` (central differences, ε = 1e-6,
         in float64) is used: 2·D evaluations of ``f`` per step. The step is absolute, so
         far from the origin (|x| ≳ 1e10) it no longer resolves f.
     gtol : float, default 1e-6
@@ -108,7 +108,7 @@ def minimize(f, x0, optimizer="adam", steps: int = 1000, grad=None, *, gtol: flo
     FloatingPointError
         When f or its gradient becomes NaN or infinite; the message names the step.
     """
-    from ..gradient_check import numerical_gradient
+    from ..nn.gradient_check import numerical_gradient
 
     value_of, grad_of = _resolve_function(f, grad)
     x = as_float_array(x0, "x0", ndim=1, copy=True)

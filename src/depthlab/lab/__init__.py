@@ -1,0 +1,4 @@
+"""The lab: named experiments, figures, HTML reports, the command line and sweeps.
+
+Uses every other part.
+"""

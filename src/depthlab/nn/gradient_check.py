@@ -1,0 +1,263 @@
+"""Gradient checking: backpropagation against central differences.
+
+The central difference (004, Question 2)
+
+    ∂L/∂θ_i ≈ (L(θ + ε e_i) − L(θ − ε e_i)) / 2ε
+
+has truncation error O(ε²) and rounding error O(u·|L|/ε) (u the unit roundoff), so in
+float64 with ε = 1e-6 it agrees with an exact gradient to about 1e-9 relative; in float32
+(u ≈ 6e-8) it cannot do better than about 1e-2 and is no test at all. At a kink of the
+activation (ReLU at 0) the two sides see different slopes: a mismatch there is expected,
+not a bug, and :func:`gradcheck` says when a sample sits that close to one.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import losses as _losses
+from .._checks import as_float_array, check_positive_int, check_real, resolve_rng
+
+
+def numerical_gradient(f, x, eps: float = 1e-6) -> np.ndarray:
+    """Central-difference gradient of a scalar function.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float`` for an array x of the given shape.
+    x : array_like, any shape
+    eps : float
+        The step ε.
+
+    Returns
+    -------
+    np.ndarray, same shape (and float dtype) as x
+    """
+    eps = check_real(eps, "eps", low=0, low_open=True)
+    point = as_float_array(x, "x", copy=True)
+    grad = np.empty_like(point)
+    flat, out = point.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        upper = float(f(point))
+        flat[i] = original - eps
+        lower = float(f(point))
+        flat[i] = original
+        out[i] = (upper - lower) / (2 * eps)
+    return grad
+
+
+def numerical_jacobian(f, x, eps: float = 1e-6) -> np.ndarray:
+    """Central-difference Jacobian of a vector function: shape ``f(x).shape + x.shape``."""
+    eps = check_real(eps, "eps", low=0, low_open=True)
+    point = as_float_array(x, "x", copy=True)
+    flat = point.reshape(-1)
+    columns = []
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        upper = np.asarray(f(point), dtype=float)
+        flat[i] = original - eps
+        lower = np.asarray(f(point), dtype=float)
+        flat[i] = original
+        columns.append((upper - lower) / (2 * eps))
+    out_shape = columns[0].shape
+    return np.stack(columns, axis=-1).reshape(out_shape + point.shape)
+
+
+def _errors(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, float, float]:
+    """(max absolute error, that error relative to the tensor's scale, the scale).
+
+    The scale is the larger of max|analytic| and max|numeric|.
+    """
+    difference = float(np.max(np.abs(analytic - numeric))) if analytic.size else 0.0
+    scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)))
+    return difference, (difference / scale if scale > 0 else difference), scale
+
+
+@dataclass
+class GradcheckRow:
+    """The comparison for one tensor: ``name`` is e.g. ``weights[0]`` or ``input``.
+
+    ``resolution`` is the rounding noise of the central difference itself, about
+    100·u·max(|L|, 1)/(2ε) with u the dtype's unit roundoff: a gradient error below it cannot
+    be seen by this method, so a tensor passes when
+    ``max_abs_error <= tolerance·scale + resolution``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    max_abs_error: float
+    max_rel_error: float
+    scale: float = 0.0
+    resolution: float = 0.0
+
+    def passes(self, tolerance: float) -> bool:
+        return self.max_abs_error <= tolerance * self.scale + self.resolution
+
+
+@dataclass
+class GradcheckResult:
+    """Per-tensor errors of backpropagation against central differences.
+
+    ``passed`` is True when every tensor's error is below ``tolerance`` relative to its scale,
+    up to the resolution of central differences (see :class:`GradcheckRow`).
+    ``near_kinks`` counts pre-activations within reach of a kink of their activation (a
+    central difference there is unreliable).
+    """
+
+    rows: list[GradcheckRow]
+    tolerance: float
+    near_kinks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passes(self.tolerance) for row in self.rows)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(row.max_rel_error for row in self.rows)
+
+    def __getitem__(self, name: str) -> GradcheckRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no tensor named {name!r}; have {[r.name for r in self.rows]}")
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "tolerance": self.tolerance, "near_kinks": self.near_kinks,
+                "rows": [vars(row) for row in self.rows], "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        lines = [f"{'tensor':<14}{'shape':>14}{'checked':>9}{'max abs err':>14}{'max rel err':>14}"]
+        for r in self.rows:
+            lines.append(f"{r.name:<14}{str(r.shape):>14}{r.checked:>9}{r.max_abs_error:>14.3e}{r.max_rel_error:>14.3e}")
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines.append(f"{verdict}: largest relative error {self.max_rel_error:.3e} (tolerance {self.tolerance:g})")
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float = 1e-6,
+              max_entries: int | None = None, rng=0) -> GradcheckResult:
+    """Compare every parameter gradient and dL/dx with central differences.
+
+    Parameters
+    ----------
+    net : Sequential
+    x : array_like, shape (N, D_0)
+    y : array_like
+        Targets for ``loss``.
+    loss : name or loss object, default "sum_squares"
+    eps : float
+        Central-difference step.
+    tolerance : float
+        ``result.passed`` requires every relative error below it.
+    max_entries : int, optional
+        Check at most this many randomly chosen entries per tensor (all when None) — a
+        full check costs two forward passes per entry.
+    rng : seed or Generator for choosing the entries.
+
+    Returns
+    -------
+    GradcheckResult
+    """
+    loss = _losses.get(loss)
+    eps = check_real(eps, "eps", low=0, low_open=True)
+    tolerance = check_real(tolerance, "tolerance", low=0, low_open=True)
+    if max_entries is not None:
+        max_entries = check_positive_int(max_entries, "max_entries")
+    rng = resolve_rng(rng)
+    x = net._check_input(x, "x", finite=True)
+    notes = []
+    if net.dtype == np.float32:
+        message = ("gradcheck in float32 is unreliable: central differences keep only ~3 digits "
+                   "(rounding error ≈ 6e-8·|L|/eps). Check net.astype('float64') instead.")
+        warnings.warn(message, stacklevel=2)
+        notes.append(message)
+
+    net.zero_grad()
+    trace = net.forward(x, record=True)
+    grads = net.backward(loss.grad(trace.output, y))
+    net.zero_grad()
+
+    def loss_at(point=x):
+        return loss.value(net._forward(point, record=False), y)
+
+    resolution = 100 * np.finfo(net.dtype).eps * max(abs(loss_at()), 1.0) / (2 * eps)
+
+    rows = []
+    named = [(p, a) for k in range(len(net.linears))
+             for p, a in ((net.linears[k].weight, grads.weights[k]), (net.linears[k].bias, grads.biases[k]))]
+    for param, analytic in named:
+        flat = param.data.reshape(-1)
+        indices = np.arange(flat.size)
+        if max_entries is not None and flat.size > max_entries:
+            indices = np.sort(rng.choice(flat.size, size=max_entries, replace=False))
+        numeric = np.empty(indices.size)
+        for j, i in enumerate(indices):
+            original = flat[i]
+            flat[i] = original + eps
+            upper = loss_at()
+            flat[i] = original - eps
+            lower = loss_at()
+            flat[i] = original
+            numeric[j] = (upper - lower) / (2 * eps)
+        errors = _errors(analytic.reshape(-1)[indices], numeric)
+        rows.append(GradcheckRow(param.name, param.shape, int(indices.size), *errors, resolution))
+    numeric_input = numerical_gradient(loss_at, x, eps)
+    rows.append(GradcheckRow("input", x.shape, int(x.size), *_errors(grads.input, numeric_input), resolution))
+    unresolved = [row.name for row in rows if 0 < row.scale < 1e3 * resolution]
+    if unresolved:
+        notes.append(
+            f"gradients of {', '.join(unresolved)} are within 1000× of the resolution of central "
+            f"differences ({resolution:.1e}): their relative errors measure rounding noise, not backprop."
+        )
+
+    near = _count_near_kinks(net, trace, eps)
+    if near:
+        notes.append(
+            f"{near} pre-activation value(s) lie within reach of an activation kink (e.g. ReLU at 0): "
+            "a perturbation of ±eps moves them across it, so the central difference mixes two slopes. "
+            "Large errors there are expected, not a bug; use another batch or a smaller eps."
+        )
+    return GradcheckResult(rows, tolerance, near, notes)
+
+
+def _count_near_kinks(net, trace, eps: float) -> int:
+    """Pre-activations closer to a kink than a ±eps perturbation of any weight can move them."""
+    count = 0
+    for k, (f, activation) in enumerate(zip(trace.preactivations, net.layer_activations)):
+        if not activation.kinks:
+            continue
+        reach = 10 * eps * (1.0 + float(np.max(np.abs(trace.activations[k]))) * max(1, len(net.linears) - k))
+        for kink in activation.kinks:
+            count += int(np.count_nonzero(np.abs(f - kink) < reach))
+    return count
+
+
+def check_input_jacobian(net, x, eps: float = 1e-6) -> tuple[float, float]:
+    """Max absolute and relative error of ``net.input_jacobian(x)`` against central differences.
+
+    The numerical Jacobian perturbs one input coordinate for the whole batch at once
+    (samples are independent), costing 2·D_0 forward passes.
+    """
+    eps = check_real(eps, "eps", low=0, low_open=True)
+    x = net._check_input(x, "x", finite=True)
+    analytic = net.input_jacobian(x)
+    numeric = np.empty_like(analytic)
+    point = x.copy()
+    for j in range(x.shape[1]):
+        point[:, j] = x[:, j] + eps
+        upper = net._forward(point, record=False)
+        point[:, j] = x[:, j] - eps
+        lower = net._forward(point, record=False)
+        point[:, j] = x[:, j]
+        numeric[:, :, j] = (upper - lower) / (2 * eps)
+    return _errors(analytic, numeric)[:2]

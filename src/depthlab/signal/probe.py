@@ -1,0 +1,703 @@
+"""``probe``: is a network healthy at initialization, and why? One forward + one backward pass.
+
+For every layer k (the k-th ``Linear`` and the activation after it; k = 0 … K, layer K is the
+output layer) the probe measures, over all N·D_{k+1} entries of the batch (the seed notebook's
+``np.std(all_h[k])``):
+
+- f_k = β_k + Ω_k h_k: mean and std; h_{k+1} = a[f_k] (the output for k = K): mean and std;
+- dead fraction (activations that can die, the ReLU family): units whose derivative is 0 on
+  every sample of the batch; saturated fraction (sigmoid, tanh): entries with |a'(f)| below 5%
+  of its maximum over the reals;
+- std of dL/df_k and dL/dh_k, ‖dL/dΩ_k‖ and ‖Ω_k‖ (Frobenius norms);
+- growth factors: forward std(f_k)/std(f_{k−1}) (std(f_0)/std(x) for k = 0), backward
+  std(dL/df_k)/std(dL/df_{k+1}) (none for k = K);
+- the mean-field prediction of the stds of f_k, h_{k+1} and dL/df_k beside the measurement
+  (:func:`depthlab.signal.theory.predicted_std`, started from the measured second moments E[x²] of the
+  input and E[g²] of dL/d(output)).
+
+The backward pass starts from dL/d(output) of ``loss`` when targets ``y`` are given; without
+``y`` it starts from a unit-variance Gaussian grad_output drawn from ``rng`` (so backward stds
+read as gains relative to 1). The probe leaves the network as it found it: no gradients added
+to its parameters, the cache of its last recorded forward pass restored.
+
+Verdict rules (thresholds in :data:`THRESHOLDS`, overridable per call), checked in order on the
+*hidden* layers (the output layer's width and role differ; its numbers are still reported);
+the first rule that fires gives ``verdict`` and ``verdict_layer`` (the layer k where it starts):
+
+1. **dead** — a hidden layer whose activations do not vary at all over the batch (every unit
+   constant: all zero after zero weights, 004's θ = 0; not checked when the samples of x are
+   all identical), or in which at least ``dead_fraction`` (0.9) of the units are dead. (Deep
+   He-initialized ReLU networks on low-dimensional inputs normally have about half their units
+   inactive on a whole batch, as the representations of all inputs align with depth; that is
+   not flagged.)
+2. **exploding / vanishing** (forward) — std(f_k)/std(f_0) leaves [1/F, F] (F =
+   ``explode_factor``, 10) at some hidden layer k, *and* does so at an average rate of more
+   than ``rate`` (×1.1) per layer: |ln(std(f_k)/std(f_0))| / k > ln 1.1. The rate condition keeps
+   the random-walk drift of finite-width networks (about ±12% per layer at width 80, so a
+   50-layer He network may wander by ×3–×10) from being flagged. The layer where it starts is
+   the one after the last layer before the crossing whose std was still within ×1.5
+   (``start_factor``) of std(f_0). The diagnosis quotes the geometric-mean growth per layer
+   from there to the last hidden layer.
+3. **saturated** — a hidden layer with a saturated fraction of at least ``saturated_fraction``
+   (0.3).
+4. **exploding / vanishing** (backward) — the same rule for std(dL/df_k) over the hidden
+   layers, going from the last hidden layer towards the input.
+5. otherwise **healthy**.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from ..nn import losses as _losses
+from .._fast.buffers import batch_sum, ones
+from .._checks import check_real, resolve_rng
+from ..nn.layers import Linear
+
+__all__ = ["probe", "ProbeReport", "LayerStats", "THRESHOLDS", "VERDICTS"]
+
+VERDICTS = ("healthy", "exploding", "vanishing", "dead", "saturated")
+
+THRESHOLDS = {
+    "explode_factor": 10.0,      # total change of the std vs the first layer that counts
+    "rate": 1.1,                 # ... if reached at more than ×1.1 per layer on average
+    "start_factor": 1.5,         # where it starts: last layer within ×1.5 of the first, + 1
+    "dead_fraction": 0.9,        # fraction of dead units that makes a layer "dead"
+    "saturated_fraction": 0.3,   # fraction of saturated entries that makes a layer "saturated"
+    "saturation_level": 0.05,    # |a'(f)| below this fraction of max |a'| counts as saturated
+}
+
+
+# --------------------------------------------------------------------------- per-layer record
+
+@dataclass
+class LayerStats:
+    """One layer's measurements (``None`` where a quantity does not apply).
+
+    Layer k is Linear k and the activation after it: f_k = β_k + Ω_k h_k, h_{k+1} = a[f_k]
+    (for the output layer, h_{K+1} is the network's output).
+    """
+
+    index: int
+    units: int
+    activation: str
+    preactivation_mean: float
+    preactivation_std: float
+    activation_mean: float
+    activation_std: float
+    dead_fraction: float | None
+    saturated_fraction: float | None
+    grad_preactivation_std: float
+    grad_activation_std: float
+    weight_grad_norm: float
+    weight_norm: float
+    forward_growth: float | None
+    backward_growth: float | None
+    predicted_preactivation_std: float | None = None
+    predicted_activation_std: float | None = None
+    predicted_backward_std: float | None = None
+
+
+# --------------------------------------------------------------------------- statistics
+
+def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
+    """Mean and population std over every entry (as ``np.std``), safe for huge or tiny values.
+
+    One pass for Σx² and one for Σx (no temporary array); where the two nearly cancel
+    (|mean| ≫ std) or the squares leave the float range, it falls back to the two-pass
+    formula on rescaled deviations. ``total`` is Σx computed from smaller arrays (see
+    :func:`_measure`); it saves the pass for Σx where the mean is at most ~10× the std, so that
+    its rounding (that of the arrays it came from) cannot reach the std.
+    """
+    flat = a.reshape(-1)
+    if flat.dtype == np.float32:
+        quick = _mean_std_float32(flat, total)
+        if quick is not None:
+            return quick
+    if flat.dtype != np.float64:
+        flat = flat.astype(np.float64)
+    n = flat.size
+    second = float(np.vdot(flat, flat)) / n
+    if total is not None:
+        mean = float(total) / n
+        variance = second - mean * mean
+        if math.isfinite(second) and 1e-280 < second and variance > 1e-2 * second:
+            return mean, math.sqrt(variance)
+    mean = float(flat.sum()) / n
+    if not math.isfinite(mean):
+        return mean, float("nan") if math.isnan(mean) else float("inf")
+    variance = second - mean * mean
+    if math.isfinite(second) and 1e-280 < second and variance > 1e-6 * second:
+        return mean, math.sqrt(variance)
+    deviation = flat - mean
+    largest = float(np.max(np.abs(deviation)))
+    if largest == 0.0:
+        return mean, 0.0
+    deviation /= largest
+    return mean, largest * math.sqrt(float(np.vdot(deviation, deviation)) / n)
+
+
+def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, float] | None:
+    """:func:`_mean_std` of a float32 vector without a float64 copy, or None to take that path.
+
+    Σx² and Σx come from BLAS dot products in float32 (their lanes of partial sums keep the
+    relative error near 1e-7 here, far below the float32 network's own rounding). That is
+    accurate enough only where the mean is at most ~10× smaller than the std and nothing
+    under- or overflows; elsewhere the float64 path decides.
+    """
+    n = flat.size
+    second = float(np.vdot(flat, flat)) / n
+    mean = (float(total) if total is not None else float(np.dot(flat, ones(n, flat.dtype)))) / n
+    variance = second - mean * mean
+    if math.isfinite(second) and 1e-30 < second and variance > 1e-2 * second:
+        return mean, math.sqrt(variance)
+    return None
+
+
+def _constant_columns(h: np.ndarray) -> bool:
+    """Whether every unit (column) of h takes one value on the whole batch."""
+    return bool((h[1] == h[0]).all() and (h == h[0]).all())
+
+
+def _norm(a: np.ndarray) -> float:
+    """Frobenius norm, safe for huge or tiny values (rescaled by max |a| where Σa² would
+    leave the float64 range, and for float32, whose Σa² BLAS would accumulate in float32)."""
+    if a.dtype == np.float64:
+        flat = a.reshape(-1)
+        square = float(np.vdot(flat, flat))
+        if 1e-280 < square < math.inf:
+            return math.sqrt(square)
+    largest = float(np.max(np.abs(a))) if a.size else 0.0
+    if largest == 0.0 or not math.isfinite(largest):
+        return largest
+    scaled = a.reshape(-1) / largest
+    return largest * math.sqrt(float(np.vdot(scaled, scaled)))
+
+
+@functools.lru_cache(maxsize=None)
+def _max_derivative(activation) -> float:
+    """max over the reals of |a'(f)| (on a dense grid of [-30, 30])."""
+    grid = np.linspace(-30.0, 30.0, 60001)
+    return float(np.max(np.abs(activation.derivative(grid, activation.function(grid)))))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    if b == 0 or not math.isfinite(b) or not math.isfinite(a):
+        return None
+    return a / b
+
+
+# --------------------------------------------------------------------------- theory
+
+def _theory_layers(net) -> list[tuple] | None:
+    """What the theory reads from a float64 net: per layer (activation, Var(Ω_k), Var(β_k),
+    fan_in, fan_out), the variances over all entries by :func:`_mean_std` (a pass for Σx and one
+    for Σx², ~4× faster than ``np.var``; equal to it up to rounding). None for a float32 net, or
+    where a variance is not finite: the theory then reads the net itself."""
+    if net.dtype != np.float64:
+        return None
+    layers = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for activation, linear in zip(net.layer_activations, net.linears):
+            weight_variance, bias_variance = (_mean_std(p.data)[1] ** 2 for p in linear.parameters())
+            if not (math.isfinite(weight_variance) and math.isfinite(bias_variance)):
+                return None
+            layers.append((activation, weight_variance, bias_variance, linear.in_features,
+                           linear.out_features))
+    return layers
+
+
+def _predictions(net, input_variance: float, grad_output_variance: float):
+    """Mean-field stds per layer (lists of K + 1 floats or None) for f_k, h_{k+1}, dL/df_k."""
+    from . import theory
+
+    try:
+        predicted = theory.predicted_std(_theory_layers(net) or net, input_variance=input_variance,
+                                         grad_output_variance=grad_output_variance)
+    except ValueError as error:
+        acts = {repr(a): a.name for a in net.layer_activations}
+        named = sorted({name for text, name in acts.items() if text in str(error)}) or sorted(set(acts.values()))
+        raise ValueError(
+            f"probe cannot put the mean-field prediction beside the measurement: the theory cannot "
+            f"integrate activation {' / '.join(map(repr, named))} ({error}) Pass theory=False to "
+            "probe without predictions.") from None
+    pre = [float(v) for v in predicted.preactivation_std]
+    act = [float(v) for v in predicted.activation_std]
+    out = pre[-1] if net.layer_activations[-1].name == "identity" else None
+    return pre, act + [out], [float(v) for v in predicted.backward_std]
+
+
+# --------------------------------------------------------------------------- verdict
+
+def _logs(stds: list[float]) -> list[float]:
+    """ln(std_k / std_0), with NaN (overflowed) read as +inf."""
+    reference = stds[0]
+    return [math.inf if math.isnan(s) else (math.log(s / reference) if s > 0 else -math.inf)
+            for s in stds]
+
+
+def _first_crossing(stds: list[float], t: dict):
+    """(direction, layer where it starts) for a std sequence, or None; ``stds[0]`` is the
+    reference. See the module docstring for the rule."""
+    if len(stds) < 2 or not (stds[0] > 0 and math.isfinite(stds[0])):
+        return None
+    limit, rate, start = math.log(t["explode_factor"]), math.log(t["rate"]), math.log(t["start_factor"])
+    logs = _logs(stds)
+    for k in range(1, len(logs)):
+        if abs(logs[k]) > limit and abs(logs[k]) / k > rate:
+            calm = max(j for j in range(k) if abs(logs[j]) <= start)
+            return ("exploding" if logs[k] > 0 else "vanishing"), calm + 1
+    return None
+
+
+def _rate(stds: list[float], first: int, last: int) -> float:
+    """Geometric-mean growth per layer from stds[first] to stds[last] (over finite values)."""
+    logs = _logs(stds)
+    while last > first + 1 and not math.isfinite(logs[last]):
+        last -= 1
+    if last <= first or not math.isfinite(logs[last]):
+        return math.inf if logs[last] > 0 else 0.0
+    return math.exp((logs[last] - logs[first]) / (last - first))
+
+
+# --------------------------------------------------------------------------- report
+
+def _fmt(value, width: int = 9) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        text = "—"
+    elif isinstance(value, str):
+        text = value
+    elif value == 0:
+        text = "0"
+    elif 1e-3 <= abs(value) < 1e5:
+        text = f"{value:.4g}"
+    else:
+        text = f"{value:.3e}"
+    return text.rjust(width)
+
+
+def _percent(value) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+_COLUMNS = [  # (header, getter)
+    ("layer", lambda s: str(s.index)),
+    ("units", lambda s: str(s.units)),
+    ("act", lambda s: s.activation),
+    ("std f", lambda s: s.preactivation_std),
+    ("(theory)", lambda s: s.predicted_preactivation_std),
+    ("std h", lambda s: s.activation_std),
+    ("(theory)", lambda s: s.predicted_activation_std),
+    ("dead", lambda s: _percent(s.dead_fraction)),
+    ("sat", lambda s: _percent(s.saturated_fraction)),
+    ("std dL/df", lambda s: s.grad_preactivation_std),
+    ("(theory)", lambda s: s.predicted_backward_std),
+    ("|dL/dW|", lambda s: s.weight_grad_norm),
+    ("|W|", lambda s: s.weight_norm),
+    ("fwd x", lambda s: s.forward_growth),
+    ("bwd x", lambda s: s.backward_growth),
+]
+
+
+@dataclass
+class ProbeReport:
+    """What :func:`probe` measured, its verdict, and a plain-language diagnosis.
+
+    Attributes
+    ----------
+    layers : list of LayerStats
+        One per Linear layer, k = 0 … K.
+    verdict : str
+        One of ``"healthy"``, ``"exploding"``, ``"vanishing"``, ``"dead"``, ``"saturated"``.
+    verdict_layer : int or None
+        The layer k where the problem starts (None when healthy).
+    diagnosis : str
+        What happens, why, and a fix.
+    n_samples : int
+    input_std : float
+    input_variance : float
+        The second moment E[x²] of the input, used for the theory column.
+    loss : str or None
+        The loss the backward pass started from (None: a random unit-variance grad_output).
+    """
+
+    layers: list[LayerStats]
+    verdict: str
+    verdict_layer: int | None
+    diagnosis: str
+    n_samples: int
+    input_std: float
+    input_variance: float
+    loss: str | None
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    def table(self) -> str:
+        """The per-layer table as text (stds over all entries; "(theory)": mean-field)."""
+        cells = [[header for header, _ in _COLUMNS]]
+        for stats in self.layers:
+            cells.append([getter(stats) for _, getter in _COLUMNS])
+        texts = [[c if isinstance(c, str) else _fmt(c).strip() for c in row] for row in cells]
+        widths = [max(len(row[i]) for row in texts) for i in range(len(_COLUMNS))]
+        lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in texts]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        source = f"loss {self.loss}" if self.loss else "random unit-variance dL/d(output)"
+        layer = "" if self.verdict_layer is None else f" (from layer {self.verdict_layer})"
+        return "\n".join([
+            f"probe: {len(self.layers)} layers, {self.n_samples} samples, input std "
+            f"{_fmt(self.input_std).strip()}, backward from {source}",
+            self.table(),
+            f"verdict: {self.verdict}{layer}",
+            self.diagnosis,
+        ])
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict (non-finite numbers become None)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        data["layers"] = [asdict(stats) for stats in self.layers]
+        return _json_safe(data)
+
+    def histograms(self, bins: int = 30) -> list[dict]:
+        """Per-layer histograms of f_k, h_{k+1} and dL/df_k.
+
+        Returns
+        -------
+        list of dict, one per layer
+            ``{"preactivation": (counts, edges), "activation": (counts, edges),
+            "grad_preactivation": (counts, edges)}``; counts of shape (bins,), edges (bins + 1,)
+            as ``np.histogram`` gives them (non-finite entries left out).
+        """
+        from .._checks import check_positive_int
+
+        bins = check_positive_int(bins, "bins")
+        result = []
+        for k in range(len(self.layers)):
+            entry = {}
+            for name in ("preactivation", "activation", "grad_preactivation"):
+                values = self._arrays[name][k].reshape(-1)
+                values = values[np.isfinite(values)]
+                entry[name] = np.histogram(values, bins=bins)
+            result.append(entry)
+        return result
+
+    def __repr__(self) -> str:
+        return (f"ProbeReport(verdict={self.verdict!r}, verdict_layer={self.verdict_layer!r}, "
+                f"layers={len(self.layers)}, n_samples={self.n_samples})")
+
+    def _repr_pretty_(self, printer, cycle):  # IPython
+        printer.text(str(self))
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+def _critical_variance(activation) -> float:
+    from . import theory
+
+    try:
+        return float(theory.critical_weight_variance(activation, 0.0))
+    except ValueError:  # no critical point at σ_b² = 0: fall back to the activation's gain
+        return activation.gain ** 2
+
+
+# activation name -> fix(fan_in, activation) as text
+_FIXES = {
+    "relu": lambda fan, a: f"for relu use init='he_normal' (σ² = 2/{fan})",
+    "leaky_relu": lambda fan, a: (
+        f"for leaky_relu use init={{'name': 'kaiming_normal', 'a': {a.params['negative_slope']:g}}} "
+        f"(σ² = {2 / (1 + a.params['negative_slope'] ** 2):.3g}/{fan})"),
+    "tanh": lambda fan, a: (f"for tanh use init='xavier_normal' (σ² = 1/{fan}), or exactly critical "
+                            "init={'name': 'critical', 'activation': 'tanh'}"),
+    "sigmoid": lambda fan, a: ("sigmoid's slope is at most 1/4, so gradients shrink at least ×4 per "
+                               "layer unless its inputs are large enough to saturate it; use tanh or "
+                               f"relu hidden units (with init='xavier_normal', σ² = 1/{fan}, or "
+                               "'he_normal')"),
+    "selu": lambda fan, a: f"for selu use init='lecun_normal' (σ² = 1/{fan})",
+    "identity": lambda fan, a: f"for a linear network use init='lecun_normal' (σ² = 1/{fan})",
+}
+
+
+def _default_fix(fan: int, activation) -> str:
+    return (f"for {activation.name} use init={{'name': 'critical', 'activation': '{activation.name}'}} "
+            f"(σ² = {_critical_variance(activation):.3g}/{fan}, the edge of chaos)")
+
+
+def _fix(net, k: int) -> str:
+    """The recommended initialization for the weights of layer k, as text."""
+    acts, linears = net.layer_activations, net.linears
+    activation = acts[k - 1] if 1 <= k < len(acts) else acts[0]   # the activation feeding Ω_k
+    fan_in = linears[k].in_features if k >= 1 else linears[min(1, len(linears) - 1)].in_features
+    return _FIXES.get(activation.name, _default_fix)(fan_in, activation)
+
+
+def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
+    K = len(stats) - 1
+    hidden = stats[:K]
+    for s, flat in zip(hidden, constant):
+        if flat:
+            return "dead", s.index, (
+                f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample "
+                f"(all units constant{', all zero' if s.activation_std == 0 and s.activation_mean == 0 else ''}"
+                "): no signal passes. Zero or constant weights make every unit compute the same "
+                f"thing and the gradient cannot break the symmetry; draw random weights — {_fix(net, s.index)}.")
+        if s.dead_fraction is not None and s.dead_fraction >= t["dead_fraction"]:
+            return "dead", s.index, (
+                f"{100 * s.dead_fraction:.0f}% of layer {s.index}'s {s.activation} units are never "
+                "active on this batch, so they pass no signal and get no gradient. Lower the "
+                f"negative bias or the weight scale — {_fix(net, s.index)} — or use leaky_relu.")
+    forward_stds = [s.preactivation_std for s in hidden]
+    forward = _first_crossing(forward_stds, t)
+    if forward:
+        direction, begin = forward
+        per_layer = _rate(forward_stds, begin - 1, len(forward_stds) - 1)
+        verb = "grows" if direction == "exploding" else "shrinks"
+        return direction, begin, (
+            f"forward std of f_k {verb} ×{per_layer:.3g} per layer from layer {begin}; "
+            f"{_fix(net, begin)}.")
+    for s in hidden:
+        if s.saturated_fraction is not None and s.saturated_fraction >= t["saturated_fraction"]:
+            return "saturated", s.index, (
+                f"{100 * s.saturated_fraction:.0f}% of layer {s.index}'s pre-activations sit in "
+                f"{s.activation}'s flat tails (|a'| < {100 * t['saturation_level']:.0f}% of its "
+                f"maximum), so gradients through them vanish: the weights are too large; "
+                f"{_fix(net, s.index)}.")
+    backward_stds = [s.grad_preactivation_std for s in reversed(hidden)]
+    backward = _first_crossing(backward_stds, t)
+    if backward:
+        direction, begin = backward
+        per_layer = _rate(backward_stds, begin - 1, len(backward_stds) - 1)
+        layer = K - 1 - begin
+        verb = "grows" if direction == "exploding" else "shrinks"
+        return direction, layer, (
+            f"the forward signal keeps its scale, but the std of dL/df_k {verb} ×{per_layer:.3g} "
+            f"per layer towards the input from layer {layer} (gradient {direction}); "
+            f"{_fix(net, layer)}.")
+    if not hidden:
+        return "healthy", None, ("a network without hidden layers: nothing can explode or vanish "
+                                 "with depth here.")
+    forward_ratio = _ratio(hidden[-1].preactivation_std, hidden[0].preactivation_std)
+    backward_ratio = _ratio(hidden[0].grad_preactivation_std, hidden[-1].grad_preactivation_std)
+    return "healthy", None, (
+        f"healthy: over the hidden layers the std of f_k changes ×{_fmt(forward_ratio).strip()} "
+        f"(layer 0 → {K - 1}) and the std of dL/df_k ×{_fmt(backward_ratio).strip()} (layer {K - 1} "
+        "→ 0); no dead or saturated layer.")
+
+
+# --------------------------------------------------------------------------- probe
+
+def _layer_caches(net):
+    caches = []
+    for layer in net.layers:
+        caches.append(layer._input if isinstance(layer, Linear) else (layer._f, layer._h))
+    return caches, net._recorded
+
+
+def _restore_caches(net, saved) -> None:
+    caches, recorded = saved
+    for layer, cache in zip(net.layers, caches):
+        if isinstance(layer, Linear):
+            layer._input = cache
+        else:
+            layer._f, layer._h = cache
+    net._recorded = recorded
+
+
+def _relu_dead_fraction(h: np.ndarray, column_sums: np.ndarray) -> float:
+    """Dead units of h = max(f, 0) ≥ 0: a unit has a'[f] = 1 somewhere iff its column has a
+    positive entry, i.e. iff its column sum is > 0 (NaN only where the column has a NaN: those
+    columns are checked entry by entry)."""
+    alive = column_sums > 0
+    unknown = np.isnan(column_sums)
+    if unknown.any():
+        alive[unknown] = np.any(h[:, unknown] > 0, axis=0)
+    return (alive.size - np.count_nonzero(alive)) / alive.size
+
+
+# activation name -> fraction of dead units of h = a[f] (N, D) from h and its column sums (D,),
+# without forming a'[f]; the general rule, a'[f] = 0 on every sample, is in _measure.
+_DEAD_FRACTIONS = {"relu": _relu_dead_fraction}
+
+
+def _measure(net, trace, outputs, gradients, x_std: float, level: float):
+    """One LayerStats per Linear layer, and whether each layer's output is constant.
+
+    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) do not
+    stay in cache, so the cost is the number of passes over them. Each h_{k+1} is read once
+    for its column sums Σ_n h_{k+1} (its mean, ReLU's dead units, and Σf_{k+1} below) and
+    once for Σh². In float64 the other means come from small arrays, so f_k and the gradients
+    are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough against the
+    std for their rounding not to matter):
+
+        Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
+        Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
+        Σ dL/dh_k = Σ_i dL/dβ_k[i] · (Σ_j Ω_k[i, j])
+    """
+    stats, constant = [], []
+    acts = net.layer_activations
+    borrow = net.dtype == np.float64  # float32 bias gradients are float32 sums: not exact enough
+    n = trace.preactivations[0].shape[0]
+    previous_f_std, column_sums = x_std, None
+    for k, linear in enumerate(net.linears):
+        f, h, activation = trace.preactivations[k], outputs[k], acts[k]
+        weight, grad_bias = linear.weight.data, gradients.biases[k]
+        f_total = grad_f_total = grad_h_total = None
+        if borrow:
+            grad_f_total = np.add.reduce(grad_bias)
+            grad_h_total = grad_bias @ np.add.reduce(weight, axis=1)
+            if column_sums is not None:  # Σ_n h_k, from layer k − 1
+                f_total = column_sums @ np.add.reduce(weight, axis=0) + n * np.add.reduce(linear.bias.data)
+        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
+        grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
+        f_mean, f_std = _mean_std(f, f_total)
+        column_sums = batch_sum(h)
+        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
+        single = len(net._blocks[k][1]) == 1  # h is a[f_k] itself
+        dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
+        dead = saturated = None
+        if dead_fraction is not None:
+            dead = dead_fraction(h, column_sums)
+        elif activation.can_die or activation.saturates:
+            derivative = activation.derivative(f, h if single else activation.function(f))
+            if activation.can_die:
+                dead = float(np.mean(~np.any(derivative, axis=0)))
+            if activation.saturates:
+                saturated = float(np.mean(np.abs(derivative) < level * _max_derivative(activation)))
+        constant.append(_constant_columns(h))
+        stats.append(LayerStats(
+            index=k, units=linear.out_features, activation=activation.name,
+            preactivation_mean=f_mean, preactivation_std=f_std,
+            activation_mean=h_mean, activation_std=h_std,
+            dead_fraction=dead, saturated_fraction=saturated,
+            grad_preactivation_std=grad_f_std, grad_activation_std=grad_h_std,
+            weight_grad_norm=_norm(gradients.weights[k]), weight_norm=_norm(weight),
+            forward_growth=_ratio(f_std, previous_f_std), backward_growth=None,
+        ))
+        previous_f_std = f_std
+    for below, above in zip(stats, stats[1:]):
+        below.backward_growth = _ratio(below.grad_preactivation_std, above.grad_preactivation_std)
+    return stats, constant
+
+
+def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, theory: bool = True,
+          thresholds: dict | None = None) -> ProbeReport:
+    """Measure forward and backward signal statistics layer by layer, with a verdict.
+
+    Parameters
+    ----------
+    net : Sequential
+    x : array_like, shape (N, D_0)
+        At least 2 samples (statistics over the batch).
+    y : array_like, optional
+        Targets for ``loss``; the backward pass starts from dL/d(output). Without ``y`` it
+        starts from a unit-variance Gaussian grad_output of shape (N, D_out) drawn from ``rng``.
+    loss : str or Loss, default "sum_squares" (the seeds' least squares)
+    rng : np.random.Generator or int
+        Used only without ``y``.
+    input_variance : float > 0, optional
+        The input's per-component second moment E[x²] given to the theory; default: measured
+        on ``x``.
+    theory : bool, default True
+        Put the mean-field prediction beside each measurement (needs an activation the theory
+        can integrate; pass False otherwise).
+    thresholds : dict, optional
+        Overrides for :data:`THRESHOLDS` (verdict rules, see the module docstring).
+
+    Returns
+    -------
+    ProbeReport
+        ``print(report)`` shows the table, the verdict and a diagnosis with a fix.
+
+    Raises
+    ------
+    ValueError
+        A batch of fewer than 2 samples; a non-positive ``input_variance``; with
+        ``theory=True``, an activation the theory cannot integrate (the message names it).
+
+    Examples
+    --------
+    >>> net = dl.MLP(1, [80] * 50, 1, init=1.0, rng=0)      # the seed notebook's σ²_Ω = 1
+    >>> report = dl.probe(net, np.random.default_rng(0).normal(size=(1000, 1)))
+    >>> report.verdict, report.verdict_layer
+    ('exploding', 1)
+    >>> print(report)          # table, verdict, "for relu use init='he_normal' (σ² = 2/80)"
+    """
+    x = net._check_input(x, "x", finite=True)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(
+            f"probe needs a batch of at least 2 samples to measure statistics (means, stds, dead "
+            f"units over the batch), got x of shape {x.shape}. Pass more samples — a few hundred "
+            "give stable numbers, e.g. x = rng.standard_normal((1000, D_in)).")
+    t = dict(THRESHOLDS)
+    if thresholds:
+        unknown = sorted(set(thresholds) - set(THRESHOLDS))
+        if unknown:
+            raise ValueError(f"thresholds got unknown keys {unknown}; valid: {', '.join(THRESHOLDS)}.")
+        t.update({k: check_real(v, f"thresholds[{k!r}]", low=0, low_open=True) for k, v in thresholds.items()})
+    second_moment = float(np.mean(np.square(x, dtype=np.float64)))
+    if input_variance is not None:
+        input_variance = check_real(input_variance, "input_variance")
+        if input_variance <= 0:
+            raise ValueError(f"input_variance must be > 0 (the second moment E[x²] the theory "
+                             f"propagates through the layers), got {input_variance:g}.")
+    elif second_moment > 0 or not theory:
+        input_variance = second_moment
+    else:
+        raise ValueError("probe cannot predict anything from an all-zero x: its variance is 0, so "
+                         "input_variance must be > 0. Pass data that varies, or theory=False.")
+
+    loss_name = None
+    if y is not None:
+        loss_object = _losses.get(loss)
+        loss_name = getattr(loss_object, "name", type(loss_object).__name__)
+
+    saved_grads = [p.grad for p in net.parameters()]
+    saved_caches = _layer_caches(net)
+    try:
+        trace = net._forward(x, record=True)
+        if y is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                grad_output = loss_object.grad(trace.output, y)
+        else:
+            grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
+        gradients = net._backward(grad_output)
+    finally:
+        for p, g in zip(net.parameters(), saved_grads):
+            p.grad = g
+        _restore_caches(net, saved_caches)
+
+    predicted = None
+    if theory:
+        grad_output_variance = float(np.mean(np.square(grad_output, dtype=np.float64)))
+        predicted = _predictions(net, input_variance, grad_output_variance)
+
+    outputs = trace.activations[1:] + [trace.output]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        x_std = _mean_std(x)[1]
+        stats, constant = _measure(net, trace, outputs, gradients, x_std, t["saturation_level"])
+        if predicted is not None:
+            for s, pf, ph, pb in zip(stats, *predicted):
+                s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb
+        if _constant_columns(x):  # identical samples: constant layers say nothing about the net
+            constant = [False] * len(constant)
+        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1])
+    return ProbeReport(
+        layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=n,
+        input_std=x_std, input_variance=input_variance, loss=loss_name,
+        _arrays={"preactivation": trace.preactivations, "activation": outputs,
+                 "grad_preactivation": gradients.preactivations},
+    )

@@ -1,0 +1,315 @@
+"""Linear regions of piecewise-linear networks: exact counts along a segment, maps in 2-D.
+
+A network whose activations are all piecewise linear (identity, ReLU, leaky ReLU) is itself
+piecewise linear in its input x: wherever no pre-activation f_k sits at a kink of its
+activation, the *activation pattern* (which linear piece of a[·] every unit is on) is fixed,
+and with it the network is one affine map. depthlab counts **activation-pattern regions**:
+maximal sets of inputs with one pattern. The function may happen to be affine across two of
+them (a unit whose outgoing weights are zero, a leaky ReLU of slope 1), so the number of
+distinct affine pieces of the function is at most the number counted here; for generic
+weights the two agree.
+
+Along a segment x(t) = start + t·(end − start), t ∈ [0, 1], every f_k is affine in t inside one
+region, so the next kink crossing is found analytically (the smallest root t* = −a/b of
+f(t) = a + b·t beyond the current t), the walk steps there, and the pattern is re-read. Regions
+are convex (intersections of half-spaces), so a segment meets each at most once and the count
+is the number of pieces of [0, 1].
+
+Bounds, for a network with hidden widths D_1 … D_K (seed 003, Montúfar et al. 2014, Serra et
+al. 2018):
+
+- a shallow network of D units on a d-dimensional input: at most Σ_{j=0}^{d} C(D, j) regions
+  (Zaslavsky's count for D hyperplanes), i.e. D + 1 on a line;
+- any network restricted to a line: at most Π_k (D_k + 1) — inside one region of the first k
+  layers the input of layer k + 1 moves along a line, and its D_{k+1} kinks cut that piece into
+  at most D_{k+1} + 1.
+
+003's example: 6 hidden units give at most 7 regions on a line; two layers of 3 units can give
+9 (:func:`deep_example`; their bound is 16).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .._checks import as_float_array, check_positive_int, check_real
+from ..nn.layers import ActivationLayer, Linear
+
+__all__ = [
+    "count_linear_regions", "linear_regions_2d", "RegionMap", "activation_patterns",
+    "max_regions_shallow", "max_regions_1d", "shallow_example", "deep_example",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_piecewise_linear(net, caller: str) -> None:
+    for index, layer in enumerate(net.layers):
+        if isinstance(layer, ActivationLayer) and not layer.activation.piecewise_linear:
+            raise ValueError(
+                f"{caller} needs a piecewise-linear network (activations identity, relu or "
+                f"leaky_relu), but layer {index} is {layer.activation!r}, which is curved: such a "
+                "network has no linear regions to count. Rebuild it with activation='relu'."
+            )
+
+
+def _as_point(value, name: str, features: int, dtype) -> np.ndarray:
+    point = as_float_array(value, name, dtype=np.float64)
+    if point.ndim == 2 and point.shape[0] == 1:
+        point = point[0]
+    if point.shape != (features,):
+        raise ValueError(f"{name} must be one input point of shape ({features},) (the network's "
+                         f"in_features), got shape {point.shape}.")
+    return point
+
+
+# --------------------------------------------------------------------------- one activation
+
+def _pieces(activation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kinks c_1 < … < c_m of a piecewise-linear activation, and slope/intercept per piece.
+
+    Piece j (0 ≤ j ≤ m) is the interval between c_j and c_{j+1}; a[f] = intercept_j + slope_j·f
+    there (read off the activation at a point inside the piece).
+    """
+    kinks = np.array(sorted(activation.kinks), dtype=np.float64)
+    if kinks.size == 0:
+        inside = np.array([0.0])
+    else:
+        inside = np.concatenate([[kinks[0] - 1.0], (kinks[:-1] + kinks[1:]) / 2, [kinks[-1] + 1.0]])
+    values = activation.function(inside)
+    slopes = activation.derivative(inside, values)
+    return kinks, slopes, values - slopes * inside
+
+
+def _piece_and_next(a: np.ndarray, b: np.ndarray, t: float, kinks: np.ndarray,
+                    eps: float) -> tuple[np.ndarray, float]:
+    """For units f(t) = a + b·t: the piece each is on just after t, and the next kink crossing.
+
+    A unit reaching a kink within eps after t (or sitting on it) is read on the side it is
+    moving to; a unit that does not move (b = 0) is read from its value.
+    """
+    index = np.zeros(a.shape, dtype=np.intp)
+    next_t = np.inf
+    moving = b != 0
+    safe_b = np.where(moving, b, 1.0)
+    for c in kinks:
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            roots = np.where(moving, (c - a) / safe_b, np.inf)
+        at_kink = moving & (np.abs(roots - t) <= eps)
+        index += np.where(at_kink, b > 0, a + b * t > c)
+        ahead = roots[roots > t + eps]
+        if ahead.size:
+            next_t = min(next_t, float(ahead.min()))
+    return index, next_t
+
+
+# --------------------------------------------------------------------------- exact 1-D walk
+
+def _walk(net, start: np.ndarray, direction: np.ndarray, eps: float) -> tuple[list[float], int]:
+    blocks = [(layer, _pieces(layer.activation) if isinstance(layer, ActivationLayer) else None)
+              for layer in net.layers]
+    t, breakpoints = 0.0, []
+    while True:
+        a, b = start, direction  # h(t) = a + b·t inside the current region
+        next_t = 1.0
+        for layer, pieces in blocks:
+            if isinstance(layer, Linear):
+                weight = layer.weight.data.astype(np.float64, copy=False)
+                a = weight @ a + layer.bias.data
+                b = weight @ b
+                continue
+            kinks, slopes, intercepts = pieces
+            index, crossing = _piece_and_next(a, b, t, kinks, eps)
+            next_t = min(next_t, crossing)
+            a, b = intercepts[index] + slopes[index] * a, slopes[index] * b
+        if next_t >= 1.0 - eps:
+            return breakpoints, len(breakpoints) + 1
+        breakpoints.append(next_t)
+        t = next_t
+
+
+def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, eps: float = 1e-9):
+    """The exact number of activation-pattern regions a segment of input space crosses.
+
+    Parameters
+    ----------
+    net : Sequential
+        Every activation must be piecewise linear (identity, relu, leaky_relu); the output
+        activation counts too.
+    start, end : array_like, shape (D_0,)
+        The segment's end points in input space (a ``(1, D_0)`` row is accepted).
+    return_breakpoints : bool
+        Also return the t ∈ (0, 1) where the pattern changes; the input point is
+        ``start + t * (end - start)``.
+    eps : float
+        Pieces shorter than ``eps`` (as a fraction of the segment) are merged into their
+        neighbour, so several units crossing a kink at the same point count as one change.
+
+    Returns
+    -------
+    int, or (int, np.ndarray of shape (count - 1,)) with ``return_breakpoints``.
+
+    Raises
+    ------
+    ValueError
+        A non-piecewise-linear activation, or ``start == end`` (a segment of zero length).
+
+    Examples
+    --------
+    >>> count_linear_regions(deep_example(), [0.0], [1.0])
+    9
+    """
+    _check_piecewise_linear(net, "count_linear_regions")
+    eps = check_real(eps, "eps", low=0, high=1e-3, low_open=True)
+    start = _as_point(start, "start", net.in_features, net.dtype)
+    end = _as_point(end, "end", net.in_features, net.dtype)
+    direction = end - start
+    if not np.any(direction):
+        raise ValueError(
+            f"count_linear_regions needs a segment of positive length, but start == end == "
+            f"{start.tolist()}. Pass two different points, e.g. end = start + 1."
+        )
+    breakpoints, count = _walk(net, start, direction, eps)
+    if return_breakpoints:
+        return count, np.array(breakpoints, dtype=np.float64)
+    return count
+
+
+# --------------------------------------------------------------------------- patterns on a grid
+
+def activation_patterns(net, x) -> np.ndarray:
+    """The activation pattern of every sample as packed bits: shape (N, n_bytes), uint8.
+
+    Bit ``i`` records, for each unit of each piecewise-linear activation layer and each of its
+    kinks c, whether f > c (a'(0) conventions aside, a unit exactly at a kink reads as below
+    it). Two samples share a row exactly when they lie in the same activation region.
+    """
+    _check_piecewise_linear(net, "activation_patterns")
+    x = net._check_input(x, "x", finite=True)
+    bits = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = x
+        for layer in net.layers:
+            if isinstance(layer, ActivationLayer):
+                bits.extend(h > c for c in layer.activation.kinks)
+            h = layer.forward(h)
+    if not bits:
+        return np.zeros((x.shape[0], 1), dtype=np.uint8)
+    return np.packbits(np.concatenate(bits, axis=1), axis=1)
+
+
+class RegionMap(NamedTuple):
+    """Region ids on a grid and how many distinct regions it met.
+
+    Attributes
+    ----------
+    ids : np.ndarray of int, shape (resolution, resolution)
+        ``ids[i, j]`` is the region of the point (x_j, y_i), with x_j and y_i the
+        ``np.linspace`` grids over the box's first and second axes (row i is y, as an image with
+        ``origin="lower"``). Ids are 0, 1, … in order of first appearance in row-major order.
+    count : int
+        The number of distinct regions met by the grid — a lower bound on the number of
+        regions in the box (regions thinner than the grid spacing can be missed).
+    """
+
+    ids: np.ndarray
+    count: int
+
+
+def linear_regions_2d(net, box=((-1.0, 1.0), (-1.0, 1.0)), resolution: int = 200) -> RegionMap:
+    """Map the activation regions of a 2-input network over a box, by sampling a grid.
+
+    Parameters
+    ----------
+    net : Sequential with in_features == 2 and piecewise-linear activations
+    box : ((x_min, x_max), (y_min, y_max))
+    resolution : int
+        Grid points per axis (resolution² forward passes, done as one batch).
+
+    Returns
+    -------
+    RegionMap
+        ``(ids, count)``; see :class:`RegionMap`. ``count`` is a lower bound that grows towards
+        the true number as the resolution increases.
+    """
+    _check_piecewise_linear(net, "linear_regions_2d")
+    if net.in_features != 2:
+        raise ValueError(f"linear_regions_2d needs a network with 2 inputs, got in_features = "
+                         f"{net.in_features}; for other inputs count regions along a segment "
+                         "with count_linear_regions(net, start, end).")
+    resolution = check_positive_int(resolution, "resolution", minimum=2)
+    try:
+        (x0, x1), (y0, y1) = box
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be ((x_min, x_max), (y_min, y_max)), got {box!r}.") from None
+    limits = [check_real(v, f"box[{i // 2}][{i % 2}]") for i, v in enumerate((x0, x1, y0, y1))]
+    if not (limits[0] < limits[1] and limits[2] < limits[3]):
+        raise ValueError(f"box must have x_min < x_max and y_min < y_max, got {box!r}.")
+    xs = np.linspace(limits[0], limits[1], resolution)
+    ys = np.linspace(limits[2], limits[3], resolution)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    points = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1).astype(net.dtype)
+    patterns = activation_patterns(net, points)
+    _, first, inverse = np.unique(patterns, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.intp)
+    rank[np.argsort(first)] = np.arange(first.size)
+    ids = rank[inverse.ravel()].reshape(resolution, resolution)
+    return RegionMap(ids=ids, count=int(first.size))
+
+
+# --------------------------------------------------------------------------- bounds
+
+def max_regions_shallow(width: int, input_dim: int = 1) -> int:
+    """Most regions of one hidden layer of ``width`` ReLUs on a ``input_dim``-D input.
+
+    Σ_{j=0}^{input_dim} C(width, j) (D hyperplanes in general position); ``width + 1`` in 1-D.
+    """
+    width = check_positive_int(width, "width")
+    input_dim = check_positive_int(input_dim, "input_dim")
+    return sum(math.comb(width, j) for j in range(min(width, input_dim) + 1))
+
+
+def max_regions_1d(widths) -> int:
+    """Most regions of a ReLU network with hidden widths D_1 … D_K along a line: Π (D_k + 1).
+
+    Holds for a 1-D input and for any segment of a higher-dimensional one; for one layer it
+    is :func:`max_regions_shallow` (D + 1).
+    """
+    if isinstance(widths, (int, np.integer)):
+        widths = [widths]
+    widths = [check_positive_int(w, f"widths[{i}]") for i, w in enumerate(widths)]
+    return math.prod(w + 1 for w in widths)
+
+
+# --------------------------------------------------------------------------- seed 003's examples
+
+def shallow_example(dtype="float64"):
+    """1 → 6 → 1 ReLU network with 7 regions on [0, 1] (the shallow bound D + 1).
+
+    Hidden unit i computes relu(x − i/7), i = 1 … 6; the output weights alternate in sign, so
+    the function is a zigzag whose slope changes at every kink: 7 linear pieces.
+    """
+    from ..nn.model import Sequential
+
+    cuts = np.arange(1, 7) / 7
+    weights = [np.ones((6, 1)), 7.0 * np.array([[1.0, -2.0, 2.0, -2.0, 2.0, -2.0]])]
+    return Sequential.from_arrays(weights, [-cuts, np.zeros(1)], activation="relu", dtype=dtype)
+
+
+def deep_example(dtype="float64"):
+    """1 → 3 → 3 → 1 ReLU network with 9 regions on [0, 1] (003's "two layers of 3 units").
+
+    The first layer builds the tent map g(x) = 3x on [0, ⅓], 2 − 3x on [⅓, ⅔], 3x − 2 on
+    [⅔, 1], which folds [0, 1] onto itself three times (units relu(x + 1), relu(x − ⅓),
+    relu(x − ⅔): g = 3h_1 − 6h_2 + 6h_3 − 3). The second layer applies the same fold to g, so
+    the output g(g(x)) is a zigzag of 9 linear pieces with breakpoints at x = k/9.
+    """
+    from ..nn.model import Sequential
+
+    fold = np.array([[3.0, -6.0, 6.0]])
+    weights = [np.ones((3, 1)), np.repeat(fold, 3, axis=0), fold]
+    biases = [np.array([1.0, -1 / 3, -2 / 3]), np.array([1.0 - 3.0, -1 / 3 - 3.0, -2 / 3 - 3.0]),
+              np.array([-3.0])]
+    return Sequential.from_arrays(weights, biases, activation="relu", dtype=dtype)
