@@ -33,6 +33,7 @@ _EXPORTS = {
     "report": "lab.report",
     # core
     "Parameter": "nn.parameter:Parameter",
+    "Layer": "nn.layer:Layer",
     "Linear": "nn.layers:Linear",
     "ActivationLayer": "nn.layers:ActivationLayer",
     "Sequential": "nn.model:Sequential",
@@ -68,6 +69,7 @@ _EXPORTS = {
     "linear_regions_2d": "signal.regions:linear_regions_2d",
     # scale
     "sweep": "lab.sweeps:sweep",
+    "set_fast_paths": "_fast:set_fast_paths",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

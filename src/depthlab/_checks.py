@@ -55,7 +55,7 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
     Integers and booleans are converted to ``dtype`` (float64 when None); object, string
     and complex arrays are refused; NaN/Inf are refused when ``finite``.
     """
-    if (type(x) is np.ndarray and not copy and x.dtype in _FLOATS
+    if (type(x) is np.ndarray and not copy and x.dtype in FLOATING
             and (dtype is None or x.dtype == dtype)):
         array = x  # the common case on hot paths: nothing to convert
     elif isinstance(x, np.ndarray):
@@ -77,7 +77,7 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
     return array
 
 
-_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+FLOATING = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:

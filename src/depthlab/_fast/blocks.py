@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from . import enabled
+
 Array = np.ndarray
 
 BLOCK_BYTES = 256 * 1024
@@ -58,7 +60,7 @@ def batches(arrays: Sequence[Array], order: Array | None, batch_size: int) -> It
     """
     n = len(arrays[0])
     row_bytes = sum(a.itemsize * (a.size // max(1, len(a))) for a in arrays)
-    block = block_rows(batch_size, row_bytes, BLOCK_BYTES)
+    block = block_rows(batch_size, row_bytes, BLOCK_BYTES) if enabled() else batch_size
     for start in range(0, n, block):
         stop = min(start + block, n)
         rows = rows_of(order, start, stop)
@@ -89,7 +91,7 @@ class Scores:
         self.batchwise = [i for i, metric in enumerate(self.metrics) if metric.batchwise]
         self.blockwise = [i for i, metric in enumerate(self.metrics) if not metric.batchwise]
         dtype = np.dtype(dtype)
-        rows = block_rows(batch_size, width * dtype.itemsize, SCORE_BYTES)
+        rows = block_rows(batch_size, width * dtype.itemsize, SCORE_BYTES) if enabled() else batch_size
         self.outputs = np.empty((rows, width), dtype) if self.blockwise else None
         self.begin(None)
 

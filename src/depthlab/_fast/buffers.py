@@ -127,11 +127,14 @@ class FlatArrays:
     shapes : sequence of tuples
         The arrays' shapes, in order.
     dtype : np.dtype
+    keys : sequence, optional
+        One key per array (e.g. the parameters): ``by_key`` then maps each key to its view.
     """
 
-    __slots__ = ("shapes", "dtype", "flat", "views", "_free", "_index", "_ends", "__weakref__")
+    __slots__ = ("shapes", "dtype", "flat", "views", "keys", "by_key", "_free", "_index", "_ends", "__weakref__")
 
-    def __init__(self, shapes, dtype):
+    def __init__(self, shapes, dtype, keys=None):
+        self.keys = None if keys is None else list(keys)
         self.shapes, self.dtype = [tuple(shape) for shape in shapes], np.dtype(dtype)
         self._ends = np.cumsum([math.prod(shape) for shape in self.shapes], dtype=np.int64).tolist()
         self.flat = None
@@ -142,6 +145,7 @@ class FlatArrays:
         if self.flat is not None:
             _LAYOUTS.pop(id(self.flat), None)  # held views of the old array are found by address
         self.flat, self.views = flat_views(self.shapes, self.dtype)
+        self.by_key = None if self.keys is None else dict(zip(self.keys, self.views))
         self._index = {id(view): i for i, view in enumerate(self.views)}
         _LAYOUTS[id(self.flat)] = self
 

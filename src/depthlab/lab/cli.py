@@ -121,7 +121,7 @@ def _run(args) -> int:
     from .experiments import base
 
     try:
-        module = base._module(args.name)
+        module = base.experiment_module(args.name)
     except base.ConfigError as error:
         raise UsageError(f"{PROG} run: {error}") from None
     keys = [key.replace("-", "_") for key, _ in args.overrides]
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         child = sub.add_parser(name, help=command.help, description=command.help)
         _resolve(command.configure)(child)
-        child.set_defaults(_handler=command.handler)
+        child.set_defaults(handler=command.handler)
     return parser
 
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 an experiment failed, 2 a usage error)."""
     try:
         args = build_parser().parse_args(argv)
-        return int(_resolve(args._handler)(args) or 0)
+        return int(_resolve(args.handler)(args) or 0)
     except UsageError as error:
         print(_one_line(error), file=sys.stderr)
         return 2

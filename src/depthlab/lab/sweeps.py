@@ -318,7 +318,7 @@ def experiment_grid(name: str, grid: Mapping) -> tuple[dict, list]:
     """
     from .experiments import base
 
-    module = base._module(name)
+    module = base.experiment_module(name)
     keys = {key.name: key for key in base.config_keys(module)}
     if not isinstance(grid, Mapping):
         raise TypeError(f"grid must be a dict {{key: values}}, got {_describe(grid)}.")
@@ -917,7 +917,7 @@ def sweep_experiment(experiment: str, grid: Mapping, *, overrides: Mapping | Non
     from .experiments import base
 
     parsed, _ = experiment_grid(experiment, grid)
-    module = base._module(experiment)
+    module = base.experiment_module(experiment)
     overrides = {str(key).replace("-", "_"): value for key, value in dict(overrides or {}).items()}
     clash = sorted(set(overrides) & set(parsed))
     if clash:

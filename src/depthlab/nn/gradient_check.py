@@ -174,7 +174,7 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
     if max_entries is not None:
         max_entries = check_positive_int(max_entries, "max_entries")
     rng = resolve_rng(rng)
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     notes = []
     if net.dtype == np.float32:
         message = ("gradcheck in float32 is unreliable: central differences keep only ~3 digits "
@@ -185,17 +185,16 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
     net.zero_grad()
     trace = net.forward(x, record=True)
     grads = net.backward(loss.grad(trace.output, y))
+    named = [(param.name or name, param, param.grad.copy()) for name, param in net.named_parameters()]
     net.zero_grad()
 
     def loss_at(point=x):
-        return loss.value(net._forward(point, record=False), y)
+        return loss.value(net.forward(point, allow_nonfinite=True), y)
 
     resolution = 100 * np.finfo(net.dtype).eps * max(abs(loss_at()), 1.0) / (2 * eps)
 
     rows = []
-    named = [(p, a) for k in range(len(net.linears))
-             for p, a in ((net.linears[k].weight, grads.weights[k]), (net.linears[k].bias, grads.biases[k]))]
-    for param, analytic in named:
+    for name, param, analytic in named:
         flat = param.data.reshape(-1)
         indices = np.arange(flat.size)
         if max_entries is not None and flat.size > max_entries:
@@ -210,7 +209,7 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
             flat[i] = original
             numeric[j] = (upper - lower) / (2 * eps)
         errors = _errors(analytic.reshape(-1)[indices], numeric)
-        rows.append(GradcheckRow(param.name, param.shape, int(indices.size), *errors, resolution))
+        rows.append(GradcheckRow(name, param.shape, int(indices.size), *errors, resolution))
     numeric_input = numerical_gradient(loss_at, x, eps)
     rows.append(GradcheckRow("input", x.shape, int(x.size), *_errors(grads.input, numeric_input), resolution))
     unresolved = [row.name for row in rows if 0 < row.scale < 1e3 * resolution]
@@ -231,14 +230,21 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
 
 
 def _count_near_kinks(net, trace, eps: float) -> int:
-    """Pre-activations closer to a kink than a ±eps perturbation of any weight can move them."""
-    count = 0
-    for k, (f, activation) in enumerate(zip(trace.preactivations, net.layer_activations)):
-        if not activation.kinks:
+    """Inputs of activation layers closer to a kink than a ±eps perturbation of any weight
+    can move them (the reach grows with the Linear layers above, as Σ of |h| times eps)."""
+    count, inputs = 0, [trace.input] + trace.layer_outputs[:-1]
+    linear_inputs = [inputs[i] for i, layer in enumerate(net.layers) if layer in net.linears]
+    k = -1  # the Linear layer that feeds the activation
+    for i, layer in enumerate(net.layers):
+        if layer in net.linears:
+            k += 1
+        kinks = getattr(getattr(layer, "activation", None), "kinks", ())
+        if not kinks:
             continue
-        reach = 10 * eps * (1.0 + float(np.max(np.abs(trace.activations[k]))) * max(1, len(net.linears) - k))
-        for kink in activation.kinks:
-            count += int(np.count_nonzero(np.abs(f - kink) < reach))
+        scale = float(np.max(np.abs(linear_inputs[max(k, 0)]))) if linear_inputs else 1.0
+        reach = 10 * eps * (1.0 + scale * max(1, len(net.linears) - k))
+        for kink in kinks:
+            count += int(np.count_nonzero(np.abs(inputs[i] - kink) < reach))
     return count
 
 
@@ -249,15 +255,15 @@ def check_input_jacobian(net, x, eps: float = 1e-6) -> tuple[float, float]:
     (samples are independent), costing 2·D_0 forward passes.
     """
     eps = check_real(eps, "eps", low=0, low_open=True)
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     analytic = net.input_jacobian(x)
     numeric = np.empty_like(analytic)
     point = x.copy()
     for j in range(x.shape[1]):
         point[:, j] = x[:, j] + eps
-        upper = net._forward(point, record=False)
+        upper = net.forward(point, allow_nonfinite=True)
         point[:, j] = x[:, j] - eps
-        lower = net._forward(point, record=False)
+        lower = net.forward(point, allow_nonfinite=True)
         point[:, j] = x[:, j]
         numeric[:, :, j] = (upper - lower) / (2 * eps)
     return _errors(analytic, numeric)[:2]

@@ -10,9 +10,10 @@ row vectors h of shape ``(N, D_in)``::
     dL/dh = dL/df @ Ω                    #                   (N, D_in)
     dL/df = dL/dh ⊙ a'[f]                # ActivationLayer.backward
 
-Each layer caches what its backward pass needs only when its forward pass is called with
-``record=True``; a forward pass without it leaves that cache alone, and a backward pass
-without any recorded forward is an error.
+Both follow the layer protocol (:class:`~depthlab.nn.layer.Layer`): ``forward(x, cache)`` puts
+into the engine's ``cache`` what ``backward(grad_output, cache)`` needs. Beside the plain math
+each has its fast variant (``forward_fast`` / ``backward_fast``): the same arithmetic into
+arrays the engine keeps, in place where the engine allows it.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import batch_sum
 from .._checks import as_float_array, check_positive_int, resolve_dtype, resolve_rng
+from .layer import Layer
 from .parameter import Parameter
 
 
-class Linear:
+class Linear(Layer):
     """An affine layer f = h Ωᵀ + β.
 
     Parameters
@@ -84,10 +86,12 @@ class Linear:
         layer._set(weight, bias)
         return layer
 
+    keeps_output = False  # forward_fast keeps its input, not f: a layer after it may overwrite f
+
     def _set(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        Layer.__init__(self)
         self.weight = Parameter(weight, "weight")
         self.bias = Parameter(bias, "bias")
-        self._input: np.ndarray | None = None
 
     @property
     def in_features(self) -> int:
@@ -101,68 +105,103 @@ class Linear:
     def dtype(self) -> np.dtype:
         return self.weight.data.dtype
 
-    def parameters(self) -> list[Parameter]:
-        return [self.weight, self.bias]
+    def output_features(self, in_features: int) -> int:
+        if in_features != self.in_features:
+            raise ValueError(f"{self!r} expects {self.in_features} input features (in_features), got {in_features}.")
+        return self.out_features
 
-    def forward(self, h: np.ndarray, record: bool = False, out: np.ndarray | None = None) -> np.ndarray:
-        """f = h Ωᵀ + β for h of shape (N, D_in); returns f of shape (N, D_out), in ``out`` if given."""
-        f = np.matmul(h, self.weight.data.T, out=out)
+    # -- the math ------------------------------------------------------------------------
+    def forward(self, h: np.ndarray, cache: dict) -> np.ndarray:
+        """f = h Ωᵀ + β for h of shape (N, D_in); returns f, shape (N, D_out)."""
+        cache["input"] = h
+        return h @ self.weight.data.T + self.bias.data
+
+    def backward(self, grad_f: np.ndarray, cache: dict) -> np.ndarray:
+        """dL/dh = dL/df Ω from dL/df (N, D_out); adds dL/dΩ = (dL/df)ᵀ h and dL/dβ = Σ_n dL/df[n]
+        to the parameters' ``grad``."""
+        h = cache["input"]
+        self.weight.accumulate(grad_f.T @ h)
+        self.bias.accumulate(grad_f.sum(axis=0))
+        return grad_f @ self.weight.data
+
+    # -- the same math, into reused arrays (the engine's fast paths) ---------------------
+    def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
+        """:meth:`forward` written into an array the engine keeps for f (see :func:`_array`)."""
+        work["input"] = h
+        f = np.matmul(h, self.weight.data.T, out=_array(work, "f", (h.shape[0], self.weight.data.shape[0]), h.dtype))
         f += self.bias.data
-        if record:
-            self._input = h
         return f
 
-    def backward(self, grad_f: np.ndarray, input_grad: bool = True, *, out_weight: np.ndarray | None = None,
-                 out_bias: np.ndarray | None = None, out_input: np.ndarray | None = None):
-        """Gradients from dL/df of shape (N, D_out).
-
-        Returns ``(dL/dh, dL/dΩ, dL/dβ)`` and adds dL/dΩ, dL/dβ to the parameters' ``grad``.
-        With ``input_grad=False`` dL/dh is not computed (None): the first layer of a network
-        skips that product, which costs as much as the layer's forward pass. ``out_weight``
-        (D_out, D_in), ``out_bias`` (D_out,) and ``out_input`` (N, D_in) receive dL/dΩ, dL/dβ
-        and dL/dh when given.
-        """
-        if self._input is None:
-            raise RuntimeError(
-                "Linear.backward needs the input of a recorded forward pass; "
-                "call forward(x, record=True) first."
-            )
-        grad_weight = np.matmul(grad_f.T, self._input, out=out_weight)
-        grad_bias = batch_sum(grad_f, out_bias)
-        grad_input = np.matmul(grad_f, self.weight.data, out=out_input) if input_grad else None
-        self.weight.accumulate(grad_weight)
-        self.bias.accumulate(grad_bias)
-        return grad_input, grad_weight, grad_bias
+    def backward_fast(self, grad_f: np.ndarray, work: dict):
+        """:meth:`backward` with dL/dΩ and dL/dβ written into ``work["gradients"]``'s arrays (views
+        of the network's flat gradient array) and Σ_n as one BLAS product; dL/dh only when
+        ``work["input_grad"]`` (else None: the first layer of a training step skips it)."""
+        h, weight, bias = work["input"], self.weight, self.bias
+        gradients = work["gradients"]
+        gradient = np.matmul(grad_f.T, h, out=None if gradients is None else gradients[weight])
+        weight.grad = gradient if weight.grad is None else weight.grad + gradient
+        gradient = batch_sum(grad_f, None if gradients is None else gradients[bias])
+        bias.grad = gradient if bias.grad is None else bias.grad + gradient
+        if not work["input_grad"]:
+            return None
+        return np.matmul(grad_f, weight.data, out=_array(work, "grad_input", h.shape, h.dtype))
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"
 
 
-class ActivationLayer:
+class ActivationLayer(Layer):
     """h = a[f] elementwise, for any activation of :mod:`depthlab.nn.activations`."""
 
     def __init__(self, activation="relu"):
+        super().__init__()
         self.activation = _activations.get(activation)
-        self._f: np.ndarray | None = None
-        self._h: np.ndarray | None = None
 
-    def parameters(self) -> list[Parameter]:
-        return []
-
-    def forward(self, f: np.ndarray, record: bool = False, out: np.ndarray | None = None) -> np.ndarray:
-        """h = a[f], in ``out`` when given and the activation can write there (use the result)."""
-        h = self.activation.forward(f, out)
-        if record:
-            self._f, self._h = f, h
+    def forward(self, f: np.ndarray, cache: dict) -> np.ndarray:
+        """h = a[f], the same shape as f."""
+        h = self.activation.function(f)
+        cache["f"], cache["h"] = f, h
         return h
 
-    def backward(self, grad_h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """dL/df = dL/dh ⊙ a'[f], shape (N, D), in ``out`` when given (may be grad_h itself)."""
-        if self._f is None:
-            raise RuntimeError(
-                "ActivationLayer.backward needs a recorded forward pass; call forward(x, record=True) first."
-            )
-        return self.activation.backward(grad_h, self._f, self._h, out)
+    def backward(self, grad_h: np.ndarray, cache: dict) -> np.ndarray:
+        """dL/df = dL/dh ⊙ a'[f]."""
+        return grad_h * self.activation.derivative(cache["f"], cache["h"])
+
+    def forward_fast(self, f: np.ndarray, work: dict) -> np.ndarray:
+        """:meth:`forward` in place of f when f is the engine's own array and a'[f] can be had
+        from h alone (ReLU, sigmoid, tanh: as PyTorch's in-place activations), else into a kept array."""
+        activation = self.activation
+        if work["overwrite_input"] and activation.derivative_from_output and activation.function_out is not None:
+            h = activation.function_out(f, f)
+            work["f"] = work["h"] = h
+            return h
+        out = None if activation.function_out is None else _array(work, "h", f.shape, f.dtype)
+        work["f"], work["h"] = f, activation.forward(f, out)
+        return work["h"]
+
+    def backward_fast(self, grad_h: np.ndarray, work: dict) -> np.ndarray:
+        """:meth:`backward` in place of dL/dh when the engine allows it (through the activation's
+        ``vjp`` where it has one: ReLU masks instead of multiplying)."""
+        out = grad_h if work["overwrite_grad"] else _array(work, "grad_input", grad_h.shape, grad_h.dtype)
+        return self.activation.backward(grad_h, work["f"], work["h"], out)
+
+    def output_features(self, in_features: int) -> int:
+        return in_features
 
     def __repr__(self) -> str:
         return f"ActivationLayer({self.activation!r})"
+
+
+def _array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
+    """Where a fast variant writes its result ``key``: under the backward plan an array of the
+    engine's kept for this layer (made on first use: the plan is per batch size and dtype, so
+    the shape is fixed), under the trace plan one reused when nobody holds it any more, else
+    None (NumPy allocates)."""
+    kept = work["kept"]
+    if kept is not None:
+        array = kept.get(key)
+        if array is None:
+            array = kept[key] = np.empty(shape, dtype)
+        return array
+    take = work["take"]
+    return None if take is None else take(key, shape, dtype)

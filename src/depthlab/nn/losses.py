@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 
 from .._fast.buffers import ones
-from .._checks import _FLOATS, as_batch, as_float_array, lookup
+from .._checks import FLOATING, as_batch, as_float_array, lookup
 
 Array = np.ndarray
 
@@ -41,7 +41,7 @@ Array = np.ndarray
 # ----------------------------------------------------------------------------- checks
 
 def _as_output(output, loss: str) -> Array:
-    if type(output) is np.ndarray and output.ndim == 2 and output.dtype in _FLOATS and output.shape[0]:
+    if type(output) is np.ndarray and output.ndim == 2 and output.dtype in FLOATING and output.shape[0]:
         return output  # the training step's case: nothing to convert or refuse (as_batch agrees)
     if np.ndim(output) == 1:
         raise ValueError(
@@ -197,10 +197,11 @@ def _label_grad(exp: Array, norm: Array, flat: Array, index: Array) -> Array:
 class Loss(ABC):
     """A loss L(output, target) with its gradient dL/d(output).
 
-    A subclass sets ``name`` and defines ``_value_and_grad(output, target)`` on checked
-    arrays; it may override ``_target`` (the default accepts a float target of ``output``'s
-    shape, or ``(N,)`` for an output ``(N, 1)``), and ``_value`` / ``_grad`` when one of them
-    alone is cheaper than both.
+    A subclass sets ``name`` and defines ``compute_value_and_grad(output, target)`` on checked
+    arrays; it may override ``check_target`` (the default accepts a float target of ``output``'s
+    shape, or ``(N,)`` for an output ``(N, 1)``), and ``compute_value`` / ``compute_grad`` when
+    one of them alone is cheaper than both. The ``compute_*`` methods skip every check: a
+    training loop checks its targets once (``check_target``) and then calls them per batch.
 
     Attributes
     ----------
@@ -214,22 +215,37 @@ class Loss(ABC):
     name: str = "loss"
     reduction: str = "mean"   # over samples: "mean" (batch average) or "sum"
 
+    # 0.1.0 named these methods _value_and_grad, _target, _value and _grad: subclasses written
+    # for it keep working
+    _RENAMED = {"_value_and_grad": "compute_value_and_grad", "_target": "check_target",
+                "_value": "compute_value", "_grad": "compute_grad"}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for old, new in Loss._RENAMED.items():
+            if old in cls.__dict__ and new not in cls.__dict__:
+                setattr(cls, new, cls.__dict__[old])
+
     @abstractmethod
-    def _value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
+    def compute_value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
         """``(L, dL/d(output))`` for a checked ``output`` (N, D) and ``target``."""
 
-    def _target(self, target, output: Array) -> Array:
+    def check_target(self, target, output: Array) -> Array:
+        """``target`` as the array the ``compute_*`` methods take for ``output`` (N, D), or an
+        error that says what was expected."""
         return _dense_target(target, output, self.name)
 
-    def _value(self, output: Array, target: Array) -> float:
-        return self._value_and_grad(output, target)[0]
+    def compute_value(self, output: Array, target: Array) -> float:
+        """L of a checked ``output`` and ``target`` (no checks)."""
+        return self.compute_value_and_grad(output, target)[0]
 
-    def _grad(self, output: Array, target: Array) -> Array:
-        return self._value_and_grad(output, target)[1]
+    def compute_grad(self, output: Array, target: Array) -> Array:
+        """dL/d(output) of a checked ``output`` and ``target`` (no checks), a fresh array."""
+        return self.compute_value_and_grad(output, target)[1]
 
     def _checked(self, output, target) -> tuple[Array, Array]:
         output = _as_output(output, self.name)
-        return output, self._target(target, output)
+        return output, self.check_target(target, output)
 
     def value(self, output, target) -> float:
         """L(output, target) as a Python float.
@@ -241,15 +257,15 @@ class Loss(ABC):
         target : array_like, shape (N, D)
             The targets; see the loss's own description for the accepted forms.
         """
-        return self._value(*self._checked(output, target))
+        return self.compute_value(*self._checked(output, target))
 
     def grad(self, output, target) -> Array:
         """dL/d(output): an array of ``output``'s shape ``(N, D)`` and dtype."""
-        return self._grad(*self._checked(output, target))
+        return self.compute_grad(*self._checked(output, target))
 
     def value_and_grad(self, output, target) -> tuple[float, Array]:
         """``(value, grad)`` computed together (one validation, shared intermediate arrays)."""
-        return self._value_and_grad(*self._checked(output, target))
+        return self.compute_value_and_grad(*self._checked(output, target))
 
     __call__ = value
 
@@ -272,16 +288,16 @@ class SquaredError(Loss):
     def _factor(self, size: int) -> float:
         return self.scale / size if self.mean else self.scale
 
-    def _value(self, output: Array, target: Array) -> float:
+    def compute_value(self, output: Array, target: Array) -> float:
         residual = (output - target).ravel(order="K")
         return float(residual @ residual) * self._factor(residual.size)
 
-    def _grad(self, output: Array, target: Array) -> Array:
+    def compute_grad(self, output: Array, target: Array) -> Array:
         residual = output - target
         residual *= 2 * self._factor(residual.size)
         return residual
 
-    def _value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
+    def compute_value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
         residual = output - target
         flat = residual.ravel(order="K")
         factor = self._factor(residual.size)
@@ -308,10 +324,10 @@ class CrossEntropy(Loss):
 
     name = "cross_entropy"
 
-    def _target(self, target, output: Array) -> Array:
+    def check_target(self, target, output: Array) -> Array:
         return _class_target(target, output, self.name)
 
-    def _value(self, output: Array, target: Array) -> float:
+    def compute_value(self, output: Array, target: Array) -> float:
         shifted = _shifted(output)
         n = output.shape[0]
         if target.ndim == 1:
@@ -321,7 +337,7 @@ class CrossEntropy(Loss):
         log_norm = np.log(_row_sum(np.exp(shifted)))
         return float((log_norm @ _row_sum(target) - np.vdot(target, shifted)) / n)
 
-    def _grad(self, output: Array, target: Array) -> Array:
+    def compute_grad(self, output: Array, target: Array) -> Array:
         """(softmax(f) · Σ_c y_c − y) / N without computing the value (the training step's need)."""
         exp = _shifted(output)
         np.exp(exp, out=exp)
@@ -331,7 +347,7 @@ class CrossEntropy(Loss):
         exp -= target * output.dtype.type(1.0 / output.shape[0])
         return exp
 
-    def _value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
+    def compute_value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
         shifted = _shifted(output)
         n = output.shape[0]
         if target.ndim == 1:
@@ -363,7 +379,7 @@ class BinaryCrossEntropyWithLogits(Loss):
 
     name = "binary_cross_entropy_with_logits"
 
-    def _target(self, target, output: Array) -> Array:
+    def check_target(self, target, output: Array) -> Array:
         return _unit_interval_target(
             target, output, self.name,
             "Use 0/1 labels or probabilities; for labels of more than two classes use 'cross_entropy'.")
@@ -375,17 +391,17 @@ class BinaryCrossEntropyWithLogits(Loss):
         terms -= output * target
         return float(terms.sum())
 
-    def _value(self, output: Array, target: Array) -> float:
+    def compute_value(self, output: Array, target: Array) -> float:
         return self._elementwise_sum(output, target) / output.size
 
-    def _grad(self, output: Array, target: Array) -> Array:
+    def compute_grad(self, output: Array, target: Array) -> Array:
         grad = special.expit(output)
         grad -= target
         grad *= output.dtype.type(1.0 / output.size)
         return grad
 
-    def _value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
-        return self._value(output, target), self._grad(output, target)   # nothing worth sharing
+    def compute_value_and_grad(self, output: Array, target: Array) -> tuple[float, Array]:
+        return self.compute_value(output, target), self.compute_grad(output, target)   # nothing worth sharing
 
 
 # ----------------------------------------------------------------------------- registry

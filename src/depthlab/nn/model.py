@@ -1,115 +1,154 @@
 """``Sequential`` networks and the ``MLP`` builder: recording forward, full backward, input Jacobian.
 
-A network is a list of layers in which every :class:`~depthlab.nn.layers.Linear` starts a new
-layer k and the activation layers after it produce h_{k+1}::
+A network runs its layers in order (any :class:`~depthlab.nn.layer.Layer`, nested
+Sequentials included). A plain MLP alternates Linear layers and activations; every
+:class:`~depthlab.nn.layers.Linear` starts a new layer k and the layers after it produce h_{k+1}::
 
     h_0 = x
     f_k = β_k + Ω_k h_k             k = 0 .. K      (K hidden layers, K + 1 Linear layers)
     h_{k+1} = a_k[f_k]              k = 0 .. K - 1
     output = a_K[f_K]               (a_K is the output activation, identity by default)
 
-Shapes are batch-first: x is ``(N, D_0)``, f_k and h_{k+1} are ``(N, D_{k+1})``.
+Shapes are batch-first: x is ``(N, D_0)``, f_k and h_{k+1} are ``(N, D_{k+1})``. The
+passes themselves run in :mod:`depthlab.nn.engine`, on the layers' own methods.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import activations as _activations
-from .._fast import buffers as _buffers
-from .._fast.buffers import Buffers
 from .._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
+from .._fast import buffers as _buffers
+from .engine import PLANS, Engine
+from .layer import Layer
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter
-
-
-def _no_buffer(key, shape, dtype) -> None:
-    """``Buffers.take``'s stand-in for passes too small to reuse arrays (NumPy allocates)."""
-    return None
 
 
 class NonFiniteError(FloatingPointError):
     """A forward or backward pass produced NaN or Inf; the message names the first layer."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Trace:
     """Everything a recorded forward pass computed.
 
     Attributes
     ----------
     output : np.ndarray, shape (N, D_out)
+    layer_outputs : list of np.ndarray
+        The output of each top-level layer, in order (the last is ``output``).
+    input : np.ndarray, shape (N, D_0)
+        x, as the network saw it.
     preactivations : list of np.ndarray
-        [f_0, ..., f_K]; f_k has shape (N, D_{k+1}).
+        [f_0, ..., f_K] (a network that starts with a Linear layer): the output of each
+        top-level Linear layer; f_k has shape (N, D_{k+1}).
     activations : list of np.ndarray
-        [h_0 = x, h_1, ..., h_K]; h_k has shape (N, D_k).
+        [h_0 = x, h_1, ..., h_K]: the input of each top-level Linear layer; h_k has shape (N, D_k).
     """
 
     output: np.ndarray
-    preactivations: list[np.ndarray]
-    activations: list[np.ndarray]
+    layer_outputs: list
+    input: np.ndarray
+    _linear_positions: list = field(repr=False)
+    _pass: object = field(default=None, repr=False)
+
+    @property
+    def preactivations(self) -> list[np.ndarray]:
+        return [self.layer_outputs[i] for i in _mlp_positions(self._linear_positions)]
+
+    @property
+    def activations(self) -> list[np.ndarray]:
+        positions = _mlp_positions(self._linear_positions)
+        return [self.input] + [self.layer_outputs[i - 1] for i in positions[1:]]
 
 
-@dataclass
+@dataclass(eq=False)
 class Gradients:
     """Everything a backward pass computed, for one batch (summed over its samples).
 
     Attributes
     ----------
-    weights : list of np.ndarray
-        dL/dΩ_k, shape (D_{k+1}, D_k), k = 0 .. K.
-    biases : list of np.ndarray
-        dL/dβ_k, shape (D_{k+1},).
+    weights, biases : list of np.ndarray
+        dL/dΩ_k (D_{k+1}, D_k) and dL/dβ_k (D_{k+1},) of each top-level Linear layer k, from
+        this pass alone (``Parameter.grad`` holds the sum over passes since ``zero_grad``).
+    layer_outputs : list of np.ndarray, or None
+        dL/d(output of each top-level layer), in order (None after ``intermediates=False``).
+    input : np.ndarray or None
+        dL/dx, shape (N, D_0) (None after ``backward(..., input_grad=False)``).
+    parameters : list of np.ndarray
+        dL/dθ of this pass for every parameter, in the order of ``net.parameters()``.
     preactivations : list of np.ndarray, or None
         dL/df_k, shape (N, D_{k+1}) (None after ``backward(..., intermediates=False)``).
     activations : list of np.ndarray, or None
-        dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx; None after
-        ``backward(..., intermediates=False)``).
-    input : np.ndarray or None
-        dL/dx, shape (N, D_0) (None after ``backward(..., input_grad=False)``).
+        dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx; None after ``intermediates=False``).
     """
 
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
-    preactivations: list[np.ndarray] | None
-    activations: list[np.ndarray] | None
-    input: np.ndarray
+    weights: list
+    biases: list
+    layer_outputs: list | None
+    input: np.ndarray | None
+    parameters: list = field(repr=False)
+    _linear_positions: list = field(repr=False)
+
+    @property
+    def preactivations(self) -> list[np.ndarray] | None:
+        if self.layer_outputs is None:
+            return None
+        return [self.layer_outputs[i] for i in _mlp_positions(self._linear_positions)]
+
+    @property
+    def activations(self) -> list[np.ndarray] | None:
+        if self.layer_outputs is None:
+            return None
+        positions = _mlp_positions(self._linear_positions)
+        return [self.input] + [self.layer_outputs[i - 1] for i in positions[1:]]
 
 
-def _distinct(layers: list) -> list:
-    """``layers`` with each object once. A layer records its forward pass for the backward
-    pass, so one object in two places would differentiate the first at the second's values:
-    an activation layer given again (as one ``nn.ReLU()`` is often reused in PyTorch) is
-    copied; a Linear given again is refused, since depthlab has no tied weights."""
+def _mlp_positions(positions: list[int]) -> list[int]:
+    """The top-level Linear positions, when the network starts with one (f_k and h_k exist)."""
+    if not positions or positions[0] != 0:
+        raise ValueError("preactivations and activations are defined for networks that start with a Linear "
+                         "layer (f_k is the output of Linear k, h_k its input); use layer_outputs instead.")
+    return positions
+
+
+def _refuse_repeated_parameters(layers: list) -> None:
+    """A layer with parameters may appear once: its forward and backward would share one
+    gradient array (depthlab has no tied weights). Layers without parameters may repeat."""
     first: dict[int, int] = {}
-    distinct = []
     for i, layer in enumerate(layers):
-        if id(layer) in first:
-            if isinstance(layer, Linear):
-                raise ValueError(
-                    f"layers[{i}] is the Linear layer already given as layers[{first[id(layer)]}]; each Linear "
-                    "can appear once (depthlab has no tied weights). Build a new Linear for each layer."
-                )
-            layer = copy.copy(layer)
-            layer._f = layer._h = None
+        if id(layer) in first and layer.parameters():
+            raise ValueError(
+                f"layers[{i}] is the {type(layer).__name__} layer already given as layers[{first[id(layer)]}]; a layer "
+                f"with parameters can appear once (depthlab has no tied weights). Build a new {type(layer).__name__} "
+                "for each place."
+            )
         first.setdefault(id(layer), i)
-        distinct.append(layer)
-    return distinct
 
 
-class Sequential:
-    """A feed-forward network of ``Linear`` and ``ActivationLayer`` layers.
+def _as_layer(layer, i: int) -> Layer:
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, (str, _activations.Activation)):
+        return ActivationLayer(layer)
+    raise TypeError(f"layers[{i}] must be a depthlab Layer (e.g. dl.Linear(3, 4)) or an activation name, "
+                    f"got {type(layer).__name__} {layer!r}.")
+
+
+class Sequential(Layer):
+    """A feed-forward network: layers applied in order.
 
     Parameters
     ----------
-    layers : list
-        Starts with a ``Linear``; consecutive ``Linear`` layers must chain
-        (``out_features`` of one equals ``in_features`` of the next). Activation layers may
-        also be given as activation names or :class:`~depthlab.nn.activations.Activation` objects;
-        one activation layer given in several places becomes a copy in each (each records its
-        own forward pass); a Linear given twice is refused.
+    *layers : Layer, activation name, or one list of them
+        ``Sequential([Linear(1, 8), "relu", Linear(8, 1)])`` or ``Sequential(Linear(1, 8), "relu", ...)``.
+        Any :class:`~depthlab.nn.layer.Layer` (nested Sequentials too); names and
+        :class:`~depthlab.nn.activations.Activation` objects become activation layers.
+        Consecutive Linear layers must chain (``out_features`` of one equals ``in_features``
+        of the next, through any layers that keep the width).
 
     Examples
     --------
@@ -117,39 +156,49 @@ class Sequential:
     >>> y = net(np.zeros((5, 1)))                        # (5, 1)
     >>> trace = net.forward(x, record=True)
     >>> grads = net.backward(2 * (trace.output - y))     # sum-of-squares loss
+
+    As a layer inside another network, ``forward(x, cache)`` and ``backward(grad, cache)``
+    follow the layer protocol.
     """
 
-    def __init__(self, layers):
-        layers = _distinct([layer if isinstance(layer, (Linear, ActivationLayer)) else ActivationLayer(layer)
-                            for layer in layers])
-        if not layers or not isinstance(layers[0], Linear):
-            raise ValueError("Sequential needs a list of layers that starts with a Linear layer, "
-                             f"got {layers[:1] or 'an empty list'}.")
-        linears = [layer for layer in layers if isinstance(layer, Linear)]
-        for k, (a, b) in enumerate(zip(linears, linears[1:])):
-            if a.out_features != b.in_features:
-                raise ValueError(
-                    f"Linear layers {k} and {k + 1} do not chain: layer {k} gives {a.out_features} "
-                    f"features but layer {k + 1} expects {b.in_features} (in_features)."
-                )
-        dtypes = {layer.dtype for layer in linears}
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
+        if not layers:
+            raise ValueError("Sequential needs at least one layer, got an empty list. "
+                             "Example: dl.Sequential([dl.Linear(2, 8), 'relu', dl.Linear(8, 1)]).")
+        _refuse_repeated_parameters(layers)
+        self.layers = layers
+        self.linears: list[Linear] = [layer for layer in layers if isinstance(layer, Linear)]
+        self._check_chain()
+        dtypes = {p.dtype for p in self.parameters()}
         if len(dtypes) > 1:
             raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}; "
                              "build them with the same dtype= argument.")
-        self.layers = layers
-        self.linears: list[Linear] = linears
-        # blocks[k] = (Linear k, the activation layers that follow it)
-        self._blocks: list[tuple[Linear, list[ActivationLayer]]] = []
-        for layer in layers:
-            if isinstance(layer, Linear):
-                self._blocks.append((layer, []))
-            else:
-                self._blocks[-1][1].append(layer)
-        for k, (linear, _) in enumerate(self._blocks):
+        for k, linear in enumerate(self.linears):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
-        self._recorded: tuple[int, int] | None = None  # output shape of the last recorded pass
-        self._buffers = Buffers()
-        self._widest = max(linear.out_features for linear in linears)
+        self._linear_positions = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
+        self._engine = Engine(layers, self.parameters())
+        index = {id(p): i for i, p in enumerate(self._engine.parameters)}
+        self._weight_indices = [index[id(linear.weight)] for linear in self.linears]
+
+    def _check_chain(self) -> None:
+        """Widths must agree wherever both sides are known (Linear layers know theirs; a layer
+        whose ``output_features`` returns None leaves the width unknown until the next Linear)."""
+        features = None
+        for layer in self.layers:
+            if isinstance(layer, Linear):
+                if features is not None and features != layer.in_features:
+                    k = self.linears.index(layer)
+                    raise ValueError(
+                        f"Linear layers {k - 1} and {k} do not chain: layer {k - 1} gives {features} features "
+                        f"but layer {k} expects {layer.in_features} (in_features)."
+                    )
+                features = layer.out_features
+            elif features is not None:
+                features = layer.output_features(features)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -191,26 +240,61 @@ class Sequential:
         return cls(_packed(layers))
 
     # -- structure ------------------------------------------------------------------------
+    def children(self):
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def output_features(self, in_features):
+        features = in_features
+        for layer in self.layers:
+            if isinstance(layer, Linear):
+                features = layer.out_features
+            elif features is not None:
+                features = layer.output_features(features)
+        return features
+
+    @property
+    def blocks(self) -> list[tuple[Linear, list[Layer]]]:
+        """``(Linear k, the layers after it up to the next Linear)`` for each top-level Linear
+        layer k: the seeds' layer structure f_k = β_k + Ω_k h_k, h_{k+1} = a[f_k]."""
+        positions = self._linear_positions + [len(self.layers)]
+        return [(self.layers[start], self.layers[start + 1:end]) for start, end in zip(positions, positions[1:])]
+
     @property
     def layer_activations(self) -> list[_activations.Activation]:
-        """The activation after each Linear layer (identity where there is none).
+        """The activation after each top-level Linear layer (identity where there is none).
 
         A block with several activation layers reports only its first; use ``layers`` for all.
         """
-        return [acts[0].activation if acts else _activations.get("identity") for _, acts in self._blocks]
+        positions = self._linear_positions + [len(self.layers)]
+        found = []
+        for start, end in zip(positions, positions[1:]):
+            acts = [layer for layer in self.layers[start + 1:end] if isinstance(layer, ActivationLayer)]
+            found.append(acts[0].activation if acts else _activations.get("identity"))
+        return found
 
     @property
-    def in_features(self) -> int:
-        return self.linears[0].in_features
+    def in_features(self) -> int | None:
+        """D_0, the input width (None when the first layer does not say)."""
+        return getattr(self.layers[0], "in_features", None)
 
     @property
-    def out_features(self) -> int:
-        return self.linears[-1].out_features
+    def out_features(self) -> int | None:
+        return self.output_features(self.in_features) if self.in_features is not None else (
+            self.linears[-1].out_features if self.linears else None)
 
     @property
     def widths(self) -> list[int]:
-        """[D_0, D_1, ..., D_{K+1}]: input, hidden and output widths."""
-        return [self.in_features] + [linear.out_features for linear in self.linears]
+        """[D_0, D_1, ..., D_{K+1}]: input, hidden and output widths (of the Linear layers)."""
+        return [self.linears[0].in_features] + [linear.out_features for linear in self.linears]
 
     @property
     def depth(self) -> int:
@@ -219,18 +303,8 @@ class Sequential:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.linears[0].dtype
-
-    def parameters(self) -> list[Parameter]:
-        """[Ω_0, β_0, Ω_1, β_1, ...] as :class:`Parameter` objects."""
-        return [p for linear in self.linears for p in linear.parameters()]
-
-    def n_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            p.zero_grad(set_to_none)
+        parameters = self.parameters()
+        return parameters[0].dtype if parameters else np.dtype(np.float64)
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of [Ω_0, β_0, Ω_1, β_1, ...] (Keras's ``get_weights``)."""
@@ -252,27 +326,59 @@ class Sequential:
         return self.astype(self.dtype)
 
     def astype(self, dtype) -> "Sequential":
-        """A copy of the network in another dtype ("float64" or "float32")."""
+        """A copy of the network in another dtype ("float64" or "float32").
+
+        Networks of Linear and activation layers only; for others use ``copy.deepcopy``.
+        """
         dtype = resolve_dtype(dtype)
-        layers = [Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype)
-                  if isinstance(layer, Linear) else ActivationLayer(layer.activation)
-                  for layer in self.layers]
-        return Sequential(_packed(layers))
+        layers = []
+        for layer in self.layers:
+            if isinstance(layer, Linear):
+                layers.append(Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype))
+            elif isinstance(layer, ActivationLayer):
+                layers.append(ActivationLayer(layer.activation))
+            else:
+                raise TypeError(f"astype/copy handle Linear and activation layers; layers[{len(layers)}] is a "
+                                f"{type(layer).__name__}. Use copy.deepcopy(net) for networks with other layers.")
+        copied = Sequential(_packed(layers))
+        copied.train(self.training)
+        return copied
 
     # -- forward --------------------------------------------------------------------------
     def __call__(self, x) -> np.ndarray:
         """The network's output for x of shape (N, D_0): an array (N, D_out)."""
         return self.forward(x)
 
-    def forward(self, x, record: bool = False):
+    def check_input(self, x, name: str = "x", finite: bool = False) -> np.ndarray:
+        """x as a float batch (N, D_0) of the network's dtype, or a ValueError that says why
+        (``finite=True`` also refuses NaN and Inf). An array that already is one is returned as is."""
+        first = self.linears[0].weight.data if self.linears and self.layers[0] is self.linears[0] else None
+        if (first is not None and type(x) is np.ndarray and x.dtype == first.dtype and x.ndim == 2
+                and x.shape[1] == first.shape[1] and x.shape[0] > 0 and not finite):
+            return x  # already a valid batch: the training loop's case, nothing to convert
+        where = (f"the network ({self.in_features} inputs → {self.out_features} outputs):"
+                 if self.in_features is not None else "the network:")
+        return as_batch(x, name, self.in_features, dtype=self.dtype, finite=finite, owner=where)
+
+    def forward(self, x, record=False, *, keep: str | None = None, allow_nonfinite: bool = False,
+                detached: bool = False):
         """Run the network on a batch.
 
         Parameters
         ----------
         x : array_like, shape (N, D_0)
         record : bool
-            If True, keep what the backward pass needs and return a :class:`Trace` with every
-            f_k and h_k; if False, return only the output array (N, D_out).
+            If True, keep what the backward pass needs and return a :class:`Trace` with
+            every layer's output (f_k and h_k); if False, return only the output (N, D_out).
+        keep : {"nothing", "backward", "trace"}, optional
+            The plan, in full (``record`` picks "trace" or "nothing"): "backward" keeps only
+            what one backward pass needs and returns the output, which lives in the network's
+            own memory (the next pass overwrites it) — the training step's plan.
+        allow_nonfinite : bool, default False
+            Return NaN/Inf outputs instead of raising (instruments that show an overflow).
+        detached : bool, default False
+            Leave the network's last recorded pass as it is: backpropagate this one with
+            ``backward(g, trace=this_trace)`` (instruments that must not disturb a user's pass).
 
         Raises
         ------
@@ -281,88 +387,56 @@ class Sequential:
         NonFiniteError
             The output overflowed; the message names the first layer that did.
         """
-        x = self._check_input(x, "x", finite=False)
-        trace = self._forward(x, record)
-        output = trace.output if record else trace
-        if not np.isfinite(output).all():
+        if isinstance(record, dict):  # the layer protocol: forward(x, cache) inside another network
+            return self._forward_as_layer(x, record)
+        plan = keep if keep is not None else ("trace" if record else "nothing")
+        if plan not in PLANS:
+            raise ValueError(f"keep must be one of {PLANS}, got {keep!r}.")
+        x = self.check_input(x, "x", finite=False)
+        output, outputs, done = self._engine.forward(x, plan, remember=not detached)
+        if not allow_nonfinite and not np.isfinite(output).all():
+            if not detached:
+                self._engine.last = None
             self._raise_non_finite(x)
-        return trace
+        if plan == "trace":
+            return Trace(output, outputs, x, self._linear_positions, done)
+        return output
 
-    def _check_input(self, x, name: str, finite: bool) -> np.ndarray:
-        weight = self.linears[0].weight.data
-        if (type(x) is np.ndarray and x.dtype == weight.dtype and x.ndim == 2
-                and x.shape[1] == weight.shape[1] and x.shape[0] > 0 and not finite):
-            return x  # already a valid batch: the training loop's case, nothing to convert
-        return as_batch(x, name, self.in_features, dtype=self.dtype, finite=finite,
-                        owner=f"the network ({self.in_features} inputs → {self.out_features} outputs):")
-
-    def _forward(self, x: np.ndarray, record: bool):
-        """The forward pass without checks (the training loop calls this on checked data)."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            if not record:
-                h = x
-                for layer in self.layers:
-                    h = layer.forward(h)
-                return h
-            return self._forward_recorded(x)
-
-    def _forward_recorded(self, x: np.ndarray) -> Trace:
-        """f_k and h_{k+1} of every layer, cached in the layers for the backward pass.
-
-        When the batch makes them large, the arrays are the network's reusable buffers (see
-        :mod:`depthlab._fast.buffers`): those of the last recorded pass are written over unless
-        something outside still holds them. Small ones NumPy allocates.
-        """
-        n, last = x.shape[0], len(self._blocks) - 1
-        take = self._reusable_buffers(n)
-        if take is not _no_buffer:
-            self._release_caches()
-        preactivations, activations = [], [x]
-        h = x
-        for k, (linear, acts) in enumerate(self._blocks):
-            weight = linear.weight.data
-            h = linear.forward(h, record=True, out=take(("f", k), (n, weight.shape[0]), weight.dtype))
-            preactivations.append(h)
-            for j, act in enumerate(acts):  # a buffer only where the activation can write into it
-                out = None if act.activation.function_out is None else take(("h", k, j), h.shape, h.dtype)
-                h = act.forward(h, record=True, out=out)
-            if k < last:
-                activations.append(h)
-        self._recorded = h.shape
-        return Trace(output=h, preactivations=preactivations, activations=activations)
-
-    def _reusable_buffers(self, n: int):
-        """``Buffers.take`` when a batch of n makes the arrays large enough to reuse, else the
-        stand-in that always answers None (NumPy allocates)."""
-        if n * self._widest * self.linears[0].weight.data.itemsize >= _buffers.REUSE_BYTES:
-            return self._buffers.take
-        return _no_buffer
-
-    def _release_caches(self) -> None:
-        """Drop the layers' references to the last recorded pass (so its buffers can be reused)."""
-        for linear, acts in self._blocks:
-            linear._input = None
-            for act in acts:
-                act._f = act._h = None
+    def _forward_as_layer(self, x, cache: dict):
+        caches = cache["layers"] = []
+        for layer in self.layers:
+            caches.append({})
+            x = layer.forward(x, caches[-1])
+        return x
 
     def _raise_non_finite(self, x: np.ndarray):
         if not np.isfinite(x).all():
             as_float_array(x, "x")  # raises the standard NaN/Inf message
-        trace = self._forward(x, record=True)
-        for k, f in enumerate(trace.preactivations):
-            if not np.isfinite(f).all():
-                largest = np.max(np.abs(trace.activations[k]))
-                raise NonFiniteError(
-                    f"the forward pass overflowed at layer {k}: f_{k} = β_{k} + Ω_{k} h_{k} has non-finite "
-                    f"values ({self.dtype} range exceeded; max |h_{k}| = {largest:.3g}). The signal grows "
-                    "with depth: use a variance-preserving init (e.g. init='he_normal' for ReLU), "
-                    "a smaller weight variance, or dtype='float64'."
-                )
-        raise NonFiniteError("the network's output activation produced non-finite values.")
+        h = x
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, layer in enumerate(self.layers):
+                previous, h = h, layer.forward(h, {})
+                if np.isfinite(h).all():
+                    continue
+                if isinstance(layer, Linear):
+                    k = self.linears.index(layer)
+                    largest = np.max(np.abs(previous))
+                    raise NonFiniteError(
+                        f"the forward pass overflowed at layer {k}: f_{k} = β_{k} + Ω_{k} h_{k} has non-finite "
+                        f"values ({self.dtype} range exceeded; max |h_{k}| = {largest:.3g}). The signal grows "
+                        "with depth: use a variance-preserving init (e.g. init='he_normal' for ReLU), "
+                        "a smaller weight variance, or dtype='float64'."
+                    )
+                if i == len(self.layers) - 1 and isinstance(layer, ActivationLayer):
+                    raise NonFiniteError(f"the network's output activation ({layer.activation!r}) produced non-finite "
+                                         "values from finite inputs.")
+                raise NonFiniteError(f"the forward pass produced non-finite values at layers[{i}] ({layer!r}).")
+        raise NonFiniteError("the network's output has non-finite values.")
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, grad_output, input_grad: bool = True, intermediates: bool = True) -> Gradients:
-        """Backpropagate dL/d(output) through the last recorded forward pass.
+    def backward(self, grad_output, input_grad=True, intermediates: bool = True, *, trace: Trace | None = None,
+                 allow_nonfinite: bool = False) -> Gradients:
+        """Backpropagate dL/d(output) through the last forward pass that kept its caches.
 
         Parameters
         ----------
@@ -373,108 +447,90 @@ class Sequential:
             layer's forward pass; with False, ``grads.input`` and ``grads.activations[0]``
             are None (PyTorch likewise skips it unless the input requires grad).
         intermediates : bool, default True
-            Keep dL/df_k and dL/dh_k. Training needs only the parameters' gradients: with
-            False, ``grads.preactivations`` and ``grads.activations`` are None and each
-            dL/df_k is formed in place of dL/dh_{k+1}, which saves a pass over memory per
-            layer (PyTorch likewise keeps no intermediate gradient unless asked).
+            Keep dL/d(each layer's output). Training needs only the parameters' gradients:
+            with False, ``grads.layer_outputs``, ``preactivations`` and ``activations`` are
+            None and each gradient may be formed in place of the one before, which saves a
+            pass over memory per layer (PyTorch likewise keeps no intermediate gradient).
+        trace : Trace, optional
+            Backpropagate this recorded pass (one made with ``detached=True``) instead of the last.
+        allow_nonfinite : bool, default False
+            Accept NaN/Inf in ``grad_output`` (instruments that show an overflow).
 
         Returns
         -------
         Gradients
-            dL/dΩ_k and dL/dβ_k (summed over the batch), dL/df_k, dL/dh_k and dL/dx. The
-            parameter gradients are also *added* to each ``Parameter.grad``.
+            dL/dΩ_k and dL/dβ_k (summed over the batch), and what ``intermediates`` and
+            ``input_grad`` ask for. The parameter gradients are also *added* to each
+            ``Parameter.grad``.
         """
-        if self._recorded is None:
+        if isinstance(input_grad, dict):  # the layer protocol: backward(grad, cache) inside another network
+            return self._backward_as_layer(grad_output, input_grad)
+        last = self._engine.last if trace is None else trace._pass
+        if last is None:
             raise RuntimeError(
                 "backward() needs a recorded forward pass: call net.forward(x, record=True) first "
                 "(net(x) and forward(x) without record keep nothing for backward). backward() "
                 "always uses the most recent recorded forward pass."
             )
-        grad = as_float_array(grad_output, "grad_output", dtype=self.linears[0].weight.data.dtype)
-        if grad.shape != self._recorded:
+        if type(grad_output) is np.ndarray and grad_output.dtype == self.dtype and allow_nonfinite:
+            grad = grad_output  # the training loop's case, nothing to convert
+        else:
+            grad = as_float_array(grad_output, "grad_output", dtype=self.dtype, finite=not allow_nonfinite)
+        if grad.shape != last.output_shape:
             raise ValueError(
-                f"grad_output must have the output's shape {self._recorded} "
+                f"grad_output must have the output's shape {last.output_shape} "
                 f"(dL/d(output) for each sample), got {grad.shape}."
             )
-        return self._backward(grad, input_grad, intermediates)
+        parameters = self._engine.parameters
+        before = [p.grad for p in parameters]
+        accumulate = any(g is not None for g in before)
+        if accumulate:  # this pass's own gradients first, then the sums
+            for p in parameters:
+                p.grad = None
+        grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
+        own = [p.grad for p in parameters]
+        if accumulate:
+            for p, previous, new in zip(parameters, before, own):
+                if previous is not None:
+                    p.grad = previous if new is None else previous + new
+        weights = [own[i] for i in self._weight_indices]
+        return Gradients(weights, [own[i + 1] for i in self._weight_indices], output_grads,
+                         grad_input if input_grad else None, own, self._linear_positions)
 
-    def _backward(self, grad: np.ndarray, input_grad: bool = True, intermediates: bool = True) -> Gradients:
-        """The backward pass without checks; the parameter gradients go to the network's flat
-        gradient array (:meth:`_parameter_gradients`), other large arrays to its reusable buffers.
+    def _backward_as_layer(self, grad, cache: dict):
+        for layer, layer_cache in zip(reversed(self.layers), reversed(cache["layers"])):
+            grad = layer.backward(grad, layer_cache)
+        return grad
 
-        Per layer k, from dL/dh_{k+1}: dL/df_k = dL/dh_{k+1} ⊙ a'[f_k]; dL/dΩ_k =
-        (dL/df_k)ᵀ h_k; dL/dβ_k = Σ_n dL/df_k[n]; dL/dh_k = dL/df_k Ω_k. Without
-        ``intermediates``, dL/df_k overwrites dL/dh_{k+1} (never the caller's grad_output).
-        """
-        n, K = grad.shape[0], len(self._blocks) - 1
-        take = self._reusable_buffers(n)
-        parameter_gradients = self._parameter_gradients().take()
-        grad_output = grad
-        weights, biases = [None] * (K + 1), [None] * (K + 1)
-        grad_f, grad_h = [None] * (K + 1), [None] * (K + 1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            for k in range(K, -1, -1):
-                linear, acts = self._blocks[k]
-                for j in range(len(acts) - 1, -1, -1):
-                    if intermediates or grad is grad_output:
-                        out = take(("df", k, j), grad.shape, grad.dtype)
-                    else:
-                        out = grad  # this pass's own dL/dh, needed no more
-                    grad = acts[j].backward(grad, out=out)
-                grad_f[k] = grad
-                keep_input = input_grad or k > 0
-                grad, weights[k], biases[k] = linear.backward(
-                    grad, keep_input, out_weight=parameter_gradients[2 * k], out_bias=parameter_gradients[2 * k + 1],
-                    out_input=take(("dh", k), (n, linear.in_features), grad.dtype) if keep_input else None)
-                grad_h[k] = grad
-        if not intermediates:
-            grad_f = grad_h = None
-        return Gradients(weights=weights, biases=biases, preactivations=grad_f,
-                         activations=grad_h, input=grad)
-
-    def _parameter_gradients(self) -> _buffers.FlatArrays:
-        """Where backward passes write dL/dΩ_0, dL/dβ_0, dL/dΩ_1, …: views of one flat array,
-        reused while no one keeps any of them (see :class:`depthlab._fast.buffers.FlatArrays`)."""
-        shapes = [p.data.shape for linear, _ in self._blocks for p in (linear.weight, linear.bias)]
-        return self._buffers.parameter_gradients(shapes, self.linears[0].weight.data.dtype)
+    def flat_gradients(self) -> np.ndarray | None:
+        """One flat array holding every parameter's gradient of the last backward pass, when
+        each ``grad`` is its view of it (nothing accumulated onto it), else None. A sum or a
+        norm of all gradients is then one operation (``fit`` checks divergence so)."""
+        return self._engine.flat_gradients()
 
     # -- Jacobian -------------------------------------------------------------------------
     def input_jacobian(self, x) -> np.ndarray:
         """∂ output / ∂x for every sample, analytically: shape (N, D_out, D_0).
 
-        Uses reverse mode (one batched backward pass per output unit, all at once) when
-        D_out ≤ D_0, forward mode otherwise; never a per-sample loop or a dense diagonal.
+        Reverse mode on a batch of D_out copies of x, one backward pass in all (dL/d(output)
+        a one-hot per copy), through the layers' own backward methods; parameter gradients
+        are left as they were.
         """
-        x = self._check_input(x, "x", finite=True)
-        with np.errstate(over="ignore", invalid="ignore"):
-            slopes, h = [], x
-            for linear, acts in self._blocks:
-                f = linear.forward(h)
-                slope = None
-                for act in acts:
-                    out = act.activation.function(f)
-                    d = act.activation.derivative(f, out)
-                    slope = d if slope is None else slope * d
-                    f = out
-                slopes.append(slope)
-                h = f
-            if self.out_features <= self.in_features:
-                jac = None  # (N, D_out, D_k), built from the output backwards
-                for (linear, _), slope in zip(reversed(self._blocks), reversed(slopes)):
-                    if jac is None:
-                        eye = np.eye(self.out_features, dtype=self.dtype)
-                        jac = np.broadcast_to(eye, (x.shape[0],) + eye.shape)
-                    if slope is not None:
-                        jac = jac * slope[:, None, :]
-                    jac = jac @ linear.weight.data
-                return np.ascontiguousarray(jac)
-            jac = None  # (N, D_k, D_0), built from the input forwards
-            for (linear, _), slope in zip(self._blocks, slopes):
-                jac = (np.broadcast_to(linear.weight.data, (x.shape[0],) + linear.weight.shape)
-                       if jac is None else linear.weight.data @ jac)
-                if slope is not None:
-                    jac = jac * slope[:, :, None]
-            return np.ascontiguousarray(jac)
+        x = self.check_input(x, "x", finite=True)
+        n, d_out = x.shape[0], self.out_features
+        saved = [p.grad for p in self.parameters()]
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                copies = np.repeat(x[None], d_out, axis=0).reshape(d_out * n, x.shape[1])
+                cache: dict = {}
+                output = self._forward_as_layer(copies, cache)
+                seed = np.zeros_like(output).reshape(d_out, n, d_out)
+                seed[np.arange(d_out), :, np.arange(d_out)] = 1
+                grad = self._backward_as_layer(seed.reshape(d_out * n, d_out), cache)
+        finally:
+            for p, grad_before in zip(self.parameters(), saved):
+                p.grad = grad_before
+        return np.ascontiguousarray(grad.reshape(d_out, n, x.shape[1]).transpose(1, 0, 2))
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..nn.parameter import Parameter
+from .. import _fast
 from .._fast.flat import FlatGroup, workspace
 from .rules import FAST_RULES
 
@@ -125,7 +126,7 @@ def _describe(thing) -> str:
     return f"a {type(thing).__name__}"
 
 
-def _parameter_list(params, where: str) -> list[Parameter]:
+def parameter_list(params, where: str) -> list[Parameter]:
     if isinstance(params, Parameter):
         return [params]
     if isinstance(params, (set, frozenset)):
@@ -220,7 +221,7 @@ class Optimizer:
                 "Wrap it in a list: [{'params': [...], 'lr': ...}]."
             )
         if isinstance(params, (set, frozenset)):
-            _parameter_list(params, "params")  # refuses sets with an explanation
+            parameter_list(params, "params")  # refuses sets with an explanation
         groups = list(params)
         if len(groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
@@ -263,7 +264,7 @@ class Optimizer:
             )
         index = len(self.param_groups)
         group = dict(param_group)
-        group["params"] = _parameter_list(group["params"], f"param_groups[{index}]['params']")
+        group["params"] = parameter_list(group["params"], f"param_groups[{index}]['params']")
         valid = set(self.defaults) | set(EXTRA_GROUP_KEYS) | {"params"}
         for key in group:
             if key not in valid:
@@ -327,7 +328,7 @@ class Optimizer:
         The scalars are remade only when one of the hyperparameters they read has changed
         (a schedule sets ``group["lr"]`` between steps).
         """
-        fast = self._fast_rule
+        fast = self._fast_rule if _fast.enabled() else None
         if fast is not None:
             values = fast.read(group)
             cached = self._scalars.get(id(group))

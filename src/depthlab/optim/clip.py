@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .base import _parameter_list
+from .base import parameter_list
 
 
 def _norm(array: np.ndarray, norm_type: float) -> float:
@@ -41,7 +41,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     float
         The total norm before clipping.
     """
-    params = _parameter_list(parameters, "parameters")
+    params = parameter_list(parameters, "parameters")
     if isinstance(max_norm, bool) or not isinstance(max_norm, (numbers.Real, np.floating, np.integer)) \
             or not max_norm >= 0:
         raise ValueError(f"max_norm must be a number >= 0, got {max_norm!r}.")

@@ -76,7 +76,7 @@ def lsuv(net, x, *, tol: float = 0.1, max_iter: int = 10, rng=0, orthogonal: boo
 
     tol = check_real(tol, "tol", low=0, high=1, low_open=True, high_open=True)
     max_iter = check_positive_int(max_iter, "max_iter")
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     rng = resolve_rng(rng)
     if orthogonal:
         for linear in net.linears:
@@ -85,16 +85,16 @@ def lsuv(net, x, *, tol: float = 0.1, max_iter: int = 10, rng=0, orthogonal: boo
     with np.errstate(over="ignore", invalid="ignore"):
         for layer in net.layers:
             if not isinstance(layer, Linear):
-                h = layer.forward(h)
+                h = layer(h)
                 continue
-            f = layer.forward(h)
+            f = layer(h)
             before = variance = _variance(f)
             iterations = 0
             while abs(variance - 1.0) >= tol and iterations < max_iter:
                 if not variance > 0 or not math.isfinite(variance):
                     raise ValueError(_flat_layer_message(k, f, variance))
                 layer.weight.data *= layer.weight.dtype.type(1.0 / math.sqrt(variance))
-                f = layer.forward(h)
+                f = layer(h)
                 variance = _variance(f)
                 iterations += 1
             if abs(variance - 1.0) >= tol:

@@ -499,23 +499,6 @@ def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
 
 # --------------------------------------------------------------------------- probe
 
-def _layer_caches(net):
-    caches = []
-    for layer in net.layers:
-        caches.append(layer._input if isinstance(layer, Linear) else (layer._f, layer._h))
-    return caches, net._recorded
-
-
-def _restore_caches(net, saved) -> None:
-    caches, recorded = saved
-    for layer, cache in zip(net.layers, caches):
-        if isinstance(layer, Linear):
-            layer._input = cache
-        else:
-            layer._f, layer._h = cache
-    net._recorded = recorded
-
-
 def _relu_dead_fraction(h: np.ndarray, column_sums: np.ndarray) -> float:
     """Dead units of h = max(f, 0) ≥ 0: a unit has a'[f] = 1 somewhere iff its column has a
     positive entry, i.e. iff its column sum is > 0 (NaN only where the column has a NaN: those
@@ -565,7 +548,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
         f_mean, f_std = _mean_std(f, f_total)
         column_sums = batch_sum(h)
         h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
-        single = len(net._blocks[k][1]) == 1  # h is a[f_k] itself
+        single = len(net.blocks[k][1]) == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
         dead = saturated = None
         if dead_fraction is not None:
@@ -635,7 +618,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     ('exploding', 1)
     >>> print(report)          # table, verdict, "for relu use init='he_normal' (σ² = 2/80)"
     """
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     n = x.shape[0]
     if n < 2:
         raise ValueError(
@@ -666,19 +649,17 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         loss_name = getattr(loss_object, "name", type(loss_object).__name__)
 
     saved_grads = [p.grad for p in net.parameters()]
-    saved_caches = _layer_caches(net)
-    try:
-        trace = net._forward(x, record=True)
+    try:  # a pass of its own (detached): the network's last recorded pass stays the user's
+        trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
         if y is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 grad_output = loss_object.grad(trace.output, y)
         else:
             grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
-        gradients = net._backward(grad_output)
+        gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
     finally:
         for p, g in zip(net.parameters(), saved_grads):
             p.grad = g
-        _restore_caches(net, saved_caches)
 
     predicted = None
     if theory:

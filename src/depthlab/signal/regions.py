@@ -187,14 +187,14 @@ def activation_patterns(net, x) -> np.ndarray:
     it). Two samples share a row exactly when they lie in the same activation region.
     """
     _check_piecewise_linear(net, "activation_patterns")
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     bits = []
     with np.errstate(over="ignore", invalid="ignore"):
         h = x
         for layer in net.layers:
             if isinstance(layer, ActivationLayer):
                 bits.extend(h > c for c in layer.activation.kinks)
-            h = layer.forward(h)
+            h = layer(h)
     if not bits:
         return np.zeros((x.shape[0], 1), dtype=np.uint8)
     return np.packbits(np.concatenate(bits, axis=1), axis=1)

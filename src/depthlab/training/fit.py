@@ -164,7 +164,7 @@ class _Objective:
         shape = (x.shape[0], net.out_features)
         if self.builtin:
             output_like = np.broadcast_to(np.zeros((), dtype=net.dtype), shape)
-            loss_target = self.loss._target(y, output_like)
+            loss_target = self.loss.check_target(y, output_like)
         else:
             loss_target = y
         return loss_target, [m.check_target(y, shape) for m in self.metrics]
@@ -174,7 +174,7 @@ class _Objective:
 
     def value(self, output: Array, target: Array) -> float:
         if self.builtin:
-            return self.loss._value(output, target)
+            return self.loss.compute_value(output, target)
         return float(self.loss.value(output, target))
 
     def weight(self, size: int) -> int:
@@ -280,7 +280,7 @@ def _evaluate(net: Sequential, objective: _Objective, x: Array, loss_target: Arr
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for start in range(0, n, size):
             rows = slice(start, start + size)
-            output = net._forward(x[rows], False)
+            output = net.forward(x[rows], allow_nonfinite=True)
             count = output.shape[0]
             total += objective.value(output, loss_target[rows]) * objective.weight(count)
             for i, metric in enumerate(objective.metrics):
@@ -314,7 +314,7 @@ def evaluate(net, x, y, loss="mse", metrics=None, batch_size=None) -> dict[str, 
     """
     net = _check_net(net)
     objective = _Objective(loss, metrics)
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     loss_target, metric_targets = objective.targets(net, x, y, "y")
     return _evaluate(net, objective, x, loss_target, metric_targets, _optional_batch_size(batch_size, "batch_size"))
 
@@ -325,7 +325,7 @@ def predict(net, x, batch_size=None) -> Array:
     ``batch_size`` bounds the memory of one forward pass (None: all samples at once).
     """
     net = _check_net(net)
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     batch_size = _optional_batch_size(batch_size, "batch_size")
     n = x.shape[0]
     if batch_size is None or batch_size >= n:
@@ -338,15 +338,24 @@ def predict(net, x, batch_size=None) -> Array:
 
 # ----------------------------------------------------------------------------- divergence
 
+def _parameter_places(net: Sequential) -> list[tuple[int | None, object]]:
+    """(Linear layer k or None, Parameter) for every parameter, in order."""
+    layer_of = {id(p): k for k, linear in enumerate(net.linears) for p in linear.parameters()}
+    return [(layer_of.get(id(p)), p) for p in net.parameters()]
+
+
+def _where(k: int | None, name: str) -> str:
+    return f"{name} (layer {k})" if k is not None else name
+
+
 def _first_bad_weights(net: Sequential) -> tuple[str, int, str, str] | None:
     """The first parameter whose values are non-finite, or None."""
-    for k, linear in enumerate(net.linears):
-        for param in (linear.weight, linear.bias):
-            if not np.isfinite(param.data).all():
-                return ("update", k, param.name,
-                        f"this optimizer step made the parameter {param.name} (layer {k}) non-finite: "
-                        "the gradients were finite but the update overflowed (huge gradients times the "
-                        "learning rate)")
+    for k, param in _parameter_places(net):
+        if not np.isfinite(param.data).all():
+            return ("update", k, param.name,
+                    f"this optimizer step made the parameter {_where(k, param.name)} non-finite: "
+                    "the gradients were finite but the update overflowed (huge gradients times the "
+                    "learning rate)")
     return None
 
 
@@ -355,17 +364,22 @@ def _first_bad_forward(net: Sequential, trace) -> tuple[str, int | None, str | N
     culprit = _first_bad_weights(net)
     if culprit is not None:
         return culprit
-    outputs = trace.activations[1:] + [trace.output]
-    for k, (f, h) in enumerate(zip(trace.preactivations, outputs)):
-        if not np.isfinite(f).all():
+    layer_inputs = [trace.input] + trace.layer_outputs[:-1]
+    for i, (layer, h_in, h) in enumerate(zip(net.layers, layer_inputs, trace.layer_outputs)):
+        if np.isfinite(h).all():
+            continue
+        if layer in net.linears:
+            k = net.linears.index(layer)
             with np.errstate(over="ignore", invalid="ignore"):
-                largest = float(np.max(np.abs(trace.activations[k])))
+                largest = float(np.max(np.abs(h_in)))
             return ("forward", k, None,
                     f"the forward pass overflowed at layer {k}: f_{k} = β_{k} + Ω_{k} h_{k} has non-finite "
                     f"values (max |h_{k}| = {largest:.3g})")
-        if not np.isfinite(h).all():
+        k = sum(1 for linear in net.linears if net.layers.index(linear) < i) - 1
+        if k >= 0 and all(net.layers.index(linear) != i for linear in net.linears):
             return ("forward", k, None,
                     f"the forward pass became non-finite at layer {k}: h_{k + 1} = a[f_{k}] has non-finite values")
+        return ("forward", None, None, f"the forward pass became non-finite at layers[{i}] ({layer!r})")
     with np.errstate(over="ignore", invalid="ignore"):
         largest = float(np.max(np.abs(trace.output)))
     return ("loss", None, None, f"the outputs are finite (max |f_K| = {largest:.3g}) but the loss overflowed")
@@ -373,12 +387,13 @@ def _first_bad_forward(net: Sequential, trace) -> tuple[str, int | None, str | N
 
 def _first_bad_gradient(net: Sequential) -> tuple[str, int | None, str | None, str] | None:
     """The highest layer with a non-finite parameter gradient, or None if all are finite."""
-    for k in range(len(net.linears) - 1, -1, -1):
-        for param in (net.linears[k].weight, net.linears[k].bias):
-            if param.grad is not None and not np.isfinite(param.grad).all():
-                return ("backward", k, param.name,
-                        f"the backward pass produced a non-finite gradient dL/d{param.name} at layer {k} "
-                        "(backpropagation runs from the output layer down; lower layers follow)")
+    places = _parameter_places(net)  # from the output layer down, each layer's weight before its bias
+    for k, param in sorted(places, key=lambda place: -1 if place[0] is None else -place[0]):
+        if param.grad is not None and not np.isfinite(param.grad).all():
+            return ("backward", k, param.name,
+                    f"the backward pass produced a non-finite gradient dL/d{param.name} at "
+                    f"{'layer ' + str(k) if k is not None else param.name} "
+                    "(backpropagation runs from the output layer down; lower layers follow)")
     return None
 
 
@@ -412,13 +427,12 @@ class _Run:
     def train_epoch(self, epoch: int, interrupt: DeferredInterrupt) -> tuple[dict | None, int]:
         """Train one epoch; returns (logs, steps done) — logs None after Ctrl-C."""
         net, objective, state, params = self.net, self.objective, self.state, self.params
-        forward, backward, step = net._forward, net._backward, self.optimizer.step
+        step = self.optimizer.step
         value_and_grad, weight = objective.value_and_grad, objective.weight
         x, clip_norm, clip = self.x, self.clip_norm, self.clip
         batch_begin, batch_end, progress = self.batch_begin, self.batch_end, self.progress
         watch = bool(batch_begin or batch_end)
         outside, zero_grad = self.outside_optimizer, self.optimizer.zero_grad
-        gradient_sum_of_step = self.train_step._gradient_sum
         n = x.shape[0]
         size = min(self.batch_size, n)
         steps = -(-n // size)
@@ -444,15 +458,16 @@ class _Run:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if watch:  # batch hooks read state.trace and state.gradients: the explicit passes
                     zero_grad()
-                    trace = forward(xb, True)
+                    trace = net.forward(xb, record=True, allow_nonfinite=True)
                     output = trace.output
                     value, grad = value_and_grad(output, yb)
                     if not math.isfinite(value):
                         self.diverged(epoch, batch, _first_bad_forward(net, trace))
-                    gradients = backward(grad, False, True)  # no dL/dx
+                    gradients = net.backward(grad, input_grad=False, allow_nonfinite=True)  # no dL/dx
                 else:
                     value, output = self.fused_gradients(epoch, batch, xb, yb)
-                gradient_sum = None if watch else gradient_sum_of_step()  # one dot product
+                flat = None if watch else net.flat_gradients()
+                gradient_sum = None if flat is None else entry_sum(flat)  # one dot product
                 if gradient_sum is None or not math.isfinite(gradient_sum):
                     for p in params:
                         if not math.isfinite(entry_sum(p.grad)):  # one dot product per array
@@ -488,11 +503,12 @@ class _Run:
         """(loss, output) of a batch through :class:`~depthlab.training.step.TrainStep`, its
         parameter gradients left in ``grad``; a non-finite forward pass or loss ends the run."""
         try:
-            value = self.train_step._checked_gradients(xb, yb, True, False)
+            value = self.train_step.gradients(xb, yb, return_loss=True, check_target=False)
         except NonFiniteError:
             value = math.nan
         if not math.isfinite(value):
-            self.diverged(epoch, batch, _first_bad_forward(self.net, self.net._forward(xb, True)))
+            trace = self.net.forward(xb, record=True, allow_nonfinite=True)
+            self.diverged(epoch, batch, _first_bad_forward(self.net, trace))
         return value, self.train_step.output
 
     def check_weights(self, epoch: int, steps_done: int) -> None:
@@ -676,7 +692,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
                                                                  low_open=True)
     objective = _Objective(loss, metrics)
     callbacks = _check_callbacks(callbacks)
-    x = net._check_input(x, "x", finite=True)
+    x = net.check_input(x, "x", finite=True)
     if validation_data is not None and validation_split is not None:
         raise ValueError("pass either validation_data or validation_split, not both.")
     if validation_split is not None:
@@ -690,7 +706,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
             length = f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
             raise ValueError(f"validation_data must be a pair (x_val, y_val), got "
                              f"{type(validation_data).__name__}{length}.")
-        x_val = net._check_input(validation_data[0], "validation_data[0] (x_val)", finite=True)
+        x_val = net.check_input(validation_data[0], "validation_data[0] (x_val)", finite=True)
         val_loss_target, val_metric_targets = objective.targets(net, x_val, validation_data[1],
                                                                  "validation_data[1] (y_val)")
         validation = (x_val, val_loss_target, val_metric_targets, validation_batch_size)

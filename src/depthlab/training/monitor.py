@@ -103,7 +103,7 @@ class TrainingMonitor(Callback):
         self._warned: set[tuple[str, int]] = set()
         self._weights = [linear.weight for linear in net.linears]
         self._before = [np.empty_like(w.data) for w in self._weights]
-        self._x = None if self._x_given is None else net._check_input(self._x_given, "x", finite=True)
+        self._x = None if self._x_given is None else net.check_input(self._x_given, "x", finite=True)
         self._reset()
 
     def _reset(self):
@@ -162,13 +162,13 @@ class TrainingMonitor(Callback):
                 is_linear = isinstance(layer, Linear)
                 if is_linear:
                     k += 1
-                    h = layer.forward(h)
+                    h = layer(h)
                     activation = acts[k]
                     if k < len(acts) - 1 and activation.can_die:
                         slope = activation.derivative(h, activation.function(h))
                         result[k] = float(np.mean(~np.any(slope, axis=0)))
                 else:
-                    h = layer.forward(h)
+                    h = layer(h)
         return result
 
     def _warn(self, epoch: int, update_ratio: list[float], dead: list[float | None]) -> None:

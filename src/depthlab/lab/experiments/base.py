@@ -203,7 +203,7 @@ def _parse_int(value):
     raise ValueError("expected an int")
 
 
-def _parse_float(value):
+def parse_float(value):
     if isinstance(value, (bool, np.bool_)):
         raise ValueError("expected a number, not a boolean")
     if isinstance(value, (numbers.Real, np.floating, np.integer)):
@@ -234,7 +234,7 @@ def _parse_str(value):
     raise ValueError("expected a non-empty string")
 
 
-_SCALAR_PARSERS = {bool: _parse_bool, int: _parse_int, float: _parse_float, str: _parse_str}
+_SCALAR_PARSERS = {bool: _parse_bool, int: _parse_int, float: parse_float, str: _parse_str}
 
 
 def _split(value) -> list:
@@ -304,7 +304,7 @@ def check_choices(config, name: str, choices) -> None:
             raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {item!r}")
 
 
-def _module(name_or_module):
+def experiment_module(name_or_module):
     if isinstance(name_or_module, types.ModuleType):
         return name_or_module
     try:
@@ -332,7 +332,7 @@ def make_config(experiment, overrides: dict | None = None, seed: int | None = No
         An unknown key (the message lists every key with its type and default), a value of
         the wrong type, or a value the experiment's ``validate`` refuses.
     """
-    module = _module(experiment)
+    module = experiment_module(experiment)
     keys = {key.name: key for key in config_keys(module)}
     values = {}
     layers = ([("QUICK", getattr(module, "QUICK", {}))] if quick else []) + [("--set", overrides or {})]
@@ -456,7 +456,7 @@ def versions() -> dict:
 
 def command_line(name: str, config, quick: bool) -> str:
     """The ``depthlab run`` command that reproduces a config."""
-    module = _module(name)
+    module = experiment_module(name)
     base = module.Config(**{k: v for k, v in (getattr(module, "QUICK", {}) if quick else {}).items()})
     parts = ["depthlab", "run", name] + (["--quick"] if quick else [])
     for key in config_keys(module):
@@ -559,7 +559,7 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
         Unknown experiment, bad overrides or seed, unusable output folder. Anything the
         experiment itself raises propagates unchanged.
     """
-    module = _module(name)
+    module = experiment_module(name)
     config = make_config(module, overrides, seed, quick)
     out = prepare_out_dir(DEFAULT_OUT / module.NAME if out_dir is None else out_dir)
     progress = _resolve_progress(progress)
@@ -684,4 +684,4 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
 
 def _module_path_exists(name: str) -> None:
     if name not in _names():
-        _module(name)  # raises ConfigError listing the names
+        experiment_module(name)  # raises ConfigError listing the names

@@ -16,7 +16,7 @@ from ...nn import losses, seeds
 from ...signal import theory
 from ...nn.model import Sequential
 from . import base, init_variance
-from .init_variance import _headline, build, finite_std, inputs, nominal_spec, pooled, rng_for, scheme
+from .init_variance import headline, build, finite_std, inputs, nominal_spec, pooled, rng_for, scheme
 from .init_variance import validate as _validate_grid
 
 NAME = "gradient-variance"
@@ -48,9 +48,10 @@ def measure_backward(config: Config, depth: int, rule, index: tuple[int, int], x
     out = np.empty((config.repeats, depth))
     for r in range(config.repeats):
         net = build(config, depth, rule, rng_for(config, *index, r))
-        trace = net._forward(x, record=True)          # unchecked: overflow becomes NaN in the table
+        trace = net.forward(x, record=True, allow_nonfinite=True)          # unchecked: overflow becomes NaN in the table
         with np.errstate(over="ignore", invalid="ignore"):
-            grads = net._backward(losses.sum_squares.grad(trace.output, np.zeros_like(trace.output)))
+            grads = net.backward(losses.sum_squares.grad(trace.output, np.zeros_like(trace.output)),
+                                  allow_nonfinite=True)
         out[r] = [finite_std(g) for g in grads.preactivations[:depth]]
     return out
 
@@ -145,7 +146,7 @@ def run(config: Config, progress=None) -> base.Result:
 
 
 def _summary(config, rules, metrics) -> str:
-    lines = [_headline(rules, metrics, "std of dL/df_k (from the last hidden layer back to the first)")]
+    lines = [headline(rules, metrics, "std of dL/df_k (from the last hidden layer back to the first)")]
     for rule in rules:
         lines.append(f"  {rule.label:<32} std(dL/df_0)/std(dL/df_K-1) {metrics['growth_' + rule.slug]:10.3g}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "

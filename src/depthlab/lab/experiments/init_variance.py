@@ -73,7 +73,7 @@ def scheme(key: str) -> Scheme:
     """A scheme by key, or a fixed σ²_Ω given as a number ("0.5", "3/80")."""
     if key in SCHEMES:
         return SCHEMES[key]
-    value = base._parse_float(key)
+    value = base.parse_float(key)
     if value <= 0:
         raise ValueError(f"a variance must be > 0, got {key}")
     return Scheme(key, f"σ²_Ω = {key}", f"sigma2_{key.replace('/', '_over_')}", lambda fi, fo, d: value,
@@ -150,7 +150,7 @@ def measure_forward(config: Config, depth: int, rule: Scheme, index: tuple[int, 
     out = np.empty((config.repeats, depth))
     for r in range(config.repeats):
         net = build(config, depth, rule, rng_for(config, *index, r))
-        trace = net._forward(x, record=True)   # unchecked: overflow shows as NaN, not an error
+        trace = net.forward(x, record=True, allow_nonfinite=True)   # unchecked: overflow shows as NaN, not an error
         out[r] = [finite_std(h) for h in trace.activations[1:]]
     return out
 
@@ -268,7 +268,7 @@ def run(config: Config, progress=None) -> base.Result:
                        explanation=_explanation(config, metrics), summary=_summary(config, rules, metrics))
 
 
-def _headline(rules, metrics, what: str) -> str:
+def headline(rules, metrics, what: str) -> str:
     """One sentence with the finding: how much each scheme changes the signal over the deepest net."""
     parts = []
     for rule in rules:
@@ -281,7 +281,7 @@ def _headline(rules, metrics, what: str) -> str:
 
 
 def _summary(config, rules, metrics) -> str:
-    lines = [_headline(rules, metrics, "std of h_k")]
+    lines = [headline(rules, metrics, "std of h_k")]
     for rule in rules:
         lines.append(f"  {rule.label:<32} std(h_K)/std(h_1) {metrics['growth_' + rule.slug]:10.3g}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "

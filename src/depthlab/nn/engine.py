@@ -1,0 +1,223 @@
+"""The engine: runs a network's layers forward and backward under a plan.
+
+Every pass calls the layers' own methods (:class:`~depthlab.nn.layer.Layer`). The plan says
+what the pass keeps:
+
+=========  ===============================================  =====================================
+plan       keeps                                            used by
+=========  ===============================================  =====================================
+nothing    nothing (each layer's cache is dropped at once)  ``net(x)``, ``predict``, ``evaluate``
+backward   each layer's cache, for one backward pass        ``TrainStep`` and ``fit``
+trace      each layer's cache and output                    ``net.forward(x, record=True)``
+=========  ===============================================  =====================================
+
+With the fast paths on (:func:`depthlab.set_fast_paths`), layers that have a fast variant run
+it (``forward_fast(x, work)`` / ``backward_fast(g, work)``) and the engine hands each of them a
+``work`` dict (:data:`~depthlab.nn.layer.WORK_KEYS`) that says what it may overwrite and where
+to write: under the backward plan the arrays are the engine's own, kept from step to step;
+under the trace plan they are reused only when no one outside still holds them
+(:class:`~depthlab._fast.buffers.Buffers`); the parameter gradients go into views of one flat
+array (:class:`~depthlab._fast.buffers.FlatArrays`). Layers without a fast variant, and every
+layer with the fast paths off, run ``forward(x, cache)`` / ``backward(g, cache)`` with a fresh
+dict per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _fast
+from .._fast.buffers import Buffers, FlatArrays
+
+PLANS = ("nothing", "backward", "trace")
+
+
+class Pass:
+    """What a forward pass kept for the backward pass: one entry per layer."""
+
+    __slots__ = ("plan", "works", "fast", "output_shape")
+
+    def __init__(self, plan: str, works: list, fast: list, output_shape: tuple):
+        self.plan, self.works, self.fast, self.output_shape = plan, works, fast, output_shape
+
+
+class Engine:
+    """Runs ``layers`` (a list of :class:`~depthlab.nn.layer.Layer`) under a plan.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    parameters : list of Parameter
+        The layers' parameters in order (the layout of the flat gradient array).
+    """
+
+    def __init__(self, layers: list, parameters: list):
+        self.layers = layers
+        self.parameters = parameters
+        self.has_fast = [hasattr(layer, "forward_fast") and hasattr(layer, "backward_fast") for layer in layers]
+        # layer i may write over its input when layer i - 1 runs fast and keeps no reference to its output
+        self.input_is_free = [i > 0 and self.has_fast[i - 1] and not getattr(layers[i - 1], "keeps_output", True)
+                              for i in range(len(layers))]
+        self.buffers = Buffers()       # trace passes: reused while no one else holds them
+        self.programs: dict = {}       # backward plan: (N, dtype) -> per-layer work dicts
+        self.runners: dict = {}        # ("forward" | "backward", which layers run fast) -> per-layer methods
+        self.last: Pass | None = None  # what the last forward pass kept for backward
+        self.flat: FlatArrays | None = None
+        self.flat_datas: list = []
+        self.flat_dtype = parameters[0].data.dtype if parameters else None
+
+    def __getstate__(self):  # copies and pickles start afresh: the engine's arrays are a cache
+        return {"layers": self.layers, "parameters": self.parameters}
+
+    def __setstate__(self, state):
+        self.__init__(state["layers"], state["parameters"])
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, plan: str, remember: bool = True):
+        """(output, every layer's output under the trace plan, the :class:`Pass`). With
+        ``remember`` the pass becomes the one ``backward`` uses by default."""
+        if plan == "nothing":
+            h = x
+            with np.errstate(over="ignore", invalid="ignore"):
+                for layer in self.layers:
+                    h = layer.forward(h, {})
+            return h, None, None
+        if remember:
+            self.last = None  # release the last pass: its arrays may be reused now
+        fast = self.has_fast if _fast.enabled() else [False] * len(self.layers)
+        works = self._program(x.shape[0], x.dtype) if plan == "backward" and _fast.enabled() else self._fresh(plan)
+        outputs = [] if plan == "trace" else None
+        h = x
+        with np.errstate(over="ignore", invalid="ignore"):
+            if outputs is None:
+                for run, work in zip(self._forwards(fast), works):
+                    h = run(h, work)
+            else:
+                for run, work in zip(self._forwards(fast), works):
+                    h = run(h, work)
+                    outputs.append(h)
+        done = Pass(plan, works, fast, h.shape)
+        if remember:
+            self.last = done
+        return h, outputs, done
+
+    def _forwards(self, fast: list[bool]) -> list:
+        """Per layer, ``run(x, work)``: its fast variant, or its plain forward with a fresh cache."""
+        key = tuple(fast)
+        runs = self.runners.get(("forward", key))
+        if runs is None:
+            runs = self.runners[("forward", key)] = [
+                layer.forward_fast if run_fast else _plain_forward(layer) for layer, run_fast in zip(self.layers, fast)]
+        return runs
+
+    def _backwards(self, fast: list[bool]) -> list:
+        """Per layer, ``run(grad, work)``: its fast variant, or its plain backward on its cache."""
+        key = tuple(fast)
+        runs = self.runners.get(("backward", key))
+        if runs is None:
+            runs = self.runners[("backward", key)] = [
+                layer.backward_fast if run_fast else _plain_backward(layer) for layer, run_fast in zip(self.layers, fast)]
+        return runs
+
+    def _fresh(self, plan: str) -> list[dict]:
+        """Work dicts for one pass: arrays reused only when no one else holds them (trace)."""
+        take = self.buffers.take if plan == "trace" and _fast.enabled() else None
+        return [{"overwrite_input": False, "overwrite_grad": False, "input_grad": True, "gradients": None,
+                 "kept": None, "take": None if take is None else _Keyed(take, i)}
+                for i in range(len(self.layers))]
+
+    def _program(self, n: int, dtype) -> list[dict]:
+        """The backward plan's work dicts for batches of n: the engine's own arrays, kept.
+
+        Two batch sizes are kept (an epoch's full batches and its last, shorter one).
+        """
+        key = (n, dtype)
+        works = self.programs.get(key)
+        if works is None:
+            if len(self.programs) >= 2:
+                self.programs.clear()
+            works = self.programs[key] = [
+                {"overwrite_input": self.input_is_free[i], "overwrite_grad": False, "input_grad": True,
+                 "gradients": None, "kept": {}, "take": None}
+                for i in range(len(self.layers))]
+        return works
+
+    # -- backward --------------------------------------------------------------------------
+    def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None):
+        """dL/dx (or None) and, with ``intermediates``, dL/d(each layer's output).
+
+        Runs each layer's backward with the caches of the last forward pass; a backward pass
+        uses them up only under the backward plan's permissions (in place), so a trace can be
+        backpropagated once per forward pass.
+        """
+        last = self.last if done is None else done
+        works, fast = last.works, last.fast
+        gradients = self._gradient_map() if any(fast) else None
+        count = len(self.layers)
+        output_grads = [None] * count if intermediates else None
+        runs = self._backwards(fast)
+        owned = False  # whether grad is an array of the engine's own (safe to overwrite)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i in range(count - 1, -1, -1):
+                if output_grads is not None:
+                    output_grads[i] = grad
+                work = works[i]
+                work["overwrite_grad"] = owned and not intermediates
+                work["input_grad"] = input_grad or i > 0
+                work["gradients"] = gradients
+                grad = runs[i](grad, work)
+                owned = fast[i]
+        if last.plan == "backward" and last is self.last:
+            self.last = None
+        return grad, output_grads
+
+    def _gradient_map(self) -> dict | None:
+        """Parameter -> its view of the flat gradient array (a new flat array when someone
+        still holds the last one; see :class:`FlatArrays`); None without parameters or when
+        their dtypes or shapes changed since the engine was made (then NumPy allocates)."""
+        flat = self.flat
+        if flat is None:
+            parameters = self.parameters
+            if not parameters or any(p.data.dtype != self.flat_dtype for p in parameters):
+                return None
+            flat = self.flat = FlatArrays([p.data.shape for p in parameters], self.flat_dtype, keys=parameters)
+            self.flat_datas = [p.data for p in parameters]
+        if any(p.data is not data for p, data in zip(self.parameters, self.flat_datas)):  # arrays replaced
+            if any(p.data.shape != shape or p.data.dtype != flat.dtype for p, shape in zip(self.parameters, flat.shapes)):
+                self.flat = None
+                return self._gradient_map()
+            self.flat_datas = [p.data for p in self.parameters]
+        flat.take()
+        return flat.by_key
+
+    def flat_gradients(self) -> np.ndarray | None:
+        """The flat array holding every parameter's gradient, when each ``grad`` is exactly
+        its view from the last backward pass (nothing accumulated onto it), else None."""
+        flat = self.flat
+        if flat is None or any(p.grad is not v for p, v in zip(self.parameters, flat.views)):
+            return None
+        return flat.flat
+
+
+def _plain_forward(layer):
+    def run(x, work):
+        cache = work["cache"] = {}
+        return layer.forward(x, cache)
+    return run
+
+
+def _plain_backward(layer):
+    def run(grad, work):
+        return layer.backward(grad, work["cache"])
+    return run
+
+
+class _Keyed:
+    """A trace pass's arrays for layer ``i``: :meth:`Buffers.take` under ``(i, key)``."""
+
+    __slots__ = ("take", "i")
+
+    def __init__(self, take, i: int):
+        self.take, self.i = take, i
+
+    def __call__(self, key: str, shape: tuple, dtype) -> np.ndarray | None:
+        return self.take((self.i, key), shape, np.dtype(dtype))

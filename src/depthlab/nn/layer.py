@@ -1,0 +1,176 @@
+"""``Layer``: the protocol every layer follows, built into depthlab or written in a notebook.
+
+A layer is two methods of plain math and whatever parameters it holds::
+
+    class Scale(dl.Layer):
+        def __init__(self, n):
+            super().__init__()
+            self.gain = dl.Parameter(np.ones(n))      # found by parameters(), in order
+
+        def forward(self, x, cache):                  # x: (N, n)
+            cache["x"] = x                            # what backward will need
+            return x * self.gain.data
+
+        def backward(self, grad_output, cache):       # dL/d(output): (N, n)
+            self.gain.accumulate((grad_output * cache["x"]).sum(axis=0))
+            return grad_output * self.gain.data       # dL/dx
+
+``cache`` is a fresh dict per call, owned by the engine (:class:`~depthlab.nn.model.Sequential`):
+the forward pass puts into it what the backward pass of *that* call needs, so one layer object
+can appear in several places, and a trace, a backward pass, ``fit``, ``probe`` and the gradient
+checks all run these same two methods. What the engine keeps of a pass — a full trace, only
+the caches backward needs, or nothing (a prediction) — is its plan, not the layer's concern.
+
+A layer may also offer a faster variant of its own math, ``forward_fast(x, work)`` and
+``backward_fast(grad_output, work)`` (see :class:`~depthlab.nn.layers.Linear`): ``work`` is a
+dict the engine keeps for that place in the network from call to call, holding the layer's
+reusable arrays besides its cache, and the engine's permissions (:data:`WORK_KEYS`). The engine
+uses it only while the fast paths are on (:func:`depthlab.set_fast_paths`); the plain
+methods are the reference, and the two must agree.
+
+Parameters and sublayers assigned as attributes are found in assignment order, as in
+PyTorch's ``nn.Module``; ``named_parameters()`` names them by attribute path
+(``"0.weight"`` in a Sequential), and ``state_dict()`` / ``load_state_dict()`` copy them out
+and in. ``train()`` / ``eval()`` set ``.training`` on a layer and its sublayers.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from .._checks import as_float_array
+from .parameter import Parameter
+
+WORK_KEYS = {
+    "overwrite_input": "forward_fast may write its output over x (x is the engine's own array, needed by no one after)",
+    "overwrite_grad": "backward_fast may write dL/dx over grad_output (the engine's own array)",
+    "input_grad": "backward_fast must return dL/dx (False: return None, the first layer of a training step)",
+    "kept": "a dict for the layer's own result arrays, kept from call to call (the backward plan), or None",
+    "take": "take(key, shape, dtype): an array reused when nobody holds it any more (the trace plan), or None",
+    "gradients": "a mapping Parameter -> array to write dL/dθ into (views of one flat array), or None",
+}
+"""The engine's entries in a ``work`` dict, read by layers' fast variants."""
+
+
+class Layer:
+    """Base class of every layer: a forward and a backward pass, and the parameters they use.
+
+    Subclasses call ``super().__init__()`` and override :meth:`forward` and :meth:`backward`.
+    """
+
+    def __init__(self):
+        self.training = True
+
+    # -- the math ------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, cache: dict) -> np.ndarray:
+        """The layer's output for a batch x of shape (N, ...); store in ``cache`` what
+        :meth:`backward` needs."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, cache) (Layer is abstract)")
+
+    def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
+        """dL/dx from dL/d(output), with the ``cache`` of the matching forward call; add each
+        parameter's dL/dθ to its ``.grad`` (:meth:`Parameter.accumulate`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define backward(grad_output, cache) (Layer is abstract)")
+
+    def __call__(self, x) -> np.ndarray:
+        """The output for x, keeping nothing (a prediction)."""
+        return self.forward(x, {})
+
+    def output_features(self, in_features: int) -> int | None:
+        """The width of the output for inputs of ``in_features``, or None when the layer does
+        not say (override it in a layer that changes the width, so networks can check shapes)."""
+        return None
+
+    # -- structure -----------------------------------------------------------------------
+    def children(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, sublayer)`` for each sublayer assigned as an attribute, in order."""
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(name, Parameter)`` for this layer's parameters, then its sublayers', in order;
+        a sublayer's are named ``"<sublayer>.<name>"``. A parameter shared by two places is
+        given once."""
+        seen: set[int] = set()
+        for name, parameter in self._named_parameters(prefix):
+            if id(parameter) not in seen:
+                seen.add(id(parameter))
+                yield name, parameter
+
+    def _named_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.children():
+            yield from child._named_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> list[Parameter]:
+        """The trainable arrays, in the order of :meth:`named_parameters`."""
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def n_parameters(self) -> int:
+        """The number of trainable numbers."""
+        return sum(parameter.size for parameter in self.parameters())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (``None``, as PyTorch, or zeros in place)."""
+        for parameter in self.parameters():
+            parameter.zero_grad(set_to_none)
+
+    def train(self, mode: bool = True) -> Layer:
+        """Set training mode (``mode=True``) or evaluation mode on this layer and every
+        sublayer; returns the layer. Layers whose math differs by mode (dropout, batch norm)
+        read ``self.training``."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode): mode must be True or False, got {type(mode).__name__} {mode!r}.")
+        self.training = mode
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``{name: copy of the parameter's array}``, in the order of :meth:`named_parameters`."""
+        return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping, strict: bool = True) -> None:
+        """Copy arrays into the parameters in place, by name.
+
+        Parameters
+        ----------
+        state : mapping of name -> array
+            As :meth:`state_dict` returns; every array must have its parameter's shape and
+            finite values.
+        strict : bool, default True
+            Refuse missing or unexpected names (PyTorch's meaning); with False, load the
+            names both have.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict needs a mapping of name -> array, got {type(state).__name__}.")
+        own = dict(self.named_parameters())
+        missing = [name for name in own if name not in state]
+        unexpected = [name for name in state if name not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}; the "
+                             f"network's keys are {list(own)} (pass strict=False to load the common ones).")
+        arrays = {}
+        for name, parameter in own.items():
+            if name not in state:
+                continue
+            array = as_float_array(state[name], f"state[{name!r}]", dtype=parameter.dtype)
+            if array.shape != parameter.shape:
+                raise ValueError(f"load_state_dict: state[{name!r}] has shape {array.shape}, but the "
+                                 f"parameter {name!r} has shape {parameter.shape}.")
+            arrays[name] = array
+        for name, array in arrays.items():  # all checked first: nothing is half loaded
+            own[name].data[...] = array
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{name}={tuple(p.shape)}" for name, p in self.named_parameters())
+        return f"{type(self).__name__}({shapes})"
