@@ -167,3 +167,26 @@ def test_a_layer_with_parameters_given_twice_is_refused():
 def test_a_non_layer_is_refused_with_its_type():
     with pytest.raises(TypeError, match=r"layers\[1\] must be a depthlab Layer.*got int 3"):
         dl.Sequential(dl.Linear(2, 2), 3)
+
+
+# --------------------------------------------------------------------------- one entry per activation
+
+def test_an_activation_is_one_table_entry(monkeypatch):
+    """A new activation added to the table alone works in a network, in calculate_gain, in
+    gradcheck and in both directions of the PyTorch interop."""
+    def softsign():
+        return dl.activations.Activation(
+            "softsign", lambda f: f / (1 + np.abs(f)), lambda f, h: 1 / (1 + np.abs(f)) ** 2, 1.0,
+            torch=("Softsign", {}))
+
+    dl.init.calculate_gain("relu")  # the gain table exists before the entry is added
+    monkeypatch.setitem(dl.activations.ACTIVATIONS, "softsign", softsign)
+    net = dl.MLP(3, [5], 2, activation="softsign", rng=0)
+    x, y = data(8)
+    assert dl.gradcheck(net, x, y, loss="mse").passed
+    assert dl.init.calculate_gain("softsign") == 1.0
+    module = dl.to_torch(net)
+    assert isinstance(module[1], torch.nn.Softsign)
+    np.testing.assert_allclose(module(torch.tensor(x)).detach().numpy(), net(x), rtol=1e-13)
+    back = dl.from_torch(module)
+    assert back.layers[1].activation.name == "softsign"

@@ -55,6 +55,13 @@ class Activation:
         Points where the derivative jumps; central differences straddling one are unreliable.
     piecewise_linear : bool
         The network is piecewise linear in its input (identity, ReLU, leaky ReLU).
+    torch : tuple (module name, constructor keyword arguments), optional
+        The ``torch.nn`` module computing the same function, e.g. ``("LeakyReLU",
+        {"negative_slope": 0.2})``: ``to_torch`` builds it and ``from_torch`` reads a module of
+        that name back (the activation's ``params`` from the module's attributes of the same
+        names, provided the module's ``torch_requires`` attributes have those values).
+    torch_requires : dict
+        Module attributes that must have these values for ``from_torch`` (GELU's exact form).
     vjp : callable, optional
         ``vjp(grad_h, f, h, out=None) -> grad_h ⊙ a'[f]`` without forming a'[f] (ReLU masks
         instead of multiplying), written into ``out`` when given (``out`` may be grad_h
@@ -79,6 +86,8 @@ class Activation:
     saturates: bool = False
     kinks: tuple[float, ...] = ()
     piecewise_linear: bool = False
+    torch: tuple[str, Mapping] | None = None
+    torch_requires: Mapping = field(default_factory=dict)
     vjp: Callable[..., Array] | None = None
     function_out: Callable[[Array, Array], Array] | None = None
     derivative_from_output: bool = False
@@ -155,7 +164,7 @@ def _ones(f: Array, h: Array) -> Array:
 
 def identity() -> Activation:
     """a[f] = f (the output layer of a regression network)."""
-    return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True,
+    return Activation("identity", lambda f: f, _ones, 1.0, piecewise_linear=True, torch=("Identity", {}),
                       vjp=lambda grad_h, f, h, out=None: grad_h)
 
 
@@ -167,7 +176,7 @@ def relu() -> Activation:
     """a[f] = max(0, f); a'[0] = 0 as in PyTorch."""
     return Activation(
         "relu", lambda f: np.maximum(f, 0), lambda f, h: (f > 0).astype(f.dtype), math.sqrt(2.0),
-        can_die=True, kinks=(0.0,), piecewise_linear=True, vjp=_relu_vjp,
+        can_die=True, kinks=(0.0,), piecewise_linear=True, vjp=_relu_vjp, torch=("ReLU", {}),
         function_out=lambda f, out: np.maximum(f, 0, out=out), derivative_from_output=True,
     )
 
@@ -181,18 +190,20 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
         lambda f, h: np.where(f > 0, 1.0, slope).astype(f.dtype, copy=False),
         math.sqrt(2.0 / (1 + slope**2)),
         params={"negative_slope": slope}, kinks=(0.0,), piecewise_linear=True,
+        torch=("LeakyReLU", {"negative_slope": slope}),
     )
 
 
 def sigmoid() -> Activation:
     """a[f] = 1 / (1 + e^{-f}); a' = h(1 − h)."""
     return Activation("sigmoid", special.expit, lambda f, h: h * (1 - h), 1.0, saturates=True,
+                      torch=("Sigmoid", {}),
                       function_out=lambda f, out: special.expit(f, out=out), derivative_from_output=True)
 
 
 def tanh() -> Activation:
     """a[f] = tanh f; a' = 1 − h²."""
-    return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True,
+    return Activation("tanh", np.tanh, lambda f, h: 1 - h * h, 5.0 / 3.0, saturates=True, torch=("Tanh", {}),
                       function_out=lambda f, out: np.tanh(f, out=out), derivative_from_output=True)
 
 
@@ -208,7 +219,7 @@ def gelu() -> Activation:
     return Activation(
         "gelu", _gelu,
         lambda f, h: special.ndtr(f) + f * np.exp(-0.5 * f * f) * f.dtype.type(_INV_SQRT_2PI),
-        _second_moment_gain("gelu"),
+        _second_moment_gain("gelu"), torch=("GELU", {}), torch_requires={"approximate": "none"},
     )
 
 
@@ -223,7 +234,7 @@ def _silu_derivative(f: Array, h: Array) -> Array:
 
 def silu() -> Activation:
     """a[f] = f·σ(f) (swish)."""
-    return Activation("silu", _silu, _silu_derivative, _second_moment_gain("silu"))
+    return Activation("silu", _silu, _silu_derivative, _second_moment_gain("silu"), torch=("SiLU", {}))
 
 
 def _elu(alpha: float):
@@ -240,7 +251,7 @@ def elu(alpha: float = 1.0) -> Activation:
         return np.where(f > 0, 1.0, h + alpha).astype(f.dtype, copy=False)
 
     return Activation("elu", _elu(alpha), derivative, _second_moment_gain("elu", alpha=alpha),
-                      params={"alpha": alpha}, kinks=(0.0,) if alpha != 1.0 else ())
+                      params={"alpha": alpha}, kinks=(0.0,) if alpha != 1.0 else (), torch=("ELU", {"alpha": alpha}))
 
 
 def _softplus(f: Array) -> Array:
@@ -253,7 +264,10 @@ def softplus() -> Activation:
     PyTorch's ``softplus`` returns f itself above ``threshold=20`` (an error up to 2e-9);
     depthlab does not switch, and ``to_torch`` uses ``nn.Softplus(threshold=50)`` to agree.
     """
-    return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain("softplus"))
+    # torch's threshold=20 makes softplus linear above 20 (off by up to 2e-9); at 50 the switch
+    # is below rounding, so the torch module equals this exact one
+    return Activation("softplus", _softplus, lambda f, h: special.expit(f), _second_moment_gain("softplus"),
+                      torch=("Softplus", {"threshold": 50}), torch_requires={"beta": 1})
 
 
 def _selu(f: Array) -> Array:
@@ -266,7 +280,7 @@ def selu() -> Activation:
     return Activation(
         "selu", _selu,
         lambda f, h: np.where(f > 0, SELU_SCALE, h + SELU_SCALE * SELU_ALPHA).astype(f.dtype, copy=False),
-        0.75, kinks=(0.0,),
+        0.75, kinks=(0.0,), torch=("SELU", {}),
     )
 
 

@@ -29,6 +29,7 @@ float32 rounding.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -203,34 +204,32 @@ def _fixed_gain(value: float) -> Callable:
     return lambda param: value
 
 
-def _leaky_relu_gain(param) -> float:
-    slope = 0.01 if param is None else check_real(param, "negative_slope (param)")
-    return math.sqrt(2.0 / (1.0 + slope**2))
-
-
-def _activation_gain(name: str, param_name: str | None = None) -> Callable:
-    """The ``.gain`` of a depthlab activation PyTorch's table does not cover."""
+def _table_gain(name: str, param_name: str | None) -> Callable:
+    """The ``.gain`` of the activation table's entry ``name``, its one hyperparameter set to ``param``."""
     def gain(param) -> float:
         params = {} if param is None or param_name is None else {param_name: param}
         return _activations.get(name, **params).gain
     return gain
 
 
-# nonlinearity -> (gain from param, name of the param or None when the param is ignored)
-_GAINS: dict[str, tuple[Callable, str | None]] = {
-    **{name: (_fixed_gain(1.0), None) for name in (
-        "linear", "conv1d", "conv2d", "conv3d",
-        "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid", "identity")},
-    "tanh": (_fixed_gain(5.0 / 3.0), None),
-    "relu": (_fixed_gain(math.sqrt(2.0)), None),
-    "leaky_relu": (_leaky_relu_gain, "negative_slope"),
-    "selu": (_fixed_gain(0.75), None),
-    # depthlab's extension: 1 / sqrt(E[a(z)²]), z ~ N(0, 1), from the activation table
-    "gelu": (_activation_gain("gelu"), None),
-    "silu": (_activation_gain("silu"), None),
-    "elu": (_activation_gain("elu", "alpha"), "alpha"),
-    "softplus": (_activation_gain("softplus"), None),
-}
+@functools.lru_cache(maxsize=4)
+def _gain_table(names: tuple[str, ...]) -> dict[str, tuple[Callable, str | None]]:
+    """nonlinearity -> (gain from param, the name of the param it sets, or None when ignored):
+    every activation of the table (its ``.gain``, PyTorch's values where PyTorch has one), and
+    PyTorch's names for linear layers (gain 1)."""
+    table = {}
+    for name in names:
+        params = list(_activations.get(name).params)
+        param_name = params[0] if len(params) == 1 else None
+        table[name] = (_table_gain(name, param_name), param_name)
+    for name in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
+        table[name] = (_fixed_gain(1.0), None)
+    return table
+
+
+def _gains() -> dict[str, tuple[Callable, str | None]]:
+    """The gain table of the activations registered now (an activation added later joins it)."""
+    return _gain_table(tuple(_activations.names()))
 
 
 def calculate_gain(nonlinearity, param=None) -> float:
@@ -265,7 +264,7 @@ def calculate_gain(nonlinearity, param=None) -> float:
             raise ValueError("calculate_gain(): param must be None for an Activation object; its "
                              f"hyperparameters are already set ({nonlinearity!r}).")
         return float(nonlinearity.gain)
-    gain, _ = lookup(_GAINS, nonlinearity, "nonlinearity", "nonlinearity")
+    gain, _ = lookup(_gains(), nonlinearity, "nonlinearity", "nonlinearity")
     return float(gain(param))
 
 
@@ -274,7 +273,7 @@ def _kaiming_gain(nonlinearity, a) -> float:
     a = check_real(a, "a")
     if isinstance(nonlinearity, _activations.Activation):
         return calculate_gain(nonlinearity)
-    _, param_name = lookup(_GAINS, nonlinearity, "nonlinearity", "nonlinearity")
+    _, param_name = lookup(_gains(), nonlinearity, "nonlinearity", "nonlinearity")
     return calculate_gain(nonlinearity, a if param_name == "negative_slope" else None)
 
 

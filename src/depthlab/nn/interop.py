@@ -20,44 +20,35 @@ def _torch():
     return torch
 
 
-# activation name -> (build the torch module from the activation's params)
-def _to_torch_table(nn):
-    return {
-        "identity": lambda p: nn.Identity(),
-        "relu": lambda p: nn.ReLU(),
-        "leaky_relu": lambda p: nn.LeakyReLU(p["negative_slope"]),
-        "sigmoid": lambda p: nn.Sigmoid(),
-        "tanh": lambda p: nn.Tanh(),
-        "gelu": lambda p: nn.GELU(),
-        "silu": lambda p: nn.SiLU(),
-        "elu": lambda p: nn.ELU(p["alpha"]),
-        # torch's default threshold=20 makes softplus linear above 20 (off by up to 2e-9);
-        # at 50 the switch is below rounding, so the torch module equals depthlab's exact one
-        "softplus": lambda p: nn.Softplus(threshold=50),
-        "selu": lambda p: nn.SELU(),
-    }
+def _torch_module(nn, activation: _activations.Activation):
+    """The torch module the activation table names for ``activation``."""
+    if activation.torch is None:
+        raise ValueError(f"to_torch: the activation {activation!r} has no PyTorch counterpart in the activation table.")
+    name, kwargs = activation.torch
+    return getattr(nn, name)(**kwargs)
 
 
-# torch module class name -> (depthlab activation from the module)
-_FROM_TORCH = {
-    "Identity": lambda m: _activations.get("identity"),
-    "ReLU": lambda m: _activations.get("relu"),
-    "LeakyReLU": lambda m: _activations.get("leaky_relu", negative_slope=m.negative_slope),
-    "Sigmoid": lambda m: _activations.get("sigmoid"),
-    "Tanh": lambda m: _activations.get("tanh"),
-    "GELU": lambda m: _activations.get("gelu") if m.approximate == "none" else None,
-    "SiLU": lambda m: _activations.get("silu"),
-    "ELU": lambda m: _activations.get("elu", alpha=m.alpha),
-    "Softplus": lambda m: _activations.get("softplus") if m.beta == 1 else None,
-    "SELU": lambda m: _activations.get("selu"),
-}
+def _from_torch_module(module) -> _activations.Activation | None:
+    """The depthlab activation whose table entry names ``module``'s class, or None."""
+    name = type(module).__name__
+    for factory_name in _activations.names():
+        template = _activations.get(factory_name)
+        if template.torch is None or template.torch[0] != name:
+            continue
+        if any(getattr(module, key, None) != value for key, value in template.torch_requires.items()):
+            return None
+        return _activations.get(factory_name, **{key: getattr(module, key) for key in template.params})
+    return None
+
+
+def _torch_names() -> list[str]:
+    return [_activations.get(name).torch[0] for name in _activations.names() if _activations.get(name).torch]
 
 
 def to_torch(net):
     """A ``torch.nn.Sequential`` computing the same function as ``net`` (same dtype)."""
     torch = _torch()
     nn = torch.nn
-    table = _to_torch_table(nn)
     dtype = torch.float64 if net.dtype == np.float64 else torch.float32
     modules = []
     for layer in net.layers:
@@ -67,8 +58,11 @@ def to_torch(net):
                 module.weight.copy_(torch.from_numpy(layer.weight.data))
                 module.bias.copy_(torch.from_numpy(layer.bias.data))
             modules.append(module)
+        elif isinstance(layer, ActivationLayer):
+            modules.append(_torch_module(nn, layer.activation))
         else:
-            modules.append(table[layer.activation.name](layer.activation.params))
+            raise TypeError(f"to_torch converts Linear and activation layers; layers[{len(modules)}] is a "
+                            f"{type(layer).__name__}.")
     return nn.Sequential(*modules)
 
 
@@ -94,10 +88,9 @@ def from_torch(module):
             dtype = "float32" if weight.dtype == np.float32 else "float64"
             layers.append(Linear.from_arrays(weight, bias, dtype=dtype, name=f"module[{i}].weight"))
             continue
-        convert = _FROM_TORCH.get(name)
-        activation = convert(child) if convert else None
+        activation = _from_torch_module(child)
         if activation is None:
-            supported = ", ".join(["Linear", *_FROM_TORCH])
+            supported = ", ".join(["Linear", *_torch_names()])
             raise ValueError(f"from_torch cannot convert module {i} ({child!r}); supported modules: {supported}.")
         layers.append(ActivationLayer(activation))
     return Sequential(layers)
