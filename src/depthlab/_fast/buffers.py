@@ -13,16 +13,14 @@ simply writes elsewhere. (NumPy's own temporary elision rests on the same refere
 
 Small arrays are not kept (``take`` returns None: let NumPy allocate). Below
 ``REUSE_BYTES`` malloc serves them from its free lists, whose memory is still in cache, and
-a fixed buffer per array is measurably slower (5–8% of a training step of the MNIST-1D
-network, 40→100→100→10 on batches of 100).
+a fixed buffer per array is measurably slower on small networks.
 
 ``FlatArrays`` is the one exception: a network's backward pass (the explicit loop's and
 :class:`~depthlab.training.step.TrainStep`'s alike) writes every parameter gradient, small or
 large, into views of one flat array kept between steps. One array of all of them is worth
 its upkeep: ``fit`` checks every gradient for divergence with one dot product instead of
-one per array (about 5 µs of a 140 µs MNIST-1D step), an optimizer updates a small network
-as one array (:mod:`depthlab._fast.flat`), and the backward pass runs as fast as with fresh
-arrays (A/B in one process: 142 vs 142 µs per float32 TrainStep).
+one per array, an optimizer updates a small network as one array
+(:mod:`depthlab._fast.flat`), and the backward pass runs as fast as with fresh arrays.
 """
 from __future__ import annotations
 

@@ -5,18 +5,15 @@ i of g and of the state. So when a group's parameters are consecutive views of o
 array, and their gradients consecutive views of another laid out alike, one call of the
 rule on the two flat arrays does exactly what one call per parameter does, number for
 number. On small networks it is much faster: a NumPy call costs about as much as the
-arithmetic on a few thousand entries, and Adam makes 13 of them per array. Measured in
-float32: Adam on the MNIST-1D network's 6 parameters, 36 → 22 µs per step; on a
-100-layer, 32-wide tanh network's 202 (the edge-of-chaos experiment's), the whole
-training step 2.9 → 2.0 ms.
+arithmetic on a few thousand entries, and Adam makes 13 of them per array (timings in
+benchmarks/RESULTS.md).
 
 Only up to ``FLAT_BYTES`` (1 MiB) of parameters: the rule makes a dozen passes over its
 arrays, and one parameter's arrays stay in cache from one pass to the next while larger
-flat ones do not (Adam on the 50-layer, 80-wide network, 1.3 MB in float32, is 1–2% slower flat).
+flat ones do not.
 
 ``dl.MLP``, ``Sequential.from_arrays`` and ``copy``/``astype`` lay out a small network's
-parameters so (see ``model._packed``), and its backward pass — the explicit loop's and
-:class:`~depthlab.training.step.TrainStep`'s — its gradients
+parameters so (:func:`pack`), and its backward pass its gradients
 (:class:`~depthlab._fast.buffers.FlatArrays`). So the explicit loop, ``TrainStep`` and ``fit``
 take this path for the rules that have a fast form
 (:data:`~depthlab.optim.rules.FAST_RULES`: plain SGD and Adam); anything else — gradients
@@ -195,3 +192,19 @@ def workspace(shape: tuple[int, ...], dtype, count: int) -> defaultdict:
 
     work.default_factory = new_buffer
     return work
+
+
+def pack(parameters: list) -> None:
+    """Move the parameters' arrays into one flat array, laid end to end in order (that of
+    ``net.parameters()`` and of the flat gradient array), so that an optimizer updates them
+    all as one array. Only up to ``FLAT_BYTES`` in all and for one dtype (beyond, it does not
+    pay); only for parameters just built: ``Parameter.data`` becomes a view, and an array
+    taken from it earlier would no longer be the parameter's."""
+    if not parameters or len({p.data.dtype for p in parameters}) != 1:
+        return
+    if sum(p.data.nbytes for p in parameters) > _buffers.FLAT_BYTES:
+        return
+    _, views = _buffers.flat_views([p.data.shape for p in parameters], parameters[0].data.dtype)
+    for p, view in zip(parameters, views):
+        view[...] = p.data
+        p.data = view

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import activations as _activations
 from .._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
-from .._fast import buffers as _buffers
+from .._fast.flat import pack
 from .engine import PLANS, Engine
 from .layer import Layer
 from .layers import ActivationLayer, Linear
@@ -587,21 +587,6 @@ def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he
 
 
 def _packed(layers: list) -> list:
-    """``layers``, every Linear's Ω_k and β_k moved into one flat array, laid end to end in
-    the order Ω_0, β_0, Ω_1, … (that of ``parameters()`` and of ``TrainStep``'s gradients).
-
-    An optimizer then updates them all as one array (:mod:`depthlab._fast.flat`), which on
-    small networks saves much of its time: per array, a NumPy call costs as much as the
-    arithmetic on a few thousand entries. Beyond ``_buffers.FLAT_BYTES`` in all, the flat
-    path does not pay (see there), so larger networks keep one array per parameter (and do
-    not pay for the copy). Only for layers the caller has just built: ``Parameter.data``
-    becomes a view, and an array taken from it earlier would no longer be the network's.
-    """
-    params = [p for layer in layers if isinstance(layer, Linear) for p in (layer.weight, layer.bias)]
-    if sum(p.data.nbytes for p in params) > _buffers.FLAT_BYTES:
-        return layers
-    _, views = _buffers.flat_views([p.data.shape for p in params], params[0].data.dtype)
-    for p, view in zip(params, views):
-        view[...] = p.data
-        p.data = view
+    """``layers``, their Linear parameters packed into one flat array (:func:`depthlab._fast.flat.pack`)."""
+    pack([p for layer in layers if isinstance(layer, Linear) for p in (layer.weight, layer.bias)])
     return layers
