@@ -86,6 +86,16 @@ def test_probe_std_plots_the_reports_measured_and_predicted_stds(report):
     assert len(plot.probe_std(report, which="backward").axes[0].lines) == 2
 
 
+def test_probe_histograms_are_the_reports_histograms(report):
+    fig = plot.probe_histograms(report, which="preactivation", bins=12)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == len(report.layers)
+    counts, edges = report.histograms(bins=12)[2]["preactivation"]
+    (patch,) = stairs(visible[2])
+    np.testing.assert_allclose(patch.get_data().values, counts / counts.sum())
+    np.testing.assert_array_equal(patch.get_data().edges, edges)
+
+
 def test_histogram_heights_are_fractions_of_all_values():
     values = np.random.default_rng(0).standard_normal((200, 10))
     ax = plot.histogram(values, bins=20).axes[0]

@@ -22,7 +22,7 @@ function draws (``pip install 'depthlab[lab]'``).
 Functions, by subject:
 
 - signals: :func:`measured_and_theory`, :func:`signal_std`, :func:`probe_std`,
-  :func:`histogram`, :func:`histogram_grid`, :func:`jacobian_spectrum`;
+  :func:`probe_histograms`, :func:`histogram`, :func:`histogram_grid`, :func:`jacobian_spectrum`;
 - mean-field theory: :func:`phase_diagram`, :func:`depth_scales`, :func:`trainability`;
 - optimization and training: :func:`contours`, :func:`optimizer_paths`, :func:`curves`,
   :func:`optimizer_losses`, :func:`training_curves`;
@@ -31,13 +31,15 @@ Functions, by subject:
 """
 from __future__ import annotations
 
-from .signals import measured_and_theory, signal_std, probe_std, histogram, histogram_grid, jacobian_spectrum
+from .signals import (histogram, histogram_grid, jacobian_spectrum, measured_and_theory, probe_histograms, probe_std,
+                      signal_std)
 from .meanfield import phase_diagram, depth_scales, trainability
 from .training import contours, optimizer_paths, curves, optimizer_losses, training_curves
 from .functions import fitted_function, function_map, fit_maps, linear_regions, region_map
 
 __all__ = [
-    'measured_and_theory', 'signal_std', 'probe_std', 'histogram', 'histogram_grid', 'jacobian_spectrum',
+    'measured_and_theory', 'signal_std', 'probe_std', 'probe_histograms', 'histogram', 'histogram_grid',
+    'jacobian_spectrum',
     'phase_diagram', 'depth_scales', 'trainability',
     'contours', 'optimizer_paths', 'curves', 'optimizer_losses', 'training_curves',
     'fitted_function', 'function_map', 'fit_maps', 'linear_regions', 'region_map',

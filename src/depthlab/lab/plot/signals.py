@@ -257,6 +257,49 @@ def histogram_grid(outputs, *, bins: int = 40, activation: str | None = None, ti
     return fig
 
 
+_PROBE_HISTOGRAMS = {"activation": "$h_{k+1}$", "preactivation": "$f_k$", "grad_preactivation": r"$\partial L/\partial f_k$"}
+
+
+def probe_histograms(report, *, which: str = "activation", bins: int = 30, title: str | None = None):
+    """A :class:`~depthlab.ProbeReport`'s histograms, one axes per layer (from ``report.histograms``).
+
+    Parameters
+    ----------
+    report : ProbeReport
+    which : {"activation", "preactivation", "grad_preactivation"}
+        h_{k+1} = a[f_k], f_k or dL/df_k of every layer k.
+    bins : int
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        One axes per layer, each the fraction of the layer's values per bin.
+    """
+    if not hasattr(report, "histograms") or not hasattr(report, "layers"):
+        raise TypeError(f"report must be a ProbeReport (what dl.probe returns), got {type(report).__name__}.")
+    choice(which, tuple(_PROBE_HISTOGRAMS), "which")
+    histograms = report.histograms(bins=bins)
+    columns = min(len(histograms), 6)
+    rows = -(-len(histograms) // columns)
+    width, height = 2.05 * columns + 0.9, 1.55 * rows + 0.9
+    fig, axes = plots.figure(rows, columns, width=width, height=height, squeeze=False, layout=None,
+                             title=title or f"probe: histograms of {_PROBE_HISTOGRAMS[which]} per layer")
+    for k, (ax, entry) in enumerate(zip(axes.flat, histograms)):
+        counts, edges = entry[which]
+        total = counts.sum()
+        ax.stairs(counts / total if total else counts, edges, fill=True, color=plots.color(0), alpha=0.85)
+        ax.set_title(f"layer {k}", fontsize=9)
+        ax.tick_params(labelsize=6.5)
+        ax.grid(False)
+    for ax in list(axes.flat)[len(histograms):]:
+        ax.set_visible(False)
+    fig.supylabel("fraction of the values per bin", fontsize=8, x=0.008)
+    fig.subplots_adjust(left=0.95 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.62 / height,
+                        wspace=0.28, hspace=0.45)
+    return fig
+
+
 def jacobian_spectrum(singular_values, *, squared: bool = False, bins: int = 50, ax=None,
                       title: str | None = None):
     """Histograms of input–output Jacobian singular values (dynamical isometry), on a log axis.
