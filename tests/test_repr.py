@@ -98,6 +98,20 @@ def test_probe_report_html_has_its_table_verdict_and_chart(exploding):
     assert len(list(svg.iter(SVG + "polyline"))) == 2            # the two theory lines
 
 
+def test_probe_report_without_theory_or_signal_still_displays():
+    x = np.random.default_rng(0).standard_normal((20, 3))
+    no_theory = dl.probe(dl.MLP(3, [5, 5], 1, rng=0), x, theory=False)
+    root = parse(no_theory._repr_html_())
+    assert not list(root.iter(SVG + "polyline"))                 # no theory lines
+    assert all(row[4] == "—" for row in rows(root))
+    dead = dl.probe(dl.MLP(3, [5, 5], 1, init="zeros", rng=0), x)
+    root = parse(dead._repr_html_())
+    assert "dead" in "".join(root.itertext())
+    positive = sum(v > 0 for s in dead.layers for v in (s.preactivation_std, s.grad_preactivation_std))
+    (svg,) = root.iter(SVG + "svg")                              # zeros cannot go on the log chart
+    assert len(list(svg.iter(SVG + "circle"))) == positive + 2
+
+
 def test_probe_report_verdicts_have_their_own_colours():
     colours = {verdict: _html.STATUS_COLOURS[verdict] for verdict in dl.signal.probe.VERDICTS}
     assert len(set(colours.values())) == len(colours)
