@@ -226,3 +226,25 @@ def test_sweep_records_of_a_real_sweep(tmp_path):
 
 def _square(x):
     return {"square": x * x}
+
+
+# ----------------------------------------------------------------------------- experiment results
+
+def test_experiment_result_displays_summary_metrics_and_embedded_figures():
+    import base64
+
+    from depthlab.lab import plot, plots
+    from depthlab.lab.experiments.base import Result
+
+    figure = plot.signal_std([1.0, 2.0, 4.0])
+    result = Result("demo", "A <demo>", metrics={"growth": 4.0, "curve": [1, 2]}, figures={"std": figure},
+                    summary="grows ×4\nsecond line")
+    assert repr(result) == "Result('demo': 1 figures, 2 metrics, 0 tables; grows ×4)"
+    markup = result._repr_html_()
+    root = ET.fromstring(markup)
+    (image,) = root.iter("img")
+    assert image.get("src").startswith("data:image/png;base64,")
+    png = base64.b64decode(image.get("src").split(",", 1)[1])
+    assert png == plots.encode_png(plots.render(figure), max_width=900)
+    assert [row for row in rows(root)] == [["growth", "4"]]       # lists stay out of the table
+    assert "A <demo>" in "".join(root.itertext()) and "<demo>" not in markup
