@@ -254,6 +254,16 @@ def test_fitted_function_draws_the_network_and_its_exact_kinks():
     assert kinks.get_xdata().size == count - 1
 
 
+def test_fitted_function_of_a_curved_network_has_no_kinks_and_a_plain_function_works():
+    net = dl.MLP(1, [4], 1, activation="tanh", rng=0)
+    ax = plot.fitted_function(net).axes[0]
+    assert [line.get_label() for line in ax.lines] == ["network"]
+    ax = plot.fitted_function(lambda x: 2 * x, label="2x", x_range=(0, 1)).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), 2 * ax.lines[0].get_xdata())
+    with pytest.raises(ValueError, match="x_range"):
+        plot.fitted_function(net, x_range=(1, 0))
+
+
 def test_linear_regions_of_the_seeds_shallow_example():
     ax = plot.linear_regions(regions.shallow_example(), 0.0, 1.0).axes[0]
     assert ax.get_title() == "7 linear regions"

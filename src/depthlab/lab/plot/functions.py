@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._checks import check_positive_int
 from .. import plots
 from ._common import canvas, network_outputs
 
 
 def _is_piecewise_linear(net) -> bool:
+    """Whether ``net`` is a network whose every activation is piecewise linear (so it has kinks to find)."""
     layers = getattr(net, "layers", None)
     if layers is None:
         return False
-    return all(not hasattr(layer, "activation") or getattr(layer.activation, "kinks", None) is not None
-               for layer in layers)
+    return all(getattr(getattr(layer, "activation", None), "piecewise_linear", True) for layer in layers)
 
 
 def fitted_function(net, *, target=None, data=None, x_range=(-1.0, 1.0), kinks: bool = True, ax=None,
@@ -46,7 +47,7 @@ def fitted_function(net, *, target=None, data=None, x_range=(-1.0, 1.0), kinks: 
     low, high = (float(v) for v in x_range)
     if not low < high:
         raise ValueError(f"x_range must be (low, high) with low < high, got {x_range!r}.")
-    grid = np.linspace(low, high, int(points)).reshape(-1, 1)
+    grid = np.linspace(low, high, check_positive_int(points, 'points', minimum=2)).reshape(-1, 1)
     _, ax, result = canvas(ax, width=6.0, height=4.2)
     color = color or plots.color(0)
     if data is not None:
@@ -76,9 +77,7 @@ def _grid(box, resolution: int):
         (x0, x1), (y0, y1) = box
     except (TypeError, ValueError):
         raise ValueError(f"box must be ((x_min, x_max), (y_min, y_max)), got {box!r}.") from None
-    resolution = int(resolution)
-    if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}.")
+    resolution = check_positive_int(resolution, "resolution", minimum=2)
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
     gx, gy = np.meshgrid(xs, ys)
     return xs, ys, np.column_stack([gx.ravel(), gy.ravel()])
@@ -185,7 +184,7 @@ def linear_regions(net, start=0.0, end=1.0, *, ax=None, label: str = "the networ
 
     count, breaks = count_linear_regions(net, [float(start)], [float(end)], return_breakpoints=True)
     breaks = float(start) + (float(end) - float(start)) * np.asarray(breaks)
-    grid = np.linspace(float(start), float(end), int(points)).reshape(-1, 1)
+    grid = np.linspace(float(start), float(end), check_positive_int(points, 'points', minimum=2)).reshape(-1, 1)
     _, ax, result = canvas(ax, width=5.6, height=4.0)
     ax.plot(grid[:, 0], network_outputs(net, grid), color=color or plots.color(0), label=label)
     if breaks.size:
