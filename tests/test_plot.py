@@ -303,6 +303,15 @@ def test_every_public_function_is_documented_and_exported():
         assert function.__doc__ and "Returns" in function.__doc__, name
 
 
+def test_figures_display_in_a_notebook_without_pyplot():
+    import pickle
+
+    fig = plot.curves({"a": [1.0, 2.0]})
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == plots.png_bytes(fig)
+    assert isinstance(pickle.loads(pickle.dumps(fig)), Figure)
+
+
 def test_without_matplotlib_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install 'depthlab\[lab\]'"):

@@ -92,13 +92,14 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float 
     Returns
     -------
     (Figure, Axes or array of Axes)
-        As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed.
+        As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed. The
+        figure is a :class:`~depthlab.lab._figure.LabFigure`, which Jupyter displays as a PNG.
     """
     require_matplotlib()
-    from matplotlib.figure import Figure
+    from ._figure import LabFigure
 
     with style():
-        fig = Figure(figsize=(width, height), layout=layout)
+        fig = LabFigure(figsize=(width, height), layout=layout)
         axes = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=squeeze,
                             subplot_kw=subplot_kw or None)
         if title:
