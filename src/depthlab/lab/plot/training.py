@@ -129,7 +129,8 @@ def curves(series, *, x=None, ax=None, styles: Mapping | None = None, logx: bool
     Parameters
     ----------
     series : dict of str -> array_like or (x, y)
-        Each curve's y values (drawn against ``x``, or 0, 1, … when None), or its own (x, y) pair.
+        Each curve's y values as a list or array (drawn against ``x``, or 0, 1, … when None),
+        or a tuple ``(x, y)`` of its own x and y values.
     x : array_like, optional
         Shared x values.
     ax : matplotlib Axes, optional
