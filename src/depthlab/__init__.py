@@ -30,6 +30,7 @@ _EXPORTS = {
     "seeds": "nn.seeds",
     "sweeps": "lab.sweeps",
     "plots": "lab.plots",
+    "plot": "lab.plot",
     "report": "lab.report",
     # core
     "Parameter": "nn.parameter:Parameter",

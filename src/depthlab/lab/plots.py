@@ -60,10 +60,20 @@ def marker(index: int) -> str:
     return MARKERS[index % len(MARKERS)]
 
 
+def require_matplotlib():
+    """The ``matplotlib`` module, or an ImportError that says how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("drawing figures needs matplotlib, which is not installed: "
+                          "pip install 'depthlab[lab]' (or pip install matplotlib).") from None
+    return matplotlib
+
+
 @contextlib.contextmanager
 def style():
     """A context in which matplotlib uses the lab's style (and the Agg-friendly defaults)."""
-    import matplotlib
+    matplotlib = require_matplotlib()
     from cycler import cycler
 
     with matplotlib.rc_context({**RC, "axes.prop_cycle": cycler(color=PALETTE)}):
@@ -82,12 +92,14 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float 
     Returns
     -------
     (Figure, Axes or array of Axes)
-        As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed.
+        As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed. The
+        figure is a :class:`~depthlab.lab._figure.LabFigure`, which Jupyter displays as a PNG.
     """
-    from matplotlib.figure import Figure
+    require_matplotlib()
+    from ._figure import LabFigure
 
     with style():
-        fig = Figure(figsize=(width, height), layout=layout)
+        fig = LabFigure(figsize=(width, height), layout=layout)
         axes = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=squeeze,
                             subplot_kw=subplot_kw or None)
         if title:

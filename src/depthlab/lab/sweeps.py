@@ -403,6 +403,38 @@ def read_results(path, experiment: str | None = None) -> list[dict]:
     return records
 
 
+def load(path, experiment: str | None = None, *, as_frame: bool | None = None):
+    """A sweep's results file as a table: one row per point, grid values and metrics as columns.
+
+    Parameters
+    ----------
+    path : str or Path
+        A JSON-lines file written by :func:`sweep` or ``depthlab sweep --out``.
+    experiment : str, optional
+        Refuse a file holding records of another experiment.
+    as_frame : bool, optional
+        True: a pandas ``DataFrame`` (needs pandas); False: :class:`~depthlab.lab.records.Records`,
+        a list of flat dicts that displays as an HTML table; None (default): a DataFrame when
+        pandas is installed.
+
+    Returns
+    -------
+    pandas.DataFrame or Records
+        Columns ``experiment``, the grid's keys, the metrics (``metrics.NAME`` where a name is
+        also a grid key), ``status``, ``seconds`` and ``error``; a point recorded more than once
+        (resumed, retried) appears once, with its last record.
+
+    Raises
+    ------
+    ValueError
+        As :func:`read_results`: a line that is not a sweep record, or another experiment's.
+    """
+    from . import records
+
+    rows = [records.flatten(record) for record in records.latest(read_results(path, experiment))]
+    return records.frame(rows, as_frame)
+
+
 class _Appender:
     """Appends whole lines to a results file: one write per line, then flush and fsync."""
 
@@ -994,5 +1026,5 @@ def cli_main(args) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["sweep", "sweep_experiment", "read_results", "grid_points", "experiment_grid", "ExperimentTask",
+__all__ = ["sweep", "sweep_experiment", "read_results", "load", "grid_points", "experiment_grid", "ExperimentTask",
            "SchedulerUnreachable", "point_key", "fixed_settings", "connect", "configure_cli", "cli_main"]

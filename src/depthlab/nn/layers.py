@@ -48,7 +48,12 @@ class Linear(Layer):
         Ω, in the seeds' and PyTorch's layout: fan_in = weight.shape[1].
     bias : Parameter, shape (out_features,)
         β.
+    init_name : str
+        How Ω and β were drawn, e.g. ``"he_normal(), bias zeros()"``; ``"from_arrays"`` for
+        a layer made from given arrays (``from_arrays``, ``load``, ``copy``).
     """
+
+    init_name = "from_arrays"
 
     def __init__(self, in_features: int, out_features: int, *, init="he_normal", bias_init="zeros",
                  rng=None, dtype="float64"):
@@ -57,10 +62,11 @@ class Linear(Layer):
         dtype = resolve_dtype(dtype)
         rng = resolve_rng(rng)
         shape = (out_features, in_features)
-        weight = _init.get(init)(shape, rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)
-        bias = _init.get(bias_init)((out_features,), rng=rng, dtype=dtype,
-                                    fan_in=in_features, fan_out=out_features)
+        weight_init, bias_init = _init.get(init), _init.get(bias_init)
+        weight = weight_init(shape, rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)
+        bias = bias_init((out_features,), rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)
         self._set(weight, bias)
+        self.init_name = f"{weight_init!r}, bias {bias_init!r}"    # e.g. "he_normal(), bias zeros()"
 
     @classmethod
     def from_arrays(cls, weight, bias=None, *, dtype=None, name: str = "weight") -> "Linear":

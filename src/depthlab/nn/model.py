@@ -538,6 +538,15 @@ class Sequential(Layer):
         from .serialization import save
         save(self, path)
 
+    def summary(self):
+        """The table of layers: output shape, activation, initialization, parameters, dtype (HTML in Jupyter)."""
+        from .summary import summary
+        return summary(self)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from .summary import html
+        return html(self)
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}(  # {self.n_parameters():,} parameters, {self.dtype}"]
         lines += [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]

@@ -402,6 +402,10 @@ class ProbeReport:
     def _repr_pretty_(self, printer, cycle):  # IPython
         printer.text(str(self))
 
+    def _repr_html_(self) -> str:  # Jupyter: the table, the verdict colour-coded, std per layer as a chart
+        from .display import probe_html
+        return probe_html(self)
+
 
 # --------------------------------------------------------------------------- diagnosis
 

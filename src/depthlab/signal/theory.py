@@ -402,6 +402,14 @@ class DepthScales:
     chi_c: float
     chi_q: float
 
+    def __repr__(self) -> str:
+        from .display import depth_scales_text
+        return depth_scales_text(self)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from .display import depth_scales_html
+        return depth_scales_html(self)
+
 
 def _depth_scale(slope: float) -> float:
     """−1 / ln|χ|; inf for |χ| >= 1 (criticality), 0 for χ = 0."""
@@ -597,6 +605,14 @@ class PredictedStd:
     preactivation_std: np.ndarray
     activation_std: np.ndarray
     backward_std: np.ndarray
+
+    def __repr__(self) -> str:
+        from .display import predicted_std_text
+        return predicted_std_text(self)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from .display import predicted_std_html
+        return predicted_std_html(self)
 
 
 _SPEC_KEYS = ("activation", "weight_variance", "bias_variance", "fan_in", "fan_out")

@@ -261,6 +261,10 @@ class History(Callback):
         flag = ", interrupted" if self.interrupted else ""
         return f"History({len(self.epoch)} epochs{flag}{': ' + last if last else ''})"
 
+    def _repr_html_(self) -> str:  # Jupyter: the curves inline and a table of every log
+        from .history_html import history_html
+        return history_html(self)
+
 
 def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, numbers.Real) else repr(value)

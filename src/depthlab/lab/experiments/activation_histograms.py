@@ -105,62 +105,15 @@ def statistics(values: np.ndarray) -> dict:
             "input share": input_share(values)}
 
 
-def _histogram(ax, values: np.ndarray, bins: int, activation: str, color: str):
-    from matplotlib.ticker import MaxNLocator
-
-    from .. import plots
-
-    ax.xaxis.set_major_locator(MaxNLocator(4))
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))
-    ax.xaxis.get_offset_text().set_fontsize(6.5)
-    zeros = float(np.mean(values == 0))
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-12 * max(1.0, abs(high)):
-        ax.bar([low], [1.0], width=0.05 * max(1.0, abs(low)) or 0.05, color=color)
-        ax.set_xlim(low - 0.5 * max(1.0, abs(low)), low + 0.5 * max(1.0, abs(low)))
-        plots.note(ax, f"all = {low:g}", loc="upper right", fontsize=7)
-        return
-    text = f"std {np.std(values):.2g}"
-    shown = values
-    if activations.get(activation).can_die and zeros > 0.01:
-        shown = values[values != 0]        # the spike at exactly 0 would flatten everything else
-        text += f"\n{100 * zeros:.0f}% = 0 (not drawn)"
-        low = 0.0
-    if activation == "sigmoid" and low >= 0 and high <= 1:
-        low, high = 0.0, 1.0
-        ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "", "0.5", "", "1"])
-    elif high > 0:
-        high = float(np.quantile(shown, 0.995))
-    counts, edges = np.histogram(shown, bins=bins, range=(low, high))   # the top 0.5% lies beyond the axis
-    ax.stairs(counts / values.size, edges, fill=True, color=color, alpha=0.85)
-    plots.note(ax, text, loc="upper right", fontsize=6.5)
-
-
 def _figure(config: Config, activation: str, inits: list[Init], outputs: dict):
-    from .. import plots
+    """Seed 004 Q4's grid (one row per init, one column per layer), drawn by :func:`depthlab.plot.histogram_grid`."""
+    from .. import plot
 
-    rows, cols = len(inits), config.layers
-    width, height = 2.05 * cols + 0.9, 1.55 * rows + 0.9
-    fig, axes = plots.figure(rows, cols, width=width, height=height, squeeze=False, layout=None,
-                             title=f"{activation}: histograms of the layer outputs $a_k$ "
-                                   f"({config.layers} layers × {config.width} units, "
-                                   f"{config.samples}×{config.width} Gaussian input, zero biases)")
-    for r, init in enumerate(inits):
-        for c in range(cols):
-            ax = axes[r][c]
-            _histogram(ax, outputs[init.slug][c], config.bins, activation, plots.color(r))
-            ax.tick_params(labelsize=6.5)
-            ax.grid(False)
-            if r == 0:
-                ax.set_title(f"layer {c + 1}: $a_{{{c + 1}}}$", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(init.tex, fontsize=7.5)
-            if r == rows - 1:
-                ax.set_xlabel("output value", fontsize=7.5)
-    fig.supylabel("fraction of the values per bin", fontsize=8, x=0.008)
-    fig.subplots_adjust(left=0.95 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.62 / height,
-                        wspace=0.28, hspace=0.38)
-    return fig
+    return plot.histogram_grid({init.slug: outputs[init.slug] for init in inits}, bins=config.bins,
+                               activation=activation, row_labels={init.slug: init.tex for init in inits},
+                               title=f"{activation}: histograms of the layer outputs $a_k$ "
+                                     f"({config.layers} layers × {config.width} units, "
+                                     f"{config.samples}×{config.width} Gaussian input, zero biases)")
 
 
 def run(config: Config, progress=None) -> base.Result:

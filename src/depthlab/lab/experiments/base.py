@@ -91,6 +91,14 @@ class Result:
     seconds: float | None = None
     thumbnail: bytes | None = None
 
+    def __repr__(self) -> str:
+        from ..result_html import result_text
+        return result_text(self)
+
+    def _repr_html_(self) -> str:  # Jupyter: summary, metrics and the figures
+        from ..result_html import result_html
+        return result_html(self)
+
 
 # ----------------------------------------------------------------------------- progress
 

@@ -149,7 +149,7 @@ HUGE = 100.0   # losses above this (σ² = 1's ~1e20) are drawn as markers on th
 
 
 def _figure(config, curves, norms):
-    from .. import plots
+    from .. import plot, plots
 
     from matplotlib.ticker import MaxNLocator
 
@@ -184,13 +184,13 @@ def _figure(config, curves, norms):
         plots.decorate(ax, title=f"{opt_label} (lr {lr:g}{extra})", xlabel="epoch",
                        ylabel="training loss (cross-entropy)")
 
-    ax = axes[2]
-    layers = np.arange(config.depth + 1)
-    for i, (init, (label, _)) in enumerate(INITS.items()):
-        values = np.where(np.isfinite(norms[init]) & (norms[init] > 0), norms[init], np.nan)
-        ax.plot(layers, values, marker=plots.marker(i), markersize=3, color=plots.color(i), label=label)
-    plots.decorate(ax, title="Gradient size at initialization", xlabel="layer k (0 = input layer)",
-                   ylabel="‖dL/dΩ_k‖ on one batch (log scale)", logy=True)
+    with np.errstate(invalid="ignore"):
+        finite_norms = {label: np.where(np.isfinite(norms[init]), norms[init], np.nan)
+                        for init, (label, _) in INITS.items()}
+    plot.curves(finite_norms, ax=axes[2], styles={label: {"marker": plots.marker(i), "markersize": 3}
+                                                  for i, label in enumerate(finite_norms)},
+                logy=True, legend=False, title="Gradient size at initialization", xlabel="layer k (0 = input layer)",
+                ylabel="‖dL/dΩ_k‖ on one batch (log scale)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8.5)
     return fig

@@ -210,30 +210,18 @@ def _bound_curve(sigma_range, bias_variance: float, critical: float, points: int
 
 
 def _figure(config, sigmas, depths, accuracy, critical, near, ordered, chaotic):
-    from .. import plots
+    from .. import plot, plots
 
     fig, (ax, side) = plots.figure(1, 2, width=11.0, height=4.4, title=(
         f"tanh networks of width {config.width} on MNIST-1D: training accuracy after {config.steps} "
         f"{config.optimizer} steps ($\\sigma_b^2 = {config.bias_variance:g}$)"))
-    plots.heatmap(ax, sigmas, depths, accuracy.T, cmap="viridis", vmin=CHANCE, vmax=max(float(accuracy.max()), 0.2),
-                  colorbar_label="training accuracy (chance 0.1)")
     pad = 0.5 * (sigmas[1] - sigmas[0]) if len(sigmas) > 1 else 0.25
     low = max(min(sigmas) - pad, 0.5 * min(sigmas))  # the theory needs σ_w² > 0
-    fine, bound = _bound_curve((low, max(sigmas) + pad), config.bias_variance, critical)
-    ax.plot(fine, bound, color="white", linewidth=2.2)
-    ax.plot(fine, bound, color="#D55E00", linewidth=1.4, label=r"$6\,\xi_c$ (mean-field theory)")
-    ax.axvline(critical, color="white", linestyle="--", linewidth=1.0,
-               label=f"edge of chaos $\\sigma_w^2 = {critical:.3g}$")
-    step = (depths[1] - depths[0]) if len(depths) > 1 else 5
-    ax.set_ylim(min(depths) - step / 2, max(depths) + step / 2)
-    ax.set_xlim(low, max(sigmas) + pad)
-    plots.decorate(ax, title="trainable where the colour is bright; theory: below the curve",
-                   xlabel=r"weight variance $\sigma_w^2$  (Var $\Omega_k$ = $\sigma_w^2$ / fan_in)",
-                   ylabel="depth (hidden layers)")
-    ax.legend(loc="upper right", fontsize=7.5, facecolor="white", framealpha=0.85, frameon=True)
+    bound = _bound_curve((low, max(sigmas) + pad), config.bias_variance, critical)
+    plot.trainability(sigmas, depths, accuracy, bound=bound, critical=critical, chance=CHANCE, ax=ax)
     for index, label in ((ordered, "ordered"), (near, "near critical"), (chaotic, "chaotic")):
-        plots.measured_and_theory(side, depths, accuracy[index], label=f"$\\sigma_w^2 = {sigmas[index]:g}$ ({label})",
-                                  color=plots.color({"ordered": 0, "near critical": 2, "chaotic": 1}[label]))
+        plot.measured_and_theory(depths, accuracy[index], ax=side, label=f"$\\sigma_w^2 = {sigmas[index]:g}$ ({label})",
+                                 color=plots.color({"ordered": 0, "near critical": 2, "chaotic": 1}[label]))
         side.plot(depths, accuracy[index], color=plots.color({"ordered": 0, "near critical": 2, "chaotic": 1}[label]),
                   alpha=0.5, linewidth=1.0)
     side.axhline(config.threshold, color="#555555", linestyle=":", linewidth=1.0,

@@ -180,8 +180,7 @@ def run(config: Config, progress=None) -> base.Result:
         seconds["seed"] = time.perf_counter() - clock
 
     grid = np.linspace(-1.0, 1.0, 801).reshape(-1, 1)
-    pieces, kinks = count_linear_regions(net, [-1.0], [1.0], return_breakpoints=True)
-    kinks = -1.0 + 2.0 * kinks
+    pieces = count_linear_regions(net, [-1.0], [1.0])
     metrics = {
         "test_mse": final(training.test_mse),
         "train_loss": final(training.train_loss),
@@ -194,7 +193,7 @@ def run(config: Config, progress=None) -> base.Result:
     if recipe is not None:
         metrics.update({"test_mse_seed_recipe": final(recipe.test_mse), "steps_seed_recipe": recipe.steps,
                         "seed_recipe_diverged": recipe.diverged is not None})
-    figures = {"fit": _figure(config, net, seed_net, training, recipe, (x, y), grid, kinks)}
+    figures = {"fit": _figure(config, net, seed_net, training, recipe, (x, y))}
     return base.Result(NAME, TITLE, metrics=metrics, figures=figures,
                        explanation=_explanation(config, metrics, training, seconds),
                        summary=_summary(config, metrics, training))
@@ -202,36 +201,41 @@ def run(config: Config, progress=None) -> base.Result:
 
 # ----------------------------------------------------------------------------- figure
 
-def _figure(config, net, seed_net, training, recipe, train_data, grid, kinks):
-    from .. import plots
+def _figure(config, net, seed_net, training, recipe, train_data):
+    from .. import plot, plots
 
     fig, (left, right) = plots.figure(1, 2, width=11.5, height=4.4)
-    x, y = train_data
-    shown = slice(None, None, max(1, x.shape[0] // 400))
-    left.plot(x[shown, 0], y[shown, 0], ".", color="#bbbbbb", markersize=3, label="training samples", zorder=1)
-    left.plot(grid[:, 0], sine_function(grid[:, 0]), color="black", linewidth=3.0, alpha=0.3,
-              label="true f(x) = sin(10x) + 0.75", zorder=2)
-    left.plot(grid[:, 0], outputs(net, grid)[:, 0], color=plots.color(0), label=f"depthlab ({config.optimizer}, minibatches)",
-              zorder=4)
+    plot.fitted_function(net, target=sine_function, data=train_data, ax=left,
+                         label=f"depthlab ({config.optimizer}, minibatches)",
+                         target_label="true f(x) = sin(10x) + 0.75",
+                         title="True function and what the networks learned")
     if seed_net is not None:
-        left.plot(grid[:, 0], outputs(seed_net, grid)[:, 0], "--", color=plots.color(1), linewidth=1.3,
-                  label="seed's recipe (one sample per step, SGD)", zorder=3)
-    bottom = -0.55
-    left.plot(kinks, np.full_like(kinks, bottom), "|", color=plots.color(0), markersize=7, alpha=0.8,
-              label=f"kinks of depthlab's fit ({kinks.size + 1} linear pieces)", zorder=4)
-    left.set_ylim(bottom - 0.12, 2.3)
-    plots.decorate(left, title="True function and what the networks learned", xlabel="x", ylabel="y")
+        plot.fitted_function(seed_net, kinks=False, ax=left, color=plots.color(1), linestyle="--",
+                             label="seed's recipe (one sample per step, SGD)")
+    left.set_ylim(-0.67, 2.3)
     left.legend(loc="upper left", fontsize=7.3, ncol=2)
 
-    right.plot(training.samples, training.train_loss, color=plots.color(0), alpha=0.55, linewidth=1.2,
-               label="depthlab: training loss")
-    right.plot(training.samples, training.test_mse, color=plots.color(0), label="depthlab: test MSE")
-    if recipe is not None and recipe.samples.size:
-        right.plot(recipe.samples, recipe.test_mse, "o--", color=plots.color(1), markersize=3.5,
-                   label="seed's recipe: test MSE")
+    learning_curves(right, training, recipe, test_label="test MSE")
     right.axhline(0.01, color="black", linestyle=":", linewidth=1.0, label="target: 0.01")
     finish_learning_axes(right, training, "mean squared error", legend="upper right")
     return fig
+
+
+def learning_curves(ax, training: Training, recipe: Training | None, *, scale: float = 1.0,
+                    train_label: str = "depthlab: training loss", test_label: str = "test") -> None:
+    """depthlab's training and test curves and the seed recipe's test curve, divided by ``scale``."""
+    from .. import plot, plots
+
+    series = {train_label: (training.samples, training.train_loss / scale),
+              f"depthlab: {test_label}": (training.samples, training.test_mse / scale)}
+    styles = {train_label: {"alpha": 0.55, "linewidth": 1.2}}
+    if recipe is not None and recipe.samples.size:
+        series[f"seed's recipe: {test_label}"] = (recipe.samples, recipe.test_mse / scale)
+        styles[f"seed's recipe: {test_label}"] = {"color": plots.color(1), "linestyle": "--", "marker": "o",
+                                                   "markersize": 3.5}
+    styles[f"depthlab: {test_label}"] = {"color": plots.color(0)}
+    styles[train_label]["color"] = plots.color(0)
+    plot.curves(series, ax=ax, styles=styles, legend=False)
 
 
 def finish_learning_axes(ax, training: Training, quantity: str, legend: str = "lower left") -> None:

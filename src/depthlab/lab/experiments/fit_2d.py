@@ -19,7 +19,7 @@ import numpy as np
 from ...training.data import piecewise_2d, piecewise_2d_function
 from ...nn.model import MLP
 from . import base
-from .fit_1d import final, finish_learning_axes, outputs, replay_seed_recipe, seed_init, train_minibatches
+from .fit_1d import final, finish_learning_axes, learning_curves, outputs, replay_seed_recipe, seed_init, train_minibatches
 
 NAME = "fit-2d"
 TITLE = "Fitting a 2-D function with a cliff"
@@ -115,50 +115,29 @@ def run(config: Config, progress=None) -> base.Result:
 
 # ----------------------------------------------------------------------------- figures
 
-def _value_map(ax, xs, ys, z, limits, title):
-    from .. import plots
-
-    plots.heatmap(ax, xs, ys, z, cmap="viridis", vmin=limits[0], vmax=limits[1], colorbar_label="f(x, y)")
-    plots.decorate(ax, title=title, xlabel="x", ylabel="y")
-
-
 def _maps_figure(config, xs, ys, maps, metrics):
-    from .. import plots
+    from .. import plot
 
-    fig, axes = plots.figure(1, 3, width=14.0, height=4.4)
-    limits = (float(maps["truth"].min()), float(maps["truth"].max()))
-    _value_map(axes[0], xs, ys, maps["truth"], limits, "True f(x, y)")
     hidden = " → ".join(map(str, (2, *config.hidden, 1)))
-    _value_map(axes[1], xs, ys, maps["learned"], limits, f"Learned: {hidden} ReLU net")
-    error = maps["learned"] - maps["truth"]
-    finite = np.abs(error[np.isfinite(error)])
-    bound = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    plots.heatmap(axes[2], xs, ys, error, cmap="RdBu_r", vmin=-bound, vmax=bound,
-                  colorbar_label="learned − true")
-    plots.decorate(axes[2], title="Error (same units as f)", xlabel="x", ylabel="y")
-    plots.note(axes[2], f"{metrics['error_share_near_cliff']:.0%} of the squared error lies within\n"
-                        f"{CLIFF_BAND} of the cliff ({metrics['area_share_near_cliff']:.0%} of the area)",
-               loc="upper right", fontsize=7.2)
-    return fig
+    return plot.fit_maps(maps["learned"], maps["truth"], box=((xs[0], xs[-1]), (ys[0], ys[-1])),
+                         label=f"Learned: {hidden} ReLU net",
+                         note=f"{metrics['error_share_near_cliff']:.0%} of the squared error lies within\n"
+                              f"{CLIFF_BAND} of the cliff ({metrics['area_share_near_cliff']:.0%} of the area)")
 
 
 def _training_figure(config, xs, ys, maps, training, recipe, variance):
-    from .. import plots
+    from .. import plot, plots
 
     columns = 2 if maps["seed"] is not None else 1
     fig, axes = plots.figure(1, columns, width=5.4 * columns + 0.6, height=4.4, squeeze=False)
     left = axes[0][0]
-    left.plot(training.samples, training.train_loss / variance, color=plots.color(0), alpha=0.55, linewidth=1.2,
-              label="depthlab: training loss (mean over the epoch)")
-    left.plot(training.samples, training.test_mse / variance, color=plots.color(0), label="depthlab: test")
-    if recipe is not None and recipe.samples.size:
-        left.plot(recipe.samples, recipe.test_mse / variance, "o--", color=plots.color(1), markersize=3.5,
-                  label="seed's recipe: test")
+    learning_curves(left, training, recipe, scale=variance, train_label="depthlab: training loss (mean over the epoch)",
+                    test_label="test")
     finish_learning_axes(left, training, "MSE / Var(f)")
     if maps["seed"] is not None:
         limits = (float(maps["truth"].min()), float(maps["truth"].max()))
-        _value_map(axes[0][1], xs, ys, maps["seed"], limits,
-                   f"Seed's recipe: {config.seed_samples:,} one-sample SGD steps")
+        plot.function_map(maps["seed"], box=((xs[0], xs[-1]), (ys[0], ys[-1])), ax=axes[0][1], limits=limits,
+                          title=f"Seed's recipe: {config.seed_samples:,} one-sample SGD steps")
     return fig
 
 

@@ -104,18 +104,19 @@ def _error_figure(config, results):
 
 
 def _dydx_figure(config, curves):
-    from .. import plots
+    from .. import plot, plots
 
     fig, axes = plots.figure(2, len(curves), width=4.2 * len(curves) + 0.5, height=6.2, squeeze=False, sharex=True,
                              title=r"Question 2: $\partial y / \partial x$ of a network "
                                    + " → ".join(map(str, (1, *config.hidden, 1))))
     for c, (activation, (x, y, analytic, numeric)) in enumerate(curves.items()):
         top, bottom = axes[0][c], axes[1][c]
-        top.plot(x, y, color=plots.color(c))
-        plots.decorate(top, title=activation, ylabel="$y = \\mathrm{DNN}(x)$")
-        bottom.plot(x, analytic, color=plots.color(c), label="analytic (input_jacobian)")
-        bottom.plot(x[::10], numeric[::10], "o", color="black", markersize=3, label="central difference")
-        plots.decorate(bottom, xlabel="$x$", ylabel=r"$\partial y / \partial x$", legend="best")
+        plot.curves({activation: (x, y)}, ax=top, styles={activation: {"color": plots.color(c)}}, legend=False,
+                    title=activation, ylabel="$y = \\mathrm{DNN}(x)$")
+        plot.measured_and_theory(x[::10], numeric[::10], analytic, theory_x=x, ax=bottom, color=plots.color(c),
+                                 label="central difference", xlabel="$x$", ylabel=r"$\partial y / \partial x$")
+        bottom.lines[-1].set_label("analytic (input_jacobian)")
+        bottom.legend(loc="best")
     return fig
 
 

@@ -85,27 +85,9 @@ def seed_table() -> tuple[dict, dict]:
 
 
 def _figure(config, rules, measured, predicted):
-    from .. import plots
-
-    fig, axes = plots.figure(1, len(config.depths), width=5.0 * len(config.depths) + 0.6, height=4.3, squeeze=False,
-                             title=f"Backward signal of {config.activation} networks of width $D = {config.width}$, "
-                                   "$L = \\sum (\\mathrm{output} - 0)^2$")
-    for ax, depth in zip(axes[0], config.depths):
-        layers = np.arange(depth)
-        for i, rule in enumerate(rules):
-            draws = measured[depth][rule.key]
-            if draws.shape[0] > 1:
-                for draw in draws:
-                    ax.plot(layers, draw, linestyle="none", marker=".", color=plots.color(i), alpha=0.25, markersize=3)
-            plots.measured_and_theory(ax, layers, pooled(draws), predicted[depth][rule.key], label=rule.plot_label,
-                                      color=plots.color(i), marker=plots.marker(i))
-        plots.decorate(ax, title=f"depth $K = {depth}$", xlabel="layer $k$  (the backward pass runs right to left)",
-                       ylabel=r"std of $\partial L / \partial f_k$", logy=True)
-        plots.integer_ticks(ax)
-    handles = [*axes[0][0].get_legend_handles_labels()[0], *plots.theory_legend_handles(
-        f"measured (pooled over {config.repeats} networks)" if config.repeats > 1 else "measured", "mean-field theory")]
-    axes[0][-1].legend(handles=handles, loc="best", fontsize=7.5)
-    return fig
+    return init_variance.std_figure(config, rules, measured, predicted, "dL/df",
+                                    f"Backward signal of {config.activation} networks of width $D = {config.width}$, "
+                                    "$L = \\sum (\\mathrm{output} - 0)^2$")
 
 
 def run(config: Config, progress=None) -> base.Result:

@@ -182,28 +182,32 @@ def seed_tables() -> tuple[dict, list[tuple[tuple, np.ndarray, list]], dict]:
 
 # ----------------------------------------------------------------------------- figures
 
-def _forward_figure(config, rules, measured, predicted):
-    from .. import plots
+def std_figure(config, rules, measured, predicted, quantity: str, title: str):
+    """One panel per depth: each scheme's pooled std per layer (markers, single networks faint) and theory.
+
+    Shared with gradient-variance (``quantity="dL/df"``); drawn by :func:`depthlab.plot.signal_std`.
+    """
+    from .. import plot, plots
 
     depths = config.depths
-    fig, axes = plots.figure(1, len(depths), width=5.0 * len(depths) + 0.6, height=4.3, squeeze=False,
-                             title=f"Forward signal of {config.activation} networks of width $D = {config.width}$")
+    fig, axes = plots.figure(1, len(depths), width=5.0 * len(depths) + 0.6, height=4.3, squeeze=False, title=title)
     for ax, depth in zip(axes[0], depths):
-        layers = np.arange(1, depth + 1)
         for i, rule in enumerate(rules):
             draws = measured[depth][rule.key]
-            if draws.shape[0] > 1:
-                for draw in draws:
-                    ax.plot(layers, draw, linestyle="none", marker=".", color=plots.color(i), alpha=0.25,
-                            markersize=3)
-            plots.measured_and_theory(ax, layers, pooled(draws), predicted[depth][rule.key],
-                                      label=rule.plot_label, color=plots.color(i), marker=plots.marker(i))
-        plots.decorate(ax, title=f"depth $K = {depth}$", xlabel="layer $k$", ylabel="std of hidden units $h_k$", logy=True)
-        plots.integer_ticks(ax)
+            plot.signal_std(pooled(draws), predicted[depth][rule.key], draws=draws if draws.shape[0] > 1 else None,
+                            quantity=quantity, ax=ax, label=rule.plot_label, color=plots.color(i),
+                            marker=plots.marker(i), title=f"depth $K = {depth}$")
+        if quantity == "dL/df":
+            ax.set_xlabel("layer $k$  (the backward pass runs right to left)")
     handles = [*axes[0][0].get_legend_handles_labels()[0], *plots.theory_legend_handles(
         f"measured (pooled over {config.repeats} networks)" if config.repeats > 1 else "measured", "mean-field theory")]
     axes[0][-1].legend(handles=handles, loc="best", fontsize=7.5)
     return fig
+
+
+def _forward_figure(config, rules, measured, predicted):
+    return std_figure(config, rules, measured, predicted, "h",
+                      f"Forward signal of {config.activation} networks of width $D = {config.width}$")
 
 
 def _seed_figure(curves):

@@ -141,14 +141,15 @@ def run(config: Config, progress=None) -> base.Result:
 # ----------------------------------------------------------------------------- figures
 
 def _examples_figure(examples):
-    from .. import plots
+    from .. import plot, plots
 
     fig, axes = plots.figure(1, 2, width=11.0, height=4.0)
     grid = np.linspace(0.0, 1.0, 1001).reshape(-1, 1)
     titles = {"shallow": "Shallow: 1 → 6 → 1", "deep": "Deep: 1 → 3 → 3 → 1"}
     bounds = {"shallow": "bound D + 1 = 7", "deep": "bound (3 + 1)² = 16"}
     for i, (ax, (key, (net, count, breaks))) in enumerate(zip(axes, examples.items())):
-        ax.plot(grid[:, 0], net(grid)[:, 0], color=plots.color(i), label="the network's output")
+        plot.linear_regions(net, 0.0, 1.0, ax=ax, color=plots.color(i),
+                            title=f"{titles[key]}: {count} linear regions ({bounds[key]})")
         if key == "deep":
             # the last Linear layer is the fold itself, so applying it to h_1 shows one fold
             trace = net.forward(grid, record=True)
@@ -156,12 +157,6 @@ def _examples_figure(examples):
             once = trace.activations[1] @ last.weight.data.T + last.bias.data
             ax.plot(grid[:, 0], once[:, 0], "--", color="#888888", linewidth=1.2,
                     label="after layer 1 only: one fold, 3 pieces")
-        points = breaks.reshape(-1, 1)
-        ax.plot(points[:, 0], net(points)[:, 0], "o", color="black", markersize=4, label="breakpoints (exact)")
-        for b in breaks:
-            ax.axvline(b, color="#cccccc", linewidth=0.6, zorder=0)
-        plots.decorate(ax, title=f"{titles[key]}: {count} linear regions ({bounds[key]})", xlabel="input x",
-                       ylabel="output y")
         ax.set_ylim(-0.06, 1.42)
         ax.legend(loc="upper center", ncol=2, fontsize=7.5)
     return fig
@@ -194,33 +189,16 @@ def _depth_figure(config, rows, counts):
     return fig
 
 
-def _region_colours(ids: np.ndarray, seed: int) -> np.ndarray:
-    """An RGB image (H, W, 3): each region a colour, region edges dark."""
-    from matplotlib import colormaps
-
-    palette = np.concatenate([colormaps["tab20"](np.arange(20))[:, :3], colormaps["tab20b"](np.arange(20))[:, :3]])
-    shuffle = np.random.default_rng(seed).permutation(ids.max() + 1)
-    image = palette[shuffle[ids] % len(palette)]
-    edges = np.zeros(ids.shape, dtype=bool)
-    edges[:, 1:] |= ids[:, 1:] != ids[:, :-1]
-    edges[1:, :] |= ids[1:, :] != ids[:-1, :]
-    image[edges] = 0.15
-    return image
-
-
 def _maps_figure(config, maps):
-    from .. import plots
+    from .. import plot, plots
 
     fig, axes = plots.figure(1, 2, width=10.0, height=5.0,
                              title=f"Activation regions of two random networks with {config.units} hidden units on [−1, 1]²")
     for ax, (key, (depth, region_map)) in zip(axes, maps.items()):
         width = config.units // depth
-        ax.imshow(_region_colours(region_map.ids, config.seed), origin="lower", extent=(-1, 1, -1, 1),
-                  interpolation="nearest")
-        ax.grid(False)
         shape = " → ".join(["2", *([str(width)] * depth), "1"])
-        plots.decorate(ax, title=f"{key.capitalize()} {shape}: {region_map.count} regions", xlabel="input x₁",
-                       ylabel="input x₂")
+        plot.region_map(region_map, seed=config.seed, ax=ax,
+                        title=f"{key.capitalize()} {shape}: {region_map.count} regions")
     return fig
 
 

@@ -98,60 +98,37 @@ def _settings_text(hyper: dict) -> str:
 
 
 def _paths_figure(config, results, reached):
-    from .. import plots
+    from .. import plot
 
-    f = FUNCTIONS["elliptic"]
-    (x0, x1), (y0, y1) = (-8.0, 8.0), (-3.0, 3.0)
-    xs, ys = np.meshgrid(np.linspace(x0, x1, 241), np.linspace(y0, y1, 121))
-    zs = f.value(np.stack([xs, ys], axis=-1))
-    fig, axes = plots.figure(2, 3, width=13.0, height=6.4, squeeze=False,
-                             title=r"Paths on $f(x, y) = x^2/20 + y^2$ from $(-7, 2)$; the minimum is $(0, 0)$")
-    for ax, (i, (name, result)) in zip(axes.flat, enumerate(results.items())):
-        ax.contour(xs, ys, zs, levels=np.geomspace(0.01, 12, 14), colors="#9aa3ad", linewidths=0.6)
-        path = result.trajectory
-        ax.plot(path[:, 0], path[:, 1], "-", color=plots.color(i), linewidth=1.2, alpha=0.9)
-        ax.plot(path[:, 0], path[:, 1], "o", color=plots.color(i), markersize=2.5)
-        ax.plot(*config.start, marker="o", color="black", markersize=6, zorder=5)
-        ax.plot(0, 0, marker="*", color="black", markersize=11, zorder=5)
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-        ax.grid(False)
-        steps = reached[name]
-        hyper = optim.SEED_004_SETTINGS[name][1]
-        ax.set_title(f"{LABELS[name]} ({_settings_text(hyper)})", fontsize=9.5)
-        plots.note(ax, f"within {config.tolerance:g} of the minimum\nfrom step {steps}" if steps is not None
-                   else f"not within {config.tolerance:g} after {config.steps} steps", loc="lower right", fontsize=7.5)
-        ax.set_xlabel("$x$")
-        ax.set_ylabel("$y$")
-    return fig
+    titles = {name: f"{LABELS[name]} ({_settings_text(optim.SEED_004_SETTINGS[name][1])})" for name in results}
+    notes = {name: f"within {config.tolerance:g} of the minimum\nfrom step {steps}" if steps is not None
+             else f"not within {config.tolerance:g} after {config.steps} steps" for name, steps in reached.items()}
+    return plot.optimizer_paths(results, "elliptic", start=config.start, box=((-8.0, 8.0), (-3.0, 3.0)),
+                                levels=np.geomspace(0.01, 12, 14), titles=titles, notes=notes,
+                                title=r"Paths on $f(x, y) = x^2/20 + y^2$ from $(-7, 2)$; the minimum is $(0, 0)$")
 
 
 def _loss_figure(config, results):
-    from .. import plots
+    from .. import plot
 
-    fig, ax = plots.figure(width=7.2, height=4.4)
-    floor = 1e-16
-    for i, (name, result) in enumerate(results.items()):
-        ax.plot(np.arange(result.values.size), np.maximum(result.values, floor * 1e-3), color=plots.color(i),
-                label=LABELS[name])
-    ax.set_ylim(floor, 20)
-    plots.decorate(ax, title="Loss along the path (below 10⁻¹⁶ runs off the bottom)", xlabel="step $t$",
-                   ylabel=r"$f(x_t, y_t)$", logy=True, legend="upper right")
+    fig = plot.optimizer_losses(results, floor=1e-16, labels=LABELS,
+                                title="Loss along the path (below 10⁻¹⁶ runs off the bottom)")
+    fig.axes[0].set_ylim(1e-16, 20)
     return fig
 
 
 def _seed_figure(config, correct, buggy, shifted):
-    from .. import plots
+    from .. import plot, plots
 
     fig, axes = plots.figure(1, 2, width=11.5, height=4.2, squeeze=False,
                              title="Seed 004's RMSProp and Adam as written vs PyTorch's rules (same hyperparameters)")
     for ax, name in zip(axes[0], ("rmsprop", "adam")):
-        for label, path, style, c in ((f"{LABELS[name]}, depthlab (= torch.optim)", correct[name], "-", 0),
-                                      (f"{LABELS[name]}, seed 004 as written", buggy[name], "--", 1)):
-            distance = np.maximum(np.linalg.norm(path, axis=1), 1e-18)
-            ax.plot(np.arange(distance.size), distance, style, color=plots.color(c), label=label)
-        plots.decorate(ax, title={"rmsprop": "RMSProp: lr 0.01, α = 0.9", "adam": "Adam: lr 0.1, betas (0.9, 0.999)"}[name],
-                       xlabel="step $t$", ylabel="distance to the minimum", logy=True, legend="lower left")
+        ours, theirs = f"{LABELS[name]}, depthlab (= torch.optim)", f"{LABELS[name]}, seed 004 as written"
+        distances = {ours: np.maximum(np.linalg.norm(correct[name], axis=1), 1e-18),
+                     theirs: np.maximum(np.linalg.norm(buggy[name], axis=1), 1e-18)}
+        plot.curves(distances, ax=ax, styles={theirs: {"linestyle": "--"}}, logy=True, xlabel="step $t$",
+                    ylabel="distance to the minimum", legend="lower left",
+                    title={"rmsprop": "RMSProp: lr 0.01, α = 0.9", "adam": "Adam: lr 0.1, betas (0.9, 0.999)"}[name])
     end = shifted["seed"][-1]
     plots.note(axes[0][0], "the seed's x = lr·g/rms(g) lands near the origin in one\n"
                            "step, whatever f is: on the bowl moved to (3, 1) it ends\n"

@@ -147,35 +147,19 @@ def crossing(x: np.ndarray, y: np.ndarray, level: float = 1.0) -> float:
 # ----------------------------------------------------------------------------- figures
 
 def _phase_figure(config, sw, sb, q_star, chi, line):
-    from .. import plots
+    from .. import plot, plots
 
     fig, axes = plots.figure(1, 2, width=11.5, height=4.5, squeeze=False,
                              title=f"{config.activation}: fixed point and gradient growth over the "
                                    r"$(\sigma_w^2, \sigma_b^2)$ plane")
-    positive = np.where(q_star > 0, q_star, np.nan)
-    plots.heatmap(axes[0][0], sw, sb, positive, log=True, cmap="viridis",
-                  colorbar_label=r"$q^*$ (white: $q^* = 0$, the signal dies)")
-    span = max(abs(np.nanmax(chi) - 1), abs(1 - np.nanmin(chi)), 1e-6)
-    plots.heatmap(axes[0][1], sw, sb, chi, cmap="RdBu_r", center=1.0, vmin=1 - span, vmax=1 + span,
-                  colorbar_label=r"$\chi_1 = \sigma_w^2\, E[\phi'(\sqrt{q^*} z)^2]$")
-    line_sw, line_sb = line
-    for ax, color in zip(axes[0], ("white", "black")):
-        ax.plot(line_sw, line_sb, "--", color=color, linewidth=2, label=r"order-to-chaos line $\chi_1 = 1$")
-        ax.axhline(config.bias_variance, color=color, linestyle=":", linewidth=1)
-        ax.set_xlim(sw[0], sw[-1])
-        ax.set_ylim(sb[0], sb[-1])
-        plots.decorate(ax, xlabel=r"$\sigma_w^2 = \mathrm{fan_{in}} \cdot \mathrm{Var}(\Omega)$",
-                       ylabel=r"$\sigma_b^2 = \mathrm{Var}(\beta)$")
-    axes[0][0].set_title(r"fixed point $q^*$ of the variance map")
-    axes[0][1].set_title(r"$\chi_1$: ordered ($< 1$, blue) vs chaotic ($> 1$, red)")
-    axes[0][1].legend(loc="upper left", fontsize=8)
-    axes[0][1].text(0.97, 0.05, "chaotic", transform=axes[0][1].transAxes, ha="right", fontsize=10, color="#8b1a1a")
-    axes[0][1].text(0.03, 0.05, "ordered", transform=axes[0][1].transAxes, ha="left", fontsize=10, color="white")
+    for ax, (quantity, values) in zip(axes[0], (("q_star", q_star), ("chi1", chi))):
+        plot.phase_diagram(config.activation, sw, sb, values=values, quantity=quantity, critical_line=line,
+                           bias_variance=config.bias_variance, ax=ax)
     return fig
 
 
 def _depth_figure(config, curve, critical, measured_sw, measured_chi):
-    from .. import plots
+    from .. import plot, plots
 
     sw, xi_q, xi_c = curve[:, 0], curve[:, 1], curve[:, 2]
     dense = np.linspace(*config.weight_variance_range, 120)
@@ -184,24 +168,15 @@ def _depth_figure(config, curve, critical, measured_sw, measured_chi):
                              title=f"{config.activation} at $\\sigma_b^2 = {config.bias_variance:g}$: the edge of chaos "
                                    f"at $\\sigma_w^2 = {critical:.4g}$")
     left, right = axes[0]
-    plots.measured_and_theory(left, measured_sw, measured_chi, chi1, theory_x=dense, color=plots.color(0),
-                              label=f"measured (width {config.measure_width}, depth {config.measure_depth})")
+    plot.measured_and_theory(measured_sw, measured_chi, chi1, theory_x=dense, ax=left, color=plots.color(0),
+                             label=f"measured (width {config.measure_width}, depth {config.measure_depth})",
+                             title=r"gradient growth per layer $\chi_1$", xlabel=r"$\sigma_w^2$",
+                             ylabel=r"$\chi_1$ ($\| \partial L/\partial h \|^2$ growth per layer)")
     left.axhline(1.0, color="#888888", linewidth=0.8)
     left.axvline(critical, color="#b3261e", linestyle="--", linewidth=1.2, label="critical $\\sigma_w^2$")
     handles = left.get_legend_handles_labels()[0] + plots.theory_legend_handles(theory_label="mean-field χ₁")[1:]
     left.legend(handles=handles, loc="upper left", fontsize=8)
-    plots.decorate(left, title=r"gradient growth per layer $\chi_1$", xlabel=r"$\sigma_w^2$",
-                   ylabel=r"$\chi_1$ ($\| \partial L/\partial h \|^2$ growth per layer)")
-    finite_c, finite_q = np.isfinite(xi_c), np.isfinite(xi_q)
-    right.plot(sw[finite_c], xi_c[finite_c], "-", color=plots.color(1), marker=".", label=r"$\xi_c$ (correlations)")
-    right.plot(sw[finite_q], xi_q[finite_q], "-", color=plots.color(2), marker=".", label=r"$\xi_q$ (variance)")
-    ordered = measured_chi < 1
-    if ordered.any():
-        right.plot(measured_sw[ordered], -1 / np.log(measured_chi[ordered]), "o", color=plots.color(1),
-                   markeredgecolor="white", label=r"$-1/\ln \chi_1$ measured (ordered side)")
-    right.axvline(critical, color="#b3261e", linestyle="--", linewidth=1.2)
-    plots.decorate(right, title=r"depth scales: $|c_k - c^*| \sim e^{-k/\xi_c}$", xlabel=r"$\sigma_w^2$",
-                   ylabel="layers", logy=True, legend="upper right")
+    plot.depth_scales(sw, xi_c, xi_q, critical=critical, measured_chi1=(measured_sw, measured_chi), ax=right)
     return fig
 
 

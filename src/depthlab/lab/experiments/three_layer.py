@@ -281,7 +281,7 @@ def _tables(config, at_init) -> dict:
 # ----------------------------------------------------------------------------- figures
 
 def _loss_figure(config, runs, at_init, mean_loss):
-    from .. import plots
+    from .. import plot, plots
 
     fig, (left, right) = plots.figure(1, 2, width=11.0, height=4.3)
     styles = [
@@ -318,11 +318,12 @@ def _loss_figure(config, runs, at_init, mean_loss):
     left.legend(loc="lower left", fontsize=7.5)
 
     names = ["h_0 = x", "h_1", "h_2", "output f_2"]
-    for i, (init, (label, _)) in enumerate(INITS.items()):
-        right.plot(np.arange(4), at_init[init]["rms"], marker=plots.marker(i), color=plots.color(1 - i), label=label)
+    plot.curves({label: at_init[init]["rms"] for init, (label, _) in INITS.items()}, ax=right,
+                styles={label: {"marker": plots.marker(i), "color": plots.color(1 - i)}
+                        for i, (label, _) in enumerate(INITS.values())},
+                logy=True, legend="upper left", title="Signal size at initialization", xlabel="layer",
+                ylabel="RMS of the layer's values (log scale)")
     right.set_xticks(np.arange(4), names)
-    plots.decorate(right, title="Signal size at initialization", xlabel="layer",
-                   ylabel="RMS of the layer's values (log scale)", logy=True, legend="upper left")
     return fig
 
 
