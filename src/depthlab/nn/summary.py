@@ -17,7 +17,10 @@ COLUMNS = ("layer", "type", "output shape", "activation", "initialization", "par
 
 
 def rows(net) -> list[dict]:
-    """One dict per layer k with the :data:`COLUMNS` as keys (parameters as ints)."""
+    """One dict per layer k with the :data:`COLUMNS` as keys (parameters as ints): per Linear
+    layer and its activation for a plain MLP, else per top-level layer."""
+    if not _plain(net):
+        return _layer_rows(net)
     result = []
     for k, (linear, activation) in enumerate(zip(net.linears, net.layer_activations)):
         parameters = sum(p.size for p in linear.parameters())
@@ -30,6 +33,37 @@ def rows(net) -> list[dict]:
             "parameters": parameters,
             "trainable": parameters,     # every Parameter is updated by an optimizer given it
             "dtype": str(linear.dtype),
+        })
+    return result
+
+
+def _plain(net) -> bool:
+    from .layers import ActivationLayer, Linear
+    return bool(net.layers) and isinstance(net.layers[0], Linear) and all(
+        isinstance(layer, (Linear, ActivationLayer)) for layer in net.layers)
+
+
+def _layer_rows(net) -> list[dict]:
+    """One row per top-level layer (networks with layers other than Linear and activations)."""
+    from .layers import ActivationLayer, Linear
+    result, features = [], net.in_features
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Linear):
+            features = layer.out_features
+        elif features is not None:
+            features = layer.output_features(features)
+        parameters = layer.parameters()
+        count = sum(p.size for p in parameters)
+        result.append({
+            "layer": i,
+            "type": (f"Linear({layer.in_features} → {layer.out_features})" if isinstance(layer, Linear)
+                     else type(layer).__name__),
+            "output shape": f"(N, {features})" if features is not None else "(N, ?)",
+            "activation": layer.activation.name if isinstance(layer, ActivationLayer) else "",
+            "initialization": getattr(layer, "init_name", "") if isinstance(layer, Linear) else "",
+            "parameters": count,
+            "trainable": count,
+            "dtype": str(parameters[0].dtype) if parameters else "",
         })
     return result
 
