@@ -54,7 +54,9 @@ def _python_blocks(markdown: str) -> list[str]:
 
 
 @pytest.mark.parametrize("index", range(len(_python_blocks((DOCS / "recipes.md").read_text(encoding="utf-8")))))
-def test_recipe_code_runs(index, capsys):
+def test_recipe_code_runs(index, monkeypatch):
+    # the initializer recipe registers a name: keep that out of the registry other tests see
+    monkeypatch.setattr(depthlab.init, "INITIALIZERS", dict(depthlab.init.INITIALIZERS))
     code = _python_blocks((DOCS / "recipes.md").read_text(encoding="utf-8"))[index]
     exec(compile(code, f"recipes.md block {index}", "exec"), {"__name__": "recipes"})
 
