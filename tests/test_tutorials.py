@@ -57,7 +57,7 @@ def test_tutorial_runs(path, tmp_path):
     python_path = os.pathsep.join([source, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
     env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, startup_timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=env)                     # raises CellExecutionError on the first failing cell
     executable, module = notebook.cells[0].outputs[0]["text"].split()
