@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BENCH_ENV) $(PY) benchmarks/bench.py --threads 1
 
 # The documentation site, offline, into site/ (open site/index.html): runs the tutorials and
-# every experiment (--quick) for the gallery; strict, so any warning fails. About 3 minutes.
+# every experiment (--quick) for the gallery; strict, so any warning fails. A few minutes.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mkdocs build --strict
 	@echo "documentation built: open site/index.html"
