@@ -1,4 +1,4 @@
-# depthlab — the two commands: `make demo` and `make test`.
+# depthlab — the two commands: `make demo` and `make test` (and `make docs` for the site).
 # Each creates .venv if missing and installs what it needs; nothing is installed by hand.
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.depthlab-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench docs docs-check install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(PY):
 # Reinstall when the project's metadata changes. torch==2.13.0 (CPU build) is pinned in the extras.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,test]'
+	$(PY) -m pip install --quiet -e '.[all,test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,5 +36,17 @@ BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: $(STAMP)
 	$(BENCH_ENV) $(PY) benchmarks/bench.py --threads 1
 
+# The documentation site, offline, into site/ (open site/index.html): runs the tutorials and
+# every experiment (--quick) for the gallery; strict, so any warning fails. A few minutes.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mkdocs build --strict
+	@echo "documentation built: open site/index.html"
+
+# The built site rendered in headless Chromium (Debian's chromium, installed if missing):
+# the API page and a tutorial page must show their content, screenshots in build/docs-check/.
+docs-check: docs
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(PY) docs/check_site.py site build/docs-check
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache site .cache

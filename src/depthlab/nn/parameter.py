@@ -25,6 +25,8 @@ class Parameter:
         dL/d(data), the same shape and dtype as ``data``; ``None`` until a backward pass
         writes it. Backward passes *add* to it; ``zero_grad`` clears it.
 
+    Notes
+    -----
     Parameters hash by identity, so optimizer state is keyed by the parameter itself and one
     optimizer can serve any number of layers.
     """

@@ -180,13 +180,13 @@ class Optimizer:
     defaults : dict
         Every hyperparameter and its default value.
 
+    Notes
+    -----
     Subclasses set ``state_type`` (the state's NamedTuple), ``init_state(param, hyper) ->
     State``, ``update(param, grad, state, hyper, work) -> State`` and ``work_buffers``
     (how many parameter-sized scratch arrays ``update`` needs), and may override
     ``_check_group`` for checks across hyperparameters.
 
-    Notes
-    -----
     ``step`` skips parameters whose ``.grad`` is ``None`` (as PyTorch does): a layer that
     received no gradient is neither moved nor has its state (e.g. its step count)
     advanced. A gradient must have the parameter's shape and dtype. The optimizer keeps

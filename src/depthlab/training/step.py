@@ -31,6 +31,8 @@ class TrainStep:
     optimizer : depthlab.optim.Optimizer
         Updates the parameters it holds (usually ``net.parameters()``).
 
+    Notes
+    -----
     Calling ``step(x, y)`` with x of shape (N, D_0) and targets y (whatever the loss takes)
     clears the optimizer's gradients, sets each network parameter's ``grad`` to dL/dΩ_k,
     dL/dβ_k of this batch and takes one optimizer step. With ``return_loss=True`` it
