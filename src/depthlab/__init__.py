@@ -35,6 +35,11 @@ _EXPORTS = {
     # core
     "Parameter": "nn.parameter:Parameter",
     "Layer": "nn.layer:Layer",
+    "BatchNorm": "nn.normalization:BatchNorm",
+    "LayerNorm": "nn.normalization:LayerNorm",
+    "Dropout": "nn.residual:Dropout",
+    "Residual": "nn.residual:Residual",
+    "ResMLP": "nn.residual:ResMLP",
     "Linear": "nn.layers:Linear",
     "ActivationLayer": "nn.layers:ActivationLayer",
     "Sequential": "nn.model:Sequential",

@@ -182,10 +182,13 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
         warnings.warn(message, stacklevel=2)
         notes.append(message)
 
+    saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
     net.zero_grad()
     trace = net.forward(x, record=True)
     grads = net.backward(loss.grad(trace.output, y))
-    named = [(param.name or name, param, param.grad.copy()) for name, param in net.named_parameters()]
+    top = {id(p) for linear in net.linears for p in (linear.weight, linear.bias)}
+    named = [(param.name if id(param) in top else name, param, param.grad.copy())
+             for name, param in net.named_parameters()]
     net.zero_grad()
 
     def loss_at(point=x):
@@ -226,6 +229,8 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
             "a perturbation of ±eps moves them across it, so the central difference mixes two slopes. "
             "Large errors there are expected, not a bug; use another batch or a smaller eps."
         )
+    if saved_buffers:  # the passes updated batch norm's running statistics: put them back
+        net.load_state_dict(saved_buffers, strict=False)
     return GradcheckResult(rows, tolerance, near, notes)
 
 

@@ -35,6 +35,7 @@ and in. ``train()`` / ``eval()`` set ``.training`` on a layer and its sublayers.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -57,7 +58,12 @@ class Layer:
     """Base class of every layer: a forward and a backward pass, and the parameters they use.
 
     Subclasses call ``super().__init__()`` and override :meth:`forward` and :meth:`backward`.
+    State that is not trained but saved (batch norm's running statistics, PyTorch's
+    "buffers") is named in ``buffer_names``: attributes holding an array or a number (None
+    when unused).
     """
+
+    buffer_names: tuple[str, ...] = ()
 
     def __init__(self):
         self.training = True
@@ -134,10 +140,46 @@ class Layer:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
+    def layers_within(self) -> Iterator[Layer]:
+        """This layer and every sublayer, depth first."""
+        yield self
+        for _, child in self.children():
+            yield from child.layers_within()
+
+    @contextlib.contextmanager
+    def mode(self, training: bool):
+        """Train (True) or eval (False) mode inside a ``with`` block; each layer's own mode is
+        restored after it (``fit`` trains in train mode and validates in eval mode so)."""
+        saved = [(layer, layer.training) for layer in self.layers_within()]
+        self.train(training)
+        try:
+            yield self
+        finally:
+            for layer, was in saved:
+                layer.training = was
+
+    @property
+    def couples_samples(self) -> bool:
+        """Whether a sample's output depends on the other samples of the batch (batch norm with
+        batch statistics); per-sample quantities (the input Jacobian) are then not defined."""
+        return any(getattr(layer, "batch_statistics", False) for layer in self.layers_within())
+
     # -- state ---------------------------------------------------------------------------
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
+        """``(name, value)`` of every buffer (``buffer_names``) of this layer and its sublayers."""
+        for name in self.buffer_names:
+            value = getattr(self, name)
+            if value is not None:
+                yield prefix + name, value
+        for name, child in self.children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """``{name: copy of the parameter's array}``, in the order of :meth:`named_parameters`."""
-        return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+        """``{name: copy}`` of every parameter (in the order of :meth:`named_parameters`), then
+        of every buffer (running statistics)."""
+        state = {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+        state.update((name, np.array(value, copy=True)) for name, value in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: Mapping, strict: bool = True) -> None:
         """Copy arrays into the parameters in place, by name.
@@ -154,8 +196,9 @@ class Layer:
         if not isinstance(state, Mapping):
             raise TypeError(f"load_state_dict needs a mapping of name -> array, got {type(state).__name__}.")
         own = dict(self.named_parameters())
-        missing = [name for name in own if name not in state]
-        unexpected = [name for name in state if name not in own]
+        buffers = dict(self._buffer_owners(""))
+        missing = [name for name in [*own, *buffers] if name not in state]
+        unexpected = [name for name in state if name not in own and name not in buffers]
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}; the "
                              f"network's keys are {list(own)} (pass strict=False to load the common ones).")
@@ -168,8 +211,34 @@ class Layer:
                 raise ValueError(f"load_state_dict: state[{name!r}] has shape {array.shape}, but the "
                                  f"parameter {name!r} has shape {parameter.shape}.")
             arrays[name] = array
+        values = {}
+        for name, (owner, attribute) in buffers.items():
+            if name not in state:
+                continue
+            current = getattr(owner, attribute)
+            if isinstance(current, np.ndarray):
+                value = as_float_array(state[name], f"state[{name!r}]", dtype=current.dtype)
+                if value.shape != current.shape:
+                    raise ValueError(f"load_state_dict: state[{name!r}] has shape {value.shape}, but the "
+                                     f"buffer {name!r} has shape {current.shape}.")
+            else:
+                value = int(np.asarray(state[name]))
+            values[name] = value
         for name, array in arrays.items():  # all checked first: nothing is half loaded
             own[name].data[...] = array
+        for name, value in values.items():
+            owner, attribute = buffers[name]
+            if isinstance(value, np.ndarray):
+                getattr(owner, attribute)[...] = value
+            else:
+                setattr(owner, attribute, value)
+
+    def _buffer_owners(self, prefix: str) -> Iterator[tuple[str, tuple[Layer, str]]]:
+        for name in self.buffer_names:
+            if getattr(self, name) is not None:
+                yield prefix + name, (self, name)
+        for name, child in self.children():
+            yield from child._buffer_owners(f"{prefix}{name}.")
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}={tuple(p.shape)}" for name, p in self.named_parameters())

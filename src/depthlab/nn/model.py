@@ -517,6 +517,9 @@ class Sequential(Layer):
         are left as they were.
         """
         x = self.check_input(x, "x", finite=True)
+        if self.couples_samples:
+            raise ValueError("input_jacobian is per sample, but this network's batch norm uses the batch's statistics "
+                             "(train mode), so each output depends on every sample; call net.eval() first.")
         n, d_out = x.shape[0], self.out_features
         saved = [p.grad for p in self.parameters()]
         try:

@@ -580,7 +580,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
 
 
 def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, theory: bool = True,
-          thresholds: dict | None = None) -> ProbeReport:
+          thresholds: dict | None = None, training: bool = True) -> ProbeReport:
     """Measure forward and backward signal statistics layer by layer, with a verdict.
 
     Parameters
@@ -602,6 +602,10 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         can integrate; pass False otherwise).
     thresholds : dict, optional
         Overrides for :data:`THRESHOLDS` (verdict rules, see the module docstring).
+    training : bool, default True
+        The mode of the pass: train mode (batch norm normalizes with the batch's statistics,
+        dropout drops — the signal as training sees it) or eval mode. The network's own modes,
+        running statistics and gradients are left as they were.
 
     Returns
     -------
@@ -653,8 +657,12 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         loss_name = getattr(loss_object, "name", type(loss_object).__name__)
 
     saved_grads = [p.grad for p in net.parameters()]
+    saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
+    if not isinstance(training, bool):
+        raise TypeError(f"probe: training must be True or False, got {training!r}.")
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
-        trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
+        with net.mode(training):
+            trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
         if y is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 grad_output = loss_object.grad(trace.output, y)
@@ -664,6 +672,8 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     finally:
         for p, g in zip(net.parameters(), saved_grads):
             p.grad = g
+        if saved_buffers:
+            net.load_state_dict(saved_buffers, strict=False)
 
     predicted = None
     if theory:

@@ -277,7 +277,7 @@ def _evaluate(net: Sequential, objective: _Objective, x: Array, loss_target: Arr
     n = x.shape[0]
     size = n if batch_size is None else min(batch_size, n)
     total, statistics = 0.0, [None] * len(objective.metrics)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with net.mode(False), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for start in range(0, n, size):
             rows = slice(start, start + size)
             output = net.forward(x[rows], allow_nonfinite=True)
@@ -292,7 +292,7 @@ def _evaluate(net: Sequential, objective: _Objective, x: Array, loss_target: Arr
 
 
 def evaluate(net, x, y, loss="mse", metrics=None, batch_size=None) -> dict[str, float]:
-    """The loss and metrics of ``net`` on a data set.
+    """The loss and metrics of ``net`` on a data set, in eval mode (as ``predict``).
 
     Parameters
     ----------
@@ -322,18 +322,21 @@ def evaluate(net, x, y, loss="mse", metrics=None, batch_size=None) -> dict[str, 
 def predict(net, x, batch_size=None) -> Array:
     """The network's outputs for x ``(N, D_0)``: an array ``(N, D_out)`` in the network's dtype.
 
-    ``batch_size`` bounds the memory of one forward pass (None: all samples at once).
+    ``batch_size`` bounds the memory of one forward pass (None: all samples at once). Runs in
+    eval mode (batch norm's running statistics, no dropout), as Keras's ``predict``; the
+    network's own mode is restored after.
     """
     net = _check_net(net)
     x = net.check_input(x, "x", finite=True)
     batch_size = _optional_batch_size(batch_size, "batch_size")
     n = x.shape[0]
-    if batch_size is None or batch_size >= n:
-        return net.forward(x)
-    output = np.empty((n, net.out_features), dtype=net.dtype)
-    for start in range(0, n, batch_size):
-        output[start:start + batch_size] = net.forward(x[start:start + batch_size])
-    return output
+    with net.mode(False):
+        if batch_size is None or batch_size >= n:
+            return net.forward(x)
+        output = np.empty((n, net.out_features), dtype=net.dtype)
+        for start in range(0, n, batch_size):
+            output[start:start + batch_size] = net.forward(x[start:start + batch_size])
+        return output
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -725,7 +728,8 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
     state = TrainingState(net, optimizer, objective.loss, objective.metrics, history, params, scheduler)
     run = _Run(net, objective, optimizer, x, loss_target, metric_targets, validation, batch_size, epochs,
                shuffle, rng, callbacks, progress_display(verbose, epochs, steps), scheduler, clip_norm, state)
-    return run.run()
+    with net.mode(True):  # as Keras: training in train mode, validation in eval mode
+        return run.run()
 
 
 __all__ = ["fit", "evaluate", "predict", "TrainingDiverged"]

@@ -1,0 +1,180 @@
+"""Normalization layers: ``BatchNorm`` (over the batch) and ``LayerNorm`` (over the features).
+
+Both standardize and then scale and shift, per feature j::
+
+    x̂ = (x − μ) / sqrt(σ² + ε),        y = γ_j x̂ + β_j
+
+BatchNorm takes μ, σ² of each feature over the batch (N samples) in train mode, and the
+running averages in eval mode (``torch.nn.BatchNorm1d``); LayerNorm takes them over the D
+features of each sample, the same in both modes (``torch.nn.LayerNorm`` over the last axis).
+σ² is the biased variance (divided by the count), as PyTorch normalizes.
+
+Backward, for the statistics over n values (n = N for batch norm, D for layer norm), with
+dx̂ = dL/dy ⊙ γ::
+
+    dL/dx = (n dx̂ − Σ dx̂ − x̂ Σ (dx̂ ⊙ x̂)) / (n sqrt(σ² + ε))
+    dL/dγ = Σ_n dL/dy ⊙ x̂,             dL/dβ = Σ_n dL/dy
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_positive_int, check_real, resolve_dtype
+from .layer import Layer
+from .parameter import Parameter
+
+
+def _check_features(layer, x: np.ndarray) -> None:
+    if x.ndim != 2 or x.shape[1] != layer.num_features:
+        raise ValueError(f"{layer!r} expects inputs of shape (N, {layer.num_features}), got {x.shape}; "
+                         f"num_features must be the width of the layer before it.")
+
+
+def _standardize_backward(grad_xhat: np.ndarray, xhat: np.ndarray, inverse_std: np.ndarray, axis: int) -> np.ndarray:
+    """dL/dx from dL/dx̂ for x̂ standardized over ``axis`` (its n values)."""
+    n = xhat.shape[axis]
+    total = grad_xhat.sum(axis=axis, keepdims=True)
+    projected = (grad_xhat * xhat).sum(axis=axis, keepdims=True)
+    return (n * grad_xhat - total - xhat * projected) * (inverse_std / n)
+
+
+class BatchNorm(Layer):
+    """Batch normalization of each feature, ``torch.nn.BatchNorm1d``'s semantics.
+
+    Parameters
+    ----------
+    num_features : int
+        D, the width of the inputs (N, D).
+    eps : float, default 1e-5
+    momentum : float or None, default 0.1
+        running ← (1 − momentum) running + momentum · batch statistic; None: the cumulative
+        average of all batches seen (PyTorch's meaning).
+    affine : bool, default True
+        Learn γ (``weight``, ones) and β (``bias``, zeros).
+    track_running_stats : bool, default True
+        Keep ``running_mean`` and ``running_var`` (the unbiased batch variance is averaged), used
+        in eval mode; without them every mode uses the batch's statistics.
+    dtype : "float64" or "float32"
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, dtype="float64"):
+        super().__init__()
+        self.num_features = check_positive_int(num_features, "num_features")
+        self.eps = check_real(eps, "eps", low=0, low_open=True)
+        self.momentum = None if momentum is None else check_real(momentum, "momentum", low=0, high=1)
+        for name, flag in (("affine", affine), ("track_running_stats", track_running_stats)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"BatchNorm: {name} must be True or False, got {flag!r}.")
+        dtype = resolve_dtype(dtype)
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype), "weight")
+            self.bias = Parameter(np.zeros(num_features, dtype), "bias")
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
+        self.running_var = np.ones(num_features, dtype) if track_running_stats else None
+        self.num_batches_tracked = 0
+
+    buffer_names = ("running_mean", "running_var", "num_batches_tracked")
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Whether the next pass normalizes with the batch's own statistics."""
+        return self.training or not self.track_running_stats
+
+    def output_features(self, in_features: int) -> int:
+        if in_features != self.num_features:
+            raise ValueError(f"{self!r} expects {self.num_features} features, got {in_features}.")
+        return in_features
+
+    def forward(self, x: np.ndarray, cache: dict) -> np.ndarray:
+        _check_features(self, x)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            n = x.shape[0]
+            if n < 2 and self.training:
+                raise ValueError(f"{self!r} in train mode needs more than 1 value per feature (a batch of at least "
+                                 f"2 samples), got x of shape {x.shape}; use a larger batch or net.eval().")
+            mean, var = x.mean(axis=0), x.var(axis=0)
+            if self.training and self.track_running_stats:
+                self._update_running(mean, var, n)
+        else:
+            mean, var = self.running_mean, self.running_var
+        inverse_std = 1.0 / np.sqrt(var + self.eps)
+        xhat = (x - mean) * inverse_std
+        cache["xhat"], cache["inverse_std"], cache["batch"] = xhat, inverse_std, use_batch
+        return xhat * self.weight.data + self.bias.data if self.affine else xhat
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+        self.num_batches_tracked += 1
+        factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
+        self.running_mean *= 1 - factor
+        self.running_mean += factor * mean
+        self.running_var *= 1 - factor
+        self.running_var += factor * var * (n / (n - 1))
+
+    def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
+        xhat, inverse_std = cache["xhat"], cache["inverse_std"]
+        grad_xhat = grad_output
+        if self.affine:
+            self.weight.accumulate((grad_output * xhat).sum(axis=0))
+            self.bias.accumulate(grad_output.sum(axis=0))
+            grad_xhat = grad_output * self.weight.data
+        if not cache["batch"]:  # fixed running statistics: an affine map per feature
+            return grad_xhat * inverse_std
+        return _standardize_backward(grad_xhat, xhat, inverse_std, axis=0)
+
+    def __repr__(self) -> str:
+        return (f"BatchNorm({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats})")
+
+
+class LayerNorm(Layer):
+    """Layer normalization over the last axis, ``torch.nn.LayerNorm(num_features)``'s semantics.
+
+    Parameters
+    ----------
+    num_features : int
+        D, the width of the inputs (N, D): each sample is standardized over its D features.
+    eps : float, default 1e-5
+    elementwise_affine : bool, default True
+        Learn γ (``weight``, ones) and β (``bias``, zeros), one per feature.
+    dtype : "float64" or "float32"
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, elementwise_affine: bool = True, *, dtype="float64"):
+        super().__init__()
+        self.num_features = check_positive_int(num_features, "num_features")
+        self.eps = check_real(eps, "eps", low=0, low_open=True)
+        if not isinstance(elementwise_affine, bool):
+            raise TypeError(f"LayerNorm: elementwise_affine must be True or False, got {elementwise_affine!r}.")
+        dtype = resolve_dtype(dtype)
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(num_features, dtype), "weight")
+            self.bias = Parameter(np.zeros(num_features, dtype), "bias")
+        self.elementwise_affine = elementwise_affine
+
+    def output_features(self, in_features: int) -> int:
+        if in_features != self.num_features:
+            raise ValueError(f"{self!r} expects {self.num_features} features, got {in_features}.")
+        return in_features
+
+    def forward(self, x: np.ndarray, cache: dict) -> np.ndarray:
+        _check_features(self, x)
+        mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+        inverse_std = 1.0 / np.sqrt(var + self.eps)
+        xhat = (x - mean) * inverse_std
+        cache["xhat"], cache["inverse_std"] = xhat, inverse_std
+        return xhat * self.weight.data + self.bias.data if self.elementwise_affine else xhat
+
+    def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
+        xhat, inverse_std = cache["xhat"], cache["inverse_std"]
+        grad_xhat = grad_output
+        if self.elementwise_affine:
+            self.weight.accumulate((grad_output * xhat).sum(axis=0))
+            self.bias.accumulate(grad_output.sum(axis=0))
+            grad_xhat = grad_output * self.weight.data
+        return _standardize_backward(grad_xhat, xhat, inverse_std, axis=1)
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.num_features}, eps={self.eps:g}, elementwise_affine={self.elementwise_affine})"

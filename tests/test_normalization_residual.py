@@ -1,0 +1,196 @@
+"""Batch norm, layer norm, dropout and residual blocks: PyTorch parity in float64 (outputs,
+every parameter gradient, dL/dx; train and eval mode), running statistics, central
+differences, modes, state and bad input."""
+import numpy as np
+import pytest
+import torch
+
+import depthlab as dl
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((24, 6)) * 1.5 + 0.3
+Y = RNG.standard_normal((24, 3))
+
+NETWORKS = {
+    "preact-plain": lambda: dl.ResMLP(6, 10, 3, 3, rng=1),
+    "preact-batch": lambda: dl.ResMLP(6, 10, 3, 3, norm="batch", rng=2),
+    "preact-layer": lambda: dl.ResMLP(6, 10, 3, 3, norm="layer", rng=3),
+    "postact-batch": lambda: dl.ResMLP(6, 10, 2, 3, block="postact", norm="batch", rng=4),
+    "postact-layer-scaled": lambda: dl.ResMLP(6, 10, 4, 3, block="postact", norm="layer",
+                                              residual_scale="1/sqrt(depth)", rng=5),
+    "skipinit-learnable": lambda: dl.ResMLP(6, 10, 2, 3, residual_scale=0, learnable_scale=True, rng=6),
+    "fixup": lambda: dl.ResMLP(6, 10, 3, 3, init="fixup", rng=7),
+    "shortcut-and-dropout-eval": lambda: dl.Sequential(
+        dl.Residual(dl.Linear(6, 9, rng=8), "tanh", dl.LayerNorm(9, elementwise_affine=False),
+                    shortcut=dl.Linear(6, 9, rng=9), scale=0.5),
+        dl.Dropout(0.3, rng=0), dl.BatchNorm(9, affine=False), dl.Linear(9, 3, rng=10)).eval(),
+}
+
+
+def _perturb_affine(net):
+    """Non-trivial γ, β (they start at 1 and 0) so their gradients and effect are tested."""
+    rng = np.random.default_rng(42)
+    for layer in net.layers_within():
+        if isinstance(layer, (dl.BatchNorm, dl.LayerNorm)) and layer.parameters():
+            layer.weight.data[...] = rng.uniform(0.5, 1.5, layer.num_features)
+            layer.bias.data[...] = rng.normal(0, 0.3, layer.num_features)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_outputs_and_every_gradient_match_pytorch(name, mode):
+    net = NETWORKS[name]()
+    _perturb_affine(net)
+    if name.endswith("eval") or mode == "eval":  # running statistics of a few batches first
+        with net.mode(True):
+            for shift in range(3):
+                net.forward(X + shift)
+        net.eval()
+    module = dl.to_torch(net)
+    trace = net.forward(X, record=True)
+    grads = net.backward(dl.losses.mse.grad(trace.output, Y))
+    xt = torch.tensor(X, requires_grad=True)
+    out = module(xt)
+    torch.nn.functional.mse_loss(out, torch.tensor(Y)).backward()
+    np.testing.assert_allclose(trace.output, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads.input, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    torch_grads = [p.grad for p in module.parameters()]
+    ours = net.parameters()
+    assert len(torch_grads) == len(ours)
+    for ours_p, theirs in zip(ours, torch_grads):
+        np.testing.assert_allclose(ours_p.grad, theirs.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_running_statistics_after_training_steps_match_pytorch():
+    net = dl.ResMLP(6, 10, 2, 3, norm="batch", rng=0)
+    module = dl.to_torch(net)
+    opt = dl.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
+    step = dl.TrainStep(net, "mse", opt)
+    for i in range(5):
+        rows = slice(4 * i, 4 * i + 8)
+        step(X[rows], Y[rows])
+        topt.zero_grad()
+        torch.nn.functional.mse_loss(module(torch.tensor(X[rows])), torch.tensor(Y[rows])).backward()
+        topt.step()
+    state, theirs = net.state_dict(), module.state_dict()
+    running = [name for name in state if "running" in name or "num_batches" in name]
+    assert len(running) == 3 * 5
+    for name in state:
+        np.testing.assert_allclose(np.asarray(state[name], dtype=float), theirs[name].numpy().astype(float),
+                                   rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("momentum", [0.3, None])
+def test_batchnorm_running_variance_is_unbiased_and_momentum_none_averages(momentum):
+    bn = dl.BatchNorm(6, momentum=momentum)
+    batches = [X[:8], X[8:20], X[20:]]
+    for batch in batches:
+        bn.forward(batch, {})
+    if momentum is None:
+        expected_mean = np.mean([b.mean(axis=0) for b in batches], axis=0)
+        expected_var = np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0)
+    else:
+        expected_mean, expected_var = np.zeros(6), np.ones(6)
+        for b in batches:
+            expected_mean = (1 - momentum) * expected_mean + momentum * b.mean(axis=0)
+            expected_var = (1 - momentum) * expected_var + momentum * b.var(axis=0, ddof=1)
+    np.testing.assert_allclose(bn.running_mean, expected_mean, rtol=1e-13)
+    np.testing.assert_allclose(bn.running_var, expected_var, rtol=1e-13)
+    assert bn.num_batches_tracked == 3
+
+
+@pytest.mark.parametrize("layer, mode", [
+    (lambda: dl.BatchNorm(6), "train"),
+    (lambda: dl.BatchNorm(6), "eval"),
+    (lambda: dl.BatchNorm(6, affine=False, track_running_stats=False), "eval"),
+    (lambda: dl.LayerNorm(6), "train"),
+    (lambda: dl.Residual(dl.Linear(6, 4, rng=0), "gelu", dl.Linear(4, 6, rng=1), scale=0.7, learnable_scale=True),
+     "train"),
+    (lambda: dl.Residual(dl.Linear(6, 4, rng=0), "tanh", shortcut=dl.Linear(6, 4, rng=2)), "train"),
+])
+def test_every_new_layer_passes_gradcheck(layer, mode):
+    built = layer()
+    net = dl.Sequential(dl.Linear(6, 6, rng=3), built, dl.Linear(built.output_features(6), 2, rng=4))
+    _perturb_affine(net)
+    net.train(mode == "train")
+    before = net.state_dict()
+    result = dl.gradcheck(net, X[:10], Y[:10, :2], loss="mse")
+    assert result.passed, result
+    for name, value in net.state_dict().items():   # the checks' passes left the running statistics alone
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_dropout_is_inverted_and_only_active_in_train_mode():
+    drop = dl.Dropout(0.25, rng=0)
+    x = np.ones((4000, 50))
+    cache = {}
+    y = drop.forward(x, cache)
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y[kept], 1 / 0.75)
+    np.testing.assert_array_equal(drop.backward(np.ones_like(x), cache), y)   # the same mask
+    drop.eval()
+    assert drop.forward(x, {}) is x
+
+
+def test_fit_trains_in_train_mode_and_predict_uses_eval_mode():
+    net = dl.Sequential(dl.Linear(6, 16, rng=0), "relu", dl.Dropout(0.5, rng=1), dl.Linear(16, 3, rng=2))
+    net.eval()
+    modes = []
+    dl.fit(net, X, Y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=0,
+           callbacks=[dl.LambdaCallback(on_batch_end=lambda batch, logs: modes.append(net.training))])
+    assert modes and all(modes)
+    assert net.training is False                                    # the caller's mode comes back
+    net.train()
+    np.testing.assert_array_equal(dl.predict(net, X), dl.predict(net, X))   # eval: no dropout
+    assert net.training is True
+
+
+def test_state_dict_round_trip_keeps_running_statistics():
+    net = dl.ResMLP(6, 10, 2, 3, norm="batch", rng=0)
+    with net.mode(True):
+        net.forward(X)
+    twin = dl.ResMLP(6, 10, 2, 3, norm="batch", rng=9)
+    twin.load_state_dict(net.state_dict())
+    net.eval(), twin.eval()
+    np.testing.assert_array_equal(twin(X), net(X))
+
+
+def test_probe_leaves_running_statistics_and_modes_alone():
+    net = dl.ResMLP(6, 10, 2, 3, norm="batch", rng=0).eval()
+    before = net.state_dict()
+    dl.probe(net, X, theory=False)
+    assert net.training is False
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+BAD = [
+    ("one sample in train mode", lambda: dl.BatchNorm(3).forward(np.ones((1, 3)), {}), ValueError,
+     r"more than 1 value per feature.*net.eval\(\)"),
+    ("feature count", lambda: dl.Sequential(dl.Linear(2, 4), dl.BatchNorm(5)), ValueError, r"expects 5 features, got 4"),
+    ("layer norm width", lambda: dl.LayerNorm(4).forward(np.ones((3, 5)), {}), ValueError, r"\(N, 4\), got \(3, 5\)"),
+    ("branch changes width", lambda: dl.Residual(dl.Linear(4, 6)), ValueError,
+     r"maps 4 features to 6.*shortcut=dl.Linear\(4, 6\)"),
+    ("dropout p = 1", lambda: dl.Dropout(1.0), ValueError, r"p must be in \[0, 1\)"),
+    ("dropout p < 0", lambda: dl.Dropout(-0.1), ValueError, r"p must be in \[0, 1\)"),
+    ("residual scale string", lambda: dl.ResMLP(2, 4, 2, 1, residual_scale="half"), ValueError,
+     r"residual_scale must be a number, '1/sqrt\(depth\)'"),
+    ("norm name", lambda: dl.ResMLP(2, 4, 2, 1, norm="group"), ValueError, r"norm must be None, 'batch' or 'layer'"),
+    ("block name", lambda: dl.ResMLP(2, 4, 2, 1, block="dense"), ValueError, r"block must be one of"),
+    ("jacobian with batch statistics", lambda: dl.ResMLP(2, 4, 1, 1, norm="batch").input_jacobian(np.ones((3, 2))),
+     ValueError, r"call net.eval\(\) first"),
+]
+
+
+@pytest.mark.parametrize("case, action, error, pattern", BAD, ids=[case[0] for case in BAD])
+def test_bad_input_is_refused_clearly(case, action, error, pattern):
+    with pytest.raises(error, match=pattern):
+        action()
+
+
+def test_eval_without_running_statistics_uses_the_batch_as_pytorch():
+    bn = dl.BatchNorm(6, track_running_stats=False).eval()
+    tb = torch.nn.BatchNorm1d(6, track_running_stats=False, dtype=torch.float64).eval()
+    np.testing.assert_allclose(bn.forward(X, {}), tb(torch.tensor(X)).detach().numpy(), rtol=1e-12)
