@@ -63,3 +63,16 @@ def test_batchnorm_gradient_explosion_matches_measurement():
         energy = [np.mean(np.sum(g ** 2, axis=1)) for g in grads.activations]
         growth += [energy[k] / energy[k + 1] for k in range(1, 7)]
     assert np.mean(growth) == pytest.approx(rt.batchnorm_gradient_growth("relu"), rel=0.03)
+
+
+def test_residual_variance_experiment_quick_holds_its_claims(tmp_path):
+    from depthlab.lab import experiments
+
+    result = experiments.run_experiment("residual-variance", quick=True, out_dir=tmp_path / "rv")
+    m = result.metrics
+    assert m["growth_per_block_s1"] == pytest.approx(2.0, rel=0.1)
+    assert m["growth_per_block_skipinit"] == pytest.approx(1.0, abs=1e-12)     # the identity, exactly
+    assert m["final_variance_ratio_scaled"] == pytest.approx(m["theory_final_variance_ratio_scaled"], rel=0.25)
+    assert m["batch_norm_linear_growth"] == pytest.approx(m["theory_batch_norm_linear_growth"], rel=0.2)
+    assert m["growth_per_block_s1"] > m["growth_per_block_scaled"] > m["growth_per_block_skipinit"]
+    assert (tmp_path / "rv" / "forward.png").exists() and (tmp_path / "rv" / "report.html").exists()

@@ -34,6 +34,7 @@ EXPERIMENTS: dict[str, str] = {
     "depth-trainability": "depthlab.lab.experiments.depth_trainability",
     "signal-theory": "depthlab.lab.experiments.signal_theory",
     "edge-of-chaos": "depthlab.lab.experiments.edge_of_chaos",
+    "residual-variance": "depthlab.lab.experiments.residual_variance",
 }
 
 # What `depthlab report` runs, in this order.
