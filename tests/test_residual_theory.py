@@ -76,3 +76,14 @@ def test_residual_variance_experiment_quick_holds_its_claims(tmp_path):
     assert m["batch_norm_linear_growth"] == pytest.approx(m["theory_batch_norm_linear_growth"], rel=0.2)
     assert m["growth_per_block_s1"] > m["growth_per_block_scaled"] > m["growth_per_block_skipinit"]
     assert (tmp_path / "rv" / "forward.png").exists() and (tmp_path / "rv" / "report.html").exists()
+
+
+def test_shattered_gradients_quick_plain_shatters_and_scaled_residual_does_not(tmp_path):
+    from depthlab.lab import experiments
+
+    result = experiments.run_experiment("shattered-gradients", quick=True, out_dir=tmp_path / "sg")
+    m = result.metrics
+    plain, scaled = m["autocorrelation_plain"], m["autocorrelation_scaled"]
+    assert plain[-1] < plain[0] - 0.3            # the plain network's gradient decorrelates with depth
+    assert scaled[-1] > 0.9                      # the scaled residual network's stays smooth
+    assert scaled[-1] > m["autocorrelation_residual_deepest"] > plain[-1]

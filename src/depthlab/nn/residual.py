@@ -148,7 +148,7 @@ def _residual_scale(value, depth: int) -> float:
 
 def ResMLP(in_features: int, width: int, depth: int, out_features: int, activation="relu", block: str = "preact",
            norm: str | None = None, residual_scale=1.0, init="he_normal", rng=0, dtype="float64",
-           learnable_scale: bool = False):
+           learnable_scale: bool = False, bias_init="zeros"):
     """A residual MLP: D_0 → width, ``depth`` residual blocks of two Linear layers, → D_out.
 
     ``block="preact"`` (He et al. 2016b): each branch is norm → a → Linear → norm → a → Linear,
@@ -164,6 +164,7 @@ def ResMLP(in_features: int, width: int, depth: int, out_features: int, activati
         (Fixup with m = 2 layers per branch; use with norm=None).
     learnable_scale : bool
         Learn each block's residual scale (SkipInit's scalar).
+    bias_init : initializer for every bias, default "zeros".
     """
     from .model import Sequential
 
@@ -181,7 +182,7 @@ def ResMLP(in_features: int, width: int, depth: int, out_features: int, activati
     weight_init = "he_normal" if fixup else init
 
     def linear(d_in, d_out):
-        return Linear(d_in, d_out, init=weight_init, rng=rng, dtype=dtype)
+        return Linear(d_in, d_out, init=weight_init, bias_init=bias_init, rng=rng, dtype=dtype)
 
     def normalization():
         return [] if NORMS[norm] is None else [NORMS[norm](width, dtype=dtype)]

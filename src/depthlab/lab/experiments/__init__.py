@@ -35,6 +35,7 @@ EXPERIMENTS: dict[str, str] = {
     "signal-theory": "depthlab.lab.experiments.signal_theory",
     "edge-of-chaos": "depthlab.lab.experiments.edge_of_chaos",
     "residual-variance": "depthlab.lab.experiments.residual_variance",
+    "shattered-gradients": "depthlab.lab.experiments.shattered_gradients",
 }
 
 # What `depthlab report` runs, in this order.
