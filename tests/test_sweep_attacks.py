@@ -312,18 +312,24 @@ def _record(x):
 
 
 @pytest.mark.parametrize("resume, retry", [(True, False), (False, False), (True, True)])
-def test_a_torn_last_line_is_refused_with_its_number_and_never_rewritten(tmp_path, resume, retry):
+def test_a_torn_last_line_from_a_crash_is_removed_and_its_point_runs_again(tmp_path, resume, retry):
+    """Was refused as fatal ("line 3: is an incomplete record"), so a sweep killed mid-write could not be resumed
+    without editing the file by hand. The torn tail is now cut off (with a TornLastLine warning) under the lock."""
     out = tmp_path / "torn.jsonl"
-    out.write_bytes((_record(0) + "\n" + _record(1) + "\n" + _record(2)[:37]).encode())
-    before = out.read_bytes()
-    with pytest.raises(ValueError, match=r"torn\.jsonl, line 3: is an incomplete record.*left as it is"):
-        dl.sweep(echo, {"x": [0, 1, 2, 3]}, workers=1, out=out, progress=False, resume=resume, retry_failed=retry)
-    assert out.read_bytes() == before
+    complete = (_record(0) + "\n" + _record(1) + "\n").encode()
+    out.write_bytes(complete + _record(2)[:37].encode())
+    with pytest.warns(sweeps.TornLastLine, match=r"torn\.jsonl, line 3: the last record was cut short \(37 bytes"):
+        records = dl.sweep(echo, {"x": [0, 1, 2, 3]}, workers=1, out=out, progress=False, resume=resume,
+                           retry_failed=retry)
+    assert [r["status"] for r in records] == ["ok"] * 4
+    assert out.read_bytes().startswith(complete)                       # the good lines are untouched
+    assert [r["point"]["x"] for r in lines(out)] == ([0, 1, 2, 3] if resume else [0, 1, 0, 1, 2, 3])
 
 
 def test_cli_torn_line_in_the_middle_is_refused_with_its_number(tmp_path, capsys):
     out = tmp_path / "mid.jsonl"
-    good = json.dumps({"experiment": "optimizers", "point": {"steps": 5}, "status": "ok"})
+    good = json.dumps({"experiment": "optimizers", "point": {"steps": 5}, "config": {}, "metrics": {},
+                       "status": "ok"})
     out.write_text(good + "\n" + good[:25] + "\n" + good + "\n", encoding="utf-8")
     before = out.read_bytes()
     code = cli.main(["sweep", "optimizers", "--grid", "steps=10", "--out", str(out), "--no-progress"])
