@@ -425,23 +425,6 @@ def test_cli_unreachable_scheduler_on_a_closed_port_is_one_line_within_ten_secon
     assert "cannot reach a Dask scheduler at 'tcp://127.0.0.1:" in err and not out.exists()
 
 
-def test_dask_local_cluster_gives_the_local_metrics_for_an_experiment(tmp_path):
-    from distributed import Client, LocalCluster
-
-    grid = {"seed": "0,1"}
-    overrides = {**TINY_EOC, "steps": "2", "sigma_w2": "1,1.75"}
-    local = sweeps.sweep_experiment("edge-of-chaos", grid, overrides=overrides, quick=True, workers=2, progress=False)
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        remote = sweeps.sweep_experiment("edge-of-chaos", grid, overrides=overrides, quick=True, client=client,
-                                         out=tmp_path / "d.jsonl", progress=False)
-    assert [r["status"] for r in local] == ["ok", "ok"] and [r["status"] for r in remote] == ["ok", "ok"]
-    assert [r["metrics"] for r in remote] == [r["metrics"] for r in local]
-    assert [r["config"] for r in remote] == [r["config"] for r in local]
-    assert local[0]["metrics"]["accuracy"] != local[1]["metrics"]["accuracy"]     # the seed mattered
-    assert len(lines(tmp_path / "d.jsonl")) == 2
-
-
 
 def test_metric_keys_that_collide_as_json_text_are_refused():
     """Was a bug: metrics {1: …, "1": …} were written as one key, silently losing a value."""

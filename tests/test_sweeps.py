@@ -150,20 +150,6 @@ def test_explicit_list_of_points_and_results_reader(tmp_path):
 
 # ----------------------------------------------------------------------------- Dask
 
-@pytest.mark.slow
-def test_dask_local_cluster_gives_the_local_metrics():
-    from distributed import Client, LocalCluster
-
-    local = dl.sweep(square, GRID, workers=2, progress=False)
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        remote = dl.sweep(square, GRID, client=client, progress=False)
-        by_address = dl.sweep(square, {"x": [4]}, client=cluster.scheduler_address, progress=False)
-    assert [r["metrics"] for r in remote] == [r["metrics"] for r in local]
-    assert [r["point"] for r in remote] == [r["point"] for r in local]
-    assert by_address[0]["metrics"] == {"value": 16, "half": 2.0}
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

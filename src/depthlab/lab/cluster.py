@@ -110,8 +110,19 @@ def _probe_scheduler(address: str, timeout: float) -> None:
 
     A Client whose connection fails half-way blocks for tens of seconds when it is garbage
     collected; this probe fails fast instead (refused, timed out, or something that is not a
-    scheduler — e.g. a web server — on that port). It runs its own event loop in a thread,
-    so it also works where a loop is already running (Jupyter).
+    scheduler — e.g. a web server — on that port).
+    """
+    reply = scheduler_identity(address, timeout)
+    if not isinstance(reply, Mapping) or reply.get("type") != "Scheduler":
+        raise ConnectionError(f"the server there is not a Dask scheduler (it answered {str(reply)[:80]!r})")
+
+
+def scheduler_identity(address: str, timeout: float):
+    """What the server at ``address`` answers to Dask's ``identity`` request, within ``timeout`` seconds.
+
+    No Client is made: one connection, one request, one reply (a scheduler's holds ``type``
+    "Scheduler" and ``n_workers``). It runs its own event loop in a thread, so it also works
+    where a loop is already running (Jupyter).
     """
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
@@ -130,9 +141,7 @@ def _probe_scheduler(address: str, timeout: float) -> None:
         return await asyncio.wait_for(identity(), timeout)
 
     with ThreadPoolExecutor(1) as thread:
-        reply = thread.submit(asyncio.run, within_timeout()).result()
-    if not isinstance(reply, Mapping) or reply.get("type") != "Scheduler":
-        raise ConnectionError(f"the server there is not a Dask scheduler (it answered {str(reply)[:80]!r})")
+        return thread.submit(asyncio.run, within_timeout()).result()
 
 
 def worker_count(client, timeout: float = CONNECT_TIMEOUT) -> int | None:
@@ -158,17 +167,17 @@ class _Watch:
         self.why = ""
 
     def look(self, finished: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self.last_look < CHECK_INTERVAL:
+        started = time.monotonic()
+        if started - self.last_look < CHECK_INTERVAL:
             return
-        self.last_look = now
-        count = worker_count(self.client)
+        self.last_look = started
+        count = worker_count(self.client, timeout=min(CONNECT_TIMEOUT, self.timeout))
         if count:
             self.alone_since = None
             return
         self.why = "the scheduler does not answer" if count is None else "it has no workers"
-        self.alone_since = self.alone_since if self.alone_since is not None else now
-        if now - self.alone_since >= self.timeout:
+        self.alone_since = self.alone_since if self.alone_since is not None else started
+        if time.monotonic() - self.alone_since >= self.timeout:
             raise ClusterLost(
                 f"the Dask cluster at {self.address} has had no usable worker for {self.timeout:g} s ({self.why}); "
                 f"stopped with {finished} of {total} point(s) finished. Start workers (`dask worker {self.address}`) "
@@ -209,12 +218,17 @@ def run_points(execute, failed, task, pending: list, client, no_workers_timeout:
     futures = {client.submit(execute, task, point, pure=False): (index, point) for index, point in pending}
     finished = 0
     watch = _Watch(client, no_workers_timeout)
+    lost = False
     try:
         queue = as_completed(futures, loop=client.loop)   # this client's loop: no default client needed
         while not queue.is_empty():
             batch = queue.next_batch(block=False)
             if not batch:
-                watch.look(finished, len(futures))
+                try:
+                    watch.look(finished, len(futures))
+                except ClusterLost:
+                    lost = True
+                    raise
                 time.sleep(POLL)
                 continue
             for future in batch:
@@ -222,6 +236,7 @@ def run_points(execute, failed, task, pending: list, client, no_workers_timeout:
                 try:
                     outcome = future.result()
                 except CANCELLED:   # the client lost its scheduler and cancelled every future
+                    lost = True
                     raise watch.lost_scheduler(finished, len(futures)) from None
                 except Exception as error:  # noqa: BLE001 - e.g. KilledWorker: the point killed its workers
                     outcome = failed(point, error)
@@ -229,8 +244,16 @@ def run_points(execute, failed, task, pending: list, client, no_workers_timeout:
                 yield index, outcome
     finally:
         unfinished = [future for future in futures if not future.done()]
-        if unfinished and client.status == "running":
+        if unfinished and not lost and client.status == "running":   # stop the rest (Ctrl-C, an error here)
             try:
                 client.cancel(unfinished)
             except Exception:  # noqa: BLE001 - the scheduler may be gone: nothing left to cancel
                 pass
+
+
+def close(client, timeout: float = 2.0) -> None:
+    """Close a client of our own, waiting at most ``timeout`` seconds for a scheduler that may be gone or hung."""
+    try:
+        client.close(timeout=timeout)
+    except Exception:  # noqa: BLE001 - a lost scheduler cannot say goodbye; the client is closed on our side
+        pass

@@ -75,7 +75,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .._checks import check_positive_int
-from .cluster import NO_WORKERS_TIMEOUT, ClusterLost, SchedulerUnreachable, check_timeout, connect, run_points
+from .cluster import (NO_WORKERS_TIMEOUT, ClusterLost, SchedulerUnreachable, check_timeout, close as close_client,
+                      connect, run_points)
 from .results import ResultsFile, ResultsFileBusy, TornLastLine, read_results
 
 RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
@@ -653,7 +654,7 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
         if stream is not None:
             stream.close()          # stops the workers if the loop ended early (Ctrl-C, an error)
         if owned_client is not None:
-            owned_client.close()
+            close_client(owned_client)
         if results_file is not None:
             results_file.close()    # releases the lock (and removes the file if nothing was written)
     return [results[index] for index in range(len(points))]
