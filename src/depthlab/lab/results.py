@@ -252,6 +252,10 @@ class ResultsFile:
             try:
                 fd = os.open(self.path, flags, 0o644)
             except FileNotFoundError:
+                if os.path.islink(self.path):
+                    raise ValueError(f"results file {str(self.path)!r} is a symbolic link to "
+                                     f"{os.readlink(self.path)!r}, which cannot be created: its folder does not "
+                                     "exist.") from None
                 continue
             except NotADirectoryError:
                 raise ValueError(f"results file {str(self.path)!r} cannot be created: {_file_above(self.path)} is a "
@@ -346,9 +350,9 @@ class ResultsFile:
         if self.fd is None:
             return
         empty = self.created and os.fstat(self.fd).st_size == 0
-        if empty:
+        if empty and self._still_there():
             try:
-                self.path.unlink()
+                os.unlink(os.path.realpath(self.path))   # what we created: the file, not a link to it
             except OSError:
                 pass
         self._release()
