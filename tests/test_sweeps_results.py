@@ -31,6 +31,12 @@ def slow_square(x):
     return {"value": x * x}
 
 
+def delete_the_results_file(x, path):
+    if x == 1:
+        os.unlink(path)
+    return {"value": x}
+
+
 @functools.cache
 def good_record() -> dict:
     """The record `depthlab sweep optimizers --grid steps=10` writes (run in this process, no pool)."""
@@ -240,6 +246,31 @@ def filelock_where_fcntl_is_missing(tmp_path, capsys):
     return busy
 
 
+def full_disk_mid_sweep(tmp_path, capsys):
+    """The file may grow by the first record and 100 bytes (RLIMIT_FSIZE, as a full disk): the second record is cut
+    short, the sweep stops with one line, and the next run repairs the file and finishes."""
+    out = tmp_path / "r.jsonl"
+    grid = ["--grid", "steps=10,11,12"]
+    script = ("import resource, sys; from depthlab.lab import cli; limit = int(sys.argv[1]); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+              "sys.exit(cli.main(['sweep', 'optimizers', *sys.argv[2:], '--workers', '1', '--no-progress']))")
+    done = subprocess.run([sys.executable, "-c", script, str(len(good_line()) + 100), *grid, "--out", str(out)],
+                          capture_output=True, text=True, timeout=BOUND)
+    data = out.read_bytes()
+    assert data.count(b"\n") == 1 and len(data) == len(good_line()) + 100, data     # a torn second line
+    code, message = cli.main(["sweep", "optimizers", *grid, "--out", str(out), "--workers", "1", "--no-progress"]), \
+        capsys.readouterr().err.strip()
+    assert code == 0 and re.search(r"warning: .*line 2: the last record was cut short", message), message
+    assert sorted(r["point"]["steps"] for r in records_in(out)) == [10, 11, 12]
+    return done.returncode, done.stderr.strip()
+
+
+def deleted_mid_sweep(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    return api(lambda: dl.sweep(delete_the_results_file, {"x": [0, 1, 2], "path": [str(out)]}, workers=1, out=out,
+                                progress=False))
+
+
 def new_folders_are_removed_when_nothing_was_written(tmp_path, capsys):
     out = tmp_path / "new" / "deeper" / "r.jsonl"
     results.ResultsFile(out).close()
@@ -322,6 +353,9 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
     ("name-too-long", path_case(lambda p: p / ("r" * 300 + ".jsonl")), 2, r"cannot use .*: File name too long$"),
     ("dangling-symlink-no-folder", path_case(dangling_symlink_into_no_folder), 2,
      r"is a symbolic link to '.*gone/r\.jsonl', which cannot be created: its folder does not exist"),
+    ("full-disk-mid-sweep", full_disk_mid_sweep, 2, r"^depthlab sweep: cannot use .*r\.jsonl: File too large$"),
+    ("deleted-mid-sweep", deleted_mid_sweep, 1,
+     r"^FileNotFoundError: \[Errno 2\] it was deleted or replaced while the sweep ran.*: '.*r\.jsonl'$"),
     ("new-folders-removed-if-unused", new_folders_are_removed_when_nothing_was_written, 0, r"^$"),
     ("read-results-fifo", read_results_refuses_a_fifo, 1, r"^ValueError: results file .* is a named pipe"),
     # lines with the wrong content

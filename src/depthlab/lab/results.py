@@ -342,7 +342,14 @@ class ResultsFile:
         os.fsync(self.fd)
 
     def append(self, record: dict) -> None:
-        """Write ``record`` as one line (one write, then fsync)."""
+        """Write ``record`` as one line (one write, then fsync).
+
+        Raises ``FileNotFoundError`` when the file was deleted or replaced since the sweep
+        opened it: the record would go to a file no one can see any more.
+        """
+        if not self._still_there():
+            raise FileNotFoundError(errno.ENOENT, "it was deleted or replaced while the sweep ran, so new records had "
+                                    "nowhere to go; run the same sweep again to continue", str(self.path))
         self._write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8"))
 
     def close(self) -> None:
