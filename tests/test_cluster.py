@@ -291,6 +291,42 @@ def a_frozen_scheduler_ends_the_sweep_within_the_bound(cluster, tmp_path, capsys
     return result
 
 
+def a_bare_host_port_address_works(cluster, tmp_path, capsys):
+    """`--scheduler 127.0.0.1:PORT`, without tcp://, as `dask worker` accepts it."""
+    cluster.start(workers=1)
+    bare = cluster.address.removeprefix("tcp://")
+    records = dl.sweep(square_after, {"x": [9]}, client=bare, progress=False)
+    assert records[0]["metrics"] == {"value": 81, "root": 3.0}
+    return 0, "", ""
+
+
+def ctrl_c_on_a_cluster_stops_and_keeps_finished_records(cluster, tmp_path, capsys):
+    """Ctrl-C (SIGINT to this process once a record is written): exit 130, one line, the record kept, and the same
+    command then continues with the rest."""
+    cluster.start(workers=1)
+    out = tmp_path / "i.jsonl"
+    args = ["optimizers", "--grid", "steps=300:310:4", "--scheduler", cluster.address, "--out", str(out)]
+
+    def interrupt_after_the_first_record():
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
+            time.sleep(0.05)
+        time.sleep(0.2)                         # while the next point computes (each takes about a second)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_after_the_first_record)
+    interrupter.start()
+    try:
+        result = _cli(args, capsys)
+    finally:
+        interrupter.join()
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 1 <= len(kept) < 4 and no_default_client()
+    assert _cli(args, capsys)[0] == 0
+    assert sorted(r["point"]["steps"] for r in map(json.loads, out.read_text().splitlines())) == [300, 303, 307, 310]
+    return result
+
+
 def cli_bad_timeout(value):
     def case(cluster, tmp_path, capsys):
         return _cli(["optimizers", "--grid", "steps=10", "--scheduler", "tcp://127.0.0.1:8786", "--out",
@@ -306,8 +342,18 @@ def api_bad_timeout(value):
 
 
 LOST = r"has had no usable worker for 1 s \(it has no workers\); stopped with {} of {} point\(s\) finished"
+SLOW = pytest.mark.slow   # starts a scheduler and workers: a few seconds
+
+
+def row(case_id, case, code, pattern, slow=True):
+    return pytest.param(case, code, pattern, id=case_id, marks=[SLOW] if slow else [])
+
+
 CASES = [  # id, case, expected exit code, pattern of the one-line message (stderr, or 'Exception: message')
     ("real-cluster-cli", cli_on_a_cluster_gives_the_local_metrics, 0, r"^$"),
+    ("bare-host-port-address", a_bare_host_port_address_works, 0, r"^$"),
+    ("ctrl-c-on-a-cluster", ctrl_c_on_a_cluster_stops_and_keeps_finished_records, 130,
+     r"^depthlab sweep: interrupted after 1 new point\(s\); finished points are in .*i\.jsonl"),
     ("client-object-left-open", api_with_a_client_object_leaves_it_open, 0, r"^$"),
     ("worker-killed-mid-sweep", a_worker_killed_mid_sweep_loses_nothing, 0, r"^$"),
     ("last-worker-killed", the_last_worker_killed_mid_sweep_ends_within_the_bound, 1,
@@ -334,7 +380,8 @@ CASES = [  # id, case, expected exit code, pattern of the one-line message (stde
 ]
 
 
-@pytest.mark.parametrize("case, expected_code, pattern", [row[1:] for row in CASES], ids=[row[0] for row in CASES])
+@pytest.mark.parametrize("case, expected_code, pattern",
+                         [row(*case, slow="timeout" not in case[0]) for case in CASES])
 def test_cluster_case(case, expected_code, pattern, cluster, tmp_path, capsys):
     started = time.monotonic()
     code, _, message = case(cluster, tmp_path, capsys)

@@ -395,7 +395,12 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
     ("dangling-symlink", runs(dangling_symlink, link_kept_target_written), 0, r"^$"),
 ]
 
-@pytest.mark.parametrize("case, expected_code, pattern", [row[1:] for row in CASES], ids=[row[0] for row in CASES])
+SLOW = {"two-identical-sweeps-at-once", "another-experiment-while-a-sweep-runs", "full-disk-mid-sweep",  # pools
+        "deleted-mid-sweep", "empty-file", "blank-lines-only", "unicode-folder", "dangling-symlink"}
+
+
+@pytest.mark.parametrize("case, expected_code, pattern", [
+    pytest.param(*row[1:], id=row[0], marks=[pytest.mark.slow] if row[0] in SLOW else []) for row in CASES])
 def test_results_file_case(case, expected_code, pattern, tmp_path, capsys):
     started = time.monotonic()
     code, message = case(tmp_path, capsys)
