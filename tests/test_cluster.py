@@ -93,7 +93,8 @@ class Cluster:
         in its scheduler file as soon as it is written)."""
         self.scheduler_file = self.folder / "scheduler.json"
         self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                                     "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
+                                     "--no-dashboard", "--scheduler-file", str(self.scheduler_file),
+                                     "--idle-timeout", "300")   # a safety net should this test process be killed
         self._launch_workers(workers)
         self._wait(lambda: _address(self.scheduler_file), "the scheduler", self.scheduler)
         self.address = _address(self.scheduler_file)
@@ -272,13 +273,25 @@ def cli_all_workers_killed_mid_sweep_keeps_finished_records(cluster, tmp_path, c
     return result
 
 
-def a_killed_scheduler_ends_the_sweep_within_the_bound(cluster, tmp_path, capsys):
+def a_killed_scheduler_ends_the_command_with_one_line(cluster, tmp_path, capsys):
+    """`depthlab sweep` as its own process, its scheduler killed once a record is written: one line on stderr (the
+    client's closing used to print distributed's traceback of the cancelled reconnection)."""
     cluster.start(workers=1)
     out = tmp_path / "s.jsonl"
-    result = _api(lambda: dl.sweep(stop_process_group, {"x": [0, 1, 2], "victim": [cluster.scheduler.pid]},
-                                   client=cluster.address, out=out, progress=False, no_workers_timeout=1))
-    assert [r["point"]["x"] for r in map(json.loads, out.read_text().splitlines())] == [0]
-    return result
+    command = subprocess.Popen([sys.executable, "-m", "depthlab", "sweep", "optimizers", "--grid", "steps=300:310:6",
+                                "--scheduler", cluster.address, "--out", str(out), "--no-progress",
+                                "--no-workers-timeout", "1"], env=cluster.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
+            time.sleep(0.05)
+        cluster.kill(cluster.scheduler)
+        _, err = command.communicate(timeout=BOUND)
+    finally:
+        command.kill()
+    assert 1 <= out.read_text().count("\n") < 6
+    return command.returncode, "", err.strip()
 
 
 def a_frozen_scheduler_ends_the_sweep_within_the_bound(cluster, tmp_path, capsys):
@@ -362,9 +375,9 @@ CASES = [  # id, case, expected exit code, pattern of the one-line message (stde
      r"^depthlab sweep: the Dask cluster at tcp://127\.0\.0\.1:\d+ " + LOST.format(0, 1) + r".*--no-workers-timeout"),
     ("cli-all-workers-killed", cli_all_workers_killed_mid_sweep_keeps_finished_records, 1,
      r"^depthlab sweep: the Dask cluster .* no usable worker for 1 s .*finished point\(s\) are in "),
-    ("scheduler-killed", a_killed_scheduler_ends_the_sweep_within_the_bound, 1,
-     r"^ClusterLost: (lost the connection to the Dask scheduler at tcp://127\.0\.0\.1:\d+|the Dask cluster .* "
-     r"\(the scheduler does not answer\)); stopped with 1 of 3"),
+    ("cli-scheduler-killed", a_killed_scheduler_ends_the_command_with_one_line, 1,
+     r"^depthlab sweep: (lost the connection to the Dask scheduler at tcp://127\.0\.0\.1:\d+|the Dask cluster .* "
+     r"\(the scheduler does not answer\)); stopped with \d of 6 point\(s\) finished.*finished point\(s\) are in"),
     ("scheduler-frozen", a_frozen_scheduler_ends_the_sweep_within_the_bound, 1,
      r"^ClusterLost: the Dask cluster at tcp://127\.0\.0\.1:\d+ has had no usable worker for 1 s \(the scheduler "
      r"does not answer\); stopped with 1 of 3"),

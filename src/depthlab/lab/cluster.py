@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,8 @@ CONNECT_TIMEOUT = 5.0          # seconds to reach a Dask scheduler
 NO_WORKERS_TIMEOUT = 120.0     # seconds a sweep waits while its cluster has no worker
 CHECK_INTERVAL = 1.0           # seconds between two looks at the cluster while no point finishes
 POLL = 0.1                     # seconds between two looks for finished points
+QUIET_WHILE_CLOSING = ("distributed.client", "distributed.comm", "distributed.core", "distributed.utils",
+                       "distributed.batched")
 CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)   # what distributed raises, by version
 
 
@@ -252,8 +255,19 @@ def run_points(execute, failed, task, pending: list, client, no_workers_timeout:
 
 
 def close(client, timeout: float = 2.0) -> None:
-    """Close a client of our own, waiting at most ``timeout`` seconds for a scheduler that may be gone or hung."""
+    """Close a client of our own, waiting at most ``timeout`` seconds for a scheduler that may be gone or hung.
+
+    Quietly: closing a client whose scheduler is gone makes distributed log the cancelled
+    reconnection, traceback and all, which would bury the sweep's own one-line message.
+    """
+    loggers = [logging.getLogger(name) for name in QUIET_WHILE_CLOSING]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         client.close(timeout=timeout)
     except Exception:  # noqa: BLE001 - a lost scheduler cannot say goodbye; the client is closed on our side
         pass
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
