@@ -386,6 +386,9 @@ CASES = [  # id, case, expected exit code, pattern of the one-line message (stde
     ("cli-timeout-inf", cli_bad_timeout("inf"), 2, r"--no-workers-timeout: must be a finite number > 0, got inf"),
     ("cli-timeout-nan", cli_bad_timeout("nan"), 2, r"--no-workers-timeout: must be a finite number > 0, got nan"),
     ("cli-timeout-text", cli_bad_timeout("soon"), 2, r"--no-workers-timeout: expected a positive number, got 'soon'"),
+    ("cli-timeout-without-scheduler", lambda cluster, tmp_path, capsys: _cli(
+        ["optimizers", "--grid", "steps=10", "--out", str(tmp_path / "t.jsonl"), "--no-workers-timeout", "5"], capsys),
+     2, r"^depthlab sweep: --no-workers-timeout applies to a Dask cluster; give --scheduler ADDRESS too"),
     ("api-timeout-string", api_bad_timeout("5"), 1, r"^TypeError: no_workers_timeout must be a number of seconds"),
     ("api-timeout-bool", api_bad_timeout(True), 1, r"^TypeError: no_workers_timeout must be a number of seconds"),
     ("api-timeout-zero", api_bad_timeout(0), 1, r"^ValueError: no_workers_timeout must be a finite number of "

@@ -6,6 +6,7 @@ FILE`, some call the API), the exit code (1 for an API exception, which is then 
 modified; a crash's torn last line is repaired, not fatal. Every record the cases write or
 expect to be skipped is a real one (the optimizers experiment at steps=10, run here once).
 """
+import errno
 import functools
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -271,6 +273,22 @@ def deleted_mid_sweep(tmp_path, capsys):
                                 progress=False))
 
 
+def file_system_without_locks(tmp_path, capsys):
+    """flock fails with ENOLCK (as on some network and parallel file systems): a one-line warning, and the sweep
+    runs instead of failing on every such file system."""
+    out = file_with(good_line() + "\n")(tmp_path)
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    real_fcntl = results.fcntl
+    results.fcntl = types.SimpleNamespace(LOCK_EX=real_fcntl.LOCK_EX, LOCK_NB=real_fcntl.LOCK_NB, flock=no_locks)
+    try:
+        return sweep_cli(out, capsys)
+    finally:
+        results.fcntl = real_fcntl
+
+
 def new_folders_are_removed_when_nothing_was_written(tmp_path, capsys):
     out = tmp_path / "new" / "deeper" / "r.jsonl"
     results.ResultsFile(out).close()
@@ -336,6 +354,9 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
      r"^ResultsFileBusy: results file '.*r\.jsonl' is in use: another sweep holds its lock"),
     ("another-experiment-while-a-sweep-runs", another_experiment_while_a_sweep_runs, 2, r"is in use: another sweep"),
     ("lock-of-a-killed-sweep-released", lock_of_a_killed_process_is_released, 0, r"^$"),
+    ("file-system-without-locks", file_system_without_locks, 0,
+     r"^depthlab sweep: warning: the file system of '.*r\.jsonl' cannot lock it \(No locks available\); the sweep "
+     r"goes on unlocked"),
     ("filelock-where-fcntl-is-missing", filelock_where_fcntl_is_missing, 2, r"r\.jsonl' is in use: another sweep"),
     ("another-experiments-file", refused(file_with(json.dumps(
         {"experiment": "three-layer", "point": {"steps": 1}, "config": {}, "metrics": {}, "status": "ok"}) + "\n")), 2,

@@ -6,7 +6,8 @@ and appends the rest. So that it stays a file every run can resume:
 - **One sweep at a time.** :class:`ResultsFile` holds an advisory lock on the file (the
   kernel's ``flock``, released even when the process is killed) from before it reads the
   file until the sweep ends; a second sweep into the same file is refused at once with
-  :class:`ResultsFileBusy` instead of recording every point twice.
+  :class:`ResultsFileBusy` instead of recording every point twice. (A file system that
+  cannot lock — some parallel ones — gets a :class:`NoLock` warning, and the sweep runs.)
   (``filelock`` serves where ``fcntl`` is missing, with a ``FILE.lock`` beside the file: it
   cannot lock the results file itself, which it would empty.)
 - **Only regular files.** A FIFO, a device, a socket or a directory is refused before it is
@@ -61,8 +62,19 @@ class ResultsFileBusy(ValueError):
     """Another sweep (another process) holds the lock of the results file."""
 
 
-class TornLastLine(UserWarning):
+class ResultsFileWarning(UserWarning):
+    """Something about a results file the user should know, though the sweep goes on."""
+
+
+class TornLastLine(ResultsFileWarning):
     """The last line of a results file was cut short by a crash; it is skipped (and removed by the next sweep)."""
+
+
+class NoLock(ResultsFileWarning):
+    """The file system of a results file cannot lock it (some network and parallel file systems)."""
+
+
+NO_LOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}   # flock unsupported there
 
 
 # ============================================================================= checking
@@ -281,6 +293,13 @@ class ResultsFile:
             except BlockingIOError:
                 self._release()
                 raise busy from None
+            except OSError as error:
+                if error.errno not in NO_LOCK_ERRNOS:
+                    self._release()
+                    raise
+                warnings.warn(f"the file system of {str(self.path)!r} cannot lock it ({error.strerror}); the sweep "
+                              "goes on unlocked: make sure no other sweep writes to this file meanwhile.", NoLock,
+                              stacklevel=4)
             return
         import filelock
 

@@ -77,7 +77,7 @@ from concurrent.futures.process import BrokenProcessPool
 from .._checks import check_positive_int
 from .cluster import (NO_WORKERS_TIMEOUT, ClusterLost, SchedulerUnreachable, check_timeout, close as close_client,
                       connect, run_points)
-from .results import ResultsFile, ResultsFileBusy, TornLastLine, read_results
+from .results import NoLock, ResultsFile, ResultsFileBusy, ResultsFileWarning, TornLastLine, read_results
 
 RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
 TRACEBACK_FRAMES = 6
@@ -803,10 +803,10 @@ def configure_cli(parser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: every core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")
-    parser.add_argument("--no-workers-timeout", type=positive_float, metavar="SECONDS", default=NO_WORKERS_TIMEOUT,
+    parser.add_argument("--no-workers-timeout", type=positive_float, metavar="SECONDS",
                         help="with --scheduler: how long to wait while the cluster has no worker (the last one died, "
                              "none has joined) or its scheduler does not answer, before stopping with exit code 1; "
-                             "finished points stay in --out (default: %(default)g)")
+                             f"finished points stay in --out (default: {NO_WORKERS_TIMEOUT:g})")
     parser.add_argument("--quick", action="store_true", help="start every point from the experiment's quick sizes")
     parser.add_argument("--seed", type=non_negative_int, help="the seed of every point (or put seed in the grid)")
     parser.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")
@@ -819,7 +819,7 @@ def _one_line_warnings(show):
     from .cli import PROG
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, TornLastLine):
+        if issubclass(category, ResultsFileWarning):
             print(f"{PROG} sweep: warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
@@ -839,6 +839,10 @@ def cli_main(args) -> int:
         if key in grid:
             raise UsageError(f"{PROG} sweep: --grid {key} is given twice; list all its values once: --grid {key}=V1,V2,...")
         grid[key] = values
+    if args.no_workers_timeout is not None and args.scheduler is None:
+        raise UsageError(f"{PROG} sweep: --no-workers-timeout applies to a Dask cluster; give --scheduler ADDRESS too, "
+                         "or drop it")
+    timeout = NO_WORKERS_TIMEOUT if args.no_workers_timeout is None else args.no_workers_timeout
     summary: dict = {}
     started = time.perf_counter()
     try:
@@ -847,7 +851,7 @@ def cli_main(args) -> int:
             records = sweep_experiment(args.name, grid, overrides=dict(args.overrides), quick=args.quick,
                                        seed=args.seed, workers=args.workers, client=args.scheduler, out=args.out,
                                        resume=not args.no_resume, retry_failed=args.retry_failed,
-                                       progress=not args.no_progress, no_workers_timeout=args.no_workers_timeout,
+                                       progress=not args.no_progress, no_workers_timeout=timeout,
                                        summary=summary)
     except ClusterLost as error:
         kept = summary.get("ran", 0) + summary.get("skipped", 0)
@@ -875,5 +879,5 @@ def cli_main(args) -> int:
 
 
 __all__ = ["sweep", "sweep_experiment", "read_results", "grid_points", "experiment_grid", "ExperimentTask",
-           "SchedulerUnreachable", "ClusterLost", "ResultsFileBusy", "TornLastLine", "point_key", "fixed_settings",
-           "connect", "configure_cli", "cli_main"]
+           "SchedulerUnreachable", "ClusterLost", "ResultsFileBusy", "TornLastLine", "NoLock", "point_key",
+           "fixed_settings", "connect", "configure_cli", "cli_main"]
