@@ -192,6 +192,12 @@ def path_case(make):
     return case
 
 
+def symlink_loop(tmp_path):
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    return tmp_path / "a.jsonl"
+
+
 def dangling_symlink_into_no_folder(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "gone" / "r.jsonl")
     return tmp_path / "link"
@@ -377,6 +383,11 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
     ("full-disk-mid-sweep", full_disk_mid_sweep, 2, r"^depthlab sweep: cannot use .*r\.jsonl: File too large$"),
     ("deleted-mid-sweep", deleted_mid_sweep, 1,
      r"^FileNotFoundError: \[Errno 2\] it was deleted or replaced while the sweep ran.*: '.*r\.jsonl'$"),
+    ("symlink-loop", path_case(symlink_loop), 2, r"^depthlab sweep: cannot use .*a\.jsonl: Too many levels of symbolic"),
+    ("nul-in-the-name", lambda p, capsys: api(lambda: dl.sweep(slow_square, {"x": [1]}, out=str(p / "r\0.jsonl"))), 1,
+     r"^ValueError: results file '.*r\\x00\.jsonl' holds a NUL character"),
+    ("out-not-a-path", lambda p, capsys: api(lambda: dl.sweep(slow_square, {"x": [1]}, out=3)), 1,
+     r"^TypeError: out must be a file path \(str or Path\) or None, got int 3"),
     ("new-folders-removed-if-unused", new_folders_are_removed_when_nothing_was_written, 0, r"^$"),
     ("read-results-fifo", read_results_refuses_a_fifo, 1, r"^ValueError: results file .* is a named pipe"),
     # lines with the wrong content

@@ -234,6 +234,9 @@ class ResultsFile:
         text = os.fspath(path)
         if isinstance(text, bytes):
             text = os.fsdecode(text)
+        if "\0" in text:
+            raise ValueError(f"results file {text!r} holds a NUL character, which no file name can; give a file path "
+                             "such as 'results.jsonl'.")
         if text.endswith(("/", os.sep)):
             raise ValueError(f"results file {text!r} ends with a separator, as a folder does; give a file path "
                              f"such as {os.path.join(text, 'results.jsonl')!r}.")
