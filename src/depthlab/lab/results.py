@@ -304,8 +304,12 @@ class ResultsFile:
                               "goes on unlocked: make sure no other sweep writes to this file meanwhile.", NoLock,
                               stacklevel=4)
             return
-        import filelock
-
+        try:
+            import filelock
+        except ImportError:
+            self._release()
+            raise ImportError("locking a results file where fcntl is missing (Windows) needs filelock: "
+                              "pip install 'depthlab[lab]'") from None
         lock = filelock.FileLock(f"{self.path}.lock", timeout=0)
         try:
             lock.acquire()
