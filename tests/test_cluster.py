@@ -351,6 +351,32 @@ def ctrl_c_on_a_cluster_stops_and_keeps_finished_records(cluster, tmp_path, caps
     return result
 
 
+def a_workers_address_is_not_a_schedulers(cluster, tmp_path, capsys):
+    """A user copies a worker's address instead of the scheduler's."""
+    cluster.start(workers=1)
+    worker_address = next(iter(dask_cluster.scheduler_identity(cluster.address, 5.0)["workers"]))
+    return _cli(["optimizers", "--grid", "steps=10", "--scheduler", worker_address, "--out",
+                 str(tmp_path / "w.jsonl")], capsys)
+
+
+def a_function_the_workers_cannot_import(cluster, tmp_path, capsys):
+    """A function from a module only this machine has: each point is recorded as failed, naming the module and
+    what to do (it must not hang, nor kill the workers)."""
+    cluster.start(workers=1)
+    name = f"only_here_{os.getpid()}_{time.monotonic_ns()}"
+    (tmp_path / f"{name}.py").write_text("def echo(x):\n    return {'x': x}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        echo = __import__(name).echo
+    finally:
+        sys.path.remove(str(tmp_path))
+    records = dl.sweep(echo, {"x": [1, 2]}, client=cluster.address, out=tmp_path / "m.jsonl", progress=False)
+    assert [r["status"] for r in records] == ["failed", "failed"]
+    assert cluster.worker_count() == 1
+    errors = {r["error"] for r in records}
+    return 1, "", errors.pop() if len(errors) == 1 else str(errors)
+
+
 def cli_bad_timeout(value):
     def case(cluster, tmp_path, capsys):
         return _cli(["optimizers", "--grid", "steps=10", "--scheduler", "tcp://127.0.0.1:8786", "--out",
@@ -400,6 +426,12 @@ CASES = [  # id, case, expected exit code, pattern of the one-line message (stde
     ("cli-timeout-without-scheduler", lambda cluster, tmp_path, capsys: _cli(
         ["optimizers", "--grid", "steps=10", "--out", str(tmp_path / "t.jsonl"), "--no-workers-timeout", "5"], capsys),
      2, r"^depthlab sweep: --no-workers-timeout applies to a Dask cluster; give --scheduler ADDRESS too"),
+    ("a-workers-address", a_workers_address_is_not_a_schedulers, 2,
+     r"^depthlab sweep: 'tcp://127\.0\.0\.1:\d+' is not a Dask scheduler's address: a Dask Worker answers there\. "
+     r"Give the scheduler's"),
+    ("function-not-on-the-workers", a_function_the_workers_cannot_import, 1,
+     r"^ModuleNotFoundError: No module named 'only_here_\d+_\d+' \(on the Dask cluster: its scheduler and workers "
+     r"need depthlab and the module of the swept function installed"),
     ("api-timeout-string", api_bad_timeout("5"), 1, r"^TypeError: no_workers_timeout must be a number of seconds"),
     ("api-timeout-bool", api_bad_timeout(True), 1, r"^TypeError: no_workers_timeout must be a number of seconds"),
     ("api-timeout-zero", api_bad_timeout(0), 1, r"^ValueError: no_workers_timeout must be a finite number of "

@@ -6,6 +6,7 @@ FILE`, some call the API), the exit code (1 for an API exception, which is then 
 modified; a crash's torn last line is repaired, not fatal. Every record the cases write or
 expect to be skipped is a real one (the optimizers experiment at steps=10, run here once).
 """
+import contextlib
 import errno
 import functools
 import json
@@ -211,22 +212,45 @@ def below_a_file(depth: int):
     return make
 
 
-def read_only_folder(tmp_path, capsys):
-    """A folder the user cannot write (simulated: the tests may run as root, who can write anywhere)."""
-    out = tmp_path / "ro" / "r.jsonl"
-    out.parent.mkdir()
+@contextlib.contextmanager
+def cannot_write(path, writing_only=False):
+    """Opening ``path`` (for writing only, when ``writing_only``) fails with EACCES, as for a user without write
+    permission (simulated: the tests may run as root, who may write anywhere)."""
     real_open = os.open
 
-    def deny(path, *args, **kwargs):
-        if os.fspath(path) == str(out):
-            raise PermissionError(13, "Permission denied", str(out))
-        return real_open(path, *args, **kwargs)
+    def deny(name, flags, *args, **kwargs):
+        if os.fspath(name) == str(path) and (not writing_only or flags & (os.O_WRONLY | os.O_RDWR)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(name, flags, *args, **kwargs)
 
     os.open = deny
     try:
-        return sweep_cli(out, capsys)
+        yield
     finally:
         os.open = real_open
+
+
+def read_only_folder(tmp_path, capsys):
+    out = tmp_path / "ro" / "r.jsonl"
+    out.parent.mkdir()
+    with cannot_write(out):
+        return sweep_cli(out, capsys)
+
+
+def read_only_file(*grid):
+    """A read-only results file holding the record of steps=10, swept over ``grid``."""
+    def case(tmp_path, capsys):
+        out = file_with(good_line() + "\n")(tmp_path)
+        before = out.read_bytes()
+        with cannot_write(out, writing_only=True):
+            code = cli.main(["sweep", "optimizers", "--grid", *grid, "--out", str(out), "--workers", "1",
+                             "--no-progress"])
+        captured = capsys.readouterr()
+        assert out.read_bytes() == before
+        if code == 0:
+            assert "1 already in" in captured.out
+        return code, captured.err.strip()
+    return case
 
 
 def filelock_where_fcntl_is_missing(tmp_path, capsys):
@@ -377,6 +401,9 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
     ("below-a-file", path_case(below_a_file(0)), 2, r"cannot exist: '.*notes\.txt' is a file, not a folder"),
     ("two-below-a-file", path_case(below_a_file(2)), 2, r"cannot exist: '.*notes\.txt' is a file, not a folder"),
     ("read-only-folder", read_only_folder, 2, r"^depthlab sweep: cannot use .*ro/r\.jsonl: Permission denied$"),
+    ("read-only-file-all-recorded", read_only_file("steps=10"), 0, r"^$"),
+    ("read-only-file-points-pending", read_only_file("steps=10,11"), 2,
+     r"^depthlab sweep: cannot use .*r\.jsonl: Permission denied$"),
     ("name-too-long", path_case(lambda p: p / ("r" * 300 + ".jsonl")), 2, r"cannot use .*: File name too long$"),
     ("dangling-symlink-no-folder", path_case(dangling_symlink_into_no_folder), 2,
      r"is a symbolic link to '.*gone/r\.jsonl', which cannot be created: its folder does not exist"),

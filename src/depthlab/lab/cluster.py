@@ -43,6 +43,10 @@ class SchedulerUnreachable(ConnectionError, ValueError):
     """No Dask scheduler answered at the given address (a ``ValueError`` too: bad input)."""
 
 
+class _NotAScheduler(Exception):
+    """A Dask server answered, but not a scheduler (a worker, a nanny)."""
+
+
 class ClusterLost(RuntimeError):
     """The cluster has had no worker (or no answering scheduler) for longer than the timeout."""
 
@@ -51,6 +55,18 @@ def _one_line(error: BaseException) -> str:
     from .sweeps import _one_line as one_line
 
     return one_line(error)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for a point the cluster itself could not run, with what to do about it."""
+    missing = next((e for e in (error, error.__cause__, error.__context__) if isinstance(e, ImportError)), None)
+    if missing is not None:   # e.g. "Error during deserialization of the task graph", caused by this
+        return (f"{_one_line(missing)} (on the Dask cluster: its scheduler and workers need depthlab and the module "
+                "of the swept function installed, as on this machine)")
+    if type(error).__name__ == "KilledWorker":
+        return (f"{_one_line(error)} (the point killed every worker that ran it: a crash, or more memory than a "
+                "worker has)")
+    return _one_line(error)
 
 
 def check_timeout(value, name: str = "no_workers_timeout") -> float:
@@ -96,6 +112,10 @@ def connect(client, timeout: float = CONNECT_TIMEOUT):
     try:
         _probe_scheduler(address, timeout)
         return Client(address, timeout=f"{timeout}s", set_as_default=False), True
+    except _NotAScheduler as error:
+        raise SchedulerUnreachable(f"{address!r} is not a Dask scheduler's address: {error}. Give the scheduler's "
+                                   "(the one its workers were started with; `dask scheduler` prints it as "
+                                   "'Scheduler at:').") from None
     except ValueError as error:
         raise ValueError(f"invalid scheduler address {address!r}: {_one_line(error)}; write it as "
                          "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786.") from None
@@ -116,6 +136,8 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     scheduler — e.g. a web server — on that port).
     """
     reply = scheduler_identity(address, timeout)
+    if isinstance(reply, Mapping) and reply.get("type") not in (None, "Scheduler"):
+        raise _NotAScheduler(f"a Dask {reply['type']} answers there")
     if not isinstance(reply, Mapping) or reply.get("type") != "Scheduler":
         raise ConnectionError(f"the server there is not a Dask scheduler (it answered {str(reply)[:80]!r})")
 

@@ -75,6 +75,7 @@ class NoLock(ResultsFileWarning):
 
 
 NO_LOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}   # flock unsupported there
+READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}                     # readable, perhaps, not writable
 
 
 # ============================================================================= checking
@@ -217,6 +218,10 @@ class ResultsFile:
     Created (with its folders) when missing, and removed again at :meth:`close` when the
     sweep wrote nothing into it. Use as a context manager, or call :meth:`close`.
 
+    A file that exists but may not be written (permissions, a read-only file system) is
+    opened to read, under a shared lock: :meth:`records` works, :meth:`check_writable`
+    raises the reason it cannot be written.
+
     Raises
     ------
     ValueError
@@ -241,7 +246,7 @@ class ResultsFile:
             raise ValueError(f"results file {text!r} ends with a separator, as a folder does; give a file path "
                              f"such as {os.path.join(text, 'results.jsonl')!r}.")
         self.path = Path(text)
-        self.fd = self.lock = None
+        self.fd = self.lock = self.read_only = None
         self.created, self.folders = False, []
         self._open()
 
@@ -275,6 +280,11 @@ class ResultsFile:
             except NotADirectoryError:
                 raise ValueError(f"results file {str(self.path)!r} cannot be created: {_file_above(self.path)} is a "
                                  "file, not a folder; give a path in a folder.") from None
+            except OSError as error:   # a file we may not write (permissions, a read-only file system) can be read
+                if not (existed and error.errno in READ_ONLY_ERRNOS):
+                    raise
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+                self.read_only = error
             if not stat.S_ISREG(os.fstat(fd).st_mode):   # it changed between the look and the open
                 os.close(fd)
                 check_regular(self.path)
@@ -292,7 +302,7 @@ class ResultsFile:
             "machine or another). Wait for it to finish, or write to another file (--out).")
         if fcntl is not None:
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, (fcntl.LOCK_SH if self.read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 self._release()
                 raise busy from None
@@ -351,6 +361,10 @@ class ResultsFile:
         last record that lacks its newline."""
         data = self._read_all()
         records, torn = parse(data, self.path, experiment)
+        if self.read_only:   # nothing to repair with: the next sweep that may write does it
+            if torn is not None:
+                _warn_torn(self.path, data, torn, removed=False)
+            return records
         if torn is not None:
             os.ftruncate(self.fd, torn)
             os.fsync(self.fd)
@@ -359,6 +373,12 @@ class ResultsFile:
         if data.strip() and not data.endswith(b"\n"):
             self._write(b"\n")
         return records
+
+    def check_writable(self) -> None:
+        """Raise the error that opening for writing gave, if the file could only be opened to read
+        (a sweep whose points are all recorded still reads a read-only file back)."""
+        if self.read_only is not None:
+            raise self.read_only
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

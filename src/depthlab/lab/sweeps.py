@@ -76,7 +76,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from .._checks import check_positive_int
 from .cluster import (NO_WORKERS_TIMEOUT, ClusterLost, SchedulerUnreachable, check_timeout, close as close_client,
-                      connect, run_points)
+                      connect, describe_failure, run_points)
 from .results import NoLock, ResultsFile, ResultsFileBusy, ResultsFileWarning, TornLastLine, read_results
 
 RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
@@ -407,7 +407,7 @@ def _safe_config(config: dict) -> dict:
 def _cluster_failed(point: dict, error: BaseException) -> dict:
     """The outcome of a point whose task failed on the cluster itself (e.g. KilledWorker)."""
     return {"config": _safe_config(point), "metrics": {}, "seconds": None, "status": "failed",
-            "error": _one_line(error), "traceback": ""}
+            "error": describe_failure(error), "traceback": ""}
 
 
 def _died(point: dict, how: str) -> dict:
@@ -625,6 +625,8 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
         results = {index: done[key] for index, key in enumerate(keys) if skip(key)}
         if summary is not None:
             summary.update(total=len(points), skipped=len(results), ran=0, failed_now=0)
+        if pending and results_file is not None:
+            results_file.check_writable()   # before any point runs, not after the first one finishes
         if pending:
             if client is not None:
                 client, owned = connect(client)
