@@ -70,7 +70,8 @@ class Cluster:
         self.address = None
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(SRC), str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "DASK_TEMPORARY_DIRECTORY": str(folder)}     # scratch space in the test's folder, not /tmp
 
     def _start(self, module: str, *args: str) -> subprocess.Popen:
         log = open(self.folder / f"{module.rpartition('.')[2]}-{len(self.processes)}.log", "wb")
