@@ -177,8 +177,10 @@ def worker_count(client, timeout: float = CONNECT_TIMEOUT) -> int | None:
         info = client.sync(client.scheduler.identity, callback_timeout=timeout)
     except Exception:  # noqa: BLE001 - closed, refused, timed out: no answer is what matters
         return None
-    count = info.get("n_workers") if isinstance(info, Mapping) else None
-    return count if isinstance(count, int) else len(info.get("workers") or ()) if isinstance(info, Mapping) else None
+    if not isinstance(info, Mapping):
+        return None
+    count = info.get("n_workers")   # older schedulers list the workers only
+    return count if isinstance(count, int) else len(info.get("workers") or ())
 
 
 class _Watch:
@@ -189,7 +191,6 @@ class _Watch:
         self.address = getattr(getattr(client, "scheduler", None), "address", None) or "the scheduler"
         self.last_look = -math.inf
         self.alone_since = None       # when a look first found no worker (or no answer)
-        self.why = ""
 
     def look(self, finished: int, total: int) -> None:
         started = time.monotonic()
@@ -200,14 +201,14 @@ class _Watch:
         if count:
             self.alone_since = None
             return
-        self.why = "the scheduler does not answer" if count is None else "it has no workers"
         self.alone_since = self.alone_since if self.alone_since is not None else started
         if time.monotonic() - self.alone_since >= self.timeout:
+            why, remedy = {None: ("the scheduler does not answer", "Check the scheduler (stopped? overloaded?)"),
+                           0: ("it has no workers", f"Start workers (`dask worker {self.address}`)")}[count]
             raise ClusterLost(
-                f"the Dask cluster at {self.address} has had no usable worker for {self.timeout:g} s ({self.why}); "
-                f"stopped with {finished} of {total} point(s) finished. Start workers (`dask worker {self.address}`) "
-                "and run the same sweep again to continue, or allow a longer wait (no_workers_timeout, "
-                "--no-workers-timeout).")
+                f"the Dask cluster at {self.address} has had no usable worker for {self.timeout:g} s ({why}); "
+                f"stopped with {finished} of {total} point(s) finished. {remedy} and run the same sweep again to "
+                "continue, or allow a longer wait (no_workers_timeout, --no-workers-timeout).")
 
     def lost_scheduler(self, finished: int, total: int) -> ClusterLost:
         return ClusterLost(
