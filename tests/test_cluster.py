@@ -158,6 +158,21 @@ def cluster(tmp_path):
         running.close()
 
 
+def clients_of(cluster) -> list[str]:
+    """The clients the scheduler knows, besides the one asking and Dask's own 'fire-and-forget' (a client's
+    goodbye may take a moment to arrive)."""
+    from distributed import Client
+
+    with Client(cluster.address, set_as_default=False) as asking:
+        deadline = time.monotonic() + 10
+        while True:
+            others = [name for name in asking.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
+                      if name not in (asking.id, "fire-and-forget")]
+            if not others or time.monotonic() > deadline:
+                return others
+            time.sleep(0.1)
+
+
 def no_default_client() -> bool:
     from distributed import default_client
 
@@ -198,6 +213,7 @@ def cli_on_a_cluster_gives_the_local_metrics(cluster, tmp_path, capsys):
     assert [r["config"] for r in remote] == [r["config"] for r in local]
     assert local[0]["metrics"] != local[1]["metrics"]                   # the grid mattered
     assert no_default_client()                  # the sweep neither needed one nor left one behind
+    assert clients_of(cluster) == []            # and it closed its own
     return result
 
 
