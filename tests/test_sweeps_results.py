@@ -53,7 +53,7 @@ def good_line(**changes) -> str:
 
 
 def records_in(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def sweep_cli(out, capsys, *extra) -> tuple[int, str]:
@@ -448,6 +448,9 @@ CASES = [  # id, case(tmp_path, capsys) -> (exit code, one line), expected code,
     ("torn-last-line-repaired", runs(torn_last_line, repaired), 0,
      r"^depthlab sweep: warning: .*r\.jsonl, line 2: the last record was cut short \(57 bytes.*removed it"),
     ("last-record-without-newline", runs(file_with(good_line()), repaired), 0, r"^$"),
+    ("utf8-text-in-records", runs(lambda p: file_with(json.dumps({**good_record(), "error": "σ_w² ✓ \u2028"},
+                                                                  ensure_ascii=False) + "\n")(p), only_the_good_record),
+     0, r"^$"),
     ("byte-order-mark", runs(file_with("\ufeff" + good_line() + "\n")), 0, r"^$"),
     ("crlf-line-ends", runs(file_with(good_line() + "\r\n")), 0, r"^$"),
     ("unicode-folder", runs(unicode_folder, only_the_good_record), 0, r"^$"),
