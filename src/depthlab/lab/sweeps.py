@@ -27,10 +27,13 @@ present when there are any, the settings every point shares (an experiment's ``-
 **Resuming.** The file is only ever appended to (each line written whole, flushed and
 fsynced). Running the same sweep again skips the points the file already holds (matched on
 experiment, point and fixed settings: other fixed settings run the points again), so an
-interrupted sweep — Ctrl-C, a killed job, a lost machine — continues where it stopped.
+interrupted sweep — Ctrl-C, a killed job, a lost machine — continues where it stopped; a
+last line cut short by a crash is removed and its point runs again.
 ``retry_failed=True`` (``--retry-failed``) runs the failed points again; ``resume=False``
 (``--no-resume``) runs every point again. When a point is recorded more than once, its last
-line counts.
+line counts. A sweep holds a lock on its file from start to end, so a second sweep into the
+same file is refused at once; FIFOs, devices and other special files are refused, and a line
+that is not a record names the file and its number (see :mod:`depthlab.lab.results`).
 
 **Failures.** A point whose function raises is recorded as failed with the error and the
 last frames of its traceback; a worker process that dies outright (``os._exit``, a
@@ -43,9 +46,13 @@ its exit code or signal, and the pool is restarted for the rest.
 start from a fork server, Python's ``forkserver`` method, or ``spawn`` where that is
 missing — functions must therefore be importable: defined at the top level of a module,
 and scripts need the ``if __name__ == "__main__":`` guard). ``client=`` (``--scheduler``)
-sends the points to a Dask distributed cluster instead: a ``dask.distributed.Client`` or a
-scheduler address such as ``"tcp://10.0.0.5:8786"`` (needs the ``dask`` extra, and
-depthlab installed on the workers).
+sends the points to a Dask distributed cluster instead: a scheduler address such as
+``"tcp://10.0.0.5:8786"`` (the sweep makes its own client and closes it) or a
+``dask.distributed.Client`` (needs the ``dask`` extra, and depthlab installed on the
+workers). A worker that dies costs nothing (the scheduler runs its points on the others); a
+cluster left with no worker for ``no_workers_timeout`` seconds (``--no-workers-timeout``,
+120 by default) stops the sweep with :class:`ClusterLost`, its finished points recorded (see
+:mod:`depthlab.lab.cluster`).
 """
 from __future__ import annotations
 
@@ -62,20 +69,18 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 from .._checks import check_positive_int
+from .cluster import (NO_WORKERS_TIMEOUT, ClusterLost, SchedulerUnreachable, check_timeout, close as close_client,
+                      connect, describe_failure, run_points)
+from .results import NoLock, ResultsFile, ResultsFileBusy, ResultsFileWarning, TornLastLine, read_results
 
 RECORD_ORDER = ("experiment", "point", "fixed", "config", "metrics", "seconds", "status", "error", "traceback")
 TRACEBACK_FRAMES = 6
-CONNECT_TIMEOUT = 5.0      # seconds to reach a Dask scheduler
-
-
-class SchedulerUnreachable(ConnectionError, ValueError):
-    """No Dask scheduler answered at the given address (a ``ValueError`` too: bad input)."""
 
 
 # ============================================================================= grids
@@ -351,57 +356,7 @@ def experiment_grid(name: str, grid: Mapping) -> tuple[dict, list]:
     return parsed, list(keys)
 
 
-# ============================================================================= results files
-
-def _record_error(path: Path, number: int, problem: str) -> ValueError:
-    return ValueError(f"{path}, line {number}: {problem}. The file is left as it is; fix or delete that line, "
-                      "or write to another file.")
-
-
-def read_results(path, experiment: str | None = None) -> list[dict]:
-    """The records of a sweep's results file, in file order.
-
-    Parameters
-    ----------
-    path : str or Path
-        A JSON-lines file written by :func:`sweep` (blank lines are ignored).
-    experiment : str, optional
-        Refuse a file that holds records of another experiment.
-
-    Raises
-    ------
-    ValueError
-        A line that is not a JSON record of a sweep (its number is given), or a record of
-        another experiment. The file is never modified.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"results file {str(path)!r} is a directory; give a file path such as {path / 'results.jsonl'}.")
-    records = []
-    with open(path, "rb") as handle:
-        data = handle.read()
-    lines = data.split(b"\n")
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        incomplete = number == len(lines) and not data.endswith(b"\n")
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            problem = ("is an incomplete record (the writing process was killed mid-line?)" if incomplete
-                       else f"is not a JSON record ({error})")
-            raise _record_error(path, number, problem) from None
-        if not isinstance(record, dict) or any(key not in record for key in ("experiment", "point", "status")) \
-                or not isinstance(record.get("point"), dict):
-            raise _record_error(path, number, "is JSON but not a sweep record (it needs 'experiment', 'point' and "
-                                              "'status')")
-        if experiment is not None and record["experiment"] != experiment:
-            raise ValueError(
-                f"{path} holds results of {record['experiment']!r} (line {number}), not of {experiment!r}; "
-                "a results file serves one experiment. Write to another file (--out).")
-        records.append(record)
-    return records
-
+# ============================================================================= results as a table
 
 def load(path, experiment: str | None = None, *, as_frame: bool | None = None):
     """A sweep's results file as a table: one row per point, grid values and metrics as columns.
@@ -435,34 +390,6 @@ def load(path, experiment: str | None = None, *, as_frame: bool | None = None):
     return records.frame(rows, as_frame)
 
 
-class _Appender:
-    """Appends whole lines to a results file: one write per line, then flush and fsync."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(self.fd).st_size
-        if size:  # a complete last record without its newline (edited by hand): end it first
-            with open(path, "rb") as handle:
-                handle.seek(size - 1)
-                if handle.read(1) != b"\n":
-                    self._write(b"\n")
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        os.fsync(self.fd)
-
-    def append(self, record: dict) -> None:
-        self._write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8"))
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 # ============================================================================= running one point
 
 def _execute(task, point: dict) -> dict:
@@ -480,7 +407,7 @@ def _execute(task, point: dict) -> dict:
     except KeyboardInterrupt:
         return {"status": "interrupted"}
     except BaseException as error:  # noqa: BLE001 - SystemExit, CancelledError…: a point's failure is data
-        return {"config": _safe_json(_full_config(task, point)), "metrics": {}, "seconds": time.perf_counter() - start,
+        return {"config": _safe_config(_full_config(task, point)), "metrics": {}, "seconds": time.perf_counter() - start,
                 "status": "failed", "error": _one_line(error),
                 "traceback": "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES)).rstrip()}
 
@@ -503,15 +430,22 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _safe_json(value):
+def _safe_config(config: dict) -> dict:
+    """``config`` as JSON, or ``{"repr": ...}`` when it holds what JSON cannot (a record's config is an object)."""
     try:
-        return _jsonable(value, "point")
+        return _jsonable(config, "config")
     except TypeError:
-        return repr(value)
+        return {"repr": repr(config)}
+
+
+def _cluster_failed(point: dict, error: BaseException) -> dict:
+    """The outcome of a point whose task failed on the cluster itself (e.g. KilledWorker)."""
+    return {"config": _safe_config(point), "metrics": {}, "seconds": None, "status": "failed",
+            "error": describe_failure(error), "traceback": ""}
 
 
 def _died(point: dict, how: str) -> dict:
-    return {"config": _safe_json(point), "metrics": {}, "seconds": None, "status": "failed",
+    return {"config": _safe_config(point), "metrics": {}, "seconds": None, "status": "failed",
             "error": f"WorkerDied: the worker process running this point died ({how})", "traceback": ""}
 
 
@@ -670,98 +604,6 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def connect(client, timeout: float = CONNECT_TIMEOUT):
-    """A ``dask.distributed.Client`` from a client or a scheduler address; ``(client, owned)``.
-
-    Raises
-    ------
-    SchedulerUnreachable
-        No scheduler answered within ``timeout`` seconds.
-    ImportError
-        The ``dask`` extra is not installed.
-    """
-    if not isinstance(client, str):
-        if not (hasattr(client, "submit") and hasattr(client, "scheduler")):
-            raise TypeError(f"client must be a dask.distributed.Client or a scheduler address such as "
-                            f"'tcp://127.0.0.1:8786', got {_describe(client)}.")
-        return client, False
-    address = client.strip()
-    if not address:
-        raise ValueError("the scheduler address is empty; give one such as 'tcp://127.0.0.1:8786'.")
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ImportError("running a sweep on a Dask cluster needs dask.distributed: "
-                          "pip install 'depthlab[dask]'") from None
-    port = address.rpartition(":")[2]
-    if port.lstrip("-").isdigit() and not 0 < int(port) < 65536:
-        raise ValueError(f"invalid scheduler address {address!r}: port {port} is not in 1–65535; write it as "
-                         "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786.")
-    try:
-        _probe_scheduler(address, timeout)
-        return Client(address, timeout=f"{timeout}s", set_as_default=False), True
-    except ValueError as error:
-        raise ValueError(f"invalid scheduler address {address!r}: {_one_line(error)}; write it as "
-                         "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786.") from None
-    except Exception as error:  # noqa: BLE001 - refused, timed out, or not a scheduler
-        reason = _one_line(error) if isinstance(error, OSError) else \
-            f"the server there does not answer as a Dask scheduler: {_one_line(error)[:120]}"
-        raise SchedulerUnreachable(
-            f"cannot reach a Dask scheduler at {address!r} within {timeout:g} s ({reason}). "
-            "Start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) or drop the scheduler to use "
-            "this machine's cores.") from None
-
-
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Ask ``address`` for its identity before building a Client.
-
-    A Client whose connection fails half-way blocks for tens of seconds when it is garbage
-    collected; this probe fails fast instead (refused, timed out, or something that is not a
-    scheduler — e.g. a web server — on that port). It runs its own event loop in a thread,
-    so it also works where a loop is already running (Jupyter).
-    """
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    from distributed.comm import connect as open_comm
-
-    async def identity():
-        comm = await open_comm(address, timeout=timeout)
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            return await comm.read()
-        finally:
-            comm.abort()
-
-    async def within_timeout():  # the whole exchange, handshake included: a silent server cannot hang it
-        return await asyncio.wait_for(identity(), timeout)
-
-    with ThreadPoolExecutor(1) as thread:
-        reply = thread.submit(asyncio.run, within_timeout()).result()
-    if not isinstance(reply, Mapping) or reply.get("type") != "Scheduler":
-        raise ConnectionError(f"the server there is not a Dask scheduler (it answered {str(reply)[:80]!r})")
-
-
-def _run_dask(task, pending: list, client) -> Iterator[tuple[int, dict]]:
-    """Yield ``(index, outcome)`` as the cluster finishes points."""
-    from distributed import as_completed
-
-    futures = {client.submit(_execute, task, point, pure=False): (index, point) for index, point in pending}
-    try:
-        for future in as_completed(futures):
-            index, point = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as error:  # noqa: BLE001 - e.g. KilledWorker: the point killed its workers
-                outcome = {"config": _safe_json(point), "metrics": {}, "seconds": None, "status": "failed",
-                           "error": _one_line(error), "traceback": ""}
-            yield index, outcome
-    finally:
-        unfinished = [future for future in futures if not future.done()]
-        if unfinished:
-            client.cancel(unfinished)
-
-
 # ============================================================================= the sweep
 
 def _progress(progress, iterable, total: int, initial: int, desc: str):
@@ -789,46 +631,43 @@ def _check_flag(value, name: str) -> bool:
 
 
 def _run(task, points: list[dict], label: str, *, workers, client, out, resume: bool, retry_failed: bool,
-         progress, summary: dict | None = None) -> list[dict]:
+         progress, no_workers_timeout=NO_WORKERS_TIMEOUT, summary: dict | None = None) -> list[dict]:
     resume = _check_flag(resume, "resume")
     retry_failed = _check_flag(retry_failed, "retry_failed")
+    no_workers_timeout = check_timeout(no_workers_timeout)
     if client is not None and workers is not None:
         raise ValueError("give either workers (processes on this machine) or client (a Dask cluster), not both.")
     workers = _check_workers(workers) if client is None else None
     fixed = fixed_settings(task)
     keys = [point_key(label, point, fixed) for point in points]
-    latest: dict = {}
-    path = None
-    if out is not None:
-        if not isinstance(out, (str, os.PathLike)):
-            raise TypeError(f"out must be a file path (str or Path) or None, got {_describe(out)}.")
-        path = Path(out)
-        if path.exists():
-            for record in read_results(path, experiment=label):
-                latest[point_key(label, record["point"], record.get("fixed"))] = record
-    wanted = set(keys)
-    done = {key: record for key, record in latest.items() if key in wanted}
-
-    def skip(key: str) -> bool:
-        record = done.get(key)
-        if record is None or not resume:
-            return False
-        return not (retry_failed and record.get("status") != "ok")
-
-    pending = [(index, point) for index, (point, key) in enumerate(zip(points, keys)) if not skip(key)]
-    results = {index: done[key] for index, key in enumerate(keys) if skip(key)}
-    if summary is not None:
-        summary.update(total=len(points), skipped=len(results), ran=0, failed_now=0)
-    owned_client = appender = stream = shown = None
+    owned_client = results_file = stream = shown = None
     try:
+        latest: dict = {}
+        if out is not None:   # locked from here to the end: no other sweep reads or writes it meanwhile
+            results_file = ResultsFile(out)
+            for record in results_file.records(experiment=label):
+                latest[point_key(label, record["point"], record.get("fixed"))] = record
+        done = {key: latest[key] for key in set(keys) & set(latest)}
+
+        def skip(key: str) -> bool:
+            record = done.get(key)
+            if record is None or not resume:
+                return False
+            return not (retry_failed and record.get("status") != "ok")
+
+        pending = [(index, point) for index, (point, key) in enumerate(zip(points, keys)) if not skip(key)]
+        results = {index: done[key] for index, key in enumerate(keys) if skip(key)}
+        if summary is not None:
+            summary.update(total=len(points), skipped=len(results), ran=0, failed_now=0)
+        if pending and results_file is not None:
+            results_file.check_writable()   # before any point runs, not after the first one finishes
         if pending:
             if client is not None:
                 client, owned = connect(client)
                 owned_client = client if owned else None
-                stream = _run_dask(task, pending, client)
+                stream = run_points(_execute, _cluster_failed, task, pending, client, no_workers_timeout)
             else:
                 stream = _run_local(task, pending, workers)
-            appender = _Appender(path) if path is not None else None
             by_index = dict(pending)
             shown = _progress(progress, stream, len(pending), len(results), label)
             for index, outcome in shown:
@@ -839,8 +678,8 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
                 if fixed:
                     record["fixed"] = fixed
                 record = {key: record[key] for key in RECORD_ORDER if key in record}
-                if appender is not None:
-                    appender.append(record)
+                if results_file is not None:
+                    results_file.append(record)
                 results[index] = record
                 if summary is not None:
                     summary["ran"] += 1
@@ -850,15 +689,15 @@ def _run(task, points: list[dict], label: str, *, workers, client, out, resume: 
             shown.close()           # the progress bar
         if stream is not None:
             stream.close()          # stops the workers if the loop ended early (Ctrl-C, an error)
-        if appender is not None:
-            appender.close()
         if owned_client is not None:
-            owned_client.close()
+            close_client(owned_client)
+        if results_file is not None:
+            results_file.close()    # releases the lock (and removes the file if nothing was written)
     return [results[index] for index in range(len(points))]
 
 
 def sweep(fn, grid, workers=None, client=None, out=None, resume=True, *, retry_failed=False, progress=True,
-          name: str | None = None) -> list[dict]:
+          name: str | None = None, no_workers_timeout: float = NO_WORKERS_TIMEOUT) -> list[dict]:
     """Run ``fn(**point)`` for every point of ``grid`` in parallel; one record per point.
 
     Parameters
@@ -874,10 +713,14 @@ def sweep(fn, grid, workers=None, client=None, out=None, resume=True, *, retry_f
     workers : int, optional
         Worker processes on this machine (default: every usable core).
     client : dask.distributed.Client or str, optional
-        Run on a Dask cluster instead (a client or a scheduler address ``"tcp://host:port"``).
+        Run on a Dask cluster instead: a scheduler address ``"tcp://host:port"`` (the sweep
+        makes its own client and closes it) or a client (used as it is and left open).
     out : str or Path, optional
-        A JSON-lines file: one record appended per finished point; points it already holds
-        are skipped (see ``resume``).
+        A JSON-lines file (a regular file; created with its folders if missing): one record
+        appended per finished point; points it already holds are skipped (see ``resume``).
+        The sweep holds a lock on it from start to end: a second sweep into the same file
+        meanwhile is refused (:class:`ResultsFileBusy`). A last line cut short by a crash is
+        removed with a :class:`TornLastLine` warning, and that point runs again.
     resume : bool, default True
         Skip points already recorded in ``out``; False runs every point again (appending).
     retry_failed : bool, default False
@@ -886,6 +729,11 @@ def sweep(fn, grid, workers=None, client=None, out=None, resume=True, *, retry_f
         A tqdm bar over the points on stderr, or a factory ``progress(iterable, desc=, total=)``.
     name : str, optional
         The ``experiment`` field of the records (default ``module:function`` of ``fn``).
+    no_workers_timeout : float, default 120
+        On a Dask cluster, the seconds to wait while it has no worker (the last one died, or
+        none has joined yet) or its scheduler does not answer, before stopping with
+        :class:`ClusterLost`. Points of a worker that dies while others remain are run again
+        on those; nothing is lost.
 
     Returns
     -------
@@ -899,28 +747,37 @@ def sweep(fn, grid, workers=None, client=None, out=None, resume=True, *, retry_f
     ValueError, TypeError
         A bad grid (empty, a key with no values, a key ``fn`` does not take — the message
         lists its parameters), ``workers`` < 1, both ``workers`` and ``client``, an
-        unpicklable ``fn``, a results file of another experiment or with a corrupted line (its
-        number is given; the file is never modified), an unreachable scheduler
-        (:class:`SchedulerUnreachable`, within a few seconds).
+        unpicklable ``fn``; an ``out`` that is not a regular file (a FIFO, a device, a socket, a
+        directory) or lies below a file, a results file of another experiment or with a line
+        that is not a record or has a field of the wrong type (the file and line are given;
+        the file is left as it is), a results file held by another sweep
+        (:class:`ResultsFileBusy`); an unreachable scheduler (:class:`SchedulerUnreachable`,
+        within a few seconds).
+    OSError
+        ``out`` cannot be created or written (permissions, a read-only or full disk).
+    ClusterLost
+        The Dask cluster had no worker, or its scheduler was gone, for ``no_workers_timeout``
+        seconds. The points that finished are in ``out``; running the same call again continues.
     KeyboardInterrupt
         On Ctrl-C, after stopping the workers; what finished is in ``out``, and running the
         same call again continues.
     """
     if isinstance(fn, str):
         return sweep_experiment(fn, grid, workers=workers, client=client, out=out, resume=resume,
-                                retry_failed=retry_failed, progress=progress)
+                                retry_failed=retry_failed, progress=progress, no_workers_timeout=no_workers_timeout)
     points = grid_points(grid)
     _check_function(fn, points, local=client is None)
     label = name if name is not None else _label(fn)
     if not isinstance(label, str) or not label:
         raise TypeError(f"name must be a non-empty string, got {_describe(label)}.")
     return _run(fn, points, label, workers=workers, client=client, out=out, resume=resume,
-                retry_failed=retry_failed, progress=progress)
+                retry_failed=retry_failed, progress=progress, no_workers_timeout=no_workers_timeout)
 
 
 def sweep_experiment(experiment: str, grid: Mapping, *, overrides: Mapping | None = None, quick: bool = False,
                      seed: int | None = None, workers=None, client=None, out=None, resume=True,
-                     retry_failed=False, progress=True, summary: dict | None = None) -> list[dict]:
+                     retry_failed=False, progress=True, no_workers_timeout: float = NO_WORKERS_TIMEOUT,
+                     summary: dict | None = None) -> list[dict]:
     """Run a registered experiment at every point of ``grid`` (what ``depthlab sweep`` does).
 
     Parameters
@@ -936,7 +793,7 @@ def sweep_experiment(experiment: str, grid: Mapping, *, overrides: Mapping | Non
         Start from the experiment's ``QUICK`` sizes.
     seed : int, optional
         The config seed of every point (to vary it, put ``seed`` in the grid instead).
-    workers, client, out, resume, retry_failed, progress
+    workers, client, out, resume, retry_failed, progress, no_workers_timeout
         As in :func:`sweep`.
     summary : dict, optional
         Filled with counts: ``total``, ``skipped`` (already in ``out``), ``ran``, ``failed_now``.
@@ -961,14 +818,14 @@ def sweep_experiment(experiment: str, grid: Mapping, *, overrides: Mapping | Non
     for point in points:  # every configuration is checked here, before any worker starts
         task.config(point)
     return _run(task, points, module.NAME, workers=workers, client=client, out=out, resume=resume,
-                retry_failed=retry_failed, progress=progress, summary=summary)
+                retry_failed=retry_failed, progress=progress, no_workers_timeout=no_workers_timeout, summary=summary)
 
 
 # ============================================================================= command line
 
 def configure_cli(parser) -> None:
     """Arguments of ``depthlab sweep`` (added to its subparser by :mod:`depthlab.lab.cli`)."""
-    from .cli import key_value, non_negative_int, positive_int
+    from .cli import key_value, non_negative_int, positive_float, positive_int
 
     parser.add_argument("name", metavar="EXPERIMENT", help="an experiment (see `depthlab list --keys`)")
     parser.add_argument("--grid", metavar="KEY=V1,V2,...", type=key_value, action="append", default=[],
@@ -977,10 +834,15 @@ def configure_cli(parser) -> None:
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", type=key_value, action="append", default=[],
                         help="a fixed config value for every point (repeatable)")
     parser.add_argument("--out", metavar="FILE", required=True,
-                        help="results file (JSON lines, appended; points already in it are skipped)")
+                        help="results file (a regular file, JSON lines, appended; points already in it are skipped; "
+                             "locked while the sweep runs, so a second sweep into it is refused)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: every core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--no-workers-timeout", type=positive_float, metavar="SECONDS",
+                        help="with --scheduler: how long to wait while the cluster has no worker (the last one died, "
+                             "none has joined) or its scheduler does not answer, before stopping with exit code 1; "
+                             f"finished points stay in --out (default: {NO_WORKERS_TIMEOUT:g})")
     parser.add_argument("--quick", action="store_true", help="start every point from the experiment's quick sizes")
     parser.add_argument("--seed", type=non_negative_int, help="the seed of every point (or put seed in the grid)")
     parser.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")
@@ -988,8 +850,22 @@ def configure_cli(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _one_line_warnings(show):
+    """``warnings.showwarning`` that prints a results file's repair as one line, and the rest as ``show`` does."""
+    from .cli import PROG
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ResultsFileWarning):
+            print(f"{PROG} sweep: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def cli_main(args) -> int:
-    """``depthlab sweep``: 0 when every point is ok, 1 when some failed, 2 for bad input, 130 on Ctrl-C."""
+    """``depthlab sweep``: 0 when every point is ok, 1 when some failed or the cluster was lost, 2 for bad input,
+    130 on Ctrl-C."""
     from .cli import PROG, UsageError
 
     if not args.grid:
@@ -999,13 +875,25 @@ def cli_main(args) -> int:
         if key in grid:
             raise UsageError(f"{PROG} sweep: --grid {key} is given twice; list all its values once: --grid {key}=V1,V2,...")
         grid[key] = values
+    if args.no_workers_timeout is not None and args.scheduler is None:
+        raise UsageError(f"{PROG} sweep: --no-workers-timeout applies to a Dask cluster; give --scheduler ADDRESS too, "
+                         "or drop it")
+    timeout = NO_WORKERS_TIMEOUT if args.no_workers_timeout is None else args.no_workers_timeout
     summary: dict = {}
     started = time.perf_counter()
     try:
-        records = sweep_experiment(args.name, grid, overrides=dict(args.overrides), quick=args.quick, seed=args.seed,
-                                   workers=args.workers, client=args.scheduler, out=args.out,
-                                   resume=not args.no_resume, retry_failed=args.retry_failed,
-                                   progress=not args.no_progress, summary=summary)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            records = sweep_experiment(args.name, grid, overrides=dict(args.overrides), quick=args.quick,
+                                       seed=args.seed, workers=args.workers, client=args.scheduler, out=args.out,
+                                       resume=not args.no_resume, retry_failed=args.retry_failed,
+                                       progress=not args.no_progress, no_workers_timeout=timeout,
+                                       summary=summary)
+    except ClusterLost as error:
+        kept = summary.get("ran", 0) + summary.get("skipped", 0)
+        where = f" The {kept} finished point(s) are in {args.out}." if kept else ""
+        print(f"{PROG} sweep: {' '.join(str(error).split())}{where}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} sweep: {' '.join(str(error).split())}") from None
     except ImportError as error:
@@ -1027,4 +915,5 @@ def cli_main(args) -> int:
 
 
 __all__ = ["sweep", "sweep_experiment", "read_results", "load", "grid_points", "experiment_grid", "ExperimentTask",
-           "SchedulerUnreachable", "point_key", "fixed_settings", "connect", "configure_cli", "cli_main"]
+           "SchedulerUnreachable", "ClusterLost", "ResultsFileBusy", "TornLastLine", "NoLock", "point_key",
+           "fixed_settings", "connect", "configure_cli", "cli_main"]
