@@ -176,12 +176,12 @@ def test_predicted_std_reads_well():
 def results(tmp_path):
     path = tmp_path / "runs.jsonl"
     lines = [
-        {"experiment": "m:f", "point": {"depth": 10}, "metrics": {"accuracy": 0.5, "depth": 3}, "seconds": 1.5,
-         "status": "ok"},
-        {"experiment": "m:f", "point": {"depth": 20}, "status": "failed", "error": "ValueError: <script>x</script>",
-         "seconds": 0.25},
-        {"experiment": "m:f", "point": {"depth": 10}, "metrics": {"accuracy": 0.75, "depth": 3}, "seconds": 1.0,
-         "status": "ok"},
+        {"experiment": "m:f", "point": {"depth": 10}, "config": {"depth": 10}, "metrics": {"accuracy": 0.5, "depth": 3},
+         "seconds": 1.5, "status": "ok"},
+        {"experiment": "m:f", "point": {"depth": 20}, "config": {"depth": 20}, "metrics": {}, "status": "failed",
+         "error": "ValueError: <script>x</script>", "seconds": 0.25},
+        {"experiment": "m:f", "point": {"depth": 10}, "config": {"depth": 10}, "metrics": {"accuracy": 0.75, "depth": 3},
+         "seconds": 1.0, "status": "ok"},
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path

@@ -52,7 +52,7 @@ class ClusterLost(RuntimeError):
 
 
 def _one_line(error: BaseException) -> str:
-    from .sweeps import _one_line as one_line
+    from .sweeps import one_line
 
     return one_line(error)
 

@@ -408,7 +408,7 @@ def _execute(task, point: dict) -> dict:
         return {"status": "interrupted"}
     except BaseException as error:  # noqa: BLE001 - SystemExit, CancelledError…: a point's failure is data
         return {"config": _safe_config(_full_config(task, point)), "metrics": {}, "seconds": time.perf_counter() - start,
-                "status": "failed", "error": _one_line(error),
+                "status": "failed", "error": one_line(error),
                 "traceback": "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES)).rstrip()}
 
 
@@ -422,7 +422,7 @@ def _full_config(task, point: dict):
     return point
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     try:
         text = " ".join(str(error).split())
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets recorded
