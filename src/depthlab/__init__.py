@@ -68,6 +68,8 @@ _EXPORTS = {
     "linear_regions_2d": "signal.regions:linear_regions_2d",
     # scale
     "sweep": "lab.sweeps:sweep",
+    # the explorer
+    "explore": "lab.explore:explore",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

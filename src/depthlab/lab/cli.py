@@ -5,6 +5,7 @@
     depthlab report [--out DIR] [--quick]
     depthlab probe --depth 50 --width 80 --activation relu --init normal --sigma2 1.0
     depthlab theory --activation tanh --bias-variance 0.05
+    depthlab explore [--port N] [--host 127.0.0.1] [--no-browser]
 
 Subcommands live in one table, :data:`COMMANDS` (name -> :class:`Command`); adding one is
 adding an entry. A user's mistake (unknown experiment, bad ``--set`` key or value, an
@@ -315,6 +316,8 @@ COMMANDS: dict[str, Command] = {
     "theory": Command("mean-field theory: critical point, χ₁ and depth scales", _configure_theory, _theory),
     "sweep": Command("run an experiment over a grid of configurations, on every core or a Dask cluster",
                      "depthlab.lab.sweeps:configure_cli", "depthlab.lab.sweeps:cli_main"),
+    "explore": Command("an interactive explorer in the browser: the real network beside the theory",
+                       "depthlab.lab.explore.server:configure_cli", "depthlab.lab.explore.server:cli_main"),
 }
 
 
