@@ -45,14 +45,14 @@ def build_network(state: State, in_features: int, out_features: int, rng):
 
 
 def probe_network(state: State):
-    """The network, its input and the probe report as ``depthlab probe`` makes them (same seed, same numbers)."""
+    """The probe report of the state's network, as ``depthlab probe`` makes it (same seed, same numbers)."""
     import depthlab as dl
 
     rng = np.random.default_rng(state.seed)
     try:
         net = build_network(state, state.in_features, 1, rng)
         x = rng.standard_normal((state.samples, state.in_features))
-        return net, x, dl.probe(net, x)
+        return dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
 
@@ -76,46 +76,15 @@ def weight_variance(state: State) -> float:
     return NOMINAL_WEIGHT_VARIANCE[state.init]
 
 
-def histograms(net, x, bins: int = HISTOGRAM_BINS) -> list[dict]:
-    """Per-layer histograms of f_k and h_{k+1} over the batch, all layers binned at once.
+def histograms(report, bins: int = HISTOGRAM_BINS) -> list[dict]:
+    """Per-layer histograms of f_k and h_{k+1} over the batch (the probe's, as np.histogram bins them).
 
-    Returns one dict per layer k = 0 … K, ``{"preactivation": {"counts", "edges"},
-    "activation": {...}}``, ``bins`` equal bins between each layer's finite min and max
-    (``np.histogram``'s rule, vectorized over layers with ``np.bincount``).
+    Returns one dict per layer k = 0 … K: ``{"preactivation": {"counts", "edges"},
+    "activation": {...}}``.
     """
-    trace = net.forward(x, record=True)
-    kinds = {"preactivation": trace.preactivations, "activation": trace.activations[1:] + [trace.output]}
-    out = [dict() for _ in trace.preactivations]
-    for kind, arrays in kinds.items():
-        values = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays[:-1]]) \
-            if len(arrays) > 1 else np.empty((0, 0))
-        rows = list(_binned(values, bins)) + [_binned(np.asarray(arrays[-1], dtype=np.float64).reshape(1, -1), bins)[0]]
-        for layer, (counts, edges) in enumerate(rows):
-            out[layer][kind] = {"counts": counts, "edges": edges}
-    return out
-
-
-def _binned(values: np.ndarray, bins: int) -> list[tuple[list, list]]:
-    """(counts, edges) of each row of ``values``, finite entries only."""
-    if values.size == 0:
-        return []
-    finite = np.isfinite(values)
-    with np.errstate(invalid="ignore"):
-        low = np.where(finite, values, np.inf).min(axis=1)
-        high = np.where(finite, values, -np.inf).max(axis=1)
-    empty = ~np.isfinite(low)
-    low, high = np.where(empty, 0.0, low), np.where(empty, 1.0, high)
-    flat = high <= low
-    low, high = np.where(flat, low - 0.5, low), np.where(flat, high + 0.5, high)
-    with np.errstate(over="ignore", invalid="ignore"):
-        scale = bins / (high - low)
-        index = np.floor((values - low[:, None]) * scale[:, None])
-    index = np.clip(np.where(finite, index, -1), -1, bins - 1).astype(np.int64)   # max lands in the last bin
-    offsets = np.arange(values.shape[0])[:, None] * (bins + 1) + 1
-    counts = np.bincount((index + offsets).reshape(-1), minlength=values.shape[0] * (bins + 1))
-    counts = counts.reshape(values.shape[0], bins + 1)[:, 1:]
-    return [([int(c) for c in counts[i]], _finite_list(np.linspace(low[i], high[i], bins + 1)))
-            for i in range(values.shape[0])]
+    return [{kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+             for kind, (counts, edges) in entry.items() if kind != "grad_preactivation"}
+            for entry in report.histograms(bins=bins)]
 
 
 # ----------------------------------------------------------------------------- the theory
@@ -198,7 +167,7 @@ def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
 def view(state: State) -> dict:
     """Per-layer statistics, histograms, verdict and theory of the state's network."""
     started = time.perf_counter()
-    net, x, report = probe_network(state)
+    report = probe_network(state)
     layers = report.to_dict()["layers"]
     sw2 = weight_variance(state)
     sb2 = state.bias_variance
@@ -220,7 +189,7 @@ def view(state: State) -> dict:
             "dead_fraction": [s["dead_fraction"] for s in layers],
             "saturated_fraction": [s["saturated_fraction"] for s in layers],
         },
-        "histograms": histograms(net, x),
+        "histograms": histograms(report),
         "theory": mean_field(act_name, float(sw2), float(sb2)),
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
         "seconds": time.perf_counter() - started,

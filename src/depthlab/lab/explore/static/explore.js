@@ -109,7 +109,8 @@ async function phaseFigure(range, theory) {
     { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: grey, showscale: false, hoverinfo: "skip",
       colorscale: [[0, "#bbb"], [1, "#bbb"]], name: "explodes" },
     { type: "contour", x: data.sigma_w2, y: data.sigma_b2, z: data.log10_chi1, showscale: false, hoverinfo: "skip",
-      contours: { start: 0, end: 0, size: 1, coloring: "lines" }, line: { color: "black", width: 2 }, name: "χ₁ = 1" },
+      contours: { start: 0, end: 0, size: 1, coloring: "lines" }, line: { width: 2.5 },
+      colorscale: [[0, "black"], [1, "black"]], name: "χ₁ = 1" },
     { type: "scatter", mode: "markers", x: [theory.sigma_w2], y: [theory.sigma_b2], name: "this network",
       marker: { size: 13, color: "#ffd600", line: { color: "black", width: 2 }, symbol: "star" } },
   ];
