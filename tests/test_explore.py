@@ -123,6 +123,18 @@ def test_view_histograms_equal_numpy(client):
         assert entry["activation"]["counts"] == np.histogram(h, bins=compute.HISTOGRAM_BINS)[0].tolist()
 
 
+@pytest.mark.parametrize("query", [
+    "activation=sigmoid&sigma2=1e-5&bias_variance=10000",      # every unit saturated: one value per layer
+    "activation=softplus&sigma2=1e-300",
+])
+def test_view_histograms_of_layers_equal_to_rounding(client, query):
+    data = client.get(f"/api/view?depth=3&width=8&samples=20&{query}").json()
+    for entry in data["histograms"][:-1]:
+        counts, edges = entry["activation"]["counts"], entry["activation"]["edges"]
+        assert sum(counts) == 20 * 8 and len(edges) == compute.HISTOGRAM_BINS + 1
+        assert all(a < b for a, b in zip(edges, edges[1:]))
+
+
 BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}
     ("depth=abc", r"depth must be a whole number, got 'abc'"),
     ("depth=0", r"depth must be between 1 and 200"),
@@ -151,6 +163,8 @@ BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}
     ("lr=0", r"lr must be > 0"),
     ("optimizer=rmsprop", r"optimizer must be one of sgd, adam"),
     ("colour=red", r"unknown key 'colour' in the link; valid keys: depth, width"),
+    ("depth=5&depth=6", r"depth is given twice in the link \('5' and '6'\); keep one"),
+    ("depth=%00", r"depth must be a whole number, got '\\x00'"),
 ]
 
 

@@ -80,17 +80,17 @@ def create_app():
 
     async def view(request: Request) -> Response:
         try:
-            state = parse(request.query_params)
+            state = parse(_single(request.query_params))
             return JSONResponse(await run_in_threadpool(compute.view, state))
         except StateError as problem:
             return error(str(problem))
 
     async def phase(request: Request) -> Response:
-        query = request.query_params
-        unknown = sorted(set(query) - {"activation", "w_max", "b_max"})
-        if unknown:
-            return error(f"unknown key {unknown[0]!r}; valid keys: activation, w_max, b_max.")
         try:
+            query = _single(request.query_params)
+            unknown = sorted(set(query) - {"activation", "w_max", "b_max"})
+            if unknown:
+                return error(f"unknown key {unknown[0]!r}; valid keys: activation, w_max, b_max.")
             activation = parse({"activation": query.get("activation", "relu")}).activation
             w_max, b_max = (_positive(query, key, default, cap) for key, default, cap in
                             (("w_max", "4", 1e8), ("b_max", "0.5", 1e5)))
@@ -102,7 +102,7 @@ def create_app():
 
     async def train(request: Request) -> Response:
         try:
-            job = jobs.start(parse(request.query_params))
+            job = jobs.start(parse(_single(request.query_params)))
         except StateError as problem:
             return error(str(problem))
         return JSONResponse(job.snapshot(), status_code=202)
@@ -143,6 +143,16 @@ def create_app():
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.jobs = jobs
     return app
+
+
+def _single(query) -> dict:
+    """The query as a dict, refusing a key given twice (a link must mean one thing)."""
+    seen = {}
+    for key, value in query.multi_items():
+        if key in seen:
+            raise StateError(f"{key} is given twice in the link ({seen[key]!r} and {value!r}); keep one.")
+        seen[key] = value
+    return seen
 
 
 def _positive(query, key: str, default: str, cap: float) -> float:

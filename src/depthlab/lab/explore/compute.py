@@ -45,14 +45,14 @@ def build_network(state: State, in_features: int, out_features: int, rng):
 
 
 def probe_network(state: State):
-    """The probe report of the state's network, as ``depthlab probe`` makes it (same seed, same numbers)."""
+    """The network, its input and the probe report, as ``depthlab probe`` makes them (same seed, same numbers)."""
     import depthlab as dl
 
     rng = np.random.default_rng(state.seed)
     try:
         net = build_network(state, state.in_features, 1, rng)
         x = rng.standard_normal((state.samples, state.in_features))
-        return dl.probe(net, x)
+        return net, x, dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
 
@@ -76,15 +76,38 @@ def weight_variance(state: State) -> float:
     return NOMINAL_WEIGHT_VARIANCE[state.init]
 
 
-def histograms(report, bins: int = HISTOGRAM_BINS) -> list[dict]:
+def histograms(report, net, x, bins: int = HISTOGRAM_BINS) -> list[dict]:
     """Per-layer histograms of f_k and h_{k+1} over the batch (the probe's, as np.histogram bins them).
 
     Returns one dict per layer k = 0 … K: ``{"preactivation": {"counts", "edges"},
-    "activation": {...}}``.
+    "activation": {...}}``. Where a layer's values are equal to rounding (np.histogram then
+    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), the layers are binned
+    again from a recorded forward pass with the range widened by 1e-9 of their size.
     """
-    return [{kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
-             for kind, (counts, edges) in entry.items() if kind != "grad_preactivation"}
-            for entry in report.histograms(bins=bins)]
+    def entry(pairs):
+        return {kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)} for kind, (counts, edges) in pairs}
+
+    try:
+        return [entry((k, v) for k, v in layer.items() if k != "grad_preactivation")
+                for layer in report.histograms(bins=bins)]
+    except ValueError:
+        trace = net.forward(x, record=True)
+        outputs = trace.activations[1:] + [trace.output]
+        return [entry([("preactivation", _histogram(f, bins)), ("activation", _histogram(h, bins))])
+                for f, h in zip(trace.preactivations, outputs)]
+
+
+def _histogram(values: np.ndarray, bins: int):
+    """np.histogram of the finite values, over a range at least 1e-9 of their size wide."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.histogram(values, bins=bins, range=(0.0, 1.0))
+    low, high = float(values.min()), float(values.max())
+    spread = 1e-9 * max(abs(low), abs(high), 1e-300)
+    if high - low < spread:
+        low, high = low - spread, high + spread
+    return np.histogram(values, bins=bins, range=(low, high))
 
 
 # ----------------------------------------------------------------------------- the theory
@@ -167,7 +190,7 @@ def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
 def view(state: State) -> dict:
     """Per-layer statistics, histograms, verdict and theory of the state's network."""
     started = time.perf_counter()
-    report = probe_network(state)
+    net, x, report = probe_network(state)
     layers = report.to_dict()["layers"]
     sw2 = weight_variance(state)
     sb2 = state.bias_variance
@@ -189,7 +212,7 @@ def view(state: State) -> dict:
             "dead_fraction": [s["dead_fraction"] for s in layers],
             "saturated_fraction": [s["saturated_fraction"] for s in layers],
         },
-        "histograms": histograms(report),
+        "histograms": histograms(report, net, x),
         "theory": mean_field(act_name, float(sw2), float(sb2)),
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
         "seconds": time.perf_counter() - started,
