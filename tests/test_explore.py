@@ -42,6 +42,7 @@ def test_page_lists_the_choices_and_the_caps(client):
     assert "{{" not in page                                    # every placeholder filled
     assert "cdn" not in page.lower() and "https://" not in page   # offline: nothing from the network
     assert '<script src="/static/plotly.min.js">' in page
+    assert client.get("/favicon.ico").status_code == 204
 
 
 @pytest.mark.parametrize("name, kind, marker", [

@@ -5,6 +5,7 @@ Routes
 ``GET /``                      the page (controls, figures; the state comes from the query string)
 ``GET /static/plotly.min.js``  plotly's bundled script, served from the installed package (no CDN)
 ``GET /static/explore.js``     the page's script; ``/static/explore.css`` its style
+``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
 ``GET /api/view?<state>``      per-layer statistics, histograms, verdict and theory (JSON)
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
 ``POST /api/train?<state>``    start training on MNIST-1D; ``GET /api/train/{id}`` polls it,
@@ -128,6 +129,7 @@ def create_app():
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/static/{name}", asset),
         Route("/api/view", view),
         Route("/api/phase", phase),
