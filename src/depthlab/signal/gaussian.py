@@ -294,20 +294,18 @@ def moments_array(activation: activations.Activation, q: np.ndarray) -> Moments:
             zz = np.broadcast_to(z, (idx.size, z.shape[-1]))
             phi, grad = _evaluate(activation, root * zz, float(flat[idx].max()))
             with np.errstate(over="ignore", invalid="ignore"):
-                squares, grad_squares = phi * phi, grad * grad
-                magnitude = squares + grad_squares
+                out[0, idx] = _row_dots(w, phi)
+                out[3, idx] = _row_dots(w * z, phi * grad) / root[:, 0]
+                phi *= phi
+                grad *= grad                                  # now φ² and φ'²
                 tail_w = np.where(np.abs(z) > _TAIL, w, 0.0)
-                total, tail = _row_dots(w, magnitude), _row_dots(tail_w, magnitude)
-                failing = np.flatnonzero(tail > 1e-9 * total)
+                out[1, idx], out[2, idx] = _row_dots(w, phi), _row_dots(w, grad)
+                tail = _row_dots(tail_w, phi) + _row_dots(tail_w, grad)
+                failing = np.flatnonzero(tail > 1e-9 * (out[1, idx] + out[2, idx]))
                 if failing.size:
                     row = int(failing[0])
                     zr, wr = np.broadcast_to(z, zz.shape)[row], np.broadcast_to(w, zz.shape)[row]
-                    _check_decay(activation, zr, wr, magnitude[row], float(flat[idx][row]))
-                out[0, idx] = _row_dots(w, phi)
-                out[1, idx] = _row_dots(w, squares)
-                out[2, idx] = _row_dots(w, grad_squares)
-                phi *= grad
-                out[3, idx] = _row_dots(w * z, phi) / root[:, 0]
+                    _check_decay(activation, zr, wr, phi[row] + grad[row], float(flat[idx][row]))
     return Moments(*(row.reshape(q.shape) for row in out))
 
 
