@@ -11,7 +11,8 @@ two-dimensional expectations of the correlation map use a product of such rules 
 and identity use exact closed forms (the arc-cosine kernel of Cho & Saul 2009), kept in one
 small table keyed by activation name. The term E[φ''φ] of ξ_q needs no second derivative:
 Gaussian integration by parts gives χ_q = σ_w² E[z φ(√q z) φ'(√q z)] / √q, the slope of the
-variance map at q*. ``q = 0`` is read as the limit q → 0⁺ throughout.
+variance map at q*. ``q = 0`` is read as the limit q → 0⁺ throughout. :func:`moments_array`
+evaluates the same rules for many variances at once (one rule per grading depth).
 """
 from __future__ import annotations
 

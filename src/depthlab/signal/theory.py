@@ -34,6 +34,17 @@ The maps (z, z1, z2 independent standard normals, φ = a[·])::
 Gaussian expectations are computed by :mod:`depthlab.signal.gaussian` (closed forms for ReLU,
 leaky ReLU and identity; graded Gauss–Legendre quadrature otherwise). ``q = 0`` is read as
 the limit q → 0⁺ throughout.
+
+Arrays: :func:`fixed_point`, :func:`chi1`, :func:`depth_scales`, :func:`variance_map`,
+:func:`correlation_fixed_point` and :func:`critical_weight_variance` also take NumPy arrays of
+σ_w² and σ_b² that broadcast together (``w[None, :]``, ``b[:, None]`` for a grid) and return
+arrays of that shape; :func:`phase_diagram` is the grid form. q* and χ1 are then computed for all
+points at once (one bracketing walk shared by every point, Newton's method vectorized), equal
+to the one-point results to the root finder's 1e-12 relative tolerance.
+
+Limits: variances up to float64's largest (1.8e308) are handled exactly; a q* beyond it is
+refused. The correlation map (c*, ξ_c) of an activation without a closed form is refused for
+q > 1e12, where its two-dimensional quadrature is no longer verified; q* and χ1 are not.
 """
 from __future__ import annotations
 
