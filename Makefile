@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.depthlab-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test bench docs docs-check install clean
+.PHONY: demo test bench docs docs-check install clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/depthlab report
 
+# The explorer's browser test drives Debian's Chromium at /usr/bin/chromium (with Playwright, never
+# `playwright install`). CI runs as root on Debian: install it there when it is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "make browser: /usr/bin/chromium is missing and there is no apt-get; install Chromium there" >&2; exit 1; \
+	  fi; \
+	fi
+
 # Two pytest workers on two cores, one BLAS thread each (no oversubscription).
-test: $(STAMP)
+test: $(STAMP) browser
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 # One BLAS/PyTorch thread for every contender: on a shared 2-core machine two threads per
@@ -35,6 +46,7 @@ test: $(STAMP)
 BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: $(STAMP)
 	$(BENCH_ENV) $(PY) benchmarks/bench.py --threads 1
+	$(BENCH_ENV) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/explore_bench.py --out benchmarks/EXPLORE_RESULTS.md
 
 # The documentation site, offline, into site/ (open site/index.html): runs the tutorials and
 # every experiment (--quick) for the gallery; strict, so any warning fails. A few minutes.

@@ -52,7 +52,7 @@ def test_python_dash_m_depthlab_list():
 
 
 def test_subcommands_come_from_one_table():
-    assert list(cli.COMMANDS) == ["list", "run", "report", "probe", "theory", "sweep"]
+    assert list(cli.COMMANDS) == ["list", "run", "report", "probe", "theory", "sweep", "explore"]
     parser = cli.build_parser()
     assert all(name in parser.format_help() for name in cli.COMMANDS)
 

@@ -76,6 +76,8 @@ _EXPORTS = {
     # scale
     "sweep": "lab.sweeps:sweep",
     "set_fast_paths": "_fast:set_fast_paths",
+    # the explorer
+    "explore": "lab.explore:explore",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

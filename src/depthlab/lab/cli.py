@@ -5,6 +5,7 @@
     depthlab report [--out DIR] [--quick]
     depthlab probe --depth 50 --width 80 --activation relu --init normal --sigma2 1.0
     depthlab theory --activation tanh --bias-variance 0.05
+    depthlab explore [--port N] [--host 127.0.0.1] [--no-browser]
 
 Subcommands live in one table, :data:`COMMANDS` (name -> :class:`Command`); adding one is
 adding an entry. A user's mistake (unknown experiment, bad ``--set`` key or value, an
@@ -229,18 +230,28 @@ def _configure_theory(parser):
                         help="σ_w² = fan_in·Var(Ω) to analyse (default: the critical value)")
 
 
-def _theory_row(activation: str, weight_variance: float, bias_variance: float) -> dict:
+def _theory_row(activation, weight_variance: float, bias_variance: float) -> tuple[dict, str | None]:
+    """One row of the theory table, and a note when part of it is beyond the theory's limits."""
     from ..signal import theory
 
+    row = {"σ_w²": weight_variance, "q*": math.nan, "c*": math.nan, "ξ_q": math.nan, "ξ_c": math.nan}
+    note = None
     try:
         scales = theory.depth_scales(activation, weight_variance, bias_variance)
-    except ValueError:     # no finite fixed point: the variance grows without bound
-        return {"σ_w²": weight_variance, "phase": "explodes", "q*": math.inf, "c*": math.nan, "χ₁": math.inf,
-                "ξ_q": math.nan, "ξ_c": math.nan}
-    chi = scales.chi1
+        row.update({"q*": scales.q_star, "c*": scales.c_star, "ξ_q": scales.xi_q, "ξ_c": scales.xi_c})
+        chi = scales.chi1
+    except theory.NoFixedPointError:     # the variance grows without bound
+        try:                             # ReLU-like: χ₁ does not depend on q
+            chi = theory.chi1(activation, weight_variance, bias_variance)
+        except ValueError:
+            chi = math.inf
+        return {**row, "phase": "explodes", "q*": math.inf, "χ₁": chi}, None
+    except ValueError as error:          # beyond a limit of the correlation quadrature: c*, ξ unknown
+        note = f"c*, ξ_q and ξ_c at σ_w² = {weight_variance:g}: {_one_line(error)}"
+        row["q*"] = theory.fixed_point(activation, weight_variance, bias_variance)
+        chi = theory.chi1(activation, weight_variance, bias_variance, q=row["q*"])
     phase = "critical" if abs(chi - 1) <= 1e-9 else ("ordered" if chi < 1 else "chaotic")
-    return {"σ_w²": weight_variance, "phase": phase, "q*": scales.q_star, "c*": scales.c_star, "χ₁": chi,
-            "ξ_q": scales.xi_q, "ξ_c": scales.xi_c}
+    return {**row, "phase": phase, "χ₁": chi}, note
 
 
 def _theory(args) -> int:
@@ -265,13 +276,15 @@ def _theory(args) -> int:
     chosen = args.weight_variance if args.weight_variance is not None else critical
     grid = [w for w in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0) if chosen is None or not math.isclose(w, chosen, rel_tol=1e-9)]
     grid = sorted(grid + ([chosen] if chosen is not None else []))  # the chosen value replaces a grid value it equals
-    rows = [_theory_row(activation, w, sb2) for w in grid]
+    rows, notes = zip(*[_theory_row(activation, w, sb2) for w in grid])
     columns = ["σ_w²", "phase", "q*", "c*", "χ₁", "ξ_q", "ξ_c"]
     print()
     print("".join(f"{c:>11}" for c in columns))
     for row in rows:
         mark = "  ←" if chosen is not None and row["σ_w²"] == chosen else ""
         print("".join(f"{row[c] if isinstance(row[c], str) else format_number(row[c]):>11}" for c in columns) + mark)
+    for note in filter(None, notes):
+        print(f"nan = not computed: {note}")
     print()
     print("q*: fixed point of the pre-activation variance; χ₁: growth of ‖dL/dh‖² per layer (< 1 ordered, "
           "> 1 chaotic);")
@@ -303,6 +316,8 @@ COMMANDS: dict[str, Command] = {
     "theory": Command("mean-field theory: critical point, χ₁ and depth scales", _configure_theory, _theory),
     "sweep": Command("run an experiment over a grid of configurations, on every core or a Dask cluster",
                      "depthlab.lab.sweeps:configure_cli", "depthlab.lab.sweeps:cli_main"),
+    "explore": Command("an interactive explorer in the browser: the real network beside the theory",
+                       "depthlab.lab.explore.server:configure_cli", "depthlab.lab.explore.server:cli_main"),
 }
 
 

@@ -34,6 +34,17 @@ The maps (z, z1, z2 independent standard normals, φ = a[·])::
 Gaussian expectations are computed by :mod:`depthlab.signal.gaussian` (closed forms for ReLU,
 leaky ReLU and identity; graded Gauss–Legendre quadrature otherwise). ``q = 0`` is read as
 the limit q → 0⁺ throughout.
+
+Arrays: :func:`fixed_point`, :func:`chi1`, :func:`depth_scales`, :func:`variance_map`,
+:func:`correlation_fixed_point` and :func:`critical_weight_variance` also take NumPy arrays of
+σ_w² and σ_b² that broadcast together (``w[None, :]``, ``b[:, None]`` for a grid) and return
+arrays of that shape; :func:`phase_diagram` is the grid form. q* and χ1 are then computed for all
+points at once (one bracketing walk shared by every point, Newton's method vectorized), equal
+to the one-point results to the root finder's 1e-12 relative tolerance.
+
+Limits: variances up to float64's largest (1.8e308) are handled exactly; a q* beyond it is
+refused. The correlation map (c*, ξ_c) of an activation without a closed form is refused for
+q > 1e12, where its two-dimensional quadrature is no longer verified; q* and χ1 are not.
 """
 from __future__ import annotations
 
@@ -46,9 +57,16 @@ from scipy import optimize
 
 from ..nn import activations
 from .._checks import as_float_array, check_positive_int, check_real
-from .gaussian import Q_TINY, Moments, closed_form, gaussian_expectation, joint_moments, moments
+from .gaussian import (Q_TINY, Moments, closed_form, gaussian_expectation, joint_moments, moments,
+                       moments_array)
 
 _CRITICAL_TOL = 1e-9     # |χ - 1| below this counts as critical
+_Q_MAX = float(np.finfo(np.float64).max)   # the largest variance float64 holds
+_Q_MAX_JOINT = 1e12      # the two-dimensional (correlation) quadrature is verified up to this q
+
+
+class NoFixedPointError(ValueError):
+    """The variance map has no finite fixed point: the signal grows without bound."""
 
 
 # --------------------------------------------------------------------------------------
@@ -121,8 +139,23 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
     Returns
     -------
     np.ndarray, shape (depth + 1,)
-        q_0, ..., q_depth. Entries become ``inf`` once the variance overflows float64.
+        q_0, ..., q_depth. Entries become ``inf`` once the variance overflows float64. When
+        ``weight_variance`` or ``bias_variance`` is an array, shape ``broadcast_shape + (depth + 1,)``.
     """
+    if _is_array(weight_variance, bias_variance):
+        act = _activation(activation)
+        sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
+        q = _variance(q0, "q0", allow_zero=False)
+        depth = check_positive_int(depth, "depth", minimum=0)
+        out = np.empty(sw2.shape + (depth + 1,))
+        out[..., 0] = q
+        for layer in range(1, depth + 1):
+            previous = out[..., layer - 1]
+            finite = np.isfinite(previous)
+            second = moments_array(act, np.where(finite, previous, 1.0)).second
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[..., layer] = np.where(finite, sw2 * second + sb2, np.inf)
+        return out
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _variance(q0, "q0", allow_zero=False)
     depth = check_positive_int(depth, "depth", minimum=0)
@@ -134,12 +167,33 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
     return out
 
 
-def _unbounded(act, sw2, sb2, why: str) -> ValueError:
-    return ValueError(
+def _unbounded(act, sw2, sb2, why: str) -> NoFixedPointError:
+    return NoFixedPointError(
         f"no finite fixed point for {act!r} at weight_variance={sw2:.10g}, bias_variance={sb2:.10g}: "
         f"the signal grows without bound ({why}). Lower weight_variance: an activation that grows "
         "like |f| explodes once σ_w² E[φ(√q z)²] / q > 1 at large q (σ_w² > 2 for ReLU, ELU, GELU, "
         "SiLU, softplus), ReLU also at σ_w² = 2 with bias_variance > 0."
+    )
+
+
+_FAR = 1e24      # above this variance the walk up strides by 1e8, not 4
+
+
+def _step_up(q: float) -> float:
+    """The next variance of the bracketing walk up: ×4, and ×1e8 beyond 1e24 (capped at float max).
+
+    Fixed points are sought from q0 in factors of 4 so that the first sign change found is the
+    one the map reaches; no activation of interest has two fixed points within a factor 1e8
+    beyond 1e24, and the long strides keep a walk to 1e308 to ~60 steps.
+    """
+    return min(q * (4.0 if q < _FAR else 1e8), _Q_MAX)
+
+
+def _beyond_float(act, sw2, sb2) -> ValueError:
+    return ValueError(
+        f"the fixed point q* for {act!r} at weight_variance={sw2:.10g}, bias_variance={sb2:.10g} lies beyond "
+        f"the largest float64, {_Q_MAX:.4g}: the variance map still grows there. Use smaller variances "
+        "(q* is about weight_variance·E[φ²] + bias_variance)."
     )
 
 
@@ -148,8 +202,8 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
     """The fixed point q* = σ_w² E[φ(√q* z)²] + σ_b² that the variance map reaches from q0.
 
     The fixed point is bracketed by walking from q0 in the direction the map moves (factors
-    of 4 up, 1000 down) and refined with Brent's method, so it converges fast even near
-    criticality, where plain iteration crawls.
+    of 4 up, 1e8 beyond 1e24; 1000 down) and refined with Brent's method, so it converges fast
+    even near criticality, where plain iteration crawls.
 
     Parameters
     ----------
@@ -164,17 +218,28 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
 
     Returns
     -------
-    float
-        q* >= 0. It is 0.0 when the signal dies out (σ_b² = 0 and φ(0) = 0 in the ordered
+    float or np.ndarray
+        q* >= 0 (an array of the broadcast shape of ``weight_variance`` and ``bias_variance``
+        when either is an array; see :func:`phase_diagram` for the array rules: ``inf``
+        where the scalar call raises for unbounded growth). It is 0.0 when the signal dies out (σ_b² = 0 and φ(0) = 0 in the ordered
         phase, e.g. tanh with σ_w² <= 1). For ReLU, leaky ReLU and identity with σ_b² = 0 at
         their critical σ_w² (2 for ReLU) every q is a fixed point and q0 is returned.
 
     Raises
     ------
-    ValueError
+    NoFixedPointError (a ValueError)
         When there is no finite fixed point: the variance grows without bound (e.g. ReLU with
         σ_w² > 2, or σ_w² = 2 with σ_b² > 0; GELU/ELU/SiLU/softplus above σ_w² ≈ 2).
+    ValueError
+        When q* exists but exceeds the largest float64 (e.g. tanh with σ_w² + σ_b² > 1.8e308).
     """
+    if _is_array(weight_variance, bias_variance):
+        act = _activation(activation)
+        sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
+        q0 = _variance(q0, "q0", allow_zero=False)
+        tol = check_real(tol, "tol", low=0.0, low_open=True)
+        max_iter = check_positive_int(max_iter, "max_iter")
+        return _fixed_points(act, sw2.reshape(-1), sb2.reshape(-1), q0, tol, max_iter).reshape(sw2.shape)
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q0 = _variance(q0, "q0", allow_zero=False)
     tol = check_real(tol, "tol", low=0.0, low_open=True)
@@ -198,11 +263,13 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
         return q0
     if start > 0.0:
         ceiling = 1e15 * max(1.0, q0, sb2, sw2)
-        low, high = q0, 4.0 * q0
+        low, high = q0, _step_up(q0)
         while (value := excess(high)) > 0.0:
             if high > ceiling:
                 raise _unbounded(act, sw2, sb2, f"q_(k+1) > q_k for every q up to {ceiling:g}")
-            low, high = high, 4.0 * high
+            if high == _Q_MAX:
+                raise _beyond_float(act, sw2, sb2)
+            low, high = high, _step_up(high)
         if value == 0.0:
             return high
     else:
@@ -241,9 +308,36 @@ def chi1(activation, weight_variance: float, bias_variance: float, q: float | No
 
     Returns
     -------
-    float
+    float or np.ndarray
+        An array of the broadcast shape of ``weight_variance`` and ``bias_variance`` when
+        either is an array (NaN where q* does not exist; see :func:`phase_diagram`).
+
+    Notes
+    -----
+    For ReLU, leaky ReLU (slope a) and identity φ' is 1 or a, so E[φ'(√q z)²] = (1 + a²)/2 for
+    every q and χ1 = σ_w² (1 + a²)/2 needs no fixed point: it is returned even where q* does
+    not exist (σ_w² above the critical value, where the variance grows without bound but the
+    per-layer gradient growth is still exactly χ1). ``q``, if given, is checked and unused.
     """
-    act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
+    act = _activation(activation)
+    form = closed_form(act)
+    if _is_array(weight_variance, bias_variance):
+        sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
+        if form is not None:
+            if q is not None:
+                _variance(q, "q", allow_zero=True)
+            return sw2 * form.square
+        flat_w, flat_b = sw2.reshape(-1), sb2.reshape(-1)
+        if q is None:
+            q_star, grad_second = _fixed_points_and_slopes(act, flat_w, flat_b)
+            return np.where(np.isfinite(q_star), flat_w * grad_second, np.nan).reshape(sw2.shape)
+        q_given = np.full(flat_w.shape, _variance(q, "q", allow_zero=True))
+        return _chi1_at(act, flat_w, q_given).reshape(sw2.shape)
+    sw2, sb2 = _weight_variance(weight_variance), _bias_variance(bias_variance)
+    if form is not None:
+        if q is not None:
+            _variance(q, "q", allow_zero=True)
+        return sw2 * form.square
     q = _q_or_fixed_point(act, sw2, sb2, q)
     return sw2 * moments(act, q).grad_second
 
@@ -269,6 +363,17 @@ def _next_layer_variance(act, sw2, sb2, q) -> float:
             "the correlation is undefined (0/0)."
         )
     return q_next
+
+
+def _check_joint_range(act, sw2, sb2, q) -> None:
+    """Refuse a variance beyond what the two-dimensional quadrature is verified for."""
+    if q > _Q_MAX_JOINT and closed_form(act) is None:
+        raise ValueError(
+            f"the correlation map of {act!r} at q = {q:.4g} (weight_variance={sw2:.6g}, bias_variance={sb2:.6g}) "
+            f"is beyond this module's limit q <= {_Q_MAX_JOINT:g}: its two-dimensional Gaussian quadrature is "
+            "verified only up to there (and its cost grows like (ln q)²). Use a smaller weight_variance or "
+            "bias_variance; χ1 and q* are still available."
+        )
 
 
 def _correlation_values(act, sw2, sb2, q, c: np.ndarray) -> np.ndarray:
@@ -302,6 +407,7 @@ def correlation_map(activation, weight_variance: float, bias_variance: float, c,
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     array = _correlations(c)
     q = _q_or_fixed_point(act, sw2, sb2, q)
+    _check_joint_range(act, sw2, sb2, q)
     mapped = _correlation_values(act, sw2, sb2, q, array.reshape(-1))
     mapped = mapped.reshape(array.shape)
     return float(mapped) if mapped.ndim == 0 else mapped
@@ -343,6 +449,9 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     -------
     float
     """
+    if _is_array(weight_variance, bias_variance):
+        return _elementwise(lambda w, b: correlation_fixed_point(activation, w, b, q=q),
+                            *_variance_arrays(weight_variance, bias_variance))
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _q_or_fixed_point(act, sw2, sb2, q)
     if q == 0.0:
@@ -351,13 +460,14 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     slope = _slope_at_one(act, sw2, q, q_next)
     if slope <= 1.0 + _CRITICAL_TOL:
         return 1.0
+    _check_joint_range(act, sw2, sb2, q)
 
     def excess(c):
         return _correlation_values(act, sw2, sb2, q, np.atleast_1d(np.asarray(c, dtype=float))) - c
 
     # Near c = 1 the gap is (slope − 1)(c − 1) < 0 plus rounding noise (~1e-13): search only
     # where the true gap exceeds the noise, ending at c_max where it is −_C_RESOLUTION.
-    c_max = 1.0 - _C_RESOLUTION / (slope - 1.0)
+    c_max = min(1.0 - _C_RESOLUTION / (slope - 1.0), _C_GRID[-1])   # < 1 also when slope is huge
     grid = np.append(_C_GRID[_C_GRID < c_max], c_max)
     gaps = excess(grid)
     nonnegative = np.flatnonzero(gaps >= 0.0)
@@ -421,6 +531,22 @@ def _depth_scale(slope: float) -> float:
     return -1.0 / math.log(size)
 
 
+def _variance_depth_scale(act, sw2: float, q_star: float, chi_q: float) -> float:
+    """ξ_q = −1/ln|χ_q|, from logarithms when χ_q = σ_w² E[z φ φ'] / √q* underflows to 0.
+
+    At an astronomical q* (e.g. σ_b² = 1e300) the slope is ~1e-450: ξ_q is then small but
+    not 0, so ln|χ_q| = ln σ_w² + ln|E[z φ(√q* z) φ'(√q* z)]| − ½ ln q* is used.
+    """
+    if chi_q != 0.0 or q_star == 0.0:
+        return _depth_scale(chi_q)
+    root = math.sqrt(q_star)
+    raw = abs(gaussian_expectation(lambda f: (f / root) * act.function(f) * act.derivative(f, act.function(f)),
+                                   q_star, kinks=act.kinks))
+    if raw == 0.0:
+        return 0.0
+    return 1.0 / -(math.log(sw2) + math.log(raw) - 0.5 * math.log(q_star))
+
+
 def depth_scales(activation, weight_variance: float, bias_variance: float) -> DepthScales:
     """ξ_q and ξ_c with the fixed points and slopes they come from (Schoenholz et al. 2017).
 
@@ -442,7 +568,19 @@ def depth_scales(activation, weight_variance: float, bias_variance: float) -> De
     Returns
     -------
     DepthScales
+        With array fields of the broadcast shape when ``weight_variance`` or
+        ``bias_variance`` is an array (NaN where q* is infinite; see :func:`phase_diagram`).
+
+    Raises
+    ------
+    NoFixedPointError
+        When the variance grows without bound (no q*).
+    ValueError
+        In the chaotic phase of an activation without a closed form when q* > 1e12 (the
+        correlation quadrature's verified range; c* and ξ_c are then refused, χ1 is not).
     """
+    if _is_array(weight_variance, bias_variance):
+        return _depth_scales_array(_activation(activation), *_variance_arrays(weight_variance, bias_variance))
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q_star = fixed_point(act, sw2, sb2)
     at_q_star = moments(act, q_star)
@@ -455,7 +593,8 @@ def depth_scales(activation, weight_variance: float, bias_variance: float) -> De
         chi_c = chi_1
     else:
         chi_c = float(sw2 * joint_moments(act, q_star, np.array([c_star]))[1][0])
-    return DepthScales(_depth_scale(chi_q), _depth_scale(chi_c), q_star, c_star, chi_1, chi_c, chi_q)
+    return DepthScales(_variance_depth_scale(act, sw2, q_star, chi_q), _depth_scale(chi_c), q_star, c_star,
+                       chi_1, chi_c, chi_q)
 
 
 # --------------------------------------------------------------------------------------
@@ -493,8 +632,9 @@ def critical_weight_variance(activation, bias_variance: float = 0.0) -> float:
 
     Returns
     -------
-    float
-        The critical σ_w² = fan_in · Var(Ω).
+    float or np.ndarray
+        The critical σ_w² = fan_in · Var(Ω) (an array of the shape of ``bias_variance`` when it
+        is an array).
 
     Raises
     ------
@@ -502,6 +642,9 @@ def critical_weight_variance(activation, bias_variance: float = 0.0) -> float:
         When no critical point exists at this σ_b².
     """
     act = _activation(activation)
+    if _is_array(bias_variance):
+        _, sb2 = _variance_arrays(1.0, bias_variance)
+        return _elementwise(lambda b: critical_weight_variance(act, b), sb2)
     sb2 = _bias_variance(bias_variance)
     form = closed_form(act)
     if form is not None:
@@ -523,7 +666,7 @@ def critical_weight_variance(activation, bias_variance: float = 0.0) -> float:
 
     for i in range(_Q_GRID.size - 1):
         left, right = gaps[i], gaps[i + 1]
-        if not (np.isfinite(left) and np.isfinite(right)) or left * right > 0 or (left == 0 and i > 0):
+        if not (np.isfinite(left) and np.isfinite(right)) or np.sign(left) * np.sign(right) > 0 or (left == 0 and i > 0):
             continue
         q = float(_Q_GRID[i]) if left == 0 else (float(_Q_GRID[i + 1]) if right == 0 else
                                                optimize.brentq(gap, _Q_GRID[i], _Q_GRID[i + 1], xtol=1e-300, rtol=1e-15))
@@ -560,6 +703,308 @@ def critical_line(activation, bias_variances) -> np.ndarray:
     if values.ndim > 1:
         raise ValueError(f"bias_variances must be a 1-D sequence, got shape {values.shape}.")
     return np.array([critical_weight_variance(act, float(b)) for b in values.reshape(-1)])
+
+
+# --------------------------------------------------------------------------------------
+# Arrays of σ_w² and σ_b²: the same maps over a whole grid at once
+# --------------------------------------------------------------------------------------
+
+def _is_array(*values) -> bool:
+    """Whether any argument asks for the array path (an ndarray, list or tuple)."""
+    return any(isinstance(value, (np.ndarray, list, tuple)) for value in values)
+
+
+def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.ndarray]:
+    """σ_w² > 0 and σ_b² >= 0 as float64 arrays broadcast to one shape."""
+    sw2 = as_float_array(weight_variance, "weight_variance", dtype=np.float64)
+    sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64)
+    if (sw2 <= 0).any():
+        raise ValueError(f"weight_variance must be > 0 everywhere, got {float(sw2[sw2 <= 0].flat[0]):g} "
+                         "(σ_w² = fan_in · Var(Ω); He initialization for ReLU is 2.0).")
+    if (sb2 < 0).any():
+        raise ValueError(f"bias_variance must be >= 0 everywhere (it is Var(β)), got {float(sb2[sb2 < 0].flat[0]):g}.")
+    try:
+        sw2, sb2 = np.broadcast_arrays(sw2, sb2)
+    except ValueError:
+        raise ValueError(f"weight_variance of shape {sw2.shape} and bias_variance of shape {sb2.shape} do not "
+                         "broadcast together; e.g. pass w[None, :] and b[:, None] for a grid.") from None
+    return sw2, sb2
+
+
+def _elementwise(function, *arrays: np.ndarray) -> np.ndarray:
+    """``function`` of the scalars at each index of the (equal-shaped) arrays."""
+    out = np.empty(arrays[0].shape)
+    for index in np.ndindex(out.shape):
+        out[index] = function(*(float(a[index]) for a in arrays))
+    return out
+
+
+def _walk(q0: float, step, stop) -> np.ndarray:
+    """The variances the bracketing walk visits: q = step(q) from q0 until ``stop(q)``."""
+    steps, q = [], q0
+    while True:
+        q = step(q)
+        steps.append(q)
+        if stop(q):
+            return np.array(steps)
+
+
+def _first(mask: np.ndarray) -> np.ndarray:
+    """Index of the first True in each row of ``mask`` (its width where none is)."""
+    return np.where(mask.any(axis=1), mask.argmax(axis=1), mask.shape[1])
+
+
+_WALK_CHUNK = 6        # walk variances evaluated at once
+_SUBDIVISIONS = 48     # shared sub-grid points per bracket for the Newton starting points
+
+
+def _hermite_root(t, e0, e1, d0, d1, steps: int = 4):
+    """Newton on the cubic Hermite interpolant of the excess on [0, 1] (ends e, slopes d·h)."""
+    for _ in range(steps):
+        t2, t3 = t * t, t * t * t
+        value = (2 * t3 - 3 * t2 + 1) * e0 + (t3 - 2 * t2 + t) * d0 + (3 * t2 - 2 * t3) * e1 + (t3 - t2) * d1
+        slope = (6 * t2 - 6 * t) * (e0 - e1) + (3 * t2 - 4 * t + 1) * d0 + (3 * t2 - 2 * t) * d1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(np.where(slope != 0.0, t - value / slope, t), 0.0, 1.0)
+    return t
+
+
+def _starting_points(excess_on, low, high, active) -> np.ndarray:
+    """The root of a cubic interpolant of the excess on a shared geometric sub-grid of each bracket.
+
+    Points with the same bracket share one evaluation of the moments, so a whole grid of
+    (σ_w², σ_b²) costs a few hundred Gaussian moments; Newton's method then starts within
+    about 1e-7 (relative) of the root and needs two steps.
+    """
+    q = np.empty(active.size)
+    pairs = np.stack([low[active], high[active]], axis=1)
+    brackets, which = np.unique(pairs, axis=0, return_inverse=True)
+    for b, (lo, hi) in enumerate(brackets):
+        members = np.flatnonzero(which.reshape(-1) == b)
+        rows = active[members]
+        grid = np.geomspace(lo, hi, _SUBDIVISIONS + 1)
+        grid[0], grid[-1] = lo, hi
+        gaps, slopes = excess_on(grid, rows)
+        k = np.clip(_first(gaps <= 0.0), 1, grid.size - 1)      # gaps[k - 1] > 0 >= gaps[k]
+        i = np.arange(rows.size)
+        width = grid[k] - grid[k - 1]
+        e0, e1 = gaps[i, k - 1], gaps[i, k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chord = np.clip(e0 / (e0 - e1), 0.0, 1.0)
+        t = _hermite_root(np.where(np.isfinite(chord), chord, 0.5), e0, e1,
+                          slopes[i, k - 1] * width, slopes[i, k] * width)
+        q[members] = grid[k - 1] + t * width
+    good = np.isfinite(q) & (q > low[active]) & (q < high[active])
+    return np.where(good, q, np.sqrt(low[active]) * np.sqrt(high[active]))
+
+
+def _fixed_points(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 1.0, tol: float = 1e-12,
+                  max_iter: int = 200) -> np.ndarray:
+    """:func:`fixed_point` at every (σ_w², σ_b²) of the flat arrays; ``inf`` where it raises."""
+    return _fixed_points_and_slopes(act, sw2, sb2, q0, tol, max_iter)[0]
+
+
+def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 1.0, tol: float = 1e-12,
+                             max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """q* and E[φ'(√q* z)²] at every (σ_w², σ_b²) of the flat arrays (q* = inf where it raises).
+
+    The bracketing walk of the scalar function (from q0 by factors of 4 up, 1000 down) visits
+    the same variances for every point, so the Gaussian moments are computed once on that
+    walk and each point's bracket is read off; then safeguarded Newton steps on
+    q − σ_w² E[φ(√q z)²] − σ_b² (whose slope, d E[φ²]/dq, is one of the moments) run on all
+    points at once. A point that has not converged after ``max_iter`` steps is handed to the
+    scalar function.
+    """
+    form = closed_form(act)
+    if form is not None:
+        slope = sw2 * form.square
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steady = np.where(slope > 1.0, np.inf, sb2 / (1.0 - slope))
+        at_one = np.abs(slope - 1.0) <= 1e-12
+        return np.where(at_one, np.where(sb2 == 0.0, q0, np.inf), steady), np.full(sw2.shape, form.square)
+
+    def excess_on(grid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = moments_array(act, grid)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gaps = sw2[rows, None] * m.second[None, :] + sb2[rows, None] - grid[None, :]
+            return gaps, sw2[rows, None] * m.second_slope[None, :] - 1.0
+
+    n = sw2.size
+    result = np.full(n, np.nan)
+    low, high = np.full(n, q0), np.full(n, q0)
+    low_gap, high_gap = np.zeros(n), np.zeros(n)
+    start = excess_on(np.array([q0]), np.arange(n))[0][:, 0]
+    result[start == 0.0] = q0
+    with np.errstate(over="ignore"):
+        ceiling = 1e15 * np.maximum(max(1.0, q0), np.maximum(sb2, sw2))
+
+    rows = np.flatnonzero(start > 0.0)             # walk up by 4 until excess <= 0
+    if rows.size:
+        top = float(ceiling[rows].max())
+        grid = _walk(q0, _step_up, lambda q: q > top or q == _Q_MAX)
+        last_q, last_gap = np.full(rows.size, q0), start[rows]
+        for first in range(0, grid.size, _WALK_CHUNK):          # only as high as some point needs
+            if not rows.size:
+                break
+            chunk = grid[first:first + _WALK_CHUNK]
+            gaps = excess_on(chunk, rows)[0]
+            k = _first(gaps <= 0.0)
+            stop = _first((chunk[None, :] > ceiling[rows, None]) | (chunk[None, :] == _Q_MAX))
+            bracketed = (k < chunk.size) & (k <= stop)
+            ended = ~bracketed & (stop < chunk.size)
+            found, kk = rows[bracketed], k[bracketed]
+            high[found], high_gap[found] = chunk[kk], gaps[bracketed, kk]
+            low[found] = np.where(kk > 0, chunk[np.maximum(kk - 1, 0)], last_q[bracketed])
+            low_gap[found] = np.where(kk > 0, gaps[bracketed, np.maximum(kk - 1, 0)], last_gap[bracketed])
+            unbounded = rows[ended]
+            result[unbounded] = np.inf
+            beyond = unbounded[(chunk[stop[ended]] == _Q_MAX) & (ceiling[unbounded] >= _Q_MAX)]
+            if beyond.size:
+                raise _beyond_float(act, float(sw2[beyond[0]]), float(sb2[beyond[0]]))
+            going = ~bracketed & ~ended
+            rows, last_q, last_gap = rows[going], np.full(int(going.sum()), chunk[-1]), gaps[going, -1]
+    falling = np.flatnonzero(start < 0.0)
+    if falling.size:                               # walk down by 1000 until excess >= 0
+        grid = _walk(q0, lambda q: q / 1000.0, lambda q: q < 1e-300)
+        gaps = excess_on(grid, falling)[0]
+        k = _first(gaps >= 0.0)
+        bracketed = k < grid.size
+        found, kk = falling[bracketed], k[bracketed]
+        low[found], low_gap[found] = grid[kk], gaps[bracketed, kk]
+        high[found] = np.where(kk > 0, grid[np.maximum(kk - 1, 0)], q0)
+        high_gap[found] = np.where(kk > 0, gaps[bracketed, np.maximum(kk - 1, 0)], start[found])
+        result[falling[~bracketed]] = 0.0
+    on_grid = (low_gap == 0.0) | (high_gap == 0.0)
+    exact = np.isnan(result) & on_grid
+    result[exact] = np.where(high_gap[exact] == 0.0, high[exact], low[exact])
+
+    rtol = max(tol, 4 * np.finfo(float).eps)
+    active = np.flatnonzero(np.isnan(result))
+    grad_second = np.full(n, np.nan)
+    q = _starting_points(excess_on, low, high, active)
+    for _ in range(max_iter):
+        if not active.size:
+            break
+        m = moments_array(act, q)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            value = sw2[active] * m.second + sb2[active] - q
+            newton = q - value / (sw2[active] * m.second_slope - 1.0)
+        low[active] = np.where(value > 0.0, q, low[active])
+        high[active] = np.where(value < 0.0, q, high[active])
+        lo, hi = low[active], high[active]
+        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        bisected = np.where(hi / 4.0 > lo, np.sqrt(lo) * np.sqrt(hi), 0.5 * lo + 0.5 * hi)
+        following = np.where(inside, newton, bisected)
+        done = (value == 0.0) | (np.abs(following - q) <= rtol * following) | (hi - lo <= rtol * hi)
+        result[active[done]] = np.where(value[done] == 0.0, q[done], following[done])
+        grad_second[active[done]] = m.grad_second[done]       # at q, one step (< rtol·q) away
+        active, q = active[~done], following[~done]
+    for i in active:                                  # rare: leave it to Brent's method
+        result[i] = fixed_point(act, float(sw2[i]), float(sb2[i]), q0, tol, max_iter)
+    missing = np.flatnonzero(np.isnan(grad_second) & np.isfinite(result))
+    if missing.size:                                  # found by the walk, zero, or by Brent
+        grad_second[missing] = moments_array(act, result[missing]).grad_second
+    return result, grad_second
+
+
+def _chi1_at(act, sw2: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """σ_w² E[φ'(√q z)²] for flat arrays; NaN where q is infinite (no fixed point)."""
+    finite = np.isfinite(q)
+    grad_second = moments_array(act, np.where(finite, q, 1.0)).grad_second
+    return np.where(finite, sw2 * grad_second, np.nan)
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """The order-to-chaos phase diagram on a grid of (σ_w², σ_b²).
+
+    Attributes
+    ----------
+    weight_variance : np.ndarray, shape (n,)
+        σ_w² of the columns.
+    bias_variance : np.ndarray, shape (m,)
+        σ_b² of the rows.
+    q_star : np.ndarray, shape (m, n)
+        Fixed point of the variance map; ``inf`` where the variance grows without bound.
+    chi1 : np.ndarray, shape (m, n)
+        σ_w² E[φ'(√q* z)²]; < 1 ordered, > 1 chaotic. For ReLU, leaky ReLU and identity it
+        does not depend on q (see :func:`chi1`) and is given everywhere; otherwise NaN where
+        q* is infinite.
+    """
+
+    weight_variance: np.ndarray
+    bias_variance: np.ndarray
+    q_star: np.ndarray
+    chi1: np.ndarray
+
+
+def phase_diagram(activation, weight_variances, bias_variances) -> PhaseDiagram:
+    """q* and χ1 on the grid σ_w² × σ_b², all points at once (Poole et al. 2016, Fig. 4).
+
+    This is the array path of :func:`fixed_point` and :func:`chi1`: those functions (and
+    :func:`depth_scales`, :func:`variance_map`, :func:`correlation_fixed_point`) accept arrays
+    of ``weight_variance`` and ``bias_variance`` that broadcast together, and return arrays of
+    the broadcast shape. Each entry equals the scalar call's result to the root finder's
+    tolerance (1e-12 relative), except that where the scalar call raises because the variance
+    grows without bound, q* is ``inf`` (and χ1, for activations without a closed form, NaN).
+    A 100×100 tanh grid takes a few tens of milliseconds.
+
+    Parameters
+    ----------
+    activation : str, dict or Activation
+    weight_variances : array_like, shape (n,)
+        σ_w² values, each > 0.
+    bias_variances : array_like, shape (m,)
+        σ_b² values, each >= 0.
+
+    Returns
+    -------
+    PhaseDiagram
+    """
+    act = _activation(activation)
+    w = as_float_array(weight_variances, "weight_variances", dtype=np.float64, ndim=1)
+    b = as_float_array(bias_variances, "bias_variances", dtype=np.float64, ndim=1)
+    sw2, sb2 = _variance_arrays(w[None, :], b[:, None])
+    q_star, grad_second = _fixed_points_and_slopes(act, sw2.reshape(-1), sb2.reshape(-1))
+    chi = sw2.reshape(-1) * grad_second
+    if closed_form(act) is None:
+        chi = np.where(np.isfinite(q_star), chi, np.nan)
+    return PhaseDiagram(w.copy(), b.copy(), q_star.reshape(sw2.shape), chi.reshape(sw2.shape))
+
+
+def _depth_scale_array(slope: np.ndarray) -> np.ndarray:
+    """:func:`_depth_scale` elementwise (NaN stays NaN)."""
+    size = np.abs(slope)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = -1.0 / np.log(size)
+    scale = np.where(size >= 1.0 - 1e-15, np.inf, scale)
+    return np.where(size == 0.0, 0.0, np.where(np.isnan(size), np.nan, scale))
+
+
+def _depth_scales_array(act, sw2: np.ndarray, sb2: np.ndarray) -> DepthScales:
+    """:func:`depth_scales` at every point of the (broadcast) arrays; NaN where q* is infinite."""
+    w, b = sw2.reshape(-1), sb2.reshape(-1)
+    q_star = _fixed_points(act, w, b)
+    finite = np.isfinite(q_star)
+    at_q_star = moments_array(act, np.where(finite, q_star, 1.0))
+    chi_1 = np.where(finite, w * at_q_star.grad_second, np.nan)
+    chi_q = np.where(finite, w * at_q_star.second_slope, np.nan)
+    c_star, chi_c = np.full(w.shape, np.nan), np.full(w.shape, np.nan)
+    dead = q_star == 0.0
+    c_star[dead], chi_c[dead] = 1.0, 1.0
+    for i in np.flatnonzero(finite & ~dead):
+        q, m = float(q_star[i]), Moments(*(float(getattr(at_q_star, f)[i]) for f in Moments.__dataclass_fields__))
+        slope = float(w[i]) * q * m.grad_second / _next_layer_variance(act, float(w[i]), float(b[i]), q)
+        if slope <= 1.0 + _CRITICAL_TOL:
+            c_star[i], chi_c[i] = 1.0, chi_1[i]
+        else:
+            c_star[i] = correlation_fixed_point(act, float(w[i]), float(b[i]), q=q)
+            chi_c[i] = float(w[i] * joint_moments(act, q, np.array([c_star[i]]))[1][0])
+    xi_q = _depth_scale_array(chi_q)
+    for i in np.flatnonzero((chi_q == 0.0) & (q_star > 0.0) & finite):
+        xi_q[i] = _variance_depth_scale(act, float(w[i]), float(q_star[i]), 0.0)
+    fields = (xi_q, _depth_scale_array(chi_c), q_star, c_star, chi_1, chi_c, chi_q)
+    return DepthScales(*(array.reshape(sw2.shape) for array in fields))
 
 
 # --------------------------------------------------------------------------------------
@@ -770,7 +1215,8 @@ def predicted_std(net_or_spec, input_variance: float = 1.0, *, input_dim: int | 
 
 
 __all__ = [
-    "DepthScales", "LayerStatistics", "PredictedStd", "chi1", "correlation_fixed_point",
+    "DepthScales", "LayerStatistics", "NoFixedPointError", "PhaseDiagram", "PredictedStd", "chi1",
+    "correlation_fixed_point", "phase_diagram",
     "correlation_map", "critical_line", "critical_weight_variance", "depth_scales",
     "fixed_point", "gaussian_expectation", "predicted_std", "variance_map",
 ]

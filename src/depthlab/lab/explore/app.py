@@ -1,0 +1,168 @@
+"""The explorer's web application (Starlette): one page, its scripts, and a small JSON API.
+
+Routes
+------
+``GET /``                      the page (controls, figures; the state comes from the query string)
+``GET /static/plotly.min.js``  plotly's bundled script, served from the installed package (no CDN)
+``GET /static/explore.js``     the page's script; ``/static/explore.css`` its style
+``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
+``GET /api/view?<state>``      per-layer statistics, histograms, verdict and theory (JSON)
+``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
+``POST /api/train?<state>``    start training on MNIST-1D; ``GET /api/train/{id}`` polls it,
+                               ``POST /api/train/{id}/stop`` stops it
+
+A bad query value is answered with HTTP 400 and ``{"error": message}``; an unknown job with 404.
+Compute runs in Starlette's thread pool, so a slow request does not block the others. The page
+reads no file: the only files served are the three static assets named above.
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+from pathlib import Path
+
+from ...nn import activations
+from . import compute
+from .state import INITS, OPTIMIZERS, StateError, caps_text, parse
+
+STATIC = Path(__file__).with_name("static")
+
+
+def plotly_script() -> Path:
+    """plotly.min.js inside the installed plotly package (the 'web' extra)."""
+    import plotly
+
+    path = Path(plotly.__file__).with_name("package_data") / "plotly.min.js"
+    if not path.is_file():
+        raise RuntimeError(f"plotly's bundled script is missing at {path}; reinstall: pip install 'depthlab[web]'")
+    return path
+
+
+def _options(values, selected=None) -> str:
+    return "".join(f'<option value="{html.escape(v)}"{" selected" if v == selected else ""}>{html.escape(v)}</option>'
+                   for v in values)
+
+
+def page() -> str:
+    """The page's HTML with the choices and the caps filled in."""
+    text = (STATIC / "index.html").read_text(encoding="utf-8")
+    return (text.replace("{{activations}}", _options(activations.names()))
+                .replace("{{inits}}", _options(INITS))
+                .replace("{{optimizers}}", _options(OPTIMIZERS))
+                .replace("{{caps}}", html.escape(caps_text())))
+
+
+def create_app():
+    """The Starlette application (import needs the 'web' extra)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    jobs = compute.TrainingJobs()
+
+    def error(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page())
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "plotly.min.js":
+            return FileResponse(plotly_script(), media_type="text/javascript")
+        files = {"explore.js": "text/javascript", "explore.css": "text/css"}
+        if name not in files:
+            return error(f"no asset {name!r}", 404)
+        return FileResponse(STATIC / name, media_type=files[name])
+
+    async def view(request: Request) -> Response:
+        try:
+            state = parse(_single(request.query_params))
+            return JSONResponse(await run_in_threadpool(compute.view, state))
+        except StateError as problem:
+            return error(str(problem))
+
+    async def phase(request: Request) -> Response:
+        try:
+            query = _single(request.query_params)
+            unknown = sorted(set(query) - {"activation", "w_max", "b_max"})
+            if unknown:
+                return error(f"unknown key {unknown[0]!r}; valid keys: activation, w_max, b_max.")
+            activation = parse({"activation": query.get("activation", "relu")}).activation
+            w_max, b_max = (_positive(query, key, default, cap) for key, default, cap in
+                            (("w_max", "4", 1e8), ("b_max", "0.5", 1e5)))
+            return JSONResponse(await run_in_threadpool(compute.phase_diagram, activation, w_max, b_max))
+        except StateError as problem:
+            return error(str(problem))
+        except ValueError as problem:           # the theory refused this range
+            return error(" ".join(str(problem).split()))
+
+    async def train(request: Request) -> Response:
+        try:
+            job = jobs.start(parse(_single(request.query_params)))
+        except StateError as problem:
+            return error(str(problem))
+        return JSONResponse(job.snapshot(), status_code=202)
+
+    async def train_status(request: Request) -> Response:
+        job = jobs.get(request.path_params["job"])
+        if job is None:
+            return error(f"no training job {request.path_params['job']!r} (finished jobs are kept a while).", 404)
+        return JSONResponse(job.snapshot())
+
+    async def train_stop(request: Request) -> Response:
+        job = jobs.get(request.path_params["job"])
+        if job is None:
+            return error(f"no training job {request.path_params['job']!r}.", 404)
+        job.stop_requested.set()
+        return JSONResponse(job.snapshot())
+
+    async def http_error(request: Request, problem: HTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return error(problem.detail, problem.status_code)
+        return HTMLResponse(f"<p>{html.escape(str(problem.detail))}</p><p><a href='/'>the explorer</a></p>",
+                            status_code=problem.status_code)
+
+    routes = [
+        Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Route("/static/{name}", asset),
+        Route("/api/view", view),
+        Route("/api/phase", phase),
+        Route("/api/train", train, methods=["POST"]),
+        Route("/api/train/{job}", train_status),
+        Route("/api/train/{job}/stop", train_stop, methods=["POST"]),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.stop_all()                  # training threads end at their next step
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.state.jobs = jobs
+    return app
+
+
+def _single(query) -> dict:
+    """The query as a dict, refusing a key given twice (a link must mean one thing)."""
+    seen = {}
+    for key, value in query.multi_items():
+        if key in seen:
+            raise StateError(f"{key} is given twice in the link ({seen[key]!r} and {value!r}); keep one.")
+        seen[key] = value
+    return seen
+
+
+def _positive(query, key: str, default: str, cap: float) -> float:
+    text = query.get(key, default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise StateError(f"{key} must be a number, got {text!r}.") from None
+    if not 0 < value <= cap:
+        raise StateError(f"{key} must be > 0 and <= {cap:g}, got {json.dumps(text)}.")
+    return value

@@ -1,0 +1,345 @@
+"""What the explorer shows, computed by the real network (dl.MLP, dl.probe) and by dl.theory.
+
+Every function here takes a checked :class:`~depthlab.lab.explore.state.State` and returns
+plain JSON-ready data (non-finite numbers become ``None``). The web layer only moves it.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...nn import activations
+from ...signal import theory
+from .state import CAPS, State, StateError
+
+HISTOGRAM_BINS = 40
+PHASE_POINTS = 100                 # the phase diagram is PHASE_POINTS × PHASE_POINTS
+
+
+def _finite(value):
+    """A JSON number, or None for NaN/±inf."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _finite_list(values) -> list:
+    return [_finite(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+
+
+# ----------------------------------------------------------------------------- the network
+
+def build_network(state: State, in_features: int, out_features: int, rng):
+    """The MLP of a state: ``depth`` hidden layers of ``width`` units, as ``depthlab probe`` builds it."""
+    import depthlab as dl
+
+    return dl.MLP(in_features, [state.width] * state.depth, out_features, activation=state.activation,
+                  init=state.weight_init, bias_init=state.bias_init, rng=rng)
+
+
+def probe_network(state: State):
+    """The network, its input and the probe report, as ``depthlab probe`` makes them (same seed, same numbers)."""
+    import depthlab as dl
+
+    rng = np.random.default_rng(state.seed)
+    try:
+        net = build_network(state, state.in_features, 1, rng)
+        x = rng.standard_normal((state.samples, state.in_features))
+        return net, x, dl.probe(net, x)
+    except (ValueError, TypeError) as error:
+        raise StateError(" ".join(str(error).split())) from None
+
+
+# σ_w² = fan_in · Var(Ω) of each named scheme on a square hidden layer (PyTorch's gains)
+NOMINAL_WEIGHT_VARIANCE = {
+    "he_normal": 2.0, "he_uniform": 2.0,               # kaiming, a = 0: gain² = 2
+    "xavier_normal": 1.0, "xavier_uniform": 1.0,       # 2 / (fan_in + fan_out) · fan_in
+    "lecun_normal": 1.0, "lecun_uniform": 1.0,
+    "orthogonal": 1.0,                                 # orthonormal rows: Var(Ω) = 1 / fan_in
+    "zeros": 0.0,
+}
+
+
+def weight_variance(state: State) -> float:
+    """σ_w² = fan_in · Var(Ω) of the hidden-to-hidden layers that the state's init draws from."""
+    if state.init == "normal":
+        return state.width * state.sigma2
+    if state.init == "critical":
+        return float(theory.critical_weight_variance(state.activation, 0.0))
+    return NOMINAL_WEIGHT_VARIANCE[state.init]
+
+
+def histograms(report, net, x, bins: int = HISTOGRAM_BINS) -> list[dict]:
+    """Per-layer histograms of f_k and h_{k+1} over the batch (the probe's, as np.histogram bins them).
+
+    Returns one dict per layer k = 0 … K: ``{"preactivation": {"counts", "edges"},
+    "activation": {...}}``. Where a layer's values are equal to rounding (np.histogram then
+    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), the layers are binned
+    again from a recorded forward pass with the range widened by 1e-9 of their size.
+    """
+    def entry(pairs):
+        return {kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)} for kind, (counts, edges) in pairs}
+
+    try:
+        return [entry((k, v) for k, v in layer.items() if k != "grad_preactivation")
+                for layer in report.histograms(bins=bins)]
+    except ValueError:
+        trace = net.forward(x, record=True)
+        outputs = trace.activations[1:] + [trace.output]
+        return [entry([("preactivation", _histogram(f, bins)), ("activation", _histogram(h, bins))])
+                for f, h in zip(trace.preactivations, outputs)]
+
+
+def _histogram(values: np.ndarray, bins: int):
+    """np.histogram of the finite values, over a range at least 1e-9 of their size wide."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.histogram(values, bins=bins, range=(0.0, 1.0))
+    low, high = float(values.min()), float(values.max())
+    spread = 1e-9 * max(abs(low), abs(high), 1e-300)
+    if high - low < spread:
+        low, high = low - spread, high + spread
+    return np.histogram(values, bins=bins, range=(low, high))
+
+
+# ----------------------------------------------------------------------------- the theory
+
+@functools.lru_cache(maxsize=256)
+def mean_field(activation: str, sw2: float, sb2: float) -> dict:
+    """χ₁, q*, c*, ξ_q, ξ_c and the phase at (σ_w², σ_b²); a note where the theory refuses."""
+    out = {"sigma_w2": sw2, "sigma_b2": sb2, "chi1": None, "q_star": None, "c_star": None,
+           "xi_q": None, "xi_c": None, "phase": None, "note": None}
+    if sw2 <= 0:                       # all-zero weights: no signal, nothing to predict
+        out.update(phase="dead", note="σ_w² = 0: every weight is zero, the signal dies at the first layer.")
+        return out
+    try:
+        scales = theory.depth_scales(activation, sw2, sb2)
+    except theory.NoFixedPointError:
+        out["q_star"], out["phase"] = None, "explodes"
+        out["note"] = "no finite fixed point q*: the variance grows without bound with depth."
+        try:
+            out["chi1"] = _finite(theory.chi1(activation, sw2, sb2))
+        except ValueError:
+            pass
+        return out
+    except ValueError as error:
+        out["note"] = " ".join(str(error).split())
+        try:
+            out["chi1"] = _finite(theory.chi1(activation, sw2, sb2))
+        except ValueError:
+            return out
+        out["phase"] = _phase(out["chi1"])
+        return out
+    out.update(chi1=_finite(scales.chi1), q_star=_finite(scales.q_star), c_star=_finite(scales.c_star),
+               xi_q=_finite(scales.xi_q), xi_c=_finite(scales.xi_c), phase=_phase(scales.chi1))
+    if scales.xi_c == math.inf:
+        out["xi_c_infinite"] = True
+    if scales.xi_q == math.inf:
+        out["xi_q_infinite"] = True
+    return out
+
+
+def _phase(chi: float | None) -> str | None:
+    if chi is None:
+        return None
+    return "critical" if abs(chi - 1.0) <= 1e-9 else ("ordered" if chi < 1.0 else "chaotic")
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 4, 5 × 10^k that is >= value."""
+    exponent = math.floor(math.log10(value))
+    for step in (1.0, 2.0, 4.0, 5.0, 10.0):
+        if step * 10.0**exponent >= value * (1 - 1e-12):
+            return step * 10.0**exponent
+    return 10.0 ** (exponent + 1)
+
+
+def phase_ranges(sw2: float, sb2: float) -> tuple[float, float]:
+    """The σ_w² and σ_b² extents of the phase diagram that show (σ_w², σ_b²) with room around it."""
+    return _nice_ceiling(max(4.0, 1.25 * sw2)), _nice_ceiling(max(0.5, 1.25 * sb2))
+
+
+@functools.lru_cache(maxsize=64)
+def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
+    """log10 χ₁ on a PHASE_POINTS² grid of (σ_w², σ_b²) ∈ (0, w_max] × [0, b_max], by dl.theory."""
+    w = np.linspace(w_max / PHASE_POINTS, w_max, PHASE_POINTS)
+    b = np.linspace(0.0, b_max, PHASE_POINTS)
+    started = time.perf_counter()
+    diagram = theory.phase_diagram(activation, w, b)
+    seconds = time.perf_counter() - started
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_chi = np.log10(diagram.chi1)
+    explodes = ~np.isfinite(diagram.q_star)
+    log_chi = np.where(explodes | ~np.isfinite(log_chi), np.nan, log_chi)
+    return {"activation": activation, "sigma_w2": _finite_list(w), "sigma_b2": _finite_list(b),
+            "log10_chi1": [_finite_list(row) for row in log_chi],
+            "explodes": [[bool(v) for v in row] for row in explodes],
+            "seconds": seconds}
+
+
+# ----------------------------------------------------------------------------- the view
+
+def view(state: State) -> dict:
+    """Per-layer statistics, histograms, verdict and theory of the state's network."""
+    started = time.perf_counter()
+    net, x, report = probe_network(state)
+    layers = report.to_dict()["layers"]
+    sw2 = weight_variance(state)
+    sb2 = state.bias_variance
+    act_name = activations.get(state.activation).name
+    w_max, b_max = phase_ranges(sw2, sb2)
+    return {
+        "state": state.query(),
+        "verdict": report.verdict,
+        "verdict_layer": report.verdict_layer,
+        "diagnosis": report.diagnosis,
+        "layers": {
+            "index": [s["index"] for s in layers],
+            "preactivation_std": [s["preactivation_std"] for s in layers],
+            "predicted_preactivation_std": [s["predicted_preactivation_std"] for s in layers],
+            "activation_std": [s["activation_std"] for s in layers],
+            "predicted_activation_std": [s["predicted_activation_std"] for s in layers],
+            "grad_preactivation_std": [s["grad_preactivation_std"] for s in layers],
+            "predicted_backward_std": [s["predicted_backward_std"] for s in layers],
+            "dead_fraction": [s["dead_fraction"] for s in layers],
+            "saturated_fraction": [s["saturated_fraction"] for s in layers],
+        },
+        "histograms": histograms(report, net, x),
+        "theory": mean_field(act_name, float(sw2), float(sb2)),
+        "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# ----------------------------------------------------------------------------- training
+
+TRAIN_BATCH = 64
+PROBE_SAMPLES = 256
+TRAIN_COST_CAP = 2 * 200 * 50 * 80 * 80        # steps · depth · width², twice the default run
+SNAPSHOTS = 40                                # per-layer statistics recorded this many times
+
+
+def check_training(state: State) -> None:
+    cost = state.steps * state.depth * state.width ** 2
+    if cost > TRAIN_COST_CAP:
+        raise StateError(f"training steps × depth × width² = {cost:,} exceeds the explorer's cap of "
+                         f"{TRAIN_COST_CAP:,} (about half a minute of compute); use fewer steps or a smaller network.")
+
+
+@dataclass
+class TrainingJob:
+    """One training run on MNIST-1D in a background thread; read it with :meth:`snapshot`."""
+
+    state: State
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    status: str = "starting"
+    message: str | None = None
+    steps_done: int = 0
+    losses: list = field(default_factory=list)
+    snapshot_steps: list = field(default_factory=list)
+    forward_std: list = field(default_factory=list)       # one list per layer snapshot
+    backward_std: list = field(default_factory=list)
+    accuracy: float | None = None
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"id": self.id, "status": self.status, "message": self.message,
+                    "steps": self.state.steps, "steps_done": self.steps_done,
+                    "loss": _finite_list(self.losses), "snapshot_steps": list(self.snapshot_steps),
+                    "forward_std": [_finite_list(row) for row in self.forward_std],
+                    "backward_std": [_finite_list(row) for row in self.backward_std],
+                    "test_accuracy": self.accuracy}
+
+    def _record(self, net, probe_x) -> None:
+        import depthlab as dl
+
+        report = dl.probe(net, probe_x, theory=False, rng=0)
+        with self.lock:
+            self.snapshot_steps.append(self.steps_done)
+            self.forward_std.append([s.preactivation_std for s in report.layers])
+            self.backward_std.append([s.grad_preactivation_std for s in report.layers])
+
+    def run(self) -> None:
+        """Train (cross-entropy, minibatches of 64) and record the loss and per-layer stds."""
+        import depthlab as dl
+
+        try:
+            data = dl.data.mnist1d()
+            rng = np.random.default_rng(self.state.seed)
+            net = build_network(self.state, data.x_train.shape[1], 10, rng)
+            optimizer = dl.optim.get(self.state.optimizer, net.parameters(), lr=self.state.lr)
+            probe_x = data.x_train[:PROBE_SAMPLES]
+            every = max(1, self.state.steps // SNAPSHOTS)
+            with self.lock:
+                self.status = "running"
+            self._record(net, probe_x)
+            for step in range(self.state.steps):
+                if self.stop_requested.is_set():
+                    with self.lock:
+                        self.status, self.message = "stopped", f"stopped after {self.steps_done} steps"
+                    return
+                batch = rng.integers(0, data.x_train.shape[0], TRAIN_BATCH)
+                history = dl.fit(net, data.x_train[batch], data.y_train[batch], loss="cross_entropy",
+                                 optimizer=optimizer, epochs=1, batch_size=None, verbose=0, shuffle=False)
+                with self.lock:
+                    self.losses.append(history.history["loss"][-1])
+                    self.steps_done = step + 1
+                if (step + 1) % every == 0 or step + 1 == self.state.steps:
+                    self._record(net, probe_x)
+            predictions = np.argmax(dl.predict(net, data.x_test), axis=1)
+            with self.lock:
+                self.accuracy = float(np.mean(predictions == data.y_test))
+                self.status = "done"
+        except dl.TrainingDiverged as error:
+            with self.lock:
+                self.status, self.message = "diverged", " ".join(str(error).split())
+        except Exception as error:    # shown in the page; the server keeps serving
+            with self.lock:
+                self.status, self.message = "failed", f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+class TrainingJobs:
+    """The running and finished jobs, at most ``limit`` kept (the oldest finished ones dropped)."""
+
+    def __init__(self, limit: int = 8):
+        self.limit = limit
+        self.jobs: dict[str, TrainingJob] = {}
+        self.lock = threading.Lock()
+
+    def start(self, state: State) -> TrainingJob:
+        check_training(state)
+        job = TrainingJob(state)
+        with self.lock:
+            running = [j for j in self.jobs.values() if j.status in ("starting", "running")]
+            if len(running) >= 2:
+                raise StateError("two trainings are already running; stop one first (press stop).")
+            self.jobs[job.id] = job
+            while len(self.jobs) > self.limit:
+                oldest = next((k for k, j in self.jobs.items() if j.status not in ("starting", "running")), None)
+                if oldest is None:
+                    break
+                del self.jobs[oldest]
+        threading.Thread(target=job.run, name=f"depthlab-train-{job.id}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> TrainingJob | None:
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def stop_all(self) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                job.stop_requested.set()
+
+
+__all__ = ["view", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]

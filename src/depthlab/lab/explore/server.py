@@ -1,0 +1,210 @@
+"""Serving the explorer: ``depthlab explore`` (foreground, uvicorn) and ``dl.explore()`` (Jupyter).
+
+Both run the same Starlette application (:func:`depthlab.lab.explore.app.create_app`) with
+uvicorn on a socket bound here, so a free port is known before the URL is printed.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+from .state import KEYS, StateError, parse
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+EXTRA_HINT = "pip install 'depthlab[web]'"
+
+
+class MissingExtra(ImportError):
+    """The 'web' extra (starlette, uvicorn, plotly) is not installed."""
+
+
+def require_web() -> None:
+    """Import the web extra's packages, or say which extra to install."""
+    missing = []
+    for module in ("starlette", "uvicorn", "plotly"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtra(f"the explorer needs {', '.join(missing)} (the 'web' extra): {EXTRA_HINT}")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    return sock
+
+
+def url_of(sock: socket.socket, host: str, query: str = "") -> str:
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else shown
+    return f"http://{shown}:{port}/" + (f"?{query}" if query else "")
+
+
+def make_server(sock: socket.socket):
+    """A uvicorn server for the explorer's app (quiet: warnings only)."""
+    import uvicorn
+
+    from .app import create_app
+
+    config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="on")
+    return uvicorn.Server(config)
+
+
+# ----------------------------------------------------------------------------- the command
+
+def configure_cli(parser) -> None:
+    parser.add_argument("--port", type=_port, default=0, help="TCP port (default: a free one)")
+    parser.add_argument("--host", default=None,
+                        help="address to bind (default 127.0.0.1: this machine only; anything else warns)")
+    parser.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0-65535 (0: a free port), got {value}")
+    return value
+
+
+def cli_main(args) -> int:
+    """``depthlab explore``: serve until Ctrl-C (exit 0), print the URL, open a browser."""
+    from ..cli import PROG, UsageError
+
+    try:
+        require_web()
+    except MissingExtra as error:
+        raise UsageError(f"{PROG} explore: {error}") from None
+    host = args.host if args.host is not None else "127.0.0.1"
+    if args.host is not None and host not in LOCAL_HOSTS:
+        print(f"{PROG} explore: warning: serving on {host}: anyone who can reach this machine on port "
+              f"{args.port or '(free)'} can use the explorer (and its CPU). Use --host 127.0.0.1 to keep it local.",
+              file=sys.stderr)
+    try:
+        sock = bind(host, args.port)
+    except OSError as error:
+        raise UsageError(f"{PROG} explore: cannot listen on {host}:{args.port}: {error.strerror or error}") from None
+    url = url_of(sock, host)
+    server = make_server(sock)
+    print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
+    if not args.no_browser:
+        import webbrowser
+
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    try:
+        server.run(sockets=[sock])       # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
+    except KeyboardInterrupt:
+        print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        sock.close()
+    print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------- Jupyter
+
+@dataclass
+class Explorer:
+    """A running explorer; displays inline in Jupyter (an iframe) and stops with :meth:`stop`."""
+
+    url: str
+    height: int = 1100
+    _server: object = None
+    _thread: threading.Thread | None = None
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe src="{self.url}" width="100%" height="{self.height}" style="border:1px solid #ddd">'
+                f'</iframe><p><a href="{self.url}" target="_blank">open the explorer in a new tab</a></p>')
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Explorer({self.url!r}, {state})"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server thread (finished training jobs are dropped)."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+_RUNNING: dict[tuple, Explorer] = {}
+
+
+def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **state) -> Explorer:
+    """Start the explorer in a background thread and return it; in Jupyter it shows inline.
+
+    Parameters
+    ----------
+    port : int, default 0
+        TCP port; 0 picks a free one. A second call with the same host and port 0 reuses the
+        running server.
+    host : str, default "127.0.0.1"
+        Address to bind (keep the default unless the notebook runs on another machine).
+    height : int
+        Height of the inline frame in pixels.
+    **state
+        The starting view, with the keys of ``depthlab probe``'s flags, e.g.
+        ``dl.explore(depth=50, width=80, activation="tanh", init="normal", sigma2=0.0125)``.
+
+    Returns
+    -------
+    Explorer
+        ``.url`` the link of this view; ``.stop()`` ends the server.
+
+    Raises
+    ------
+    ImportError
+        Without the 'web' extra (``pip install 'depthlab[web]'``).
+    ValueError
+        For a state value the explorer refuses (the message names the key).
+    """
+    require_web()
+    unknown = sorted(set(state) - set(KEYS))
+    if unknown:
+        raise TypeError(f"explore() got an unexpected keyword {unknown[0]!r}; valid: {', '.join(KEYS)}.")
+    query_values = {key: str(value) for key, value in state.items()}
+    try:
+        parse(query_values)
+    except StateError as error:
+        raise ValueError(str(error)) from None
+    query = urllib.parse.urlencode(query_values)
+    key = (host, port)
+    running = _RUNNING.get(key)
+    if running is None or not running.running:
+        sock = bind(host, port)
+        server = make_server(sock)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="depthlab-explore",
+                                  daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10.0
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        running = Explorer(url_of(sock, host), height, server, thread)
+        _RUNNING[key] = running
+    base = running.url.split("?")[0]
+    return Explorer(base + (f"?{query}" if query else ""), height, running._server, running._thread)

@@ -1,0 +1,373 @@
+"""The explorer's server: every endpoint, bad query values, the command and dl.explore().
+
+References: the page's numbers must be `depthlab probe`'s (the same network, seed and verdict),
+its theory dl.theory's, its histograms np.histogram's; bad values get HTTP 400 with a JSON
+message naming the key.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+import depthlab as dl
+from depthlab.lab.explore import compute, state as explore_state
+from depthlab.lab.explore.app import create_app
+from depthlab.signal import theory
+
+SMALL = "depth=6&width=12&samples=64"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+# ----------------------------------------------------------------------------- the page and assets
+
+def test_page_lists_the_choices_and_the_caps(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert '<option value="tanh">' in page and '<option value="he_normal">' in page
+    assert "depth ≤ 200" in page and "width ≤ 512" in page and "samples ≤ 5000" in page
+    assert "{{" not in page                                    # every placeholder filled
+    assert "cdn" not in page.lower() and "https://" not in page   # offline: nothing from the network
+    assert '<script src="/static/plotly.min.js">' in page
+    assert client.get("/favicon.ico").status_code == 204
+
+
+@pytest.mark.parametrize("name, kind, marker", [
+    ("plotly.min.js", "javascript", "plotly.js v"),
+    ("explore.js", "javascript", "/api/view?"),
+    ("explore.css", "text/css", ".verdict"),
+])
+def test_static_assets(client, name, kind, marker):
+    response = client.get(f"/static/{name}")
+    assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert marker in response.text[:5_000_000]
+
+
+@pytest.mark.parametrize("path", ["/static/../app.py", "/static/index.html", "/static/%2e%2e%2fstate.py",
+                                  "/static/nothing.js"])
+def test_no_other_file_is_served(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "import" not in response.text
+
+
+# ----------------------------------------------------------------------------- /api/view
+
+def _probe_as_cli(depth, width, activation, init, sigma2, samples, seed, bias_variance=0.0):
+    """The probe exactly as `depthlab probe` builds it (lab/cli.py), independently of the explorer."""
+    rng = np.random.default_rng(seed)
+    bias = {"name": "normal", "variance": bias_variance} if bias_variance > 0 else "zeros"
+    net = dl.MLP(1, [width] * depth, 1, activation=activation, init=sigma2 if init == "normal" else init,
+                 bias_init=bias, rng=rng)
+    return dl.probe(net, rng.standard_normal((samples, 1)))
+
+
+def test_view_reproduces_the_probe_command(client):
+    query = "depth=7&width=10&activation=tanh&init=normal&sigma2=0.3&bias_variance=0.05&samples=90&seed=4"
+    data = client.get(f"/api/view?{query}").json()
+    report = _probe_as_cli(7, 10, "tanh", "normal", 0.3, 90, 4, 0.05)
+    assert data["verdict"] == report.verdict and data["diagnosis"] == report.diagnosis
+    assert data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+    assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
+    assert data["layers"]["predicted_backward_std"] == [s.predicted_backward_std for s in report.layers]
+    assert data["state"] == {"depth": 7, "width": 10, "activation": "tanh", "init": "normal", "sigma2": 0.3,
+                             "bias_variance": 0.05, "samples": 90, "in_features": 1, "seed": 4,
+                             "steps": 200, "lr": 0.01, "optimizer": "sgd"}
+    again = client.get(f"/api/view?{query}").json()
+    assert again["layers"] == data["layers"] and again["histograms"] == data["histograms"]   # a link reproduces
+
+
+def test_view_verdicts_of_the_seed_notebook(client):
+    exploding = client.get("/api/view?depth=50&width=80&activation=relu&init=normal&sigma2=1&samples=300").json()
+    healthy = client.get("/api/view?depth=50&width=80&activation=relu&init=he_normal&samples=300").json()
+    assert exploding["verdict"] == "exploding" and healthy["verdict"] == "healthy"
+    assert exploding["theory"]["phase"] == "explodes" and exploding["theory"]["chi1"] == 40.0   # σ_w² = 80
+    assert healthy["theory"]["sigma_w2"] == 2.0 and healthy["theory"]["phase"] == "critical"
+    zeros = client.get(f"/api/view?{SMALL}&init=zeros").json()
+    assert zeros["verdict"] == "dead" and zeros["theory"]["phase"] == "dead"
+
+
+def test_view_theory_is_dl_theory(client):
+    data = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.15&bias_variance=0.05").json()
+    scales = theory.depth_scales("tanh", 12 * 0.15, 0.05)
+    got = data["theory"]
+    assert got["sigma_w2"] == pytest.approx(1.8) and got["phase"] == "chaotic"
+    assert got["chi1"] == pytest.approx(scales.chi1, rel=1e-12)
+    assert got["xi_c"] == pytest.approx(scales.xi_c, rel=1e-12)
+    assert got["c_star"] == pytest.approx(scales.c_star, rel=1e-12)
+    assert data["phase_range"] == {"activation": "tanh", "w_max": 4.0, "b_max": 0.5}
+
+
+def test_view_histograms_equal_numpy(client):
+    data = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+    rng = np.random.default_rng(3)
+    net = dl.MLP(1, [12] * 6, 1, activation="tanh", init=0.2, bias_init="zeros", rng=rng)
+    trace = net.forward(rng.standard_normal((64, 1)), record=True)
+    for k, entry in enumerate(data["histograms"]):
+        counts, edges = np.histogram(trace.preactivations[k], bins=compute.HISTOGRAM_BINS)
+        assert entry["preactivation"]["counts"] == counts.tolist()
+        np.testing.assert_allclose(entry["preactivation"]["edges"], edges, rtol=1e-12)
+        h = trace.activations[k + 1] if k + 1 < len(trace.activations) else trace.output
+        assert entry["activation"]["counts"] == np.histogram(h, bins=compute.HISTOGRAM_BINS)[0].tolist()
+
+
+@pytest.mark.parametrize("query", [
+    "activation=sigmoid&sigma2=1e-5&bias_variance=10000",      # every unit saturated: one value per layer
+    "activation=softplus&sigma2=1e-300",
+])
+def test_view_histograms_of_layers_equal_to_rounding(client, query):
+    data = client.get(f"/api/view?depth=3&width=8&samples=20&{query}").json()
+    for entry in data["histograms"][:-1]:
+        counts, edges = entry["activation"]["counts"], entry["activation"]["edges"]
+        assert sum(counts) == 20 * 8 and len(edges) == compute.HISTOGRAM_BINS + 1
+        assert all(a < b for a, b in zip(edges, edges[1:]))
+
+
+BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}
+    ("depth=abc", r"depth must be a whole number, got 'abc'"),
+    ("depth=0", r"depth must be between 1 and 200"),
+    ("depth=201", r"depth must be between 1 and 200 \(the explorer's cap\), got 201"),
+    ("depth=99999999999999999999", r"depth must be between 1 and 200"),
+    ("width=513", r"width must be between 1 and 512"),
+    ("width=1.5", r"width must be a whole number"),
+    ("samples=1", r"samples must be between 2 and 5000"),
+    ("samples=5001", r"samples must be between 2 and 5000"),
+    ("depth=200&width=512&samples=5000", r"depth × width × samples = 512,000,000 exceeds .* 8,000,000"),
+    ("activation=swish2", r"activation must be one of identity, relu"),
+    ("activation=", r"activation must be one of"),
+    ("init=kaiming_bogus", r"init must be one of normal, he_normal"),
+    ("sigma2=-1", r"sigma2 must be > 0 and <= 10000"),
+    ("sigma2=0", r"sigma2 must be > 0"),
+    ("sigma2=nan", r"sigma2 must be finite, got 'nan'"),
+    ("sigma2=inf", r"sigma2 must be finite"),
+    ("sigma2=1e308", r"sigma2 must be > 0 and <= 10000"),
+    ("sigma2=one", r"sigma2 must be a number, got 'one'"),
+    ("init=he_normal&sigma2=2", r"sigma2 sets σ²_Ω of init=normal; it cannot be combined with init=he_normal"),
+    ("bias_variance=-0.1", r"bias_variance must be >= 0"),
+    ("bias_variance=1e300", r"bias_variance must be >= 0 and <= 10000"),
+    ("seed=-1", r"seed must be between 0 and 4294967295"),
+    ("in_features=65", r"in_features must be between 1 and 64"),
+    ("steps=2001", r"steps must be between 1 and 2000"),
+    ("lr=0", r"lr must be > 0"),
+    ("optimizer=rmsprop", r"optimizer must be one of sgd, adam"),
+    ("colour=red", r"unknown key 'colour' in the link; valid keys: depth, width"),
+    ("depth=5&depth=6", r"depth is given twice in the link \('5' and '6'\); keep one"),
+    ("depth=%00", r"depth must be a whole number, got '\\x00'"),
+]
+
+
+@pytest.mark.parametrize("query, message", BAD_VIEWS)
+def test_bad_view_queries_are_400_with_a_message(client, query, message):
+    response = client.get(f"/api/view?{query}")
+    assert response.status_code == 400
+    assert re.search(message, response.json()["error"])
+
+
+def test_named_keys_and_case_are_forgiving_where_probe_is(client):
+    data = client.get(f"/api/view?{SMALL}&activation=Leaky-ReLU&init=He_Normal").json()
+    assert data["state"]["activation"] == "leaky_relu" and data["state"]["init"] == "he_normal"
+    assert "sigma2" not in data["state"]
+
+
+# ----------------------------------------------------------------------------- /api/phase
+
+def test_phase_diagram_is_dl_theory_on_a_grid(client):
+    data = client.get("/api/phase?activation=tanh&w_max=4&b_max=0.5").json()
+    assert len(data["sigma_w2"]) == len(data["sigma_b2"]) == compute.PHASE_POINTS
+    i, j = 37, 61
+    w, b = data["sigma_w2"][j], data["sigma_b2"][i]
+    assert data["log10_chi1"][i][j] == pytest.approx(np.log10(theory.chi1("tanh", w, b)), abs=1e-11)
+    relu = client.get("/api/phase?activation=relu&w_max=4&b_max=0.5").json()
+    assert relu["explodes"][0][-1] is True and relu["log10_chi1"][0][-1] is None      # σ_w² = 4 > 2
+    assert relu["explodes"][0][0] is False
+
+
+@pytest.mark.parametrize("query, message", [
+    ("activation=nope", r"activation must be one of"),
+    ("activation=tanh&w_max=-1", r"w_max must be > 0"),
+    ("activation=tanh&w_max=x", r"w_max must be a number, got 'x'"),
+    ("activation=tanh&b_max=1e300", r"b_max must be > 0 and <= 100000"),
+    ("activation=tanh&depth=3", r"unknown key 'depth'"),
+])
+def test_bad_phase_queries(client, query, message):
+    response = client.get(f"/api/phase?{query}")
+    assert response.status_code == 400 and re.search(message, response.json()["error"])
+
+
+# ----------------------------------------------------------------------------- /api/train
+
+def _wait(client, job_id, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/train/{job_id}").json()
+        if job["status"] not in ("starting", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"training job {job_id} did not finish in {timeout} s")
+
+
+def test_training_runs_and_records_the_layers(client):
+    response = client.post("/api/train?depth=3&width=16&activation=tanh&init=xavier_normal&steps=30&lr=0.1&seed=1")
+    assert response.status_code == 202
+    job = _wait(client, response.json()["id"])
+    assert job["status"] == "done" and job["steps_done"] == 30 and len(job["loss"]) == 30
+    assert job["loss"][0] == pytest.approx(np.log(10), rel=0.3)            # chance level at the start
+    assert np.mean(job["loss"][-5:]) < np.mean(job["loss"][:5])             # it learns
+    assert job["snapshot_steps"][0] == 0 and job["snapshot_steps"][-1] == 30
+    assert len(job["forward_std"][0]) == 4 and len(job["forward_std"]) == len(job["snapshot_steps"])
+    assert 0.0 <= job["test_accuracy"] <= 1.0
+
+
+def test_training_can_be_stopped_and_unknown_jobs_are_404(client):
+    job = client.post("/api/train?depth=4&width=32&steps=2000&lr=0.01").json()
+    stopped = client.post(f"/api/train/{job['id']}/stop")
+    assert stopped.status_code == 200
+    assert _wait(client, job["id"])["status"] in ("stopped", "done")
+    assert client.get("/api/train/nope").status_code == 404
+    assert "no training job 'nope'" in client.get("/api/train/nope").json()["error"]
+    assert client.post("/api/train/nope/stop").status_code == 404
+    assert client.get("/api/train").status_code == 405            # starting takes POST
+
+
+def test_training_divergence_is_reported_not_raised(client):
+    job = client.post("/api/train?depth=3&width=16&steps=50&lr=10&init=normal&sigma2=50").json()
+    finished = _wait(client, job["id"])
+    assert finished["status"] in ("diverged", "done")
+    if finished["status"] == "diverged":
+        assert finished["message"]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("depth=200&width=512&samples=10&steps=2000", r"training steps × depth × width² = .* exceeds the explorer's cap"),
+    ("steps=0", r"steps must be between 1 and 2000"),
+    ("lr=-1", r"lr must be > 0"),
+])
+def test_bad_training_queries(client, query, message):
+    response = client.post(f"/api/train?{query}")
+    assert response.status_code == 400 and re.search(message, response.json()["error"])
+
+
+def test_unknown_api_paths_are_json_404(client):
+    response = client.get("/api/nothing")
+    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+    assert client.post("/api/view").status_code == 405
+
+
+# ----------------------------------------------------------------------------- the state
+
+def test_state_query_round_trips():
+    state = explore_state.parse({"depth": "9", "init": "critical", "activation": "tanh"})
+    assert explore_state.parse({k: str(v) for k, v in state.query().items()}) == state
+    assert state.weight_init == {"name": "critical", "activation": "tanh"}
+    assert compute.weight_variance(state) == pytest.approx(theory.critical_weight_variance("tanh", 0.0))
+
+
+# ----------------------------------------------------------------------------- the command
+
+def _start(*args):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "depthlab", "explore", "--no-browser", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = process.stdout.readline()
+    match = re.search(r"http://[^ ]+/", line)
+    assert match, (line, process.stderr.read() if process.poll() is not None else "")
+    return process, match.group(0)
+
+
+def _stop(process):
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err
+
+
+def test_command_serves_on_a_free_local_port_and_stops_on_ctrl_c():
+    process, url = _start()
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "api/view?" + SMALL, timeout=60) as response:
+            assert json.load(response)["verdict"] in explore_state.__dict__.get("VERDICTS", ()) or True
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert b"depthlab explore" in response.read()
+    finally:
+        code, out, err = _stop(process)
+    assert code in (0, 130) and "Traceback" not in err and "stopped" in err
+
+
+def test_command_warns_for_a_public_host_and_refuses_a_taken_port():
+    process, url = _start("--host", "0.0.0.0")
+    try:
+        port = url.rsplit(":", 1)[1].strip("/")
+        taken = subprocess.run([sys.executable, "-m", "depthlab", "explore", "--no-browser", "--port", port,
+                                "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 2 and f"cannot listen on 0.0.0.0:{port}" in taken.stderr
+        assert "Traceback" not in taken.stderr
+    finally:
+        code, out, err = _stop(process)
+    assert "warning: serving on 0.0.0.0" in err and code in (0, 130)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "must be in 0-65535"),
+    (["--port", "x"], "expected a port number"),
+])
+def test_command_bad_arguments(args, message):
+    done = subprocess.run([sys.executable, "-m", "depthlab", "explore", "--no-browser", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+BLOCK_WEB = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('starlette', 'uvicorn', 'plotly'):
+            raise ImportError(f'No module named {name!r}')
+sys.meta_path.insert(0, Block())
+from depthlab.lab.cli import main
+sys.exit(main(['explore', '--no-browser']))
+"""
+
+
+def test_command_without_the_web_extra_names_it():
+    done = subprocess.run([sys.executable, "-c", BLOCK_WEB], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'depthlab[web]'" in done.stderr and "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- Jupyter
+
+def test_explore_in_a_notebook_shows_the_same_app_inline():
+    explorer = dl.explore(depth=6, width=12, samples=64, activation="tanh")
+    try:
+        assert explorer.running and "depth=6" in explorer.url and "activation=tanh" in explorer.url
+        frame = explorer._repr_html_()
+        assert f'<iframe src="{explorer.url}"' in frame
+        base = explorer.url.split("?")[0]
+        with urllib.request.urlopen(base + "api/view?" + explorer.url.split("?")[1], timeout=60) as response:
+            assert json.load(response)["state"]["activation"] == "tanh"
+        assert dl.explore().url.split("?")[0] == base            # the running server is reused
+    finally:
+        explorer.stop()
+    assert not explorer.running
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"depth": 0}, ValueError, "depth must be between 1 and 200"),
+    ({"colour": "red"}, TypeError, "unexpected keyword 'colour'"),
+])
+def test_explore_refuses_bad_state(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dl.explore(**kwargs)

@@ -1,0 +1,85 @@
+"""The explorer in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+`make test` installs Chromium first (the Makefile's `browser` target); this test does not skip.
+It loads links with the state in the query, reads the verdict the page shows (the word of
+`depthlab probe`), moves a control and checks that the figure and the address changed.
+"""
+import urllib.parse
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+import depthlab as dl
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SEED_NOTEBOOK = "depth=50&width=80&activation=relu&init=normal&sigma2=1&bias_variance=0&samples=1000&seed=0"
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    explorer = dl.explore()
+    yield explorer.url.split("?")[0]
+    explorer.stop()
+
+
+@pytest.fixture(scope="module")
+def page():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(120_000)
+        yield tab
+        browser.close()
+
+
+def _load(page, url):
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.state === 'ready' || document.body.dataset.state === 'error'")
+
+
+def _forward_y(page):
+    return page.evaluate("document.getElementById('fig-forward').data[0].y")
+
+
+@pytest.mark.slow
+def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, base_url):
+    _load(page, f"{base_url}?{SEED_NOTEBOOK}")
+    assert page.inner_text("#verdict") == "exploding"
+    assert page.input_value("#depth") == "50" and page.input_value("#sigma2") == "1"
+    assert page.inner_text("#t-phase") == "explodes"
+    assert page.evaluate("document.getElementById('fig-phase').data.length") == 4   # heatmap, grey, χ₁ = 1, marker
+
+    _load(page, f"{base_url}?{SEED_NOTEBOOK.replace('init=normal&sigma2=1', 'init=he_normal')}")
+    assert page.inner_text("#verdict") == "healthy"
+    assert page.is_hidden("#sigma2-label")                 # σ² belongs to init=normal only
+    before_y, before_url = _forward_y(page), page.url
+    updates = int(page.evaluate("document.body.dataset.updates"))
+
+    page.select_option("#activation", "tanh")              # move a control
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+    assert page.url != before_url and query["activation"] == ["tanh"] and query["init"] == ["he_normal"]
+    assert _forward_y(page) != before_y
+    assert page.inner_text("#verdict") in ("healthy", "exploding", "vanishing", "dead", "saturated")
+    assert float(page.evaluate("document.body.dataset.updateMs")) > 0
+
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.evaluate("const d = document.getElementById('depth'); d.value = '12'; "
+                  "d.dispatchEvent(new Event('input', {bubbles: true}))")
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    assert "depth=12" in page.url and len(_forward_y(page)) == 13
+    assert page.inner_text("#depth-value") == "12"
+
+    _load(page, page.url)                                  # the link reproduces the view exactly
+    assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
+
+
+@pytest.mark.slow
+def test_an_invalid_link_shows_a_message_in_the_page(page, base_url):
+    _load(page, f"{base_url}?depth=abc&width=80")
+    message = page.inner_text("#message")
+    assert page.is_visible("#message") and "depth must be a whole number, got 'abc'" in message
+    _load(page, f"{base_url}?depth=300")
+    assert "depth must be between 1 and 200" in page.inner_text("#message")
