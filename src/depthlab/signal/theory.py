@@ -1220,3 +1220,15 @@ __all__ = [
     "correlation_map", "critical_line", "critical_weight_variance", "depth_scales",
     "fixed_point", "gaussian_expectation", "predicted_std", "variance_map",
 ]
+
+
+# residual networks and batch norm (depthlab.signal.residual_theory) read as dl.theory.NAME too
+_RESIDUAL_NAMES = ("residual_variance", "residual_gradient_variance", "batchnorm_gradient_growth",
+                   "BATCHNORM_GRADIENT_GROWTH")
+
+
+def __getattr__(name: str):
+    if name in _RESIDUAL_NAMES:
+        from . import residual_theory
+        return getattr(residual_theory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
