@@ -215,7 +215,7 @@ def png_bytes(fig, dpi: int = DPI) -> bytes:
 
 
 def save(fig, path, dpi: int = DPI) -> None:
-    """Write :func:`png_bytes` of ``fig`` to ``path``."""
-    from pathlib import Path
+    """Write :func:`png_bytes` of ``fig`` to ``path`` atomically (a failed write keeps the old file)."""
+    from .. import _files
 
-    Path(path).write_bytes(png_bytes(fig, dpi))
+    _files.write_bytes(path, png_bytes(fig, dpi))

@@ -477,10 +477,11 @@ class Sequential:
             return np.ascontiguousarray(jac)
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write the architecture and weights to an ``.npz`` file (exact round trip)."""
+    def save(self, path):
+        """Write the architecture and weights to an ``.npz`` file atomically (exact round trip);
+        returns the path written (see :func:`depthlab.nn.serialization.save`)."""
         from .serialization import save
-        save(self, path)
+        return save(self, path)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}(  # {self.n_parameters():,} parameters, {self.dtype}"]

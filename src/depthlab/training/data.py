@@ -23,7 +23,6 @@ import functools
 import importlib
 import os
 import random
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _files
 from .._checks import check_positive_int, check_real, resolve_dtype, resolve_rng
 
 Array = np.ndarray
@@ -288,15 +288,8 @@ def _store(path: Path, arrays: dict[str, Array]) -> None:
     """Write atomically (temporary file, then rename), so parallel runs never see half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.chmod(temporary, 0o644)        # mkstemp makes it private; a cache may be shared
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        with _files.atomic_writer(path, "wb") as file:
+            np.savez(file, **arrays)
     except OSError as error:
         warnings.warn(f"could not cache MNIST-1D at {path} ({error}); it will be generated again next time.",
                       stacklevel=3)

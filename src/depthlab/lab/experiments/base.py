@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import _files
 from . import get as _get_module
 from . import names as _names
 
@@ -482,12 +483,10 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
         if index == 0:
             result.thumbnail = plots.encode_png(pixels, max_width=420)
         _close(figure)
-        path = out_dir / f"{stem}.png"
-        path.write_bytes(data)
+        path = _files.write_bytes(out_dir / f"{stem}.png", data)
         files[stem] = path
         pngs[stem] = data
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(metrics_json(result.metrics), encoding="utf-8")
+    metrics_path = _files.write_text(out_dir / "metrics.json", metrics_json(result.metrics))
     files["metrics"] = metrics_path
     context = {
         "summary_line": getattr(module, "SUMMARY", ""),
@@ -500,8 +499,7 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
         "quick": quick,
         "index_href": index_href,
     }
-    html_path = out_dir / "report.html"
-    html_path.write_text(report.render_experiment(result, pngs, context), encoding="utf-8")
+    html_path = _files.write_text(out_dir / "report.html", report.render_experiment(result, pngs, context))
     files["report"] = html_path
     return files
 
@@ -677,8 +675,7 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
         "seed": seed,
         "seconds": time.perf_counter() - started,
     }
-    index = out / "index.html"
-    index.write_text(report.render_index(entries, meta), encoding="utf-8")
+    index = _files.write_text(out / "index.html", report.render_index(entries, meta))
     return Tour(index, entries)
 
 
