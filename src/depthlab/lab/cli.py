@@ -9,7 +9,8 @@
 Subcommands live in one table, :data:`COMMANDS` (name -> :class:`Command`); adding one is
 adding an entry. A user's mistake (unknown experiment, bad ``--set`` key or value, an
 unusable output folder) ends with exit code 2 and one line on stderr, never a traceback; a
-crash inside an experiment is reported as such (exit code 1).
+crash inside an experiment is reported as such (exit code 1). Ctrl-C stops any command with
+exit code 130 and one line on stderr; every file written before it stays whole.
 """
 from __future__ import annotations
 
@@ -332,17 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 an experiment failed, 2 a usage error)."""
+    """Run the command line; returns the exit code (0 ok, 1 an experiment failed, 2 a usage error,
+    130 Ctrl-C)."""
+    command = ""
     try:
         args = build_parser().parse_args(argv)
+        command = f" {args.command}"
         return int(_resolve(args._handler)(args) or 0)
     except UsageError as error:
         print(_one_line(error), file=sys.stderr)
         return 2
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: files are written atomically, so what is on disk is whole
+        print(f"{PROG}{command}: interrupted (Ctrl-C); files written before it are kept, none is half-written",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `depthlab list | head`
         return 0

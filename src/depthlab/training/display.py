@@ -129,7 +129,17 @@ def progress_display(verbose: int, epochs: int, steps: int):
 # ----------------------------------------------------------------------------- Ctrl-C
 
 class DeferredInterrupt:
-    """While active (main thread only), a first Ctrl-C sets ``requested``; a second raises."""
+    """While active (main thread only), a first Ctrl-C sets ``requested``; a second raises.
+
+    The code inside checks ``requested`` at points where stopping leaves a consistent state
+    (``fit``: between steps) and ends there; :meth:`honour` raises the deferred
+    ``KeyboardInterrupt`` after the block. Outside the main thread, or when SIGINT already has
+    a handler other than Python's default, nothing is deferred.
+
+    >>> with DeferredInterrupt() as interrupt:
+    ...     write_every_file()          # Ctrl-C here waits for the files to be written
+    >>> interrupt.honour()
+    """
 
     def __init__(self):
         self.requested = False
@@ -151,3 +161,8 @@ class DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
         return False
+
+    def honour(self) -> None:
+        """Raise the ``KeyboardInterrupt`` a Ctrl-C asked for while the block ran, if any."""
+        if self.requested:
+            raise KeyboardInterrupt

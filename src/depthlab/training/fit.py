@@ -39,12 +39,14 @@ be undone). Callbacks' ``on_train_end`` is not called after a divergence.
 
 **Ctrl-C.** In the main thread, a first Ctrl-C lets the current step finish and ends
 training cleanly; so does a ``KeyboardInterrupt`` raised by a callback. ``fit`` then returns
-the history of the completed epochs with ``history.interrupted = True`` and a message; the
-interrupted epoch is not recorded (unless the Ctrl-C came during its last batch: it is then
+the history of the completed epochs with ``history.interrupted = True`` and
+``history.message`` (printed on stderr unless ``verbose=0``); the interrupted epoch is not recorded (unless the Ctrl-C came during its last batch: it is then
 completed, validated and recorded). The weights are those after the last completed step
 (unless a callback such as ``EarlyStopping(restore_best_weights=True)`` restores others in
 ``on_train_end``, which runs as after any end of training). A second Ctrl-C interrupts at
-once, possibly in the middle of an optimizer step.
+once, possibly in the middle of an optimizer step. Code that calls ``fit`` and goes on must
+check ``history.interrupted`` (the history may be empty); depthlab's experiments raise
+``KeyboardInterrupt`` again, so the command stops with exit code 130.
 
 **Stopping.** A callback sets ``state.stop_training = True`` (see
 :mod:`depthlab.training.callbacks`); from a batch hook the epoch ends early and, as in Keras, is
@@ -590,9 +592,9 @@ class _Run:
             f"overall; returning the history of the {len(history.epoch)} completed epoch(s). The weights "
             "are those after the last completed step."
         )
-        if self.progress is not None:
+        if self.progress is not None:  # verbose=0 prints nothing: the caller reads history.interrupted
             self.progress.close()
-        print(history.message, file=sys.stderr)
+            print(history.message, file=sys.stderr)
 
 
 def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size: int | None = 32,

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import _files
+from ...training.display import DeferredInterrupt
 from . import get as _get_module
 from . import names as _names
 
@@ -471,23 +472,25 @@ def command_line(name: str, config, quick: bool) -> str:
 
 def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: bool = False,
                   index_href: str | None = None, progress=None) -> dict:
-    """Write ``report.html``, ``metrics.json`` and the figures of ``result`` into ``out_dir``."""
+    """Write ``report.html``, ``metrics.json`` and the figures of ``result`` into ``out_dir``.
+
+    Everything is rendered first and then written, each file atomically (see
+    :mod:`depthlab._files`) and with Ctrl-C held until the last one is written: an earlier
+    report in ``out_dir`` is replaced whole or not at all, never left half-written.
+    """
     from .. import plots, report
 
-    files, pngs = {}, {}
+    contents, pngs = {}, {}
     figures = iterate(progress, list(result.figures.items()), desc=f"{result.name}: drawing figures")
     for index, (name, figure) in enumerate(figures):
         stem = _file_stem(name)
         pixels = plots.render(figure)
-        data = plots.encode_png(pixels)
+        pngs[stem] = plots.encode_png(pixels)
         if index == 0:
             result.thumbnail = plots.encode_png(pixels, max_width=420)
         _close(figure)
-        path = _files.write_bytes(out_dir / f"{stem}.png", data)
-        files[stem] = path
-        pngs[stem] = data
-    metrics_path = _files.write_text(out_dir / "metrics.json", metrics_json(result.metrics))
-    files["metrics"] = metrics_path
+        contents[stem] = (f"{stem}.png", pngs[stem])
+    contents["metrics"] = ("metrics.json", metrics_json(result.metrics))
     context = {
         "summary_line": getattr(module, "SUMMARY", ""),
         "reproduces": getattr(module, "REPRODUCES", ""),
@@ -499,9 +502,25 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
         "quick": quick,
         "index_href": index_href,
     }
-    html_path = _files.write_text(out_dir / "report.html", report.render_experiment(result, pngs, context))
-    files["report"] = html_path
+    contents["report"] = ("report.html", report.render_experiment(result, pngs, context))
+    files = {}
+    with DeferredInterrupt() as interrupt:
+        for key, (name, data) in contents.items():
+            write = _files.write_bytes if isinstance(data, bytes) else _files.write_text
+            files[key] = write(out_dir / name, data)
+    interrupt.honour()
     return files
+
+
+def finished(history):
+    """``history`` of a :func:`~depthlab.fit` that ran to its end; after Ctrl-C, ``KeyboardInterrupt``.
+
+    ``fit`` returns the history so far when Ctrl-C stops it (as Keras does), marked
+    ``history.interrupted``; an experiment must stop then, not read a short (or empty) history.
+    """
+    if getattr(history, "interrupted", False):
+        raise KeyboardInterrupt(history.message)
+    return history
 
 
 # ----------------------------------------------------------------------------- running
@@ -675,7 +694,9 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
         "seed": seed,
         "seconds": time.perf_counter() - started,
     }
-    index = _files.write_text(out / "index.html", report.render_index(entries, meta))
+    with DeferredInterrupt() as interrupt:
+        index = _files.write_text(out / "index.html", report.render_index(entries, meta))
+    interrupt.honour()
     return Tour(index, entries)
 
 
