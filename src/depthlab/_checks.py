@@ -55,6 +55,8 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
     Integers and booleans are converted to ``dtype`` (float64 when None); object, string
     and complex arrays are refused; NaN/Inf are refused when ``finite``.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        x = unmasked(x, name)
     if (type(x) is np.ndarray and not copy and x.dtype in _FLOATS
             and (dtype is None or x.dtype == dtype)):
         array = x  # the common case on hot paths: nothing to convert
@@ -70,6 +72,13 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}.")
     if finite and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
+        where = tuple(int(i) for i in bad)
+        typed = np.asarray(x)[where] if np.ndim(x) == array.ndim else None
+        if typed is not None and np.asarray(typed).dtype.kind in "fiu" and np.isfinite(typed):
+            raise ValueError(
+                f"{name} holds {typed.item()!r} at index {where}, which overflows {array.dtype} "
+                f"(largest {np.finfo(array.dtype).max:.4g}). Rescale the data, or use dtype='float64'."
+            )
         raise ValueError(
             f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}). "
             "Clean or impute the data before passing it."
@@ -80,9 +89,28 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
+def unmasked(x: np.ma.MaskedArray, name: str) -> np.ndarray:
+    """The data of a masked array with nothing masked; a mask that hides entries is refused."""
+    mask = np.ma.getmaskarray(x)
+    if mask.any():
+        first = tuple(int(i) for i in np.argwhere(mask)[0])
+        raise TypeError(
+            f"{name} is a masked array with {int(mask.sum())} masked entr{'y' if mask.sum() == 1 else 'ies'} "
+            f"(first at index {first}); depthlab does not read masks, so they would be silently ignored. "
+            "Pass array.filled(value) to fill them, or array.compressed() to drop them (1-D), "
+            "or select the unmasked rows yourself."
+        )
+    return np.ma.getdata(x)
+
+
 def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
     """``array`` as float64/float32 (``dtype``, else its own float type, else float64)."""
     kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(
+            f"{name} must hold real numbers, got complex values (dtype {array.dtype}); the imaginary part "
+            "would be lost. Pass x.real if it is zero, or np.abs(x) for magnitudes."
+        )
     if kind not in "fiub":
         raise TypeError(
             f"{name} must hold real numbers, got an array of dtype {array.dtype}. "
@@ -91,7 +119,8 @@ def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
     target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
     if target not in (np.float64, np.float32):
         target = np.dtype(np.float64)
-    return np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: as_float_array says which
+        return np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
 
 
 def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = True,

@@ -22,7 +22,7 @@ from .._fast import buffers as _buffers
 from .._fast.buffers import Buffers
 from .._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
 from .layers import ActivationLayer, Linear
-from .parameter import Parameter
+from .parameter import Parameter, new_values
 
 
 def _no_buffer(key, shape, dtype) -> None:
@@ -237,14 +237,10 @@ class Sequential:
         return [p.data.copy() for p in self.parameters()]
 
     def set_weights(self, arrays) -> None:
-        """Copy arrays into the parameters in place (shapes must match ``get_weights``)."""
+        """Copy arrays into the parameters in place (shapes must match ``get_weights``); all are
+        checked first (see :func:`depthlab.nn.parameter.new_values`), so a refused call changes nothing."""
         params = self.parameters()
-        if len(arrays) != len(params):
-            raise ValueError(f"set_weights needs {len(params)} arrays, got {len(arrays)}.")
-        for p, a in zip(params, arrays):
-            a = np.asarray(a)
-            if a.shape != p.shape:
-                raise ValueError(f"set_weights: {p.name} has shape {p.shape}, got an array of shape {a.shape}.")
+        for p, a in zip(params, new_values(arrays, params)):
             p.data[...] = a
 
     def copy(self) -> "Sequential":

@@ -84,7 +84,8 @@ class TrainingDiverged(NonFiniteError):
     phase : str
         ``"forward"`` (some f_k or h_k became non-finite), ``"loss"`` (the outputs are finite
         but the loss is not), ``"backward"`` (a parameter gradient is non-finite) or
-        ``"update"`` (an earlier optimizer step made the weights themselves non-finite).
+        ``"update"`` (an earlier optimizer step made the weights themselves non-finite) or
+        ``"input"`` (the network held NaN or Inf before ``fit``'s first step).
     layer : int or None
         The layer k where the values first became non-finite (for ``"backward"``, the
         highest k: backpropagation runs from layer K down to 0).
@@ -511,6 +512,12 @@ class _Run:
         state = self.state
         step = state.step
         kept = "The weights are those from before this step."
+        if phase == "update" and step == 0:  # no step of this fit made them: they came in so
+            raise TrainingDiverged(
+                f"fit cannot train this network: its parameter {parameter} (layer {layer}) held NaN or Inf "
+                "before fit took its first step (no update of this run made it). Rebuild the network, "
+                "reload a checkpoint, or set_weights with finite arrays.",
+                epoch=epoch, batch=0, step=0, phase="input", layer=layer, parameter=parameter, history=state.history)
         if phase == "update":  # found one step later: the culprit is the previous step
             batch, step = batch - 1, step - 1
             kept = ("The weights are those after it — an update cannot be undone — so rebuild or reload "
