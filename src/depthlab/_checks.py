@@ -7,6 +7,7 @@ for the right kind with the wrong value.
 from __future__ import annotations
 
 import difflib
+import importlib
 import numbers
 from collections.abc import Iterable, Mapping
 
@@ -200,3 +201,59 @@ def as_list(value, length: int, name: str) -> list:
 
 def is_iterable(value) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
+
+
+# ----------------------------------------------------------------------------- optional extras
+
+# module imported -> (the package pip installs, the depthlab extra that brings it)
+EXTRAS = {
+    "matplotlib": ("matplotlib", "lab"),
+    "cycler": ("matplotlib", "lab"),
+    "tqdm": ("tqdm", "lab"),
+    "threadpoolctl": ("threadpoolctl", "lab"),
+    "sklearn": ("scikit-learn", "data"),
+    "mnist1d": ("mnist1d", "data"),
+    "torch": ("torch", "torch"),
+    "dask": ("dask[distributed]", "dask"),
+    "distributed": ("dask[distributed]", "dask"),
+}
+
+
+class MissingExtra(ModuleNotFoundError):
+    """An optional dependency is not installed; the message names the extra that installs it.
+
+    Attributes: ``name`` (the module), ``package`` (what pip installs), ``extra`` and ``feature``.
+    """
+
+    def __init__(self, message: str, *, name: str, package: str, extra: str, feature: str):
+        super().__init__(message, name=name)
+        self.package, self.extra, self.feature = package, extra, feature
+
+
+def require(module: str, feature: str):
+    """Import the optional ``module`` for ``feature``, or raise :class:`MissingExtra`.
+
+    >>> Figure = require("matplotlib.figure", "figures").Figure     # doctest: +SKIP
+
+    The message says what needs it and how to install it, e.g. "Drawing figures uses
+    matplotlib, which is not installed. Install the 'lab' extra: pip install 'depthlab[lab]'".
+    """
+    top = module.partition(".")[0]
+    package, extra = EXTRAS[top]
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        found = "is not installed" if isinstance(error, ModuleNotFoundError) and error.name == top \
+            else f"cannot be imported ({error})"
+        raise MissingExtra(f"{feature} uses {package}, which {found}. "
+                           f"Install the '{extra}' extra: pip install 'depthlab[{extra}]'",
+                           name=top, package=package, extra=extra, feature=feature) from None
+
+
+def optional(module: str):
+    """The optional ``module`` if it can be imported, else None (for features that fall back:
+    progress bars become lines, BLAS threads stay at their defaults)."""
+    try:
+        return require(module, "")
+    except MissingExtra:
+        return None

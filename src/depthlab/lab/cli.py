@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import __version__
+from .._checks import MissingExtra
 
 PROG = "depthlab"
 
@@ -136,6 +137,8 @@ def _run(args) -> int:
                                      out_dir=args.out, progress=not args.no_progress)
     except base.ConfigError as error:
         raise UsageError(f"{PROG} run: {error}") from None
+    except MissingExtra as error:
+        raise UsageError(f"{PROG} run: experiment {module.NAME}: {error}") from None
     except MemoryError as error:
         raise UsageError(f"{PROG} run: the sizes given need more memory than this machine has ({_one_line(error)}); "
                          "use smaller values") from None
@@ -166,7 +169,7 @@ def _report(args) -> int:
         finding = entry.finding if len(entry.finding) <= 90 else entry.finding[:89] + "…"
         status = f"ok   {entry.seconds:5.1f} s  {finding}" if entry.ok else f"FAILED  {entry.error}"
         print(f"[{position:>2}/{total}] {entry.name:<22} {status}", flush=True)
-        if error is not None:
+        if error is not None and not isinstance(error, MissingExtra):  # its line says it all
             traceback.print_exception(error, file=sys.stderr)
 
     try:
@@ -342,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(_resolve(args._handler)(args) or 0)
     except UsageError as error:
         print(_one_line(error), file=sys.stderr)
+        return 2
+    except MissingExtra as error:  # an optional dependency a command needs: one line naming the extra
+        print(f"{PROG}{command}: {_one_line(error)}", file=sys.stderr)
         return 2
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)

@@ -18,6 +18,10 @@ from __future__ import annotations
 import contextlib
 import io
 
+from .._checks import require
+
+FIGURES = "Drawing figures (depthlab's reports and plots)"
+
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -63,8 +67,8 @@ def marker(index: int) -> str:
 @contextlib.contextmanager
 def style():
     """A context in which matplotlib uses the lab's style (and the Agg-friendly defaults)."""
-    import matplotlib
-    from cycler import cycler
+    matplotlib = require("matplotlib", FIGURES)
+    cycler = require("cycler", FIGURES).cycler
 
     with matplotlib.rc_context({**RC, "axes.prop_cycle": cycler(color=PALETTE)}):
         yield
@@ -84,7 +88,7 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float 
     (Figure, Axes or array of Axes)
         As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed.
     """
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", FIGURES).Figure
 
     with style():
         fig = Figure(figsize=(width, height), layout=layout)
@@ -115,7 +119,7 @@ def decorate(ax, *, title: str | None = None, xlabel: str | None = None, ylabel:
 
 def integer_ticks(ax, axis: str = "x"):
     """Ticks at whole numbers only (layers, steps)."""
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = require("matplotlib.ticker", FIGURES).MaxNLocator
 
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     return ax
@@ -143,7 +147,7 @@ def measured_and_theory(ax, x, measured, theory=None, *, theory_x=None, label: s
 
 def theory_legend_handles(measured_label: str = "measured", theory_label: str = "theory"):
     """Two grey legend entries explaining the marker/line convention."""
-    from matplotlib.lines import Line2D
+    Line2D = require("matplotlib.lines", FIGURES).Line2D
 
     return [Line2D([], [], color="#555555", marker="o", linestyle="none", label=measured_label),
             Line2D([], [], color="#555555", linestyle="-", label=theory_label)]
@@ -156,7 +160,7 @@ def heatmap(ax, x, y, z, *, log: bool = False, cmap: str = "viridis", colorbar_l
     ``log`` uses a logarithmic colour scale; ``center`` a diverging one around that value
     (e.g. χ₁ = 1 separating order from chaos).
     """
-    from matplotlib import colors
+    colors = require("matplotlib.colors", FIGURES)
 
     norm = None
     if log:
@@ -185,7 +189,7 @@ def note(ax, text: str, *, loc: str = "upper left", fontsize: float = 8.0):
 def render(fig, dpi: int = DPI):
     """Draw ``fig`` once with Agg and return its pixels, an (H, W, 4) uint8 array."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", FIGURES).FigureCanvasAgg
 
     with style():
         fig.set_dpi(dpi)

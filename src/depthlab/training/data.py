@@ -20,7 +20,6 @@ replacement, one permutation per epoch, as 003 describes SGD).
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import random
 import warnings
@@ -31,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _files
-from .._checks import check_positive_int, check_real, resolve_dtype, resolve_rng
+from .._checks import require, check_positive_int, check_real, resolve_dtype, resolve_rng
 
 Array = np.ndarray
 
@@ -53,15 +52,6 @@ class Dataset(NamedTuple):
     y_test: Array
 
 
-def _require(module: str, extra: str = "data", package: str | None = None):
-    """Import an optional dependency, or explain which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"This feature needs the optional package '{package or module.partition('.')[0]}', "
-            f"which could not be imported ({error}). Install it with: pip install 'depthlab[{extra}]'"
-        ) from error
 
 
 # ----------------------------------------------------------------------------- synthetic tasks
@@ -259,7 +249,7 @@ def _generate_mnist1d(seed: int) -> dict[str, Array]:
     ``mnist1d.data.make_dataset`` seeds NumPy's and Python's global generators; their states
     are saved and restored so the caller's global randomness is untouched.
     """
-    package = _require("mnist1d")
+    package = require("mnist1d", "The MNIST-1D data set (depthlab.data.mnist1d)")
     args = package.data.get_dataset_args()
     args.seed = seed
     numpy_state, python_state = np.random.get_state(), random.getstate()
@@ -359,7 +349,7 @@ def digits(test_fraction: float = 0.25, rng=0, dtype=np.float64) -> Dataset:
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[Array, Array]:
     """scikit-learn's digits as read-only arrays, parsed once per process (it reads a CSV)."""
-    bunch = _require("sklearn.datasets", package="scikit-learn").load_digits()
+    bunch = require("sklearn.datasets", "The digits data set (scikit-learn's load_digits)").load_digits()
     pixels, labels = np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
     pixels.flags.writeable = labels.flags.writeable = False
     return pixels, labels

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from .._checks import optional
+
 
 # ----------------------------------------------------------------------------- progress output
 
@@ -117,12 +119,9 @@ def progress_display(verbose: int, epochs: int, steps: int):
     if verbose == 0:
         return None
     if verbose == 1:
-        try:
-            from tqdm import tqdm
-        except ImportError:  # the optional 'lab' extra is missing: fall back to lines
-            tqdm = None
-        if tqdm is not None:
-            return ProgressBar(tqdm, epochs, steps)
+        package = optional("tqdm")  # the optional 'lab' extra; without it, lines
+        if package is not None:
+            return ProgressBar(package.tqdm, epochs, steps)
     return EpochLines(epochs, steps)
 
 

@@ -106,9 +106,9 @@ def statistics(values: np.ndarray) -> dict:
 
 
 def _histogram(ax, values: np.ndarray, bins: int, activation: str, color: str):
-    from matplotlib.ticker import MaxNLocator
-
     from .. import plots
+
+    MaxNLocator = plots.require("matplotlib.ticker", plots.FIGURES).MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))

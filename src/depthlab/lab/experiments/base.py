@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import _files
+from ..._checks import optional, require
 from ...training.display import DeferredInterrupt
 from . import get as _get_module
 from . import names as _names
@@ -103,10 +104,10 @@ def no_progress(iterable=None, *, desc: str | None = None, total: int | None = N
 
 def tqdm_progress(iterable=None, *, desc: str | None = None, total: int | None = None, **options):
     """A tqdm bar on stderr that appears only when the loop lasts longer than two seconds."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the 'lab' extra is missing: run silently
+    package = optional("tqdm")
+    if package is None:  # the 'lab' extra is missing: run silently
         return no_progress(iterable, desc=desc, total=total)
+    tqdm = package.tqdm
     settings = {"file": sys.stderr, "delay": 2.0, "leave": False, "dynamic_ncols": True,
                 "disable": None, **options}   # disable=None: no bar when stderr is not a terminal
     return tqdm(iterable, desc=desc, total=total, **settings)
@@ -534,12 +535,11 @@ def one_blas_thread():
     2 cores, the whole tour took 66 s with one thread and 175 s with two. Parallelism across
     runs comes from :func:`depthlab.sweep`'s worker processes instead.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an optional speed-up; without it the defaults stay
+    package = optional("threadpoolctl")
+    if package is None:  # an optional speed-up; without it the defaults stay
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with package.threadpool_limits(limits=1, user_api="blas"):
         yield
 
 
@@ -578,6 +578,7 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     """
     module = _module(name)
     config = make_config(module, overrides, seed, quick)
+    _require_figures()
     out = prepare_out_dir(DEFAULT_OUT / module.NAME if out_dir is None else out_dir)
     progress = _resolve_progress(progress)
     start = time.perf_counter()
@@ -592,6 +593,13 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
                                  progress=progress)
     return result
+
+
+def _require_figures() -> None:
+    """Reports are made of figures: without matplotlib, say so before computing anything."""
+    from .. import plots
+
+    require("matplotlib.figure", plots.FIGURES)
 
 
 @dataclass
@@ -662,6 +670,7 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
     names = list(TOUR if names is None else names)
     for name in names:  # before the folder is made: a typo leaves nothing behind
         _module_path_exists(name)
+    _require_figures()
     out = prepare_out_dir(DEFAULT_OUT if out_dir is None else out_dir)
     started = time.perf_counter()
     entries = []

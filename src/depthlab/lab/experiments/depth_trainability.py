@@ -151,7 +151,7 @@ HUGE = 100.0   # losses above this (σ² = 1's ~1e20) are drawn as markers on th
 def _figure(config, curves, norms):
     from .. import plots
 
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = plots.require("matplotlib.ticker", plots.FIGURES).MaxNLocator
 
     fig, axes = plots.figure(1, 3, width=15.0, height=4.6)
     shown = [v for c in curves.values() for v in c.loss if np.isfinite(v) and v <= HUGE]

@@ -196,7 +196,9 @@ def _depth_figure(config, rows, counts):
 
 def _region_colours(ids: np.ndarray, seed: int) -> np.ndarray:
     """An RGB image (H, W, 3): each region a colour, region edges dark."""
-    from matplotlib import colormaps
+    from .. import plots
+
+    colormaps = plots.require("matplotlib", plots.FIGURES).colormaps
 
     palette = np.concatenate([colormaps["tab20"](np.arange(20))[:, :3], colormaps["tab20b"](np.arange(20))[:, :3]])
     shuffle = np.random.default_rng(seed).permutation(ids.max() + 1)
