@@ -198,6 +198,10 @@ CASES = [
      r"Invalid learning rate: -2.0 .*param_groups\[1\]"),
     ("params replaced by an array", step_after(set_group("params", np.ones(3))), TypeError,
      r"\['params'\] must stay a list of Parameters"),
+    ("an array appended to params", step_after(lambda o: o.param_groups[0]["params"].append(np.ones(3))), TypeError,
+     r"param_groups\[0\]\['params'\]\[4\] is an ndarray of shape \(3,\).*checked at step 2"),
+    ("a parameter appended twice", step_after(lambda o: o.param_groups[0]["params"].append(o.param_groups[0]["params"][0])),
+     ValueError, r"appears more than once"),
     ("a valid change is used", a_valid_change_is_used, None, None),
     # schedules
     ("ExponentialLR gamma 1e300", schedule(lambda o: dl.optim.ExponentialLR(o, gamma=1e300), 3), ValueError,
@@ -216,6 +220,15 @@ CASES = [
     ("lr NaN before plateau step", lambda: (lambda o: (o.param_groups[0].__setitem__("lr", float("nan")),
                                                        dl.optim.ReduceLROnPlateau(o).step(1.0)))(
         dl.optim.SGD(net().parameters(), lr=0.1)), ValueError, r"ReduceLROnPlateau.step\(\): param_groups\[0\]\['lr'\] is nan"),
+    ("T_max changed to 0", schedule(lambda o: dl.optim.CosineAnnealingLR(o, T_max=5), 2,
+                                    lambda o, s: setattr(s, "T_max", 0)), ValueError,
+     r"CosineAnnealingLR\(T_max=0, eta_min=0.0\) cannot compute the rate at step 1 .*changed after construction"),
+    ("gamma changed to a string", schedule(lambda o: dl.optim.ExponentialLR(o, gamma=0.5), 2,
+                                           lambda o, s: setattr(s, "gamma", "x")), TypeError,
+     r"ExponentialLR\(gamma='x'\) cannot compute the rate"),
+    ("total_iters changed to a string", schedule(lambda o: dl.optim.LinearLR(o), 2,
+                                                 lambda o, s: setattr(s, "total_iters", "5")),
+     TypeError, r"LinearLR\(.*total_iters='5'\) cannot compute the rate at step 1"),
     # layers with nothing in them
     ("from_arrays zero rows", lambda: dl.Linear.from_arrays(np.ones((0, 3))), ValueError,
      r"weight has shape \(0, 3\): a layer needs at least one output"),
@@ -241,6 +254,8 @@ CASES = [
      ValueError, r"label 1.0000001192092896 at index 0 is not an integer \(a float32 label must be a whole number"),
     ("finite 1e300 target in float32", lambda: dl.fit(net("float32"), np.ones((4, 2)), np.full((4, 1), 1e300), verbose=0),
      ValueError, r"target holds 1e\+300 at index \(0, 0\), which overflows float32 \(largest 3.403e\+38\)"),
+    ("finite 1e300 input to a float32 network", lambda: net("float32")(np.full((2, 2), 1e300)), ValueError,
+     r"^x holds 1e\+300 at index \(0, 0\), which overflows float32"),
     ("NaN network handed to fit", fit_nan_network, dl.TrainingDiverged,
      r"^fit cannot train this network: its parameter weights\[1\] \(layer 1\) held NaN or Inf before fit took its first step"),
 ]

@@ -361,3 +361,31 @@ def test_the_atomic_writer_replaces_only_on_success(tmp_path, mode, content):
     with _files.atomic_writer(path, mode) as file:
         file.write(content)
     assert path.read_bytes() == (content.encode() if isinstance(content, str) else content)
+
+
+def fifo(tmp_path):
+    path = tmp_path / "pipe.npz"
+    os.mkfifo(path)
+    return path
+
+
+MORE_PATHS = [  # id, action(tmp_path), exception, pattern — special files and long names
+    ("load a FIFO (would block)", lambda p: dl.load(fifo(p)), ValueError, r"pipe\.npz' is not a regular file"),
+    ("save onto a FIFO", lambda p: network().save(fifo(p)), ValueError, r"is not a regular file"),
+    ("save inside a file", lambda p: (p / "plain").write_text("x") and network().save(p / "plain" / "net"),
+     NotADirectoryError, r"'.*plain' is a file, so .* cannot be made inside it"),
+]
+
+
+@pytest.mark.parametrize("action, error, pattern", [c[1:] for c in MORE_PATHS], ids=[c[0] for c in MORE_PATHS])
+def test_special_paths(tmp_path, action, error, pattern):
+    with pytest.raises(error, match=pattern):
+        action(tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_name_as_long_as_the_system_allows_still_saves(tmp_path):
+    """The temporary file's name must fit wherever the target's does (255 bytes on Linux)."""
+    name = "n" * (255 - len(".npz")) + ".npz"
+    path = network().save(tmp_path / name)
+    assert path.name == name and dl.load(path).get_weights()[0].shape == (3, 2)

@@ -73,13 +73,6 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}.")
     if finite and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
-        where = tuple(int(i) for i in bad)
-        typed = np.asarray(x)[where] if np.ndim(x) == array.ndim else None
-        if typed is not None and np.asarray(typed).dtype.kind in "fiu" and np.isfinite(typed):
-            raise ValueError(
-                f"{name} holds {typed.item()!r} at index {where}, which overflows {array.dtype} "
-                f"(largest {np.finfo(array.dtype).max:.4g}). Rescale the data, or use dtype='float64'."
-            )
         raise ValueError(
             f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}). "
             "Clean or impute the data before passing it."
@@ -120,8 +113,17 @@ def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
     target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
     if target not in (np.float64, np.float32):
         target = np.dtype(np.float64)
-    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: as_float_array says which
-        return np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: said below
+        converted = np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    if kind in "fiu" and array.dtype.itemsize > target.itemsize and not np.isfinite(converted).all():
+        overflowed = np.isinf(converted) & np.isfinite(array)
+        if overflowed.any():
+            where = tuple(int(i) for i in np.argwhere(overflowed)[0])
+            raise ValueError(
+                f"{name} holds {array[where].item()!r} at index {where}, which overflows {target} "
+                f"(largest {np.finfo(target).max:.4g}). Rescale the data, or use dtype='float64'."
+            )
+    return converted
 
 
 def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = True,

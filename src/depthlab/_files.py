@@ -65,7 +65,8 @@ def atomic_writer(path, mode: str = "wb", *, encoding: str | None = None):
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}.")
     target = _target(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX + target.name + ".",
+    # the name is shortened so that the temporary name fits wherever the target's name does
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{TEMPORARY_PREFIX}{target.name[:80]}.",
                                          suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(handle, mode, **({"encoding": encoding or "utf-8", "newline": ""} if mode == "w" else {})) \

@@ -60,9 +60,13 @@ def _as_path(path, verb: str) -> str:
 
 
 def _refuse_folder(text: str, verb: str) -> None:
+    """Refuse a folder, and a special file (a FIFO or device would block or be replaced)."""
     if os.path.isdir(text):
         raise IsADirectoryError(f"{verb}(): {text!r} is a folder, not a network file; "
                                 f"give a file name inside it, e.g. {os.path.join(text, 'net.npz')!r}.")
+    if os.path.exists(text) and not os.path.isfile(text):
+        raise ValueError(f"{verb}(): {text!r} is not a regular file (a pipe, socket or device); "
+                         "give the name of a network file.")
 
 
 def save_path(path) -> Path:
@@ -73,6 +77,9 @@ def save_path(path) -> Path:
         text += SUFFIX
         _refuse_folder(text, "save")
     folder = os.path.dirname(text) or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"save(): {folder!r} is a file, so {text!r} cannot be made inside it; "
+                                 "choose another folder.")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save(): the folder {folder!r} does not exist; create it first "
                                 f"(os.makedirs({folder!r}, exist_ok=True)).")

@@ -268,7 +268,8 @@ class Optimizer:
         differ (by identity, then equality) from those last checked: a step with unchanged
         settings pays one tuple comparison per group (about a microsecond).
         """
-        values = tuple(group.items())
+        params = group.get("params")
+        values = (tuple(group.items()), len(params) if isinstance(params, list) else None)
         seen = self._checked.get(id(group))
         try:
             if seen is not None and seen[0] is group and seen[1] == values:
@@ -277,8 +278,12 @@ class Optimizer:
             pass
         where = f"param_groups[{index}], changed after construction, at step {self._steps + 1}"
         self._check_keys(group, where)
-        if not isinstance(group.get("params"), list):
-            raise TypeError(f"{where}['params'] must stay a list of Parameters, got {_describe(group.get('params'))}.")
+        if not isinstance(params, list):
+            raise TypeError(f"{where}['params'] must stay a list of Parameters, got {_describe(params)}.")
+        try:
+            _parameter_list(params, f"param_groups[{index}]['params']")
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{error} (changed after construction; checked at step {self._steps + 1})") from None
         missing = [name for name in self.defaults if name not in group]
         if missing:
             raise ValueError(f"{where} lacks {', '.join(map(repr, missing))}; a group needs every hyperparameter of "

@@ -85,9 +85,14 @@ class LRScheduler:
         self._step_count += 1
         self.last_epoch += 1
         try:
-            lrs = self._next_lrs()
+            try:
+                lrs = self._next_lrs()
+            except (TypeError, ArithmeticError) as error:  # a setting changed to one it cannot use
+                kind = TypeError if isinstance(error, TypeError) else ValueError
+                raise kind(f"{self._settings()} cannot compute the rate at step {self.last_epoch} (last_epoch): "
+                           f"{error}. Was one of its settings changed after construction?") from None
             self._check_next_lrs(lrs)
-        except ValueError:
+        except (ValueError, TypeError):
             self._step_count -= 1
             self.last_epoch -= 1
             raise
