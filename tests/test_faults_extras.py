@@ -204,3 +204,22 @@ def test_the_table_of_extras_matches_pyproject():
 def test_the_blocker_really_blocks(tmp_path):
     outcome = run_group(tmp_path, ("scipy",), {"scipy": "import scipy.special"})["scipy"]
     assert outcome[0] == "raised" and "No module named 'scipy'" in outcome[2]
+
+
+def test_a_sweep_point_names_the_missing_extra(tmp_path):
+    """Worker processes start from the main script, so the blocker is a script here (guarded main)."""
+    script = tmp_path / "no_extras.py"
+    script.write_text(BLOCKER.replace('set(sys.argv[1].split(","))', repr(set(ALL_EXTRAS)))
+                      .replace("del sys.argv[1]", "") + textwrap.dedent("""
+        if __name__ == "__main__":
+            from depthlab.lab.cli import main
+            sys.exit(main(sys.argv[1:]))
+    """))
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, str(script), "sweep", "gradcheck", "--quick",
+                           "--grid", "seed=0", "--workers", "1", "--out", "r.jsonl", "--no-progress"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    record = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])
+    assert record["status"] == "failed"
+    assert re.match(rf"MissingExtra: Drawing figures .*{LAB}$", record["error"]), record["error"]
