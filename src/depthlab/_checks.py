@@ -1,8 +1,10 @@
-"""Input checks shared by every module: arrays, dtypes, random generators, names.
+"""Input checks shared by every module: arrays, dtypes, random generators, names, extras.
 
 Every message names the argument, says what was expected and what came, and hints at
-the fix. These helpers raise ``TypeError`` for the wrong kind of thing and ``ValueError``
-for the right kind with the wrong value.
+the fix. These helpers raise ``TypeError`` for the wrong kind of thing (including a masked
+array whose mask would be ignored, and complex values) and ``ValueError`` for the right kind
+with the wrong value (NaN/Inf, or a finite value that overflows float32). :func:`require`
+imports an optional dependency or raises :class:`MissingExtra` naming the extra to install.
 """
 from __future__ import annotations
 

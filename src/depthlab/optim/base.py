@@ -266,7 +266,8 @@ class Optimizer:
         between steps; a NaN, negative or non-numeric value would turn every weight into NaN
         at the next step. The check runs at the point of use, but only when the group's values
         differ (by identity, then equality) from those last checked: a step with unchanged
-        settings pays one tuple comparison per group (about a microsecond).
+        settings pays one tuple comparison per group (a few microseconds at most, against the
+        hundreds a step of a small network takes).
         """
         params = group.get("params")
         values = (tuple(group.items()), len(params) if isinstance(params, list) else None)

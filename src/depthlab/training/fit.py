@@ -40,8 +40,9 @@ be undone). Callbacks' ``on_train_end`` is not called after a divergence.
 **Ctrl-C.** In the main thread, a first Ctrl-C lets the current step finish and ends
 training cleanly; so does a ``KeyboardInterrupt`` raised by a callback. ``fit`` then returns
 the history of the completed epochs with ``history.interrupted = True`` and
-``history.message`` (printed on stderr unless ``verbose=0``); the interrupted epoch is not recorded (unless the Ctrl-C came during its last batch: it is then
-completed, validated and recorded). The weights are those after the last completed step
+``history.message`` (printed on stderr unless ``verbose=0``); the interrupted epoch is not
+recorded (unless the Ctrl-C came during its last batch: it is then completed, validated and
+recorded). The weights are those after the last completed step
 (unless a callback such as ``EarlyStopping(restore_best_weights=True)`` restores others in
 ``on_train_end``, which runs as after any end of training). A second Ctrl-C interrupts at
 once, possibly in the middle of an optimizer step. Code that calls ``fit`` and goes on must
