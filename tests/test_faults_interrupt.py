@@ -135,7 +135,7 @@ def test_the_sigint_handler_is_restored_after_fit():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_an_experiment_stops_instead_of_reading_a_short_history(monkeypatch):
+def test_an_experiment_stops_instead_of_reading_a_short_history(monkeypatch, tmp_path):
     """fit-1d once read history['loss'] of an interrupted fit: KeyError 'loss'."""
     from depthlab.lab.experiments import fit_1d
 
@@ -145,7 +145,8 @@ def test_an_experiment_stops_instead_of_reading_a_short_history(monkeypatch):
         return real(*args, **{**kwds, "callbacks": [At(raise_interrupt, step=2)]})
     monkeypatch.setattr(fit_1d, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
-        base.run_experiment("fit-1d", quick=True, out_dir=None, progress=False)
+        base.run_experiment("fit-1d", quick=True, out_dir=tmp_path / "fit-1d", progress=False)
+    assert list((tmp_path / "fit-1d").iterdir()) == []          # nothing written for the interrupted run
 
 
 # ----------------------------------------------------------------------------- the command line
