@@ -389,3 +389,47 @@ def test_a_name_as_long_as_the_system_allows_still_saves(tmp_path):
     name = "n" * (255 - len(".npz")) + ".npz"
     path = network().save(tmp_path / name)
     assert path.name == name and dl.load(path).get_weights()[0].shape == (3, 2)
+
+
+def test_a_full_disk_during_depthlab_run_is_one_line(tmp_path, monkeypatch, capsys):
+    """The experiment ran; writing its report failed: exit 2, one line, the earlier report kept."""
+    from depthlab.lab.cli import main
+
+    out = tmp_path / "gc"
+    out.mkdir()
+    (out / "report.html").write_text("<html>earlier</html>")
+
+    def disk_full(descriptor):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(_files.os, "fsync", disk_full)
+    assert main(["run", "gradcheck", "--quick", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "cannot write the report into" in err and "No space left on device" in err
+    assert (out / "report.html").read_text() == "<html>earlier</html>" and leftovers(out) == []
+
+
+def test_concurrent_saves_to_one_file_never_mix(tmp_path):
+    """Four threads saving different networks to one path: the file is always one of them, whole."""
+    import threading
+
+    nets = [network(seed) for seed in range(4)]
+    path = tmp_path / "shared.npz"
+    nets[0].save(path)
+    errors = []
+
+    def save_many(net):
+        try:
+            for _ in range(15):
+                net.save(path)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+    threads = [threading.Thread(target=save_many, args=(net,)) for net in nets]
+    for thread in threads:
+        thread.start()
+    for _ in range(30):                       # read while they write
+        loaded = dl.load(path).get_weights()[0]
+        assert any(np.array_equal(loaded, net.get_weights()[0]) for net in nets)
+    for thread in threads:
+        thread.join()
+    assert errors == [] and leftovers(tmp_path) == []

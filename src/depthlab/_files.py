@@ -65,6 +65,8 @@ def atomic_writer(path, mode: str = "wb", *, encoding: str | None = None):
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}.")
     target = _target(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(2, f"cannot write {target.name!r}: its folder does not exist", str(target.parent))
     # the name is shortened so that the temporary name fits wherever the target's name does
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{TEMPORARY_PREFIX}{target.name[:80]}.",
                                          suffix=TEMPORARY_SUFFIX)

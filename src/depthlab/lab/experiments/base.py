@@ -573,8 +573,10 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     Raises
     ------
     ConfigError
-        Unknown experiment, bad overrides or seed, unusable output folder. Anything the
-        experiment itself raises propagates unchanged.
+        Unknown experiment, bad overrides or seed, unusable output folder, or (as
+        :class:`OutputError`) a report that could not be written (e.g. a full disk), each file
+        left as it was or replaced whole. Anything the experiment itself raises propagates
+        unchanged.
     """
     module = _module(name)
     config = make_config(module, overrides, seed, quick)
@@ -590,8 +592,12 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     if not result.config:
         result.config = dataclasses.asdict(config)
     result.out_dir = out
-    result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
-                                 progress=progress)
+    try:
+        result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
+                                     progress=progress)
+    except OSError as error:  # a full disk, a folder removed meanwhile: the user's to fix, not a crash
+        raise OutputError(f"cannot write the report into {str(out)!r}: {error.strerror or error}; no file there "
+                          "was left half-written (each is the previous one or the new one)") from None
     return result
 
 
