@@ -154,6 +154,12 @@ def regions_of_numbers():
     assert dl.count_linear_regions(one_input, -5, 5) == expected
 
 
+def early_stopping(setting, value):
+    callback = dl.EarlyStopping(monitor="loss")
+    setattr(callback, setting, value)
+    dl.fit(net(), np.ones((8, 2)), np.ones((8, 1)), epochs=3, verbose=0, callbacks=[callback])
+
+
 def fit_nan_network():
     network = net()
     network.linears[1].weight.data[0, 2] = np.nan
@@ -229,6 +235,12 @@ CASES = [
     ("total_iters changed to a string", schedule(lambda o: dl.optim.LinearLR(o), 2,
                                                  lambda o, s: setattr(s, "total_iters", "5")),
      TypeError, r"LinearLR\(.*total_iters='5'\) cannot compute the rate at step 1"),
+    # callbacks: checked again when each fit begins
+    ("EarlyStopping.patience = -1", lambda: early_stopping("patience", -1), ValueError, r"^patience must be >= 0, got -1"),
+    ("EarlyStopping.patience = '3'", lambda: early_stopping("patience", "3"), TypeError, r"patience must be an int, got str '3'"),
+    ("EarlyStopping.min_delta = nan", lambda: early_stopping("min_delta", float("nan")), ValueError,
+     r"min_delta must be finite, got nan"),
+    ("EarlyStopping.mode = 'maxx'", lambda: early_stopping("mode", "maxx"), ValueError, r"mode must be 'auto', 'min' or 'max', got 'maxx'"),
     # layers with nothing in them
     ("from_arrays zero rows", lambda: dl.Linear.from_arrays(np.ones((0, 3))), ValueError,
      r"weight has shape \(0, 3\): a layer needs at least one output"),

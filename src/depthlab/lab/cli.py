@@ -169,7 +169,7 @@ def _report(args) -> int:
         finding = entry.finding if len(entry.finding) <= 90 else entry.finding[:89] + "…"
         status = f"ok   {entry.seconds:5.1f} s  {finding}" if entry.ok else f"FAILED  {entry.error}"
         print(f"[{position:>2}/{total}] {entry.name:<22} {status}", flush=True)
-        if error is not None and not isinstance(error, MissingExtra):  # its line says it all
+        if error is not None and not isinstance(error, (MissingExtra, base.ConfigError)):  # its line says it all
             traceback.print_exception(error, file=sys.stderr)
 
     try:
