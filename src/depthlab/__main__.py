@@ -1,6 +1,9 @@
 """``python -m depthlab``: the same as the ``depthlab`` command."""
 import sys
 
-from .lab.cli import main
+try:
+    from .lab.cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python is still importing: stop as the command does
+    sys.exit(130)
 
 sys.exit(main())

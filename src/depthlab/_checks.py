@@ -1,12 +1,15 @@
-"""Input checks shared by every module: arrays, dtypes, random generators, names.
+"""Input checks shared by every module: arrays, dtypes, random generators, names, extras.
 
 Every message names the argument, says what was expected and what came, and hints at
-the fix. These helpers raise ``TypeError`` for the wrong kind of thing and ``ValueError``
-for the right kind with the wrong value.
+the fix. These helpers raise ``TypeError`` for the wrong kind of thing (including a masked
+array whose mask would be ignored, and complex values) and ``ValueError`` for the right kind
+with the wrong value (NaN/Inf, or a finite value that overflows float32). :func:`require`
+imports an optional dependency or raises :class:`MissingExtra` naming the extra to install.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 import numbers
 from collections.abc import Iterable, Mapping
 
@@ -55,6 +58,8 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
     Integers and booleans are converted to ``dtype`` (float64 when None); object, string
     and complex arrays are refused; NaN/Inf are refused when ``finite``.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        x = unmasked(x, name)
     if (type(x) is np.ndarray and not copy and x.dtype in FLOATING
             and (dtype is None or x.dtype == dtype)):
         array = x  # the common case on hot paths: nothing to convert
@@ -80,9 +85,28 @@ def as_float_array(x, name: str, *, dtype=None, ndim: int | None = None,
 FLOATING = (np.dtype(np.float64), np.dtype(np.float32))
 
 
+def unmasked(x: np.ma.MaskedArray, name: str) -> np.ndarray:
+    """The data of a masked array with nothing masked; a mask that hides entries is refused."""
+    mask = np.ma.getmaskarray(x)
+    if mask.any():
+        first = tuple(int(i) for i in np.argwhere(mask)[0])
+        raise TypeError(
+            f"{name} is a masked array with {int(mask.sum())} masked entr{'y' if mask.sum() == 1 else 'ies'} "
+            f"(first at index {first}); depthlab does not read masks, so they would be silently ignored. "
+            "Pass array.filled(value) to fill them, or array.compressed() to drop them (1-D), "
+            "or select the unmasked rows yourself."
+        )
+    return np.ma.getdata(x)
+
+
 def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
     """``array`` as float64/float32 (``dtype``, else its own float type, else float64)."""
     kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(
+            f"{name} must hold real numbers, got complex values (dtype {array.dtype}); the imaginary part "
+            "would be lost. Pass x.real if it is zero, or np.abs(x) for magnitudes."
+        )
     if kind not in "fiub":
         raise TypeError(
             f"{name} must hold real numbers, got an array of dtype {array.dtype}. "
@@ -91,7 +115,17 @@ def _converted(array: np.ndarray, name: str, dtype, copy: bool) -> np.ndarray:
     target = np.dtype(dtype) if dtype is not None else (array.dtype if kind == "f" else np.dtype(np.float64))
     if target not in (np.float64, np.float32):
         target = np.dtype(np.float64)
-    return np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: said below
+        converted = np.array(array, dtype=target, copy=True) if copy else np.asarray(array, dtype=target)
+    if kind in "fiu" and array.dtype.itemsize > target.itemsize and not np.isfinite(converted).all():
+        overflowed = np.isinf(converted) & np.isfinite(array)
+        if overflowed.any():
+            where = tuple(int(i) for i in np.argwhere(overflowed)[0])
+            raise ValueError(
+                f"{name} holds {array[where].item()!r} at index {where}, which overflows {target} "
+                f"(largest {np.finfo(target).max:.4g}). Rescale the data, or use dtype='float64'."
+            )
+    return converted
 
 
 def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = True,
@@ -171,3 +205,59 @@ def as_list(value, length: int, name: str) -> list:
 
 def is_iterable(value) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
+
+
+# ----------------------------------------------------------------------------- optional extras
+
+# module imported -> (the package pip installs, the depthlab extra that brings it)
+EXTRAS = {
+    "matplotlib": ("matplotlib", "lab"),
+    "cycler": ("matplotlib", "lab"),
+    "tqdm": ("tqdm", "lab"),
+    "threadpoolctl": ("threadpoolctl", "lab"),
+    "sklearn": ("scikit-learn", "data"),
+    "mnist1d": ("mnist1d", "data"),
+    "torch": ("torch", "torch"),
+    "dask": ("dask[distributed]", "dask"),
+    "distributed": ("dask[distributed]", "dask"),
+}
+
+
+class MissingExtra(ModuleNotFoundError):
+    """An optional dependency is not installed; the message names the extra that installs it.
+
+    Attributes: ``name`` (the module), ``package`` (what pip installs), ``extra`` and ``feature``.
+    """
+
+    def __init__(self, message: str, *, name: str, package: str, extra: str, feature: str):
+        super().__init__(message, name=name)
+        self.package, self.extra, self.feature = package, extra, feature
+
+
+def require(module: str, feature: str):
+    """Import the optional ``module`` for ``feature``, or raise :class:`MissingExtra`.
+
+    >>> Figure = require("matplotlib.figure", "figures").Figure     # doctest: +SKIP
+
+    The message says what needs it and how to install it, e.g. "Drawing figures uses
+    matplotlib, which is not installed. Install the 'lab' extra: pip install 'depthlab[lab]'".
+    """
+    top = module.partition(".")[0]
+    package, extra = EXTRAS[top]
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        found = "is not installed" if isinstance(error, ModuleNotFoundError) and error.name == top \
+            else f"cannot be imported ({error})"
+        raise MissingExtra(f"{feature} uses {package}, which {found}. "
+                           f"Install the '{extra}' extra: pip install 'depthlab[{extra}]'",
+                           name=top, package=package, extra=extra, feature=feature) from None
+
+
+def optional(module: str):
+    """The optional ``module`` if it can be imported, else None (for features that fall back:
+    progress bars become lines, BLAS threads stay at their defaults)."""
+    try:
+        return require(module, "")
+    except MissingExtra:
+        return None

@@ -10,7 +10,8 @@
 Subcommands live in one table, :data:`COMMANDS` (name -> :class:`Command`); adding one is
 adding an entry. A user's mistake (unknown experiment, bad ``--set`` key or value, an
 unusable output folder) ends with exit code 2 and one line on stderr, never a traceback; a
-crash inside an experiment is reported as such (exit code 1).
+crash inside an experiment is reported as such (exit code 1). Ctrl-C stops any command with
+exit code 130 and one line on stderr; every file written before it stays whole.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import __version__
+from .._checks import MissingExtra
 
 PROG = "depthlab"
 
@@ -136,6 +138,8 @@ def _run(args) -> int:
                                      out_dir=args.out, progress=not args.no_progress)
     except base.ConfigError as error:
         raise UsageError(f"{PROG} run: {error}") from None
+    except MissingExtra as error:
+        raise UsageError(f"{PROG} run: experiment {module.NAME}: {error}") from None
     except MemoryError as error:
         raise UsageError(f"{PROG} run: the sizes given need more memory than this machine has ({_one_line(error)}); "
                          "use smaller values") from None
@@ -166,7 +170,7 @@ def _report(args) -> int:
         finding = entry.finding if len(entry.finding) <= 90 else entry.finding[:89] + "…"
         status = f"ok   {entry.seconds:5.1f} s  {finding}" if entry.ok else f"FAILED  {entry.error}"
         print(f"[{position:>2}/{total}] {entry.name:<22} {status}", flush=True)
-        if error is not None:
+        if error is not None and not isinstance(error, (MissingExtra, base.ConfigError)):  # its line says it all
             traceback.print_exception(error, file=sys.stderr)
 
     try:
@@ -347,17 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 an experiment failed, 2 a usage error)."""
+    """Run the command line; returns the exit code (0 ok, 1 an experiment failed, 2 a usage error,
+    130 Ctrl-C)."""
+    command = ""
     try:
         args = build_parser().parse_args(argv)
+        command = f" {args.command}"
         return int(_resolve(args.handler)(args) or 0)
     except UsageError as error:
         print(_one_line(error), file=sys.stderr)
         return 2
+    except MissingExtra as error:  # an optional dependency a command needs: one line naming the extra
+        print(f"{PROG}{command}: {_one_line(error)}", file=sys.stderr)
+        return 2
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: files are written atomically, so what is on disk is whole
+        print(f"{PROG}{command}: interrupted (Ctrl-C); files written before it are kept, none is half-written",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `depthlab list | head`
         return 0

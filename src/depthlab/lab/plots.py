@@ -18,6 +18,10 @@ from __future__ import annotations
 import contextlib
 import io
 
+from .._checks import require
+
+FIGURES = "Drawing figures (depthlab's reports and plots)"
+
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -61,20 +65,15 @@ def marker(index: int) -> str:
 
 
 def require_matplotlib():
-    """The ``matplotlib`` module, or an ImportError that says how to install it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("drawing figures needs matplotlib, which is not installed: "
-                          "pip install 'depthlab[lab]' (or pip install matplotlib).") from None
-    return matplotlib
+    """The ``matplotlib`` module, or an error that names the extra to install."""
+    return require("matplotlib", FIGURES)
 
 
 @contextlib.contextmanager
 def style():
     """A context in which matplotlib uses the lab's style (and the Agg-friendly defaults)."""
-    matplotlib = require_matplotlib()
-    from cycler import cycler
+    matplotlib = require("matplotlib", FIGURES)
+    cycler = require("cycler", FIGURES).cycler
 
     with matplotlib.rc_context({**RC, "axes.prop_cycle": cycler(color=PALETTE)}):
         yield
@@ -95,7 +94,7 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float 
         As ``pyplot.subplots``; no pyplot state is involved, so no ``close`` is needed. The
         figure is a :class:`~depthlab.lab._figure.LabFigure`, which Jupyter displays as a PNG.
     """
-    require_matplotlib()
+    require("matplotlib.figure", FIGURES)
     from ._figure import LabFigure
 
     with style():
@@ -127,7 +126,7 @@ def decorate(ax, *, title: str | None = None, xlabel: str | None = None, ylabel:
 
 def integer_ticks(ax, axis: str = "x"):
     """Ticks at whole numbers only (layers, steps)."""
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = require("matplotlib.ticker", FIGURES).MaxNLocator
 
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     return ax
@@ -155,7 +154,7 @@ def measured_and_theory(ax, x, measured, theory=None, *, theory_x=None, label: s
 
 def theory_legend_handles(measured_label: str = "measured", theory_label: str = "theory"):
     """Two grey legend entries explaining the marker/line convention."""
-    from matplotlib.lines import Line2D
+    Line2D = require("matplotlib.lines", FIGURES).Line2D
 
     return [Line2D([], [], color="#555555", marker="o", linestyle="none", label=measured_label),
             Line2D([], [], color="#555555", linestyle="-", label=theory_label)]
@@ -168,7 +167,7 @@ def heatmap(ax, x, y, z, *, log: bool = False, cmap: str = "viridis", colorbar_l
     ``log`` uses a logarithmic colour scale; ``center`` a diverging one around that value
     (e.g. χ₁ = 1 separating order from chaos).
     """
-    from matplotlib import colors
+    colors = require("matplotlib.colors", FIGURES)
 
     norm = None
     if log:
@@ -197,7 +196,7 @@ def note(ax, text: str, *, loc: str = "upper left", fontsize: float = 8.0):
 def render(fig, dpi: int = DPI):
     """Draw ``fig`` once with Agg and return its pixels, an (H, W, 4) uint8 array."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", FIGURES).FigureCanvasAgg
 
     with style():
         fig.set_dpi(dpi)
@@ -227,7 +226,7 @@ def png_bytes(fig, dpi: int = DPI) -> bytes:
 
 
 def save(fig, path, dpi: int = DPI) -> None:
-    """Write :func:`png_bytes` of ``fig`` to ``path``."""
-    from pathlib import Path
+    """Write :func:`png_bytes` of ``fig`` to ``path`` atomically (a failed write keeps the old file)."""
+    from .. import _files
 
-    Path(path).write_bytes(png_bytes(fig, dpi))
+    _files.write_bytes(path, png_bytes(fig, dpi))

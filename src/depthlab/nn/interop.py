@@ -8,16 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as _activations
+from .._checks import require
 from .layers import ActivationLayer, Linear
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError("PyTorch interop needs torch: pip install 'depthlab[torch]' "
-                          "(torch==2.13.0, the CPU build).") from None
-    return torch
+    return require("torch", "PyTorch interop (to_torch, from_torch)")
 
 
 def _torch_module(nn, activation: _activations.Activation):

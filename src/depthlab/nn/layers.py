@@ -77,9 +77,12 @@ class Linear(Layer):
         weight = as_float_array(weight, name, dtype=dtype, copy=True)
         if weight.ndim != 2:
             raise ValueError(f"{name} must be 2-D (D_out, D_in), got shape {weight.shape}.")
+        if 0 in weight.shape:
+            raise ValueError(f"{name} has shape {weight.shape}: a layer needs at least one output (row) and one "
+                             "input (column).")
         if bias is None:
             bias = np.zeros(weight.shape[0], dtype=weight.dtype)
-        bias_name = name.replace("weight", "bias") if "weight" in name else "bias"
+        bias_name = name.replace("weights", "biases").replace("weight", "bias") if "weight" in name else "bias"
         bias = as_float_array(bias, bias_name, dtype=weight.dtype, copy=True)
         if bias.ndim == 2 and bias.shape[1] == 1:
             bias = bias[:, 0].copy()

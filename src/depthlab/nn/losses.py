@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 
 from .._fast.buffers import ones
-from .._checks import FLOATING, as_batch, as_float_array, lookup
+from .._checks import FLOATING, as_batch, as_float_array, lookup, unmasked
 
 Array = np.ndarray
 
@@ -89,7 +89,8 @@ def _unit_interval_target(target, output: Array, loss: str, hint: str) -> Array:
 
 def _class_target(target, output: Array, loss: str) -> Array:
     """Integer labels ``(N,)`` (as intp) or class probabilities ``(N, C)`` (as output's dtype)."""
-    raw = target if isinstance(target, np.ndarray) else np.asarray(target)
+    raw = target if type(target) is np.ndarray else np.asarray(unmasked(target, f"{loss} target")
+                                                             if isinstance(target, np.ma.MaskedArray) else target)
     n, classes = output.shape
     if raw.dtype == np.intp and raw.shape == (n,) and np.maximum.reduce(raw.view(np.uintp)) < classes:
         return raw  # the training step's case, in one pass: viewed as unsigned, a negative label is huge
@@ -109,9 +110,9 @@ def _class_target(target, output: Array, loss: str) -> Array:
         if fractional.any():
             i = _first_bad(fractional)[0]
             raise ValueError(
-                f"{loss}: target label {raw[i]:g} at index {i} is not an integer; labels must be "
-                f"integers in [0, {classes - 1}]. Pass class probabilities as an array of shape "
-                f"{output.shape} instead."
+                f"{loss}: target label {raw[i].item()!r} at index {i} is not an integer (a {raw.dtype} label "
+                f"must be a whole number in [0, {classes - 1}]). Round them if they carry rounding "
+                f"errors (np.rint(y).astype(int)), or pass class probabilities of shape {output.shape}."
             )
     elif raw.dtype.kind not in "iub":
         raise TypeError(

@@ -24,7 +24,7 @@ from .._fast.flat import pack
 from .engine import PLANS, Engine
 from .layer import Layer
 from .layers import ActivationLayer, Linear
-from .parameter import Parameter
+from .parameter import Parameter, new_values
 
 
 class NonFiniteError(FloatingPointError):
@@ -311,14 +311,10 @@ class Sequential(Layer):
         return [p.data.copy() for p in self.parameters()]
 
     def set_weights(self, arrays) -> None:
-        """Copy arrays into the parameters in place (shapes must match ``get_weights``)."""
+        """Copy arrays into the parameters in place (shapes must match ``get_weights``); all are
+        checked first (see :func:`depthlab.nn.parameter.new_values`), so a refused call changes nothing."""
         params = self.parameters()
-        if len(arrays) != len(params):
-            raise ValueError(f"set_weights needs {len(params)} arrays, got {len(arrays)}.")
-        for p, a in zip(params, arrays):
-            a = np.asarray(a)
-            if a.shape != p.shape:
-                raise ValueError(f"set_weights: {p.name} has shape {p.shape}, got an array of shape {a.shape}.")
+        for p, a in zip(params, new_values(arrays, params)):
             p.data[...] = a
 
     def copy(self) -> "Sequential":
@@ -536,10 +532,11 @@ class Sequential(Layer):
         return np.ascontiguousarray(grad.reshape(d_out, n, x.shape[1]).transpose(1, 0, 2))
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write the architecture and weights to an ``.npz`` file (exact round trip)."""
+    def save(self, path):
+        """Write the architecture and weights to an ``.npz`` file atomically (exact round trip);
+        returns the path written (see :func:`depthlab.nn.serialization.save`)."""
         from .serialization import save
-        save(self, path)
+        return save(self, path)
 
     def summary(self):
         """The table of layers: output shape, activation, initialization, parameters, dtype (HTML in Jupyter)."""

@@ -64,3 +64,48 @@ class Parameter:
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
         return f"Parameter({label}shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def new_values(arrays, params: list[Parameter], owner: str = "set_weights") -> list[np.ndarray]:
+    """Check ``arrays`` as new values for ``params`` (Keras's ``set_weights``); returns them as arrays.
+
+    Parameters
+    ----------
+    arrays : iterable of array_like
+        One array per parameter, in order ([Ω_0, β_0, Ω_1, β_1, ...]); a list, a tuple or any
+        iterable (a generator is read once).
+    params : list of Parameter
+        The parameters they replace; each array must have its parameter's shape.
+    owner : str
+        The calling method, for messages.
+
+    Returns
+    -------
+    list of np.ndarray
+        In each parameter's dtype (float64 values written into a float32 network are rounded,
+        as ``Parameter.data[...] = a`` would). Nothing is written: the caller copies the values
+        only after every array passed, so a refused call changes no parameter.
+
+    Raises
+    ------
+    TypeError
+        Not an iterable of arrays (a dict, a single array, a string), or an array of complex,
+        object or string values, or a masked array with masked entries.
+    ValueError
+        The wrong number of arrays, a shape that differs from the parameter's, NaN or Inf.
+    """
+    if isinstance(arrays, np.ndarray) or isinstance(arrays, (str, bytes, dict)) or not hasattr(arrays, "__iter__"):
+        kind = f"an ndarray of shape {arrays.shape}" if isinstance(arrays, np.ndarray) else type(arrays).__name__
+        raise TypeError(f"{owner} needs a list of {len(params)} arrays [Ω_0, β_0, Ω_1, β_1, ...] "
+                        f"(as get_weights returns), got {kind}.")
+    arrays = list(arrays)
+    if len(arrays) != len(params):
+        raise ValueError(f"{owner} needs {len(params)} arrays (one per parameter: "
+                         f"{', '.join(p.name for p in params)}), got {len(arrays)}.")
+    checked = []
+    for param, array in zip(params, arrays):
+        value = as_float_array(array, f"{owner}: {param.name}", dtype=param.data.dtype)
+        if value.shape != param.shape:
+            raise ValueError(f"{owner}: {param.name} has shape {param.shape}, got an array of shape {value.shape}.")
+        checked.append(value)
+    return checked

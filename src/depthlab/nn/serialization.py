@@ -1,23 +1,42 @@
 """Save and load networks as ``.npz`` files: the architecture as JSON beside the arrays.
 
 The file holds ``__depthlab__`` (a JSON header: format version, dtype, layer list) and one
-array per parameter (``weights_0``, ``biases_0``, ...). Loading never unpickles anything,
-and it checks the header against the arrays, so a corrupted or foreign file is refused
-with a message instead of giving a silently wrong network. The round trip is exact.
+array per parameter (``weights_0``, ``biases_0``, ...). The round trip is exact.
+
+Saving never destroys the last good file: the archive is written to a temporary file in the
+same folder, synced and renamed over the target (see :mod:`depthlab._files`), so a save that
+fails half-way (a full disk, Ctrl-C) leaves the previous file as it was. A network holding
+NaN or Inf (the state after a divergence) is refused before anything is written: such a file
+could not be loaded, since a depthlab network never holds non-finite weights.
+
+Loading never unpickles anything and checks the header against the arrays: a truncated,
+foreign or inconsistent file (a dtype other than float64/float32, an unknown activation or
+layer type, no layers, shapes that do not chain, arrays the header does not declare) is
+refused with a ``ValueError`` that names the file, instead of giving a silently wrong network.
+
+Paths: like NumPy's ``savez``, ``save("ckpt")`` writes ``ckpt.npz``, and ``load("ckpt")``
+finds it (it reads ``ckpt`` itself when that file exists). A path that is a folder is refused.
 """
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 
+from .. import _files
 from . import activations as _activations
 from .layers import ActivationLayer, Linear
 
 FORMAT = "depthlab.network"
-VERSION = 1
+VERSION = 1            # files written by depthlab 0.1.0 are version 1 too
+SUFFIX = ".npz"
+DTYPES = ("float64", "float32")
+HEADER = "__depthlab__"
 
 
 def _describe(net) -> dict:
@@ -31,77 +50,227 @@ def _describe(net) -> dict:
     return {"format": FORMAT, "version": VERSION, "dtype": str(net.dtype), "layers": layers}
 
 
-def save(net, path) -> None:
-    """Write ``net`` to ``path`` (``.npz``; the suffix is added by NumPy if missing)."""
+def _as_path(path, verb: str) -> str:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{verb}() needs a file path (str or os.PathLike), got {type(path).__name__} {path!r}.")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{verb}() needs a file name, got {text!r}; e.g. 'checkpoints/net.npz'.")
+    return text
+
+
+def _refuse_folder(text: str, verb: str) -> None:
+    """Refuse a folder, and a special file (a FIFO or device would block or be replaced)."""
+    if os.path.isdir(text):
+        raise IsADirectoryError(f"{verb}(): {text!r} is a folder, not a network file; "
+                                f"give a file name inside it, e.g. {os.path.join(text, 'net.npz')!r}.")
+    if os.path.exists(text) and not os.path.isfile(text):
+        raise ValueError(f"{verb}(): {text!r} is not a regular file (a pipe, socket or device); "
+                         "give the name of a network file.")
+
+
+def save_path(path) -> Path:
+    """Where :func:`save` writes ``path``: ``.npz`` appended when missing (as ``np.savez`` does)."""
+    text = _as_path(path, "save")
+    _refuse_folder(text, "save")
+    if not text.endswith(SUFFIX):
+        text += SUFFIX
+        _refuse_folder(text, "save")
+    folder = os.path.dirname(text) or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"save(): {folder!r} is a file, so {text!r} cannot be made inside it; "
+                                 "choose another folder.")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save(): the folder {folder!r} does not exist; create it first "
+                                f"(os.makedirs({folder!r}, exist_ok=True)).")
+    return Path(text)
+
+
+def _check_finite(net) -> None:
+    for k, linear in enumerate(net.linears):
+        for parameter in linear.parameters():
+            values = parameter.data
+            if not np.isfinite(values).all():
+                count = int(values.size - np.isfinite(values).sum())
+                first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+                raise ValueError(
+                    f"save(): {parameter.name} (Linear layer {k}) holds {count} NaN/Inf value(s) (first at index "
+                    f"{first}), so the network cannot be saved: a depthlab network file holds finite weights "
+                    "only. Nothing was written; an earlier checkpoint is unchanged. Save before training "
+                    "diverges (e.g. from a callback), or lower the learning rate and train again."
+                )
+
+
+def save(net, path) -> Path:
+    """Write ``net`` to ``path`` atomically and return the path written.
+
+    Parameters
+    ----------
+    net : Sequential
+    path : str or os.PathLike
+        A file name; ``.npz`` is appended when missing. Its folder must exist.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (``path`` with the ``.npz`` suffix).
+
+    Raises
+    ------
+    ValueError
+        The network holds NaN or Inf (nothing is written).
+    IsADirectoryError, FileNotFoundError
+        ``path`` is a folder, or its folder does not exist.
+    OSError
+        The write failed (e.g. a full disk); the previous file at ``path`` is unchanged.
+    """
     from .model import Sequential
 
     if not isinstance(net, Sequential):
         raise TypeError(f"save() needs a depthlab Sequential network, got {type(net).__name__}.")
+    target = save_path(path)
+    _check_finite(net)
     arrays = {}
     for k, linear in enumerate(net.linears):
         arrays[f"weights_{k}"] = linear.weight.data
         arrays[f"biases_{k}"] = linear.bias.data
     header = np.frombuffer(json.dumps(_describe(net)).encode(), dtype=np.uint8)
-    np.savez(os.fspath(path), __depthlab__=header, **arrays)
+    with _files.atomic_writer(target, "wb") as file:
+        np.savez(file, **{HEADER: header}, **arrays)
+    return target
 
 
-def _corrupt(path, why: str) -> ValueError:
-    return ValueError(f"{os.fspath(path)!r} is not a valid depthlab network file: {why}. "
-                      "Files are written by net.save(path).")
+# ----------------------------------------------------------------------------- loading
+
+class _Refused(ValueError):
+    """A file that is not a valid depthlab network (the message names the file)."""
+
+
+def _corrupt(path, why: str) -> _Refused:
+    return _Refused(f"{os.fspath(path)!r} is not a valid depthlab network file: {why}. "
+                    "Files are written by net.save(path).")
+
+
+def load_path(path) -> str:
+    """The file :func:`load` reads for ``path``: ``path`` itself, else ``path + ".npz"``."""
+    text = _as_path(path, "load")
+    _refuse_folder(text, "load")
+    if os.path.exists(text):
+        return text
+    if not text.endswith(SUFFIX) and os.path.isfile(text + SUFFIX):
+        return text + SUFFIX
+    tried = f"{text!r}" + ("" if text.endswith(SUFFIX) else f" or {text + SUFFIX!r}")
+    raise FileNotFoundError(f"load(): no network file at {tried}.")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _read_header(archive, path) -> dict:
+    raw = archive[HEADER]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _corrupt(path, f"its header is a {raw.dtype} array of shape {raw.shape}, not JSON text")
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise _corrupt(path, f"its header is unreadable ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _corrupt(path, "its header does not describe a depthlab network")
+    version = header.get("version")
+    if isinstance(version, bool) or version != VERSION:
+        raise _corrupt(path, f"format version {version!r} is not supported (this depthlab reads version {VERSION})")
+    if header.get("dtype") not in DTYPES:
+        raise _corrupt(path, f"its header declares dtype {header.get('dtype')!r}; a network is float64 or float32")
+    layers = header.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise _corrupt(path, f"its header lists no layers (got {layers!r})")
+    return header
+
+
+def _linear(archive, spec: dict, k: int, dtype: np.dtype, path) -> Linear:
+    out_features, in_features = spec.get("out_features"), spec.get("in_features")
+    if not (_positive_int(out_features) and _positive_int(in_features)):
+        raise _corrupt(path, f"Linear layer {k} declares in_features={in_features!r}, out_features={out_features!r}; "
+                             "both must be positive ints")
+    weight, bias = archive[f"weights_{k}"], archive[f"biases_{k}"]
+    expected = (out_features, in_features)
+    if weight.shape != expected or bias.shape != expected[:1]:
+        raise _corrupt(path, f"Linear layer {k} declares weight shape {expected} but stores "
+                             f"{weight.shape} and bias {bias.shape}")
+    if weight.dtype != dtype or bias.dtype != dtype:
+        raise _corrupt(path, f"Linear layer {k} stores {weight.dtype}/{bias.dtype} arrays in a {dtype} network")
+    for name, values in (("weight", weight), ("bias", bias)):
+        if not np.isfinite(values).all():
+            raise _corrupt(path, f"Linear layer {k}'s {name} holds NaN or Inf")
+    return Linear.from_arrays(weight, bias, dtype=dtype)
+
+
+def _activation(spec: dict, position: int, path) -> ActivationLayer:
+    try:
+        return ActivationLayer(_activations.get(spec.get("activation")))
+    except (ValueError, TypeError) as error:
+        raise _corrupt(path, f"layer {position} has an activation depthlab cannot build "
+                             f"({spec.get('activation')!r}: {' '.join(str(error).split())})") from None
+
+
+def _build(archive, header: dict, path):
+    from .model import Sequential
+
+    dtype = np.dtype(header["dtype"])
+    layers, k = [], 0
+    for position, spec in enumerate(header["layers"]):
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "linear":
+            layers.append(_linear(archive, spec, k, dtype, path))
+            k += 1
+        elif kind == "activation":
+            layers.append(_activation(spec, position, path))
+        else:
+            raise _corrupt(path, f"layer {position} has unknown type {kind if kind is not None else spec!r}")
+    declared = {HEADER} | {f"{name}_{i}" for i in range(k) for name in ("weights", "biases")}
+    extra = sorted(set(archive.files) - declared)
+    if extra:
+        raise _corrupt(path, f"it stores arrays its header does not declare: {', '.join(extra)}")
+    try:
+        return Sequential(layers)
+    except (ValueError, TypeError) as error:
+        raise _corrupt(path, f"its layers do not form a network ({' '.join(str(error).split())})") from None
 
 
 def load(path):
-    """Read a network written by :func:`save` / ``net.save``.
+    """Read a network written by :func:`save` / ``net.save`` (any depthlab since 0.1.0).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; ``path + ".npz"`` is tried when ``path`` does not exist (as ``save`` writes it).
 
     Raises
     ------
     FileNotFoundError
-        No such file.
+        No such file (the message names what was tried).
+    IsADirectoryError
+        ``path`` is a folder.
     ValueError
-        The file is not an .npz archive, lacks the depthlab header, or its arrays do not
-        match the architecture it declares.
+        The file is not an .npz archive, lacks the depthlab header, or its header and
+        arrays disagree (the message names the file and what is wrong).
     """
-    from .model import Sequential
-
-    if not os.path.exists(os.fspath(path)):
-        raise FileNotFoundError(f"no network file at {os.fspath(path)!r}.")
+    path = load_path(path)
     try:
-        archive = np.load(os.fspath(path), allow_pickle=False)
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise _corrupt(path, f"it cannot be read as .npz ({error})") from None
+        raise _corrupt(path, f"it cannot be read as .npz ({' '.join(str(error).split())})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise _corrupt(path, "it holds a single array, not an .npz archive")
     with archive:
         try:
-            if "__depthlab__" not in archive.files:
-                raise _corrupt(path, "it has no '__depthlab__' header (a foreign .npz file?)")
-            try:
-                header = json.loads(archive["__depthlab__"].tobytes().decode())
-            except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
-                raise _corrupt(path, f"its header is unreadable ({error})") from None
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise _corrupt(path, "its header does not describe a depthlab network")
-            if header.get("version") != VERSION:
-                raise _corrupt(path, f"format version {header.get('version')!r} is not supported "
-                                     f"(this depthlab reads version {VERSION})")
-            dtype = np.dtype(header["dtype"])
-            layers, k = [], 0
-            for spec in header["layers"]:
-                if spec["type"] == "linear":
-                    weight = archive[f"weights_{k}"]
-                    bias = archive[f"biases_{k}"]
-                    expected = (spec["out_features"], spec["in_features"])
-                    if weight.shape != expected or bias.shape != expected[:1]:
-                        raise _corrupt(path, f"layer {k} declares weight shape {expected} but stores "
-                                             f"{weight.shape} and bias {bias.shape}")
-                    if weight.dtype != dtype or bias.dtype != dtype:
-                        raise _corrupt(path, f"layer {k} stores {weight.dtype} arrays in a {dtype} network")
-                    layers.append(Linear.from_arrays(weight, bias, dtype=dtype))
-                    k += 1
-                elif spec["type"] == "activation":
-                    layers.append(ActivationLayer(_activations.get(spec["activation"])))
-                else:
-                    raise _corrupt(path, f"unknown layer type {spec['type']!r}")
-        except (KeyError, TypeError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise _corrupt(path, f"it is incomplete or damaged ({type(error).__name__}: {error})") from None
-    return Sequential(layers)
+            if HEADER not in archive.files:
+                raise _corrupt(path, f"it has no {HEADER!r} header (a foreign .npz file?)")
+            return _build(archive, _read_header(archive, path), path)
+        except _Refused:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                MemoryError) as error:
+            raise _corrupt(path, f"it is incomplete or damaged ({type(error).__name__}: "
+                                 f"{' '.join(str(error).split())})") from None

@@ -249,6 +249,50 @@ class Optimizer:
     def _check_group(self, group: Mapping) -> None:
         """Checks that involve several hyperparameters (none by default)."""
 
+    def _check_keys(self, group: Mapping, where: str) -> None:
+        valid = set(self.defaults) | set(EXTRA_GROUP_KEYS) | {"params"}
+        for key in group:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), sorted(self.defaults), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"{where} has an unknown key {key!r} for {type(self).__name__}. "
+                    f"Valid hyperparameters: {', '.join(self.defaults)}.{hint}"
+                )
+
+    def _check_changed(self, index: int, group: dict) -> None:
+        """Check group ``index`` again when any of its values changed since it was last checked.
+
+        A schedule, a callback or the user may write ``group["lr"]`` (or any hyperparameter)
+        between steps; a NaN, negative or non-numeric value would turn every weight into NaN
+        at the next step. The check runs at the point of use, but only when the group's values
+        differ (by identity, then equality) from those last checked: a step with unchanged
+        settings pays one tuple comparison per group (a few microseconds at most, against the
+        hundreds a step of a small network takes).
+        """
+        params = group.get("params")
+        values = (tuple(group.items()), len(params) if isinstance(params, list) else None)
+        seen = self._checked.get(id(group))
+        try:
+            if seen is not None and seen[0] is group and seen[1] == values:
+                return
+        except (ValueError, TypeError):  # e.g. an array put where a number belongs: check it
+            pass
+        where = f"param_groups[{index}], changed after construction, at step {self._steps + 1}"
+        self._check_keys(group, where)
+        if not isinstance(params, list):
+            raise TypeError(f"{where}['params'] must stay a list of Parameters, got {_describe(params)}.")
+        try:
+            parameter_list(params, f"param_groups[{index}]['params']")
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{error} (changed after construction; checked at step {self._steps + 1})") from None
+        missing = [name for name in self.defaults if name not in group]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(map(repr, missing))}; a group needs every hyperparameter of "
+                             f"{type(self).__name__} ({', '.join(self.defaults)}).")
+        self._check_hyperparameters({k: v for k, v in group.items() if k != "params"}, where)
+        self._checked[id(group)] = (group, values)
+
     def add_param_group(self, param_group: Mapping) -> None:
         """Add a group ``{"params": [...], <hyperparameter>: value, ...}``.
 
@@ -265,15 +309,7 @@ class Optimizer:
         index = len(self.param_groups)
         group = dict(param_group)
         group["params"] = parameter_list(group["params"], f"param_groups[{index}]['params']")
-        valid = set(self.defaults) | set(EXTRA_GROUP_KEYS) | {"params"}
-        for key in group:
-            if key not in valid:
-                close = difflib.get_close_matches(str(key), sorted(self.defaults), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"param_groups[{index}] has an unknown key {key!r} for {type(self).__name__}. "
-                    f"Valid hyperparameters: {', '.join(self.defaults)}.{hint}"
-                )
+        self._check_keys(group, f"param_groups[{index}]")
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         params = group.pop("params")
@@ -300,6 +336,9 @@ class Optimizer:
         """
         loss = closure() if closure is not None else None
         states, memory, init_state, ndarray = self.state, self._known, self.init_state, np.ndarray
+        for index, group in enumerate(self.param_groups):
+            self._check_changed(index, group)
+        self._steps += 1
         for group in self.param_groups:
             update, hyper = self._rule(group)
             if update is not self.update and self._flat_step(group, update, hyper):
@@ -366,12 +405,14 @@ class Optimizer:
         self._workspaces: dict[tuple, defaultdict] = {}
         self._scalars: dict[int, tuple] = {}  # id(group) -> (group, values read, Scalars or None)
         self._flat: dict[int, tuple] = {}  # id(group) -> (group, its FlatGroup)
+        self._checked: dict[int, tuple] = {}  # id(group) -> (group, its values when last checked)
+        self._steps = getattr(self, "_steps", 0)  # step() calls, for messages
         self._fast_rule = FAST_RULES.get(self.update)
 
     def __getstate__(self) -> dict:
         # copies and pickles start without the caches (the workspaces hold closures)
         return {key: value for key, value in self.__dict__.items()
-                if key not in ("_known", "_workspaces", "_scalars", "_flat", "_fast_rule")}
+                if key not in ("_known", "_workspaces", "_scalars", "_flat", "_fast_rule", "_checked")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

@@ -72,12 +72,60 @@ class LRScheduler:
         return self._current_lrs()
 
     def step(self) -> None:
-        """Advance one epoch and write the new rates into the optimizer's groups."""
+        """Advance one epoch and write the new rates into the optimizer's groups.
+
+        Raises
+        ------
+        ValueError
+            A rate this schedule computes is not a finite number >= 0 (e.g. ``ExponentialLR``
+            with a huge ``gamma`` overflows to inf): the message names the schedule, its step and
+            the group; the optimizer keeps its previous rates and the schedule its step count.
+        """
+        self._check_current_lrs()
         self._step_count += 1
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self._next_lrs(), strict=True):
+        try:
+            try:
+                lrs = self._next_lrs()
+            except (TypeError, ArithmeticError) as error:  # a setting changed to one it cannot use
+                kind = TypeError if isinstance(error, TypeError) else ValueError
+                raise kind(f"{self._settings()} cannot compute the rate at step {self.last_epoch} (last_epoch): "
+                           f"{error}. Was one of its settings changed after construction?") from None
+            self._check_next_lrs(lrs)
+        except (ValueError, TypeError):
+            self._step_count -= 1
+            self.last_epoch -= 1
+            raise
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         self._last_lr = self._current_lrs()
+
+    def _check_current_lrs(self) -> None:
+        """The rates a schedule reads must be numbers (a user may have written a group's "lr")."""
+        for index, group in enumerate(self.optimizer.param_groups):
+            lr = group.get("lr")
+            if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (numbers.Real, np.floating, np.integer)):
+                raise TypeError(f"{type(self).__name__}.step(): param_groups[{index}]['lr'] is {lr!r}, not a number; "
+                                "set it to a learning rate before stepping the schedule.")
+            if not (math.isfinite(lr) and lr >= 0):
+                raise ValueError(f"{type(self).__name__}.step(): param_groups[{index}]['lr'] is {lr!r}, not a finite "
+                                 "number >= 0; set it to a learning rate before stepping the schedule.")
+
+    def _settings(self) -> str:
+        """``ExponentialLR(gamma=1e+300)``: the schedule with its own settings, for messages."""
+        own = {key: value for key, value in vars(self).items()
+               if not key.startswith("_") and key not in ("optimizer", "base_lrs", "last_epoch")}
+        return f"{type(self).__name__}({', '.join(f'{key}={value!r}' for key, value in own.items())})"
+
+    def _check_next_lrs(self, lrs) -> None:
+        for index, lr in enumerate(lrs):
+            if not (math.isfinite(lr) and lr >= 0):
+                current = ", ".join(f"{group['lr']:g}" for group in self.optimizer.param_groups)
+                raise ValueError(
+                    f"{self._settings()} at step {self.last_epoch} (last_epoch) computes a learning rate of {lr!r} for "
+                    f"param_groups[{index}], not a finite number >= 0; the rates stay {current}. Choose settings "
+                    "that keep the rate finite (e.g. gamma <= 1 for a decay)."
+                )
 
     def get_last_lr(self) -> list[float]:
         """The rates of the last ``step``, one per parameter group."""
@@ -294,6 +342,7 @@ class ReduceLROnPlateau(LRScheduler):
     def step(self, metric) -> None:
         """Record this epoch's ``metric`` and reduce the rates if it has stalled."""
         current = _metric(metric)
+        self._check_current_lrs()
         self.last_epoch += 1
         if self._is_better(current):
             self.best = current

@@ -57,11 +57,14 @@ def _check_piecewise_linear(net, caller: str) -> None:
 
 def _as_point(value, name: str, features: int, dtype) -> np.ndarray:
     point = as_float_array(value, name, dtype=np.float64)
+    if point.ndim == 0 and features == 1:   # a plain number for a network of one input
+        point = point.reshape(1)
     if point.ndim == 2 and point.shape[0] == 1:
         point = point[0]
     if point.shape != (features,):
+        got = f"the number {value!r}" if point.ndim == 0 else f"shape {point.shape}"
         raise ValueError(f"{name} must be one input point of shape ({features},) (the network's "
-                         f"in_features), got shape {point.shape}.")
+                         f"in_features), got {got}.")
     return point
 
 
@@ -139,7 +142,8 @@ def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, e
         Every activation must be piecewise linear (identity, relu, leaky_relu); the output
         activation counts too.
     start, end : array_like, shape (D_0,)
-        The segment's end points in input space (a ``(1, D_0)`` row is accepted).
+        The segment's end points in input space (a ``(1, D_0)`` row is accepted, and a plain
+        number when the network has one input).
     return_breakpoints : bool
         Also return the t ∈ (0, 1) where the pattern changes; the input point is
         ``start + t * (end - start)``.

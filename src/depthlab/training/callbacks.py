@@ -331,20 +331,26 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  mode: str = "auto", restore_best_weights: bool = False, baseline: float | None = None,
                  start_from_epoch: int = 0, verbose: int = 0):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a log name such as 'val_loss', got {type(monitor).__name__}.")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}.")
-        self.monitor = monitor
-        self.min_delta = abs(check_real(min_delta, "min_delta"))
-        self.patience = check_positive_int(patience, "patience", minimum=0)
-        self.start_from_epoch = check_positive_int(start_from_epoch, "start_from_epoch", minimum=0)
-        self.verbose = check_positive_int(verbose, "verbose", minimum=0)
-        self.baseline = None if baseline is None else check_real(baseline, "baseline")
-        self.restore_best_weights = bool(restore_best_weights)
-        self.mode = mode
-        self._resolved_mode = mode if mode != "auto" else _direction(monitor)
+        self.monitor, self.min_delta, self.patience, self.mode = monitor, min_delta, patience, mode
+        self.restore_best_weights, self.baseline = restore_best_weights, baseline
+        self.start_from_epoch, self.verbose = start_from_epoch, verbose
+        self._check_settings()
         self._reset()
+
+    def _check_settings(self):
+        """Checked at construction and again when each ``fit`` begins: a setting changed in
+        between (``callback.patience = -1``) is refused there, not silently misused."""
+        if not isinstance(self.monitor, str):
+            raise TypeError(f"monitor must be a log name such as 'val_loss', got {type(self.monitor).__name__}.")
+        if self.mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {self.mode!r}.")
+        self.min_delta = abs(check_real(self.min_delta, "min_delta"))
+        self.patience = check_positive_int(self.patience, "patience", minimum=0)
+        self.start_from_epoch = check_positive_int(self.start_from_epoch, "start_from_epoch", minimum=0)
+        self.verbose = check_positive_int(self.verbose, "verbose", minimum=0)
+        self.baseline = None if self.baseline is None else check_real(self.baseline, "baseline")
+        self.restore_best_weights = bool(self.restore_best_weights)
+        self._resolved_mode = self.mode if self.mode != "auto" else _direction(self.monitor)
 
     def _reset(self):
         self.wait = 0
@@ -354,6 +360,7 @@ class EarlyStopping(Callback):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
+        self._check_settings()
         self._reset()
         if self._resolved_mode is None:
             self._resolved_mode = _direction(self.monitor, self.state.metrics if self.state else ())

@@ -20,10 +20,8 @@ replacement, one permutation per epoch, as 003 describes SGD).
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import random
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_positive_int, check_real, resolve_dtype, resolve_rng
+from .. import _files
+from .._checks import require, check_positive_int, check_real, resolve_dtype, resolve_rng
 
 Array = np.ndarray
 
@@ -53,15 +52,6 @@ class Dataset(NamedTuple):
     y_test: Array
 
 
-def _require(module: str, extra: str = "data", package: str | None = None):
-    """Import an optional dependency, or explain which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"This feature needs the optional package '{package or module.partition('.')[0]}', "
-            f"which could not be imported ({error}). Install it with: pip install 'depthlab[{extra}]'"
-        ) from error
 
 
 # ----------------------------------------------------------------------------- synthetic tasks
@@ -259,7 +249,7 @@ def _generate_mnist1d(seed: int) -> dict[str, Array]:
     ``mnist1d.data.make_dataset`` seeds NumPy's and Python's global generators; their states
     are saved and restored so the caller's global randomness is untouched.
     """
-    package = _require("mnist1d")
+    package = require("mnist1d", "The MNIST-1D data set (depthlab.data.mnist1d)")
     args = package.data.get_dataset_args()
     args.seed = seed
     numpy_state, python_state = np.random.get_state(), random.getstate()
@@ -288,15 +278,8 @@ def _store(path: Path, arrays: dict[str, Array]) -> None:
     """Write atomically (temporary file, then rename), so parallel runs never see half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.chmod(temporary, 0o644)        # mkstemp makes it private; a cache may be shared
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        with _files.atomic_writer(path, "wb") as file:
+            np.savez(file, **arrays)
     except OSError as error:
         warnings.warn(f"could not cache MNIST-1D at {path} ({error}); it will be generated again next time.",
                       stacklevel=3)
@@ -366,7 +349,7 @@ def digits(test_fraction: float = 0.25, rng=0, dtype=np.float64) -> Dataset:
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[Array, Array]:
     """scikit-learn's digits as read-only arrays, parsed once per process (it reads a CSV)."""
-    bunch = _require("sklearn.datasets", package="scikit-learn").load_digits()
+    bunch = require("sklearn.datasets", "The digits data set (scikit-learn's load_digits)").load_digits()
     pixels, labels = np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
     pixels.flags.writeable = labels.flags.writeable = False
     return pixels, labels

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from .._checks import optional
+
 
 # ----------------------------------------------------------------------------- progress output
 
@@ -117,19 +119,26 @@ def progress_display(verbose: int, epochs: int, steps: int):
     if verbose == 0:
         return None
     if verbose == 1:
-        try:
-            from tqdm import tqdm
-        except ImportError:  # the optional 'lab' extra is missing: fall back to lines
-            tqdm = None
-        if tqdm is not None:
-            return ProgressBar(tqdm, epochs, steps)
+        package = optional("tqdm")  # the optional 'lab' extra; without it, lines
+        if package is not None:
+            return ProgressBar(package.tqdm, epochs, steps)
     return EpochLines(epochs, steps)
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
 
 class DeferredInterrupt:
-    """While active (main thread only), a first Ctrl-C sets ``requested``; a second raises."""
+    """While active (main thread only), a first Ctrl-C sets ``requested``; a second raises.
+
+    The code inside checks ``requested`` at points where stopping leaves a consistent state
+    (``fit``: between steps) and ends there; :meth:`honour` raises the deferred
+    ``KeyboardInterrupt`` after the block. Outside the main thread, or when SIGINT already has
+    a handler other than Python's default, nothing is deferred.
+
+    >>> with DeferredInterrupt() as interrupt:
+    ...     write_every_file()          # Ctrl-C here waits for the files to be written
+    >>> interrupt.honour()
+    """
 
     def __init__(self):
         self.requested = False
@@ -151,3 +160,8 @@ class DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
         return False
+
+    def honour(self) -> None:
+        """Raise the ``KeyboardInterrupt`` a Ctrl-C asked for while the block ran, if any."""
+        if self.requested:
+            raise KeyboardInterrupt

@@ -39,12 +39,15 @@ be undone). Callbacks' ``on_train_end`` is not called after a divergence.
 
 **Ctrl-C.** In the main thread, a first Ctrl-C lets the current step finish and ends
 training cleanly; so does a ``KeyboardInterrupt`` raised by a callback. ``fit`` then returns
-the history of the completed epochs with ``history.interrupted = True`` and a message; the
-interrupted epoch is not recorded (unless the Ctrl-C came during its last batch: it is then
-completed, validated and recorded). The weights are those after the last completed step
+the history of the completed epochs with ``history.interrupted = True`` and
+``history.message`` (printed on stderr unless ``verbose=0``); the interrupted epoch is not
+recorded (unless the Ctrl-C came during its last batch: it is then completed, validated and
+recorded). The weights are those after the last completed step
 (unless a callback such as ``EarlyStopping(restore_best_weights=True)`` restores others in
 ``on_train_end``, which runs as after any end of training). A second Ctrl-C interrupts at
-once, possibly in the middle of an optimizer step.
+once, possibly in the middle of an optimizer step. Code that calls ``fit`` and goes on must
+check ``history.interrupted`` (the history may be empty); depthlab's experiments raise
+``KeyboardInterrupt`` again, so the command stops with exit code 130.
 
 **Stopping.** A callback sets ``state.stop_training = True`` (see
 :mod:`depthlab.training.callbacks`); from a batch hook the epoch ends early and, as in Keras, is
@@ -82,7 +85,8 @@ class TrainingDiverged(NonFiniteError):
     phase : str
         ``"forward"`` (some f_k or h_k became non-finite), ``"loss"`` (the outputs are finite
         but the loss is not), ``"backward"`` (a parameter gradient is non-finite) or
-        ``"update"`` (an earlier optimizer step made the weights themselves non-finite).
+        ``"update"`` (an earlier optimizer step made the weights themselves non-finite) or
+        ``"input"`` (the network held NaN or Inf before ``fit``'s first step).
     layer : int or None
         The layer k where the values first became non-finite (for ``"backward"``, the
         highest k: backpropagation runs from layer K down to 0).
@@ -528,6 +532,12 @@ class _Run:
         state = self.state
         step = state.step
         kept = "The weights are those from before this step."
+        if phase == "update" and step == 0:  # no step of this fit made them: they came in so
+            raise TrainingDiverged(
+                f"fit cannot train this network: its parameter {parameter} (layer {layer}) held NaN or Inf "
+                "before fit took its first step (no update of this run made it). Rebuild the network, "
+                "reload a checkpoint, or set_weights with finite arrays.",
+                epoch=epoch, batch=0, step=0, phase="input", layer=layer, parameter=parameter, history=state.history)
         if phase == "update":  # found one step later: the culprit is the previous step
             batch, step = batch - 1, step - 1
             kept = ("The weights are those after it — an update cannot be undone — so rebuild or reload "
@@ -609,9 +619,9 @@ class _Run:
             f"overall; returning the history of the {len(history.epoch)} completed epoch(s). The weights "
             "are those after the last completed step."
         )
-        if self.progress is not None:
+        if self.progress is not None:  # verbose=0 prints nothing: the caller reads history.interrupted
             self.progress.close()
-        print(history.message, file=sys.stderr)
+            print(history.message, file=sys.stderr)
 
 
 def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size: int | None = 32,

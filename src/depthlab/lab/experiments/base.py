@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import _files
+from ..._checks import optional, require
+from ...training.display import DeferredInterrupt
 from . import get as _get_module
 from . import names as _names
 
@@ -109,10 +112,10 @@ def no_progress(iterable=None, *, desc: str | None = None, total: int | None = N
 
 def tqdm_progress(iterable=None, *, desc: str | None = None, total: int | None = None, **options):
     """A tqdm bar on stderr that appears only when the loop lasts longer than two seconds."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the 'lab' extra is missing: run silently
+    package = optional("tqdm")
+    if package is None:  # the 'lab' extra is missing: run silently
         return no_progress(iterable, desc=desc, total=total)
+    tqdm = package.tqdm
     settings = {"file": sys.stderr, "delay": 2.0, "leave": False, "dynamic_ncols": True,
                 "disable": None, **options}   # disable=None: no bar when stderr is not a terminal
     return tqdm(iterable, desc=desc, total=total, **settings)
@@ -478,25 +481,25 @@ def command_line(name: str, config, quick: bool) -> str:
 
 def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: bool = False,
                   index_href: str | None = None, progress=None) -> dict:
-    """Write ``report.html``, ``metrics.json`` and the figures of ``result`` into ``out_dir``."""
+    """Write ``report.html``, ``metrics.json`` and the figures of ``result`` into ``out_dir``.
+
+    Everything is rendered first and then written, each file atomically (see
+    :mod:`depthlab._files`) and with Ctrl-C held until the last one is written: an earlier
+    report in ``out_dir`` is replaced whole or not at all, never left half-written.
+    """
     from .. import plots, report
 
-    files, pngs = {}, {}
+    contents, pngs = {}, {}
     figures = iterate(progress, list(result.figures.items()), desc=f"{result.name}: drawing figures")
     for index, (name, figure) in enumerate(figures):
         stem = _file_stem(name)
         pixels = plots.render(figure)
-        data = plots.encode_png(pixels)
+        pngs[stem] = plots.encode_png(pixels)
         if index == 0:
             result.thumbnail = plots.encode_png(pixels, max_width=420)
         _close(figure)
-        path = out_dir / f"{stem}.png"
-        path.write_bytes(data)
-        files[stem] = path
-        pngs[stem] = data
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(metrics_json(result.metrics), encoding="utf-8")
-    files["metrics"] = metrics_path
+        contents[stem] = (f"{stem}.png", pngs[stem])
+    contents["metrics"] = ("metrics.json", metrics_json(result.metrics))
     context = {
         "summary_line": getattr(module, "SUMMARY", ""),
         "reproduces": getattr(module, "REPRODUCES", ""),
@@ -508,10 +511,25 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
         "quick": quick,
         "index_href": index_href,
     }
-    html_path = out_dir / "report.html"
-    html_path.write_text(report.render_experiment(result, pngs, context), encoding="utf-8")
-    files["report"] = html_path
+    contents["report"] = ("report.html", report.render_experiment(result, pngs, context))
+    files = {}
+    with DeferredInterrupt() as interrupt:
+        for key, (name, data) in contents.items():
+            write = _files.write_bytes if isinstance(data, bytes) else _files.write_text
+            files[key] = write(out_dir / name, data)
+    interrupt.honour()
     return files
+
+
+def finished(history):
+    """``history`` of a :func:`~depthlab.fit` that ran to its end; after Ctrl-C, ``KeyboardInterrupt``.
+
+    ``fit`` returns the history so far when Ctrl-C stops it (as Keras does), marked
+    ``history.interrupted``; an experiment must stop then, not read a short (or empty) history.
+    """
+    if getattr(history, "interrupted", False):
+        raise KeyboardInterrupt(history.message)
+    return history
 
 
 # ----------------------------------------------------------------------------- running
@@ -525,12 +543,11 @@ def one_blas_thread():
     2 cores, the whole tour took 66 s with one thread and 175 s with two. Parallelism across
     runs comes from :func:`depthlab.sweep`'s worker processes instead.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an optional speed-up; without it the defaults stay
+    package = optional("threadpoolctl")
+    if package is None:  # an optional speed-up; without it the defaults stay
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with package.threadpool_limits(limits=1, user_api="blas"):
         yield
 
 
@@ -564,11 +581,14 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     Raises
     ------
     ConfigError
-        Unknown experiment, bad overrides or seed, unusable output folder. Anything the
-        experiment itself raises propagates unchanged.
+        Unknown experiment, bad overrides or seed, unusable output folder, or (as
+        :class:`OutputError`) a report that could not be written (e.g. a full disk), each file
+        left as it was or replaced whole. Anything the experiment itself raises propagates
+        unchanged.
     """
     module = experiment_module(name)
     config = make_config(module, overrides, seed, quick)
+    _require_figures()
     out = prepare_out_dir(DEFAULT_OUT / module.NAME if out_dir is None else out_dir)
     progress = _resolve_progress(progress)
     start = time.perf_counter()
@@ -580,9 +600,20 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
     if not result.config:
         result.config = dataclasses.asdict(config)
     result.out_dir = out
-    result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
-                                 progress=progress)
+    try:
+        result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
+                                     progress=progress)
+    except OSError as error:  # a full disk, a folder removed meanwhile: the user's to fix, not a crash
+        raise OutputError(f"cannot write the report into {str(out)!r}: {error.strerror or error}; no file there "
+                          "was left half-written (each is the previous one or the new one)") from None
     return result
+
+
+def _require_figures() -> None:
+    """Reports are made of figures: without matplotlib, say so before computing anything."""
+    from .. import plots
+
+    require("matplotlib.figure", plots.FIGURES)
 
 
 @dataclass
@@ -653,6 +684,7 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
     names = list(TOUR if names is None else names)
     for name in names:  # before the folder is made: a typo leaves nothing behind
         _module_path_exists(name)
+    _require_figures()
     out = prepare_out_dir(DEFAULT_OUT if out_dir is None else out_dir)
     started = time.perf_counter()
     entries = []
@@ -685,8 +717,9 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
         "seed": seed,
         "seconds": time.perf_counter() - started,
     }
-    index = out / "index.html"
-    index.write_text(report.render_index(entries, meta), encoding="utf-8")
+    with DeferredInterrupt() as interrupt:
+        index = _files.write_text(out / "index.html", report.render_index(entries, meta))
+    interrupt.honour()
     return Tour(index, entries)
 
 

@@ -101,8 +101,8 @@ def train(net: Sequential, optimizer, data, config: Config, *, progress=None, de
     steps_per_epoch = -(-x.shape[0] // min(config.batch_size, x.shape[0]))
     for epoch in base.iterate(progress, range(config.epochs), desc=desc, total=config.epochs):
         try:
-            history = fit(net, x, y, loss="cross_entropy", optimizer=optimizer, epochs=1,
-                          batch_size=config.batch_size, verbose=0, rng=order)
+            history = base.finished(fit(net, x, y, loss="cross_entropy", optimizer=optimizer, epochs=1,
+                                        batch_size=config.batch_size, verbose=0, rng=order))
         except TrainingDiverged as error:
             return Curve(loss, None, epoch * steps_per_epoch + error.batch, error.phase)
         loss.append(history.history["loss"][-1])
@@ -151,7 +151,7 @@ HUGE = 100.0   # losses above this (σ² = 1's ~1e20) are drawn as markers on th
 def _figure(config, curves, norms):
     from .. import plot, plots
 
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = plots.require("matplotlib.ticker", plots.FIGURES).MaxNLocator
 
     fig, axes = plots.figure(1, 3, width=15.0, height=4.6)
     shown = [v for c in curves.values() for v in c.loss if np.isfinite(v) and v <= HUGE]

@@ -103,8 +103,9 @@ def train_minibatches(net: Sequential, data, config, *, progress=None, desc: str
     samples, train_loss, test_mse, diverged = [], [], [], None
     for epoch in base.iterate(progress, range(config.epochs), desc=desc, total=config.epochs):
         try:
-            history = fit(net, x, y, loss="mse", optimizer=optimizer, epochs=1, batch_size=config.batch_size,
-                          validation_data=(x_test, y_test), lr_scheduler=schedule, verbose=0, rng=order)
+            history = base.finished(fit(net, x, y, loss="mse", optimizer=optimizer, epochs=1,
+                                        batch_size=config.batch_size, validation_data=(x_test, y_test),
+                                        lr_scheduler=schedule, verbose=0, rng=order))
         except TrainingDiverged as error:
             diverged = str(error).split(". ")[0]
             break
@@ -127,8 +128,8 @@ def replay_seed_recipe(net: Sequential, x: np.ndarray, y: np.ndarray, x_test: np
     samples, train_loss, test_mse, diverged = [], [], [], None
     for start, stop in base.iterate(progress, list(zip(bounds[:-1], bounds[1:])), desc=desc, total=checkpoints):
         try:
-            history = fit(net, x[start:stop], y[start:stop], loss="sum_squares", optimizer=optimizer, epochs=1,
-                          batch_size=1, shuffle=False, verbose=0)
+            history = base.finished(fit(net, x[start:stop], y[start:stop], loss="sum_squares", optimizer=optimizer,
+                                        epochs=1, batch_size=1, shuffle=False, verbose=0))
         except TrainingDiverged as error:
             diverged = str(error).split(". ")[0]
             break

@@ -213,7 +213,7 @@ def _forward_figure(config, rules, measured, predicted):
 def _seed_figure(curves):
     from .. import plots
 
-    from matplotlib.lines import Line2D
+    Line2D = plots.require("matplotlib.lines", plots.FIGURES).Line2D
 
     fig, ax = plots.figure(width=6.6, height=4.3)
     for i, ((K, D, sigma2), stds, printed) in enumerate(curves):

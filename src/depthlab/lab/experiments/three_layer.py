@@ -20,6 +20,7 @@ import numpy as np
 from ...nn import losses
 from ...training.data import gaussian_regression
 from ...nn.model import MLP, NonFiniteError, Sequential
+from ..._checks import optional
 from ...optim import SGD
 from . import base
 
@@ -128,9 +129,8 @@ def torch_descend(net: Sequential, x: np.ndarray, y: np.ndarray, lr: float, step
     Returns the loss before each step, or None when torch is not installed. Call it with the
     network *before* depthlab trains it: it copies the initial weights.
     """
-    try:
-        import torch
-    except ImportError:
+    torch = optional("torch")
+    if torch is None:
         return None
     from ...nn.interop import to_torch
 
