@@ -16,7 +16,7 @@ ALLOWED = {
     "optim": {"optim", "nn"},
     "nn": {"nn"},
 }
-SHARED = {"_fast", "_checks", "_html", "_svg"}          # import no part
+SHARED = {"_fast", "_checks", "_files", "_html", "_svg"}   # import no part
 NAMEDTUPLE_API = {"_fields", "_replace", "_asdict", "_make", "_field_defaults"}
 
 
