@@ -194,3 +194,33 @@ def test_eval_without_running_statistics_uses_the_batch_as_pytorch():
     bn = dl.BatchNorm(6, track_running_stats=False).eval()
     tb = torch.nn.BatchNorm1d(6, track_running_stats=False, dtype=torch.float64).eval()
     np.testing.assert_allclose(bn.forward(X, {}), tb(torch.tensor(X)).detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["preact-batch", "postact-layer-scaled", "skipinit-learnable",
+                                  "shortcut-and-dropout-eval"])
+def test_save_and_load_round_trip_keeps_weights_running_statistics_and_modes(name, tmp_path):
+    net = NETWORKS[name]()
+    _perturb_affine(net)
+    with net.mode(True):
+        net.forward(X)                                   # running statistics move
+    net.eval()
+    net.layers[0].train()                                # a mixed mode survives too
+    back = dl.load(net.save(tmp_path / "net"))
+    for (name_a, a), (name_b, b) in zip(net.state_dict().items(), back.state_dict().items()):
+        assert name_a == name_b
+        np.testing.assert_array_equal(a, b)
+    assert [layer.training for layer in back.layers_within()] == [layer.training for layer in net.layers_within()]
+    np.testing.assert_array_equal(back(X), net(X))
+
+
+def test_a_layer_of_another_kind_is_refused_before_anything_is_written(tmp_path):
+    class Twice(dl.Layer):
+        def forward(self, x, cache):
+            return 2 * x
+
+        def backward(self, grad, cache):
+            return 2 * grad
+
+    with pytest.raises(TypeError, match="not Twice; save net.state_dict"):
+        dl.Sequential(dl.Linear(2, 2), Twice()).save(tmp_path / "net")
+    assert not list(tmp_path.iterdir())

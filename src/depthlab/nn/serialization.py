@@ -1,7 +1,11 @@
 """Save and load networks as ``.npz`` files: the architecture as JSON beside the arrays.
 
-The file holds ``__depthlab__`` (a JSON header: format version, dtype, layer list) and one
-array per parameter (``weights_0``, ``biases_0``, ...). The round trip is exact.
+The file holds ``__depthlab__`` (a JSON header: format version, dtype, layer list) and the
+arrays. A plain network of Linear and activation layers is written as format 1 (that of
+0.1.0: one array per parameter, ``weights_0``, ``biases_0``, ...); any other network of
+depthlab's layer kinds (batch and layer norm, dropout, residual blocks, nested Sequentials)
+as format 2: the layers as nested specs with their modes, and every entry of
+``state_dict()`` (parameters and running statistics) under its name. The round trip is exact.
 
 Saving never destroys the last good file: the archive is written to a temporary file in the
 same folder, synced and renamed over the target (see :mod:`depthlab._files`), so a save that
@@ -34,12 +38,100 @@ from .layers import ActivationLayer, Linear
 
 FORMAT = "depthlab.network"
 VERSION = 1            # files written by depthlab 0.1.0 are version 1 too
+VERSIONS = (1, 2)      # 2: any network of depthlab's layer kinds, arrays by state_dict name
 SUFFIX = ".npz"
 DTYPES = ("float64", "float32")
 HEADER = "__depthlab__"
 
 
+def _plain(net) -> bool:
+    return all(type(layer) in (Linear, ActivationLayer) for layer in net.layers) and isinstance(net.layers[0], Linear)
+
+
+def _spec(layer) -> dict:
+    """A layer as JSON (format 2), with its mode."""
+    from .model import Sequential
+    from .normalization import BatchNorm, LayerNorm
+    from .residual import Dropout, Residual
+
+    if type(layer) is Linear:
+        spec = {"type": "linear", "in_features": layer.in_features, "out_features": layer.out_features}
+    elif type(layer) is ActivationLayer:
+        spec = {"type": "activation", "activation": layer.activation.spec()}
+    elif type(layer) is Sequential:
+        spec = {"type": "sequential", "layers": [_spec(child) for child in layer]}
+    elif type(layer) is BatchNorm:
+        spec = {"type": "batchnorm", "num_features": layer.num_features, "eps": layer.eps, "momentum": layer.momentum,
+                "affine": layer.affine, "track_running_stats": layer.track_running_stats}
+    elif type(layer) is LayerNorm:
+        spec = {"type": "layernorm", "num_features": layer.num_features, "eps": layer.eps,
+                "elementwise_affine": layer.elementwise_affine}
+    elif type(layer) is Dropout:
+        spec = {"type": "dropout", "p": layer.p}
+    elif type(layer) is Residual:
+        learnable = not isinstance(layer.scale, float)
+        spec = {"type": "residual", "branch": _spec(layer.branch),
+                "shortcut": None if layer.shortcut is None else _spec(layer.shortcut),
+                "scale": float(layer.scale.data[0]) if learnable else layer.scale, "learnable_scale": learnable}
+    else:
+        raise TypeError(
+            f"save() writes depthlab's own layer kinds (Linear, activations, Sequential, BatchNorm, LayerNorm, Dropout, "
+            f"Residual), not {type(layer).__name__}; save net.state_dict() with np.savez and load it into a new "
+            "network with net.load_state_dict().")
+    spec["training"] = layer.training
+    return spec
+
+
+def _layer(spec, dtype, path, where: str):
+    """The layer a format-2 spec describes (its arrays are loaded afterwards, by name)."""
+    from .model import Sequential
+    from .normalization import BatchNorm, LayerNorm
+    from .residual import Dropout, Residual
+
+    if not isinstance(spec, dict):
+        raise _corrupt(path, f"{where} is {spec!r}, not a layer spec")
+    kind = spec.get("type")
+    builders = {
+        "linear": lambda: Linear(spec["in_features"], spec["out_features"], init="zeros", dtype=dtype),
+        "activation": lambda: ActivationLayer(_activations.get(spec["activation"])),
+        "sequential": lambda: Sequential([_layer(child, dtype, path, f"{where}.{i}")
+                                          for i, child in enumerate(spec["layers"])]),
+        "batchnorm": lambda: BatchNorm(spec["num_features"], spec["eps"], spec["momentum"], spec["affine"],
+                                       spec["track_running_stats"], dtype=dtype),
+        "layernorm": lambda: LayerNorm(spec["num_features"], spec["eps"], spec["elementwise_affine"], dtype=dtype),
+        "dropout": lambda: Dropout(spec["p"]),
+        "residual": lambda: _residual(spec, dtype, path, where),
+    }
+    if kind not in builders:
+        raise _corrupt(path, f"{where} has unknown type {kind!r}")
+    try:
+        layer = builders[kind]()
+    except _Refused:
+        raise
+    except (KeyError, TypeError, ValueError) as error:
+        raise _corrupt(path, f"{where} ({kind}) cannot be built ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())})") from None
+    training = spec.get("training", True)
+    if not isinstance(training, bool):
+        raise _corrupt(path, f"{where} declares training={training!r}; it must be true or false")
+    layer.training = training
+    return layer
+
+
+def _residual(spec: dict, dtype, path, where: str):
+    from .residual import Residual
+
+    branch = _layer(spec["branch"], dtype, path, f"{where}.branch")
+    shortcut = None if spec["shortcut"] is None else _layer(spec["shortcut"], dtype, path, f"{where}.shortcut")
+    block = Residual(*branch, scale=spec["scale"], learnable_scale=spec["learnable_scale"], shortcut=shortcut)
+    block.branch.training = branch.training   # the branch's own mode, not a fresh Sequential's
+    return block
+
+
 def _describe(net) -> dict:
+    if not _plain(net):
+        return {"format": FORMAT, "version": 2, "dtype": str(net.dtype), "training": net.training,
+                "layers": [_spec(layer) for layer in net.layers]}
     layers = []
     for layer in net.layers:
         if isinstance(layer, Linear):
@@ -87,14 +179,16 @@ def save_path(path) -> Path:
 
 
 def _check_finite(net) -> None:
-    for k, linear in enumerate(net.linears):
-        for parameter in linear.parameters():
-            values = parameter.data
-            if not np.isfinite(values).all():
-                count = int(values.size - np.isfinite(values).sum())
-                first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+    top = {id(p): k for k, linear in enumerate(net.linears) for p in linear.parameters()}
+    for name, parameter in net.named_parameters():
+        values = parameter.data
+        if not np.isfinite(values).all():
+            count = int(values.size - np.isfinite(values).sum())
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+            where = f"{parameter.name} (Linear layer {top[id(parameter)]})" if id(parameter) in top else name
+            if True:
                 raise ValueError(
-                    f"save(): {parameter.name} (Linear layer {k}) holds {count} NaN/Inf value(s) (first at index "
+                    f"save(): {where} holds {count} NaN/Inf value(s) (first at index "
                     f"{first}), so the network cannot be saved: a depthlab network file holds finite weights "
                     "only. Nothing was written; an earlier checkpoint is unchanged. Save before training "
                     "diverges (e.g. from a callback), or lower the learning rate and train again."
@@ -130,11 +224,15 @@ def save(net, path) -> Path:
         raise TypeError(f"save() needs a depthlab Sequential network, got {type(net).__name__}.")
     target = save_path(path)
     _check_finite(net)
+    description = _describe(net)  # refuses layers of other kinds before anything is written
     arrays = {}
-    for k, linear in enumerate(net.linears):
-        arrays[f"weights_{k}"] = linear.weight.data
-        arrays[f"biases_{k}"] = linear.bias.data
-    header = np.frombuffer(json.dumps(_describe(net)).encode(), dtype=np.uint8)
+    if description["version"] == 1:
+        for k, linear in enumerate(net.linears):
+            arrays[f"weights_{k}"] = linear.weight.data
+            arrays[f"biases_{k}"] = linear.bias.data
+    else:
+        arrays = {f"state.{name}": value for name, value in net.state_dict().items()}
+    header = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
     with _files.atomic_writer(target, "wb") as file:
         np.savez(file, **{HEADER: header}, **arrays)
     return target
@@ -178,8 +276,9 @@ def _read_header(archive, path) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _corrupt(path, "its header does not describe a depthlab network")
     version = header.get("version")
-    if isinstance(version, bool) or version != VERSION:
-        raise _corrupt(path, f"format version {version!r} is not supported (this depthlab reads version {VERSION})")
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise _corrupt(path, f"format version {version!r} is not supported (this depthlab reads versions "
+                             f"{', '.join(map(str, VERSIONS))})")
     if header.get("dtype") not in DTYPES:
         raise _corrupt(path, f"its header declares dtype {header.get('dtype')!r}; a network is float64 or float32")
     layers = header.get("layers")
@@ -214,9 +313,38 @@ def _activation(spec: dict, position: int, path) -> ActivationLayer:
                              f"({spec.get('activation')!r}: {' '.join(str(error).split())})") from None
 
 
+def _build_version_2(archive, header: dict, path):
+    from .model import Sequential
+
+    dtype = np.dtype(header["dtype"])
+    layers = [_layer(spec, dtype, path, f"layer {i}") for i, spec in enumerate(header["layers"])]
+    try:
+        net = Sequential(layers)
+    except (ValueError, TypeError) as error:
+        raise _corrupt(path, f"its layers do not form a network ({' '.join(str(error).split())})") from None
+    expected = {f"state.{name}" for name in net.state_dict()}
+    stored = set(archive.files) - {HEADER}
+    if stored != expected:
+        raise _corrupt(path, f"its arrays do not match its layers (missing {sorted(expected - stored)}, "
+                             f"undeclared {sorted(stored - expected)})")
+    state = {name[len("state."):]: archive[name] for name in expected}
+    for name, values in state.items():
+        if values.dtype.kind == "f" and values.dtype != dtype:
+            raise _corrupt(path, f"{name} is stored as {values.dtype} in a {dtype} network")
+    try:
+        net.load_state_dict(state)
+    except (ValueError, TypeError) as error:
+        raise _corrupt(path, f"its arrays do not fit its layers ({' '.join(str(error).split())})") from None
+    training = header.get("training", True)
+    net.training = training if isinstance(training, bool) else True
+    return net
+
+
 def _build(archive, header: dict, path):
     from .model import Sequential
 
+    if header["version"] == 2:
+        return _build_version_2(archive, header, path)
     dtype = np.dtype(header["dtype"])
     layers, k = [], 0
     for position, spec in enumerate(header["layers"]):
