@@ -87,3 +87,14 @@ def test_shattered_gradients_quick_plain_shatters_and_scaled_residual_does_not(t
     assert plain[-1] < plain[0] - 0.3            # the plain network's gradient decorrelates with depth
     assert scaled[-1] > 0.9                      # the scaled residual network's stays smooth
     assert scaled[-1] > m["autocorrelation_residual_deepest"] > plain[-1]
+
+
+def test_normalization_vs_init_forward_scale_and_batch_norm_gradient(tmp_path):
+    from depthlab.lab import experiments
+
+    result = experiments.run_experiment("normalization-vs-init", {"depth": 20, "steps": 5, "samples": 200},
+                                        quick=True, out_dir=tmp_path / "nvi")
+    m = result.metrics
+    assert m["forward_spread_none"] > 1e10        # without norm the signal's scale follows σ² geometrically
+    assert m["forward_spread_batch"] < 1.5 and m["forward_spread_layer"] < 1.5
+    assert m["gradient_growth_batch"] == pytest.approx(m["theory_gradient_growth_batch"], rel=0.08)
