@@ -34,6 +34,7 @@ EXPERIMENTS: dict[str, str] = {
     "depth-trainability": "depthlab.lab.experiments.depth_trainability",
     "signal-theory": "depthlab.lab.experiments.signal_theory",
     "edge-of-chaos": "depthlab.lab.experiments.edge_of_chaos",
+    "dynamical-isometry": "depthlab.lab.experiments.dynamical_isometry",
 }
 
 # What `depthlab report` runs, in this order.
