@@ -59,7 +59,7 @@ def test_metrics_record_the_full_config_and_seed(quick_runs, name):
     result = quick_runs[name]
     module = experiments.get(name)
     config = base.make_config(module, quick=True)
-    assert result.metrics["config"] == base.jsonable(dataclasses.asdict(config))
+    assert base.jsonable(result.metrics["config"]) == base.jsonable(dataclasses.asdict(config))
     assert result.metrics["seed"] == config.seed == 0
     written = json.loads((result.out_dir / "metrics.json").read_text())
     assert written["config"] == base.jsonable(dataclasses.asdict(config)) and written["seed"] == 0

@@ -33,23 +33,23 @@ def spectra(config, settings: dict, found: dict):
 
 
 def spread(config, settings: dict, stats: dict, predicted: dict):
-    """Against depth (log–log): std of ln s²; std of s² with the theory; mean of s²."""
+    """Against depth: the share of s near 1; std of s² with the theory; mean of s²."""
     from .. import plots
 
-    fig, (log_ax, ax, mean_ax) = plots.figure(1, 3, width=15.0, height=4.4)
+    fig, (share_ax, ax, mean_ax) = plots.figure(1, 3, width=15.0, height=4.4)
     depths = np.array(config.depths, dtype=float)
     for i, (key, setting) in enumerate(settings.items()):
         style = dict(marker=plots.marker(i), color=plots.color(i), label=setting.label)
-        logs = np.array([row["std_log_s2"] for row in stats[key]], dtype=float)
-        log_ax.plot(depths, np.where(np.isfinite(logs) & (logs > 0), logs, np.nan), **style)
+        share_ax.plot(depths, [100 * row["share_near_1"] for row in stats[key]], **style)
         measured = np.array([row["std_s2"] for row in stats[key]])
         theory = np.array(predicted[key])
         plots.measured_and_theory(ax, depths, np.where(measured > 0, measured, np.nan),
                                   np.where(theory > 0, theory, np.nan), label=setting.label, color=plots.color(i),
                                   marker=plots.marker(i))
         mean_ax.plot(depths, [row["mean_s2"] for row in stats[key]], **style)
-    plots.decorate(log_ax, title="Spread on a log scale: std of ln s²", xlabel="depth L (layers)",
-                   ylabel="std of ln s²", logx=True, logy=True, legend="best")
+    share_ax.set_ylim(-3, 103)
+    plots.decorate(share_ax, title="Isometry: share of s within a factor √2 of 1", xlabel="depth L (layers)",
+                   ylabel="% of singular values", logx=True, legend="best")
     handles, labels = ax.get_legend_handles_labels()
     extra = plots.theory_legend_handles("measured", "theory (D → ∞): √(L (μ₂/μ₁² − 1 − s₁))")
     ax.legend(handles + list(extra), labels + [h.get_label() for h in extra], fontsize=7.5, loc="best")

@@ -15,8 +15,8 @@ run in parallel with :func:`depthlab.sweep`: one worker per core, or a Dask clus
 
 The budget decides how much of the paper's picture appears (its Fig. 6 shows the trainable
 region filling up to 6·ξ_c as training runs longer). The tour's default (width 64, 1000 SGD
-steps, five σ_w² × five depths) shows it at a fraction of a minute; the full-size run in the
-README (width 128, depths to 200) took the time stated there. Adam (``--set optimizer=adam
+steps, five σ_w² × five depths to 100) shows it in about a minute on two cores; the README
+gives a full-size command (width 100, depths to 200) and the time it took. Adam (``--set optimizer=adam
 --set lr=5e-4``) trains deep networks in far fewer steps, but its per-parameter scaling hides
 part of the effect (see depth-trainability, where it rescues Xavier).
 """
@@ -346,7 +346,7 @@ within a budget also depends on the budget. Deep networks near criticality are t
 slowly with plain SGD (its step must shrink as the network deepens), so the bright region fills up towards the curve
 as the steps grow — Schoenholz et al. show exactly this in their Fig. 6. With {config.steps} steps at width
 {config.width} it reaches depth {metrics['trainable_depth_near_critical']} near σ*_w²; with fewer steps (the quick
-run's 400) it stops near depth 50; the README's full-size run (width 128, depths to 200) shows how far it gets with
+run's 400) it stops near depth 50; the README's full-size run (width 100, depths to 200) shows how far it gets with
 more. Adam (<code>--set optimizer=adam --set lr=5e-4</code>) trains deep networks in far fewer steps, because it
 rescales each parameter's step by its gradient's size — which also hides part of the vanishing and exploding
 gradients this experiment is about (the depth-trainability report shows Adam rescuing Xavier's network), so the
