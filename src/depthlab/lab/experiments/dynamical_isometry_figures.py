@@ -15,18 +15,17 @@ def spectra(config, settings: dict, found: dict):
 
     fig, axes = plots.figure(1, len(settings), width=3.4 * len(settings), height=3.8, sharex=True, title=(
         f"Singular values of the input–output Jacobian at criticality (width {config.width}); isometry: all at 0"))
-    values = np.concatenate([v[v > 0] for v in found.values()])
-    low, high = np.log10(values.min()), np.log10(values.max())
-    low, high = max(low, high - 12.0), max(high, 0.5)
-    bins = np.linspace(low, high, 60)
+    low, high = -4.0, 1.5          # s below 10⁻⁴ (down to exact zeros, for ReLU) pile up at the left edge
+    bins = np.linspace(low, high, 56)
     for ax, (key, setting) in zip(np.atleast_1d(axes), settings.items()):
         for j, depth in enumerate(config.depths):
             s = found[key, depth]
-            logs = np.log10(s[s > 0])
+            with np.errstate(divide="ignore"):
+                logs = np.log10(s)
             ax.hist(np.clip(logs, low, high), bins=bins, histtype="step", density=True, linewidth=1.3,
                     color=plots.color(j), label=f"L = {depth}")
         ax.axvline(0.0, color="#555555", linestyle=":", linewidth=1.0)
-        plots.decorate(ax, title=setting.label, xlabel=r"$\log_{10}$ singular value $s$ of $J$",
+        plots.decorate(ax, title=setting.label, xlabel=r"$\log_{10} s$ (left edge: $s \leq 10^{-4}$)",
                        ylabel="density" if ax is np.atleast_1d(axes)[0] else None)
     np.atleast_1d(axes)[0].legend(fontsize=7.5, loc="upper left")
     return fig
