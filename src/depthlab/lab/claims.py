@@ -83,7 +83,7 @@ def of(module, metrics: dict) -> list[Claim]:
 
 # ----------------------------------------------------------------------------- seed 000's tables
 
-def _seed_tables(kind: str, match_key: str, growth: str):
+def _seed_tables(kind: str, match_key: str, figure: str):
     def claims(metrics: dict) -> list[Claim]:
         config = metrics.get("config", {})
         if match_key not in metrics:
@@ -102,7 +102,7 @@ def _seed_tables(kind: str, match_key: str, growth: str):
                     f"{_g(explodes)}, 1/D ×{_g(vanishes)}, 2/D within ×{_g(steady)}")
         return [Claim("seed 000, " + kind, f"the notebook's printed {kind} (std of each layer's "
                       f"{'activations' if kind == 'forward tables' else 'gradients'}): σ²_Ω = 1 explodes, "
-                      "1/D vanishes, He's 2/D keeps the scale", tuple(checks), measured, budget)]
+                      "1/D vanishes, He's 2/D keeps the scale", tuple(checks), measured, budget, figure=figure)]
 
     return claims
 
@@ -116,6 +116,6 @@ def _listed(values) -> str:
 
 
 EXTERNAL = {
-    "init-variance": _seed_tables("forward tables", "seed_tables_match", "growth"),
-    "gradient-variance": _seed_tables("backward table", "seed_table_match", "growth"),
+    "init-variance": _seed_tables("forward tables", "seed_tables_match", "seed_000_tables"),
+    "gradient-variance": _seed_tables("backward table", "seed_table_match", "backward_std"),
 }

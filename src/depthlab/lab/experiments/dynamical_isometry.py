@@ -352,8 +352,8 @@ def claims(metrics: dict) -> list:
         "linear regime, here q_0 = q* of the critical tanh family)",
         ((f"at depth {depths[shallow]} the mean s² of J (the gradient's gain) is {mean[shallow]:.3g}, "
           "within [0.5, 2]", 0.5 <= mean[shallow] <= 2.0),),
-        f"mean s² {', '.join(f'{m:.2g} at {d}' for d, m in zip(depths, mean))} (it falls slowly beyond "
-        "their depths: tanh's variance drifts towards q* = 0)", budget, figure="spread"))
+        f"mean s² {mean[shallow]:.2g} at depth {depths[shallow]}; between {min(mean):.2g} and {max(mean):.2g} over "
+        f"depths {min(depths)}–{max(depths)}", budget, figure="spread"))
     steps = metrics["steps_to_target"]
     target = config.get("target_loss", "?")
     orth_steps, gauss_steps = steps["orthogonal"], steps["gaussian"]
