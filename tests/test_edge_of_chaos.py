@@ -120,3 +120,14 @@ def test_the_claim_is_judged_from_the_metrics(agreement, near, verdict):
                "agreement_with_6xi_c": agreement, "config": {"width": 64, "steps": 1000, "optimizer": "sgd"}}
     (claim,) = eoc.claims(metrics)
     assert claim.verdict == verdict and "width 64, 1000 sgd steps" in claim.budget
+
+
+def test_scheduler_runs_the_grid_on_a_dask_cluster_with_the_local_numbers():
+    from distributed import LocalCluster
+
+    tiny = {"sigma_w2": "1,1.75", "depths": "2,3", "steps": "3", "samples": "64", "width": "4"}
+    local = eoc.run(base.make_config(eoc, {**tiny, "workers": "1"})).metrics
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        remote = eoc.run(base.make_config(eoc, {**tiny, "scheduler": cluster.scheduler_address})).metrics
+    assert remote["accuracy"] == local["accuracy"] and remote["loss"] == local["loss"]

@@ -716,7 +716,7 @@ def _run_dask(task, pending: list, client) -> Iterator[tuple[int, dict]]:
 
     futures = {client.submit(_execute, task, point, pure=False): (index, point) for index, point in pending}
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):   # the client's loop: it need not be the default
             index, point = futures[future]
             try:
                 outcome = future.result()
