@@ -408,8 +408,10 @@ q* = {tanh.q_star:.3g} is small and μ₂/μ₁² = {tanh.mu2 / tanh.mu1 ** 2:.5
 give an almost exactly orthogonal J (the theory's std of s² grows only like √(L · {tanh.mu2 / tanh.mu1 ** 2 - 1:.2g})),
 while Gaussian weights spread it like √L. ReLU at He's σ_w² = 2 has μ₂/μ₁² = 2 — half its units pass nothing — so
 even orthogonal weights spread the spectrum like √L: ReLU networks cannot be isometric.{ratio}</p>
-<p>The theory is for infinitely wide layers; at width {config.width} and depth comparable to it, the Gaussian spectra
-spread <i>more</i> than predicted (products of many finite random matrices), which strengthens the contrast.
+<p>The theory is for infinitely wide layers. At width {config.width} orthogonal tanh follows it closely; for Gaussian
+weights, once the depth nears the width, a few very large singular values dominate the std of s², which then
+scatters from one network to the next around the prediction — so the claims also count the share of singular
+values within a factor √2 of 1, a proportion that does not scatter.
 Inputs are scaled so the first layer starts at q*; {config.inputs} input(s) per network, {config.width} singular values
 each, one network per depth.</p>
 <p><b>Learning speed.</b> Two {config.train_depth}-layer, {config.train_width}-wide tanh networks at the same critical
