@@ -10,22 +10,31 @@ from depthlab.lab.experiments import edge_of_chaos as eoc
 
 
 @pytest.fixture(scope="module")
-def quick():
-    with np.errstate(all="ignore"):   # the experiment manages its own floating-point state
-        return eoc.run(base.make_config(eoc, quick=True), progress=None)
+def quick(quick_runs):
+    return quick_runs["edge-of-chaos"]
+
+
+def test_defaults_follow_the_paper():
+    config = eoc.Config()
+    assert config.optimizer == "sgd" and config.width >= 64 and max(config.depths) >= 100
+    quick = eoc.Config(**eoc.QUICK)
+    assert quick.optimizer == "sgd" and max(quick.depths) >= 50    # quick keeps the depths the claim is about
 
 
 @pytest.mark.slow
 def test_quick_run_near_critical_trains_deepest(quick):
     m = quick.metrics
+    assert m["config"]["optimizer"] == "sgd"
     assert m["near_critical_sigma_w2"] == 1.75 and m["critical_sigma_w2"] == pytest.approx(1.761, abs=2e-3)
-    # at the deepest quick depth (40) only the near-critical networks still learn
+    # at the deepest quick depth (50) only the near-critical networks still learn
     assert m["accuracy_deepest_near_critical"] > max(m["accuracy_deepest_ordered"], m["accuracy_deepest_chaotic"]) + 0.05
-    assert m["trainable_depth_near_critical"] >= max(m["trainable_depth_ordered"], m["trainable_depth_chaotic"])
-    assert m["trainable_depth_near_critical"] > min(m["trainable_depth_ordered"], m["trainable_depth_chaotic"])
+    # near critical trains strictly deeper than both the ordered and the chaotic phase
+    assert m["trainable_depth_near_critical"] > max(m["trainable_depth_ordered"], m["trainable_depth_chaotic"])
     # shallow networks train in every phase, far above chance
     assert min(row[0] for row in m["accuracy"]) > 2 * eoc.CHANCE
-    assert m["agreement_with_6xi_c"] >= 0.6
+    assert m["agreement_with_6xi_c"] >= 0.75
+    (claim,) = quick.claims
+    assert claim.checks[0][1], claim.checks[0]           # the ordering half of the claim holds at quick size
 
 
 @pytest.mark.slow
@@ -34,7 +43,7 @@ def test_quick_run_reports_the_theory_and_is_json(quick):
     for s, bound in zip(m["sigma_w2"], m["six_xi_c"]):
         assert bound == pytest.approx(6 * dl.theory.depth_scales("tanh", s, 0.05).xi_c)
     assert m["six_xi_c"][0] < 30 and m["six_xi_c"][1] > 1000          # ordered σ_w² = 1 vs near critical
-    assert np.array(m["accuracy"]).shape == (3, 3)
+    assert np.array(m["accuracy"]).shape == (3, 4)
     assert json.loads(base.metrics_json(m))["trainable_depth"] == m["trainable_depth"]
     assert set(quick.figures) == {"trainability"}
     assert len(quick.tables["training accuracy per σ_w² and depth"]) == 3
@@ -80,6 +89,7 @@ def test_the_6xi_c_curve_diverges_at_the_critical_point():
     ({"depths": "10,10"}, r"depths lists a value twice"),
     ({"workers": "-1"}, r"workers must be >= 0"),
     ({"lr": "0"}, r"lr must be > 0"),
+    ({"workers": "2", "scheduler": "tcp://127.0.0.1:8786"}, r"give one of them"),
 ])
 def test_bad_config(overrides, message):
     with pytest.raises(base.ConfigError, match=message):
@@ -87,8 +97,37 @@ def test_bad_config(overrides, message):
 
 
 @pytest.mark.slow
-def test_quick_run_writes_a_report(quick, tmp_path):
-    files = base.write_outputs(quick, eoc, tmp_path)
-    assert files["report"].read_text().count("<img") >= 1
+def test_quick_run_writes_a_report(quick):
+    files = quick.files
+    html = files["report"].read_text()
+    assert html.count("<img") >= 1 and "Claims tested" in html and "Schoenholz et al. 2017" in html
     assert files["trainability"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(files["metrics"].read_text())["accuracy"] == quick.metrics["accuracy"]
+
+
+def test_an_unreachable_scheduler_is_a_config_error():
+    config = base.make_config(eoc, {"sigma_w2": "1.75", "depths": "2", "steps": "1", "samples": "64", "width": "4",
+                                    "scheduler": "tcp://127.0.0.1:1"})
+    with pytest.raises(base.ConfigError, match="scheduler=tcp://127.0.0.1:1: cannot reach a Dask scheduler"):
+        eoc.run(config)
+
+
+@pytest.mark.parametrize("agreement, near, verdict", [(0.9, 100, "reproduced"), (0.8, 100, "partly"),
+                                                     (0.9, 35, "partly"), (0.5, 20, "not reproduced")])
+def test_the_claim_is_judged_from_the_metrics(agreement, near, verdict):
+    metrics = {"trainable_depth_near_critical": near, "trainable_depth_ordered": 35, "trainable_depth_chaotic": 20,
+               "trainable_depth": [35, near, 20], "sigma_w2": [1.0, 1.75, 4.0], "near_critical_sigma_w2": 1.75,
+               "agreement_with_6xi_c": agreement, "config": {"width": 64, "steps": 1000, "optimizer": "sgd"}}
+    (claim,) = eoc.claims(metrics)
+    assert claim.verdict == verdict and "width 64, 1000 sgd steps" in claim.budget
+
+
+def test_scheduler_runs_the_grid_on_a_dask_cluster_with_the_local_numbers():
+    from distributed import LocalCluster
+
+    tiny = {"sigma_w2": "1,1.75", "depths": "2,3", "steps": "3", "samples": "64", "width": "4"}
+    local = eoc.run(base.make_config(eoc, {**tiny, "workers": "1"})).metrics
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        remote = eoc.run(base.make_config(eoc, {**tiny, "scheduler": cluster.scheduler_address})).metrics
+    assert remote["accuracy"] == local["accuracy"] and remote["loss"] == local["loss"]

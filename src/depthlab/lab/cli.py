@@ -167,9 +167,14 @@ def _report(args) -> int:
     from .experiments import base
 
     def done(position, total, entry, error):
-        finding = entry.finding if len(entry.finding) <= 90 else entry.finding[:89] + "…"
-        status = f"ok   {entry.seconds:5.1f} s  {finding}" if entry.ok else f"FAILED  {entry.error}"
-        print(f"[{position:>2}/{total}] {entry.name:<22} {status}", flush=True)
+        line = f"[{position:>2}/{total}] {entry.name:<22} "
+        if entry.ok:
+            line += f"ok {entry.seconds:5.1f} s  "
+            room = base.TERMINAL_WIDTH - len(line)     # the finding is cut to fit an 80-column terminal
+            line += entry.finding if len(entry.finding) <= room else entry.finding[:room - 1] + "…"
+        else:
+            line += f"FAILED  {entry.error}"
+        print(line, flush=True)
         if error is not None and not isinstance(error, (MissingExtra, base.ConfigError)):  # its line says it all
             traceback.print_exception(error, file=sys.stderr)
 

@@ -66,6 +66,12 @@ footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; border-top: 1
 .card .meta { color: var(--muted); font-size: 0.85em; }
 .error { color: var(--bad); font-family: "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.85em;
          white-space: pre-wrap; overflow-wrap: anywhere; }
+.pill.reproduced { background: #e4f4ea; color: var(--good); }
+.pill.partly { background: #fdf1d8; color: #8a5a00; }
+.pill.not-reproduced { background: #fbe7e5; color: var(--bad); }
+.gallery td { vertical-align: middle; }
+.gallery img { width: 220px; height: auto; border: 1px solid var(--line); border-radius: 3px; }
+.checks { margin: 2px 0 0 18px; padding: 0; font-size: 0.88em; color: var(--muted); }
 .banner { border: 1px solid #f0b8b3; background: #fff8f7; color: var(--bad); padding: 8px 12px; border-radius: 4px; }
 """
 
@@ -240,6 +246,9 @@ def render_experiment(result, pngs: dict, context: dict) -> str:
 
     if result.summary:
         parts.append(f'<h2>Result</h2>\n<pre class="summary">{esc(result.summary.strip())}</pre>')
+    if getattr(result, "claims", None):
+        parts.append("<h2>Claims tested</h2>")
+        parts.append("".join(_claim_block(claim) for claim in result.claims))
     if result.explanation:
         parts.append(f'<h2>What you are looking at</h2>\n<div class="explanation">{tidy(result.explanation)}</div>')
     if pngs:
@@ -303,6 +312,10 @@ def render_index(entries, meta: dict) -> str:
         names = ", ".join(e.name for e in failed)
         parts.append(f'<p class="banner">{len(failed)} experiment(s) failed: {esc(names)}. '
                      "Their cards show the error; the others' results are complete.</p>")
+    gallery = _gallery(entries)
+    if gallery:
+        parts.append(gallery)
+        parts.append("<h2>Experiments</h2>")
     parts.append('<div class="grid">')
     for entry in entries:
         parts.append(_card(entry))
@@ -340,3 +353,40 @@ def _card(entry) -> str:
         out.append(f'<p class="error">{esc(entry.error)}</p>')
     out.append("</div>")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- claims
+
+def verdict_pill(verdict: str) -> str:
+    """A coloured pill: reproduced (green), partly (amber), not reproduced (red)."""
+    return f'<span class="pill {esc(verdict.replace(" ", "-"))}">{esc(verdict)}</span>'
+
+
+def _claim_block(claim) -> str:
+    checks = "".join(f"<li>{'✓' if held else '✗'} {esc(text)}</li>" for text, held in claim.checks)
+    return (f"<p>{verdict_pill(claim.verdict)}<b>{esc(claim.source)}</b>: {esc(claim.statement)}<br/>"
+            f"measured: {esc(claim.measured)}<br/>budget: {esc(claim.budget)}</p>"
+            f'<ul class="checks">{checks}</ul>')
+
+
+def _gallery(entries) -> str:
+    """The index's gallery of claims: one row per claim, with its figure, verdict and numbers."""
+    rows = []
+    for entry in entries:
+        for claim in getattr(entry, "claims", None) or []:
+            stem = claim.figure
+            png = (getattr(entry, "thumbnails", None) or {}).get(stem) if stem else entry.thumbnail
+            picture = (f'<a href="{esc(entry.report)}">{img(png, claim.source)}</a>' if png
+                       else f'<a href="{esc(entry.report)}">report</a>')
+            rows.append(f"<tr><td>{picture}</td><td><b>{esc(claim.source)}</b><br/>{esc(claim.statement)}</td>"
+                        f"<td>{verdict_pill(claim.verdict)}</td><td>{esc(claim.measured)}<br/>"
+                        f'<span class="meta">budget: {esc(claim.budget)} · <code>{esc(entry.name)}</code></span>'
+                        "</td></tr>")
+    if not rows:
+        return ""
+    return ('<h2>Claims: what the tour reproduces</h2>\n<p>Each row is a landmark claim, judged by its experiment '
+            "from its own numbers: <i>reproduced</i> when every check held, <i>partly</i> when some did, "
+            "<i>not reproduced</i> when none did. The budget is what this run could afford; click a figure for the "
+            "report with the checks.</p>\n"
+            '<table class="gallery"><thead><tr><th>figure</th><th>claim</th><th>verdict</th>'
+            f"<th>measured</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")

@@ -2,8 +2,11 @@
 
 Each experiment is a module in this package (file name = experiment name with '-' → '_')
 defining ``NAME``, ``TITLE``, ``SUMMARY``, ``REPRODUCES``, a ``Config`` dataclass whose
-defaults are the full run, a ``QUICK`` dict of overrides for ``--quick``, an optional
-``validate(config)`` and ``run(config, progress=None) -> Result`` (see :mod:`.base`).
+defaults are the full run, a ``QUICK`` dict of overrides for ``--quick`` (smaller widths,
+samples and steps, never the quantity a claim is about), an optional ``validate(config)``,
+``run(config, progress=None) -> Result`` (see :mod:`.base`) and, for an experiment that
+reproduces a paper, ``claims(metrics) -> list[Claim]`` judging it from its own metrics (see
+:mod:`depthlab.lab.claims`; the tour's index gathers them into a gallery).
 
     >>> from depthlab import experiments
     >>> experiments.names()[:2]
@@ -34,6 +37,7 @@ EXPERIMENTS: dict[str, str] = {
     "depth-trainability": "depthlab.lab.experiments.depth_trainability",
     "signal-theory": "depthlab.lab.experiments.signal_theory",
     "edge-of-chaos": "depthlab.lab.experiments.edge_of_chaos",
+    "dynamical-isometry": "depthlab.lab.experiments.dynamical_isometry",
     "residual-variance": "depthlab.lab.experiments.residual_variance",
     "shattered-gradients": "depthlab.lab.experiments.shattered_gradients",
     "normalization-vs-init": "depthlab.lab.experiments.normalization_vs_init",

@@ -37,6 +37,7 @@ import numpy as np
 from ... import _files
 from ..._checks import optional, require
 from ...training.display import DeferredInterrupt
+from .. import claims
 from . import get as _get_module
 from . import names as _names
 
@@ -79,6 +80,13 @@ class Result:
         Set by :func:`run_experiment`: wall time of ``run`` (kept out of metrics.json).
     thumbnail : bytes or None
         Set by :func:`run_experiment`: a small PNG of the first figure, for the tour's index.
+    headline : str
+        Set by :func:`run_experiment`: the summary's first line before it was wrapped.
+    claims : list of Claim
+        Set by :func:`run_experiment`: the papers' claims this run tested, with verdicts
+        (:mod:`depthlab.lab.claims`).
+    thumbnails : dict of str -> bytes
+        Set by :func:`run_experiment`: small PNGs of the figures the claims name.
     """
 
     name: str
@@ -93,6 +101,9 @@ class Result:
     files: dict = field(default_factory=dict)
     seconds: float | None = None
     thumbnail: bytes | None = None
+    headline: str = ""
+    claims: list = field(default_factory=list)
+    thumbnails: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         from ..result_html import result_text
@@ -111,7 +122,11 @@ def no_progress(iterable=None, *, desc: str | None = None, total: int | None = N
 
 
 def tqdm_progress(iterable=None, *, desc: str | None = None, total: int | None = None, **options):
-    """A tqdm bar on stderr that appears only when the loop lasts longer than two seconds."""
+    """A tqdm bar on stderr that appears only when the loop lasts longer than two seconds.
+
+    ``delay=`` (seconds, default 2) changes when it appears; :func:`run_progress` lowers it
+    for the later loops of a run that has already lasted that long.
+    """
     package = optional("tqdm")
     if package is None:  # the 'lab' extra is missing: run silently
         return no_progress(iterable, desc=desc, total=total)
@@ -121,6 +136,52 @@ def tqdm_progress(iterable=None, *, desc: str | None = None, total: int | None =
     return tqdm(iterable, desc=desc, total=total, **settings)
 
 
+SHOW_AFTER = 2.0   # seconds: a run that lasts longer shows a progress bar
+
+
+def run_progress(started: float | None = None, clock=time.perf_counter):
+    """A progress factory for one run: bars appear once the *run* has lasted ``SHOW_AFTER`` s.
+
+    tqdm's own delay counts from each loop's start, so an experiment made of several short
+    loops (depth-trainability's six trainings of 1.5 s each) would never show a bar. Here
+    every bar opened after the run's first ``SHOW_AFTER`` seconds shows at once, and an
+    earlier one after what is left of them.
+
+    Parameters
+    ----------
+    started : float, optional
+        ``clock()`` when the run began (default: now).
+    clock : callable
+        Seconds, monotonic (``time.perf_counter``; tests pass a fake one).
+    """
+    origin = clock() if started is None else started
+
+    def progress(iterable=None, *, desc: str | None = None, total: int | None = None, **options):
+        delay = max(0.0, SHOW_AFTER - (clock() - origin))
+        return tqdm_progress(iterable, desc=desc, total=total, **{"delay": delay, **options})
+
+    return progress
+
+
+@contextlib.contextmanager
+def ticks(progress, total: int, desc: str):
+    """One bar advanced by hand over work that is not one loop: ``tick()`` after each unit.
+
+    ``with base.ticks(progress, 90, NAME) as tick: ... tick()``; units left over when the
+    block ends (a run that stopped early) are counted then, so the bar always closes.
+    """
+    bar = iter(iterate(progress, range(total), desc=desc, total=total))
+
+    def tick() -> None:
+        next(bar, None)
+
+    try:
+        yield tick
+    finally:
+        for _ in bar:
+            pass
+
+
 def iterate(progress, iterable, desc: str, total: int | None = None):
     """``progress(iterable, desc=..., total=...)``, or the iterable itself when progress is None."""
     return (progress or no_progress)(iterable, desc=desc, total=total)
@@ -128,7 +189,7 @@ def iterate(progress, iterable, desc: str, total: int | None = None):
 
 def _resolve_progress(progress):
     if progress is True:
-        return tqdm_progress
+        return run_progress()
     if progress is False or progress is None:
         return None
     if callable(progress):
@@ -490,6 +551,7 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
     from .. import plots, report
 
     contents, pngs = {}, {}
+    claimed = {claim.figure for claim in result.claims}
     figures = iterate(progress, list(result.figures.items()), desc=f"{result.name}: drawing figures")
     for index, (name, figure) in enumerate(figures):
         stem = _file_stem(name)
@@ -497,6 +559,8 @@ def write_outputs(result: Result, module, out_dir: Path, *, config=None, quick: 
         pngs[stem] = plots.encode_png(pixels)
         if index == 0:
             result.thumbnail = plots.encode_png(pixels, max_width=420)
+        if name in claimed or stem in claimed:
+            result.thumbnails[stem] = plots.encode_png(pixels, max_width=420)
         _close(figure)
         contents[stem] = (f"{stem}.png", pngs[stem])
     contents["metrics"] = ("metrics.json", metrics_json(result.metrics))
@@ -599,6 +663,10 @@ def run_experiment(name: str, overrides: dict | None = None, seed: int | None = 
         raise TypeError(f"{module.NAME}.run returned {type(result).__name__}, not a Result")
     if not result.config:
         result.config = dataclasses.asdict(config)
+    record_run(result, config)
+    result.claims = claims.of(module, result.metrics)
+    result.headline = next((line.strip() for line in result.summary.splitlines() if line.strip()), "")
+    result.summary = fit_lines(result.summary)
     result.out_dir = out
     try:
         result.files = write_outputs(result, module, out, config=config, quick=quick, index_href=index_href,
@@ -616,6 +684,44 @@ def _require_figures() -> None:
     require("matplotlib.figure", plots.FIGURES)
 
 
+TERMINAL_WIDTH = 80
+
+
+def record_run(result: Result, config) -> None:
+    """Put the full configuration and the seed into ``result.metrics`` (so into metrics.json).
+
+    ``metrics["config"]`` is every config field (``dataclasses.asdict``) and
+    ``metrics["seed"]`` the seed (None for an experiment without one): a metrics.json alone
+    says what produced it. An experiment's own metric of either name is refused.
+    """
+    for key in ("config", "seed"):
+        if key in result.metrics:
+            raise ValueError(f"{result.name}'s metrics already hold {key!r}, which run_experiment fills in with "
+                             "the run's configuration; rename that metric.")
+    settings = dataclasses.asdict(config)
+    result.metrics["config"] = settings
+    result.metrics["seed"] = settings.get("seed")
+
+
+def fit_lines(text: str, width: int = TERMINAL_WIDTH) -> str:
+    """``text`` with every line wrapped to ``width`` columns (a terminal's 80).
+
+    A wrapped line's continuation keeps its indentation plus two spaces; a word longer than
+    the line is broken.
+    """
+    import textwrap
+
+    lines = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        lines += textwrap.wrap(line.strip(), width=width, initial_indent=indent, subsequent_indent=indent + "  ",
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 @dataclass
 class TourEntry:
     """One experiment of a tour: what the index shows about it."""
@@ -631,6 +737,8 @@ class TourEntry:
     report: str = ""           # path of report.html relative to the index
     thumbnail: bytes | None = None
     error: str = ""
+    claims: list = field(default_factory=list)       # Claim objects
+    thumbnails: dict = field(default_factory=dict)   # figure stem -> small PNG
 
 
 @dataclass
@@ -700,9 +808,11 @@ def run_tour(out_dir=None, *, quick: bool = False, seed: int | None = None, name
                                     index_href="../index.html")
             entry.ok = True
             entry.seconds = result.seconds or 0.0
-            entry.finding = next((line.strip() for line in result.summary.splitlines() if line.strip()), "")
+            entry.finding = result.headline
             entry.key_metrics = jsonable(key_metrics(module, result.metrics))
             entry.thumbnail = getattr(result, "thumbnail", None)
+            entry.claims = list(result.claims)
+            entry.thumbnails = dict(result.thumbnails)
         except Exception as error:  # one experiment's crash must not stop the tour
             failure = error
             entry.error = f"{type(error).__name__}: {error}".splitlines()[0]
