@@ -21,7 +21,7 @@ import numpy as np
 from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import batch_sum
-from .._checks import as_float_array, check_positive_int, resolve_dtype, resolve_rng
+from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
 from .parameter import Parameter
 
 
@@ -55,6 +55,8 @@ class Linear:
         dtype = resolve_dtype(dtype)
         rng = resolve_rng(rng)
         shape = (out_features, in_features)
+        check_fits_in_memory(out_features * (in_features + 1), dtype.itemsize,
+                             f"Linear({in_features}, {out_features})'s weight and bias", "use smaller sizes")
         weight = _init.get(init)(shape, rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)
         bias = _init.get(bias_init)((out_features,), rng=rng, dtype=dtype,
                                     fan_in=in_features, fan_out=out_features)

@@ -26,6 +26,7 @@ from ...training.data import sine, sine_function
 from ...nn.model import MLP, NonFiniteError, Sequential
 from ...signal.regions import count_linear_regions, max_regions_1d
 from ...training.fit import TrainingDiverged, evaluate, fit
+from .. import limits
 from . import base
 
 NAME = "fit-1d"
@@ -59,6 +60,15 @@ def validate(config: Config) -> None:
     base.check_range(config, "seed_samples", low=0)
     base.check_range(config, "lr", low=0, low_open=True)
     base.check_range(config, "seed_lr", low=0, low_open=True)
+    limits.check_units(config, "depth", "width")
+    limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
+    limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_product(config.depth * config.width * max(config.train_samples, config.test_samples),
+                         limits.MAX_ENTRIES, "depth·width·samples", "numbers held", "depth, width or samples")
+    limits.check_product(6 * (config.epochs * config.train_samples + config.seed_samples + config.test_samples)
+                         * (config.depth * config.width ** 2 + 2 * config.width), limits.MAX_WORK,
+                         "6·(epochs·train_samples + seed_samples)·depth·width²", "multiply-adds",
+                         "epochs, train_samples, seed_samples, depth or width")
 
 
 # ----------------------------------------------------------------------------- shared training helpers

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...training.data import piecewise_2d, piecewise_2d_function
 from ...nn.model import MLP
+from .. import limits
 from . import base
 from .fit_1d import final, finish_learning_axes, outputs, replay_seed_recipe, seed_init, train_minibatches
 
@@ -55,6 +56,18 @@ def validate(config: Config) -> None:
     base.check_range(config, "resolution", low=2)
     base.check_range(config, "lr", low=0, low_open=True)
     base.check_range(config, "seed_lr", low=0, low_open=True)
+    limits.check_units(config, "hidden")
+    limits.check_at_most(len(config.hidden), limits.MAX_UNITS, "the number of hidden layers")
+    limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
+    limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_at_most(config.resolution, 2000, "resolution", "heat-map points per axis")
+    points = max(config.train_samples, config.test_samples, config.resolution ** 2)
+    weights = sum(a * b for a, b in zip((2, *config.hidden), (*config.hidden, 1)))
+    limits.check_product(points * sum(config.hidden), limits.MAX_ENTRIES, "samples·Σhidden", "numbers held",
+                         "hidden, samples or resolution")
+    limits.check_product(6 * (config.epochs * config.train_samples + config.seed_samples + 3 * points) * weights,
+                         limits.MAX_WORK, "6·(epochs·train_samples + seed_samples)·weights", "multiply-adds",
+                         "epochs, train_samples, seed_samples or hidden")
 
 
 def grid(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 from ...nn import activations, seeds
 from ...signal import theory
 from ...nn.model import MLP, Sequential
+from .. import limits
 from . import base
 
 NAME = "init-variance"
@@ -37,6 +38,8 @@ class Config:
 
 
 QUICK = {"samples": 200}
+
+MIN_VARIANCE = 1e-6      # a fixed σ²_Ω from 1e-6 to limits.MAX_VARIANCE
 
 
 # ----------------------------------------------------------------------------- schemes
@@ -86,13 +89,27 @@ def validate(config: Config) -> None:
     base.check_range(config, "samples", low=2)
     base.check_range(config, "repeats", low=1)
     base.check_range(config, "in_features", low=1)
+    limits.check_units(config, "depths", "width", "in_features")
+    limits.check_samples(config, "samples")
+    limits.check_items(config, "depths", 8)
+    limits.check_items(config, "schemes", 12)
+    limits.check_at_most(config.repeats, 100, "repeats")
+    limits.check_product(config.samples * config.width * max(config.depths), limits.MAX_ENTRIES,
+                         "samples·width·depth", "numbers held", "samples, width or depths")
+    limits.check_product(len(config.schemes) * config.repeats * config.samples * config.width
+                         * (config.in_features + config.width * sum(config.depths)), limits.MAX_WORK,
+                         "schemes·repeats·samples·width²·Σdepths", "multiply-adds",
+                         "samples, repeats, width, depths or schemes")
     activations.get(config.activation)
     for key in config.schemes:
         try:
-            scheme(key)
+            rule = scheme(key)
         except ValueError:
             raise ValueError(f"schemes: {key!r} is neither a scheme ({', '.join(SCHEMES)}) nor a variance > 0 "
                              "such as 0.5 or 2/80") from None
+        if not MIN_VARIANCE <= rule.variance(1, 1, config.width) <= limits.MAX_VARIANCE:
+            raise ValueError(f"schemes: σ²_Ω = {key} is outside [{MIN_VARIANCE:g}, {limits.MAX_VARIANCE:g}] "
+                             "(beyond, h_k leaves float64's range within a few layers); use a variance inside")
 
 
 # ----------------------------------------------------------------------------- measurement

@@ -21,6 +21,7 @@ from ...nn import losses
 from ...training.data import gaussian_regression
 from ...nn.model import MLP, NonFiniteError, Sequential
 from ...optim import SGD
+from .. import limits
 from . import base
 
 NAME = "three-layer"
@@ -52,6 +53,16 @@ def validate(config: Config) -> None:
         base.check_range(config, name, low=1)
     for name in ("lr_normal", "lr_he", "seed_lr"):
         base.check_range(config, name, low=0, low_open=True)
+    limits.check_units(config, "in_features", "width", "out_features")
+    limits.check_samples(config, "samples")
+    limits.check_at_most(config.steps, 100_000, "steps")
+    weights = config.in_features * config.width + config.width ** 2 + config.width * config.out_features
+    limits.check_product(config.samples * (config.in_features + 2 * config.width + config.out_features),
+                         limits.MAX_ENTRIES, "samples·(in_features + 2·width + out_features)", "numbers held",
+                         "samples, in_features or width")
+    # two inits, the seed's loop and the PyTorch overlay: ~4 trainings of 3 products per step
+    limits.check_product(12 * config.steps * config.samples * weights, limits.MAX_WORK,
+                         "12·steps·samples·weights", "multiply-adds", "steps, samples, in_features or width")
 
 
 # ----------------------------------------------------------------------------- networks and data
