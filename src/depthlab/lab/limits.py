@@ -28,9 +28,9 @@ MAX_ENTRIES = 50_000_000
 MAX_WORK = 1e11
 MAX_VARIANCE = 1e6
 
-CAPS_HELP = (f"caps: width, depth and features <= {MAX_UNITS:,}, samples <= {MAX_SAMPLES:,}, "
-             f"depth·width·samples <= {MAX_ENTRIES:.0e} numbers held, "
-             f"depth·width²·samples <= {MAX_WORK:.0e} multiply-adds")
+PROBE_CAPS = (f"--depth, --width and --in-features <= {MAX_UNITS:,}, --samples <= {MAX_SAMPLES:,}, "
+              f"--sigma2 and --bias-variance <= {MAX_VARIANCE:g}, depth × width × samples <= {MAX_ENTRIES:.0e} "
+              f"numbers held and depth × width² × samples <= {MAX_WORK:.0e} multiply-adds")
 
 
 def check_at_most(value, cap: float, name: str, why: str = "") -> None:

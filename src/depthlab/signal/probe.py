@@ -24,6 +24,10 @@ Verdict rules (thresholds in :data:`THRESHOLDS`, overridable per call), checked 
 *hidden* layers (the output layer's width and role differ; its numbers are still reported);
 the first rule that fires gives ``verdict`` and ``verdict_layer`` (the layer k where it starts):
 
+0. **exploding** (overflow) — f_k or h_{k+1} of some layer left float64's range (inf or NaN):
+   the verdict is "exploding", from the layer where the growth starts, and the diagnosis names
+   the layer that overflowed (only the rule below is checked on the layers before it: dead
+   units after an overflow are NaN, not dead).
 1. **dead** — a hidden layer whose activations do not vary at all over the batch (every unit
    constant: all zero after zero weights, 004's θ = 0; not checked when the samples of x are
    all identical), or in which at least ``dead_fraction`` (0.9) of the units are dead. (Deep
@@ -444,10 +448,43 @@ def _fix(net, k: int) -> str:
     return _FIXES.get(activation.name, _default_fix)(fan_in, activation)
 
 
-def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
+def _first_overflow(stats: list[LayerStats], preactivations, outputs) -> int | None:
+    """The first layer k whose f_k or h_{k+1} left float64's range (an inf or NaN entry, or
+    statistics that overflow), or None. Only the layers whose statistics are not finite are read
+    entry by entry, so a healthy network costs nothing here."""
+    suspects = [s.index for s in stats
+                if not all(map(math.isfinite, (s.preactivation_mean, s.preactivation_std,
+                                               s.activation_mean, s.activation_std)))]
+    if not suspects:
+        return None
+    for k in range(suspects[0]):  # an inf entry can hide in a finite statistic only with a NaN, which shows
+        if not (np.isfinite(preactivations[k]).all() and np.isfinite(outputs[k]).all()):
+            return k
+    return suspects[0]
+
+
+def _overflow_diagnosis(net, stats: list[LayerStats], t: dict, overflow: int):
+    """Overflow is explosion: the verdict, the layer where growth starts, and a diagnosis."""
+    forward_stds = [s.preactivation_std for s in stats[:overflow]]
+    crossing = _first_crossing(forward_stds, t) if overflow >= 2 else None
+    begin = crossing[1] if crossing and crossing[0] == "exploding" else max(overflow - 1, 0)
+    if overflow - begin >= 2:
+        growth = (f"the std of f_k grows ×{_rate(forward_stds, begin - 1 if begin else 0, overflow - 1):.3g} "
+                  f"per layer from layer {begin} and ")
+    else:
+        growth = ""
+    return "exploding", begin, (
+        f"the forward signal explodes: {growth}reaches the limit of float64 (about 1.8e308) at layer "
+        f"{overflow}, where f_{overflow} = β_{overflow} + Ω_{overflow} h_{overflow}, h_{overflow + 1} or their "
+        f"statistics overflow to inf or NaN (so dead units and stds from there on mean nothing); "
+        f"{_fix(net, begin)}.")
+
+
+def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool], overflow: int | None = None):
     K = len(stats) - 1
     hidden = stats[:K]
-    for s, flat in zip(hidden, constant):
+    before_overflow = hidden if overflow is None else hidden[:overflow]
+    for s, flat in zip(before_overflow, constant):
         if flat:
             return "dead", s.index, (
                 f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample "
@@ -459,6 +496,8 @@ def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
                 f"{100 * s.dead_fraction:.0f}% of layer {s.index}'s {s.activation} units are never "
                 "active on this batch, so they pass no signal and get no gradient. Lower the "
                 f"negative bias or the weight scale — {_fix(net, s.index)} — or use leaky_relu.")
+    if overflow is not None:
+        return _overflow_diagnosis(net, stats, t, overflow)
     forward_stds = [s.preactivation_std for s in hidden]
     forward = _first_crossing(forward_stds, t)
     if forward:
@@ -694,7 +733,8 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
                 s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb
         if _constant_columns(x):  # identical samples: constant layers say nothing about the net
             constant = [False] * len(constant)
-        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1])
+        overflow = _first_overflow(stats, trace.preactivations, outputs)
+        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1], overflow)
     return ProbeReport(
         layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=n,
         input_std=x_std, input_variance=input_variance, loss=loss_name,
