@@ -133,9 +133,9 @@ def replay_seed_recipe(net: Sequential, x: np.ndarray, y: np.ndarray, x_test: np
     already), evaluating the test MSE at ``checkpoints`` evenly spaced points.
     """
     optimizer = optim.SGD(net.parameters(), lr=lr)
-    bounds = np.linspace(0, x.shape[0], checkpoints + 1).astype(int)
+    bounds = np.unique(np.linspace(0, x.shape[0], min(checkpoints, x.shape[0]) + 1).astype(int))  # no empty chunk
     samples, train_loss, test_mse, diverged = [], [], [], None
-    for start, stop in base.iterate(progress, list(zip(bounds[:-1], bounds[1:])), desc=desc, total=checkpoints):
+    for start, stop in base.iterate(progress, list(zip(bounds[:-1], bounds[1:])), desc=desc, total=bounds.size - 1):
         try:
             history = fit(net, x[start:stop], y[start:stop], loss="sum_squares", optimizer=optimizer, epochs=1,
                           batch_size=1, shuffle=False, verbose=0)
