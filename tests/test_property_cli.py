@@ -138,8 +138,16 @@ RUNNABLE_VALUES = st.one_of(
     st.sampled_from(["relu", "tanh", "identity", "leaky_relu", "sigmoid", "sgd", "adam", "none", "he", "xavier",
                      "1/D", "2/D", "zero", "cross_entropy", "mse", "false"]),
 )
-# experiments whose --quick run takes under about a second on a quiet machine
-FAST = ["optimizers", "fit-1d", "gradcheck", "linear-regions", "depth-trainability", "fit-2d"]
+# experiments whose --quick run, with these further settings, takes about a second on a quiet machine
+# (a drawn key replaces its own setting)
+FAST = {
+    "optimizers": {"steps": "40"},
+    "fit-1d": {"epochs": "2", "train_samples": "64", "seed_samples": "32", "test_samples": "32"},
+    "fit-2d": {"epochs": "2", "train_samples": "64", "seed_samples": "32", "test_samples": "32", "resolution": "12"},
+    "gradcheck": {"activations": "tanh", "hidden": "4"},
+    "linear-regions": {"draws": "2", "resolution": "24", "depths": "1,2"},
+    "depth-trainability": {"epochs": "1", "train_samples": "40", "depth": "3", "width": "8"},
+}
 FAST_KEYS = [(name, field) for name, field in KEYS if name in FAST]
 
 
@@ -147,8 +155,9 @@ FAST_KEYS = [(name, field) for name, field in KEYS if name in FAST]
 @given(key=st.sampled_from(FAST_KEYS), value=RUNNABLE_VALUES)
 def test_values_validate_accepts_are_values_the_experiment_runs(tmp_path_factory, key, value):
     name, field = key
+    settings_ = {**FAST[name], field: value}
     argv = ["run", name, "--quick", "--no-progress", "--out", str(tmp_path_factory.mktemp("run")),
-            "--set", f"{field}={value}"]
+            *(part for k, v in settings_.items() for part in ("--set", f"{k}={v}"))]
     code, out, err = call(argv)
     check_outcome(argv, code, out, err)
 

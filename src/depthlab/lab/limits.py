@@ -11,7 +11,8 @@ cap                 what it bounds                                              
 ``MAX_UNITS``       a network's width, depth, input or output features               10 000
 ``MAX_SAMPLES``     samples of a batch or data set                                   1 000 000
 ``MAX_ENTRIES``     numbers one run keeps at once (every f_k, h_k and gradient)      50 000 000
-``MAX_WORK``        multiply-adds one run performs (a few minutes on one core)     10^11  
+``MAX_WORK``        multiply-adds one run performs (a few minutes on one core)     10^11
+``MAX_STEPS``       optimizer steps one run takes (each has a fixed cost)             300 000
 ==================  ==============================================================  ===========
 
 The variance caps keep the floating-point arithmetic meaningful: ``MAX_VARIANCE`` (10^6) for a
@@ -27,6 +28,7 @@ MAX_SAMPLES = 1_000_000
 MAX_ENTRIES = 50_000_000
 MAX_WORK = 1e11
 MAX_VARIANCE = 1e6
+MAX_STEPS = 300_000     # optimizer steps of one run: each costs ~0.1–1 ms of Python however small
 
 PROBE_CAPS = (f"--depth, --width and --in-features <= {MAX_UNITS:,}, --samples <= {MAX_SAMPLES:,}, "
               f"--sigma2 and --bias-variance <= {MAX_VARIANCE:g}, depth × width × samples <= {MAX_ENTRIES:.0e} "
@@ -38,7 +40,8 @@ def check_at_most(value, cap: float, name: str, why: str = "") -> None:
     for item in value if isinstance(value, (tuple, list)) else (value,):
         if item is not None and item > cap:
             reason = f" ({why})" if why else ""
-            raise ValueError(f"{name} must be <= {cap:,g}{reason}, got {_text(item)}")
+            shown = f"{cap:,}" if isinstance(cap, int) else f"{cap:g}"
+            raise ValueError(f"{name} must be <= {shown}{reason}, got {_text(item)}")
 
 
 def check_product(amount: float, cap: float, formula: str, what: str, lower: str) -> None:
@@ -50,6 +53,11 @@ def check_product(amount: float, cap: float, formula: str, what: str, lower: str
     if amount > cap:
         raise ValueError(f"{formula} = {float(amount):.3g} {what} exceeds the cap {cap:.0e} "
                          f"(a run must fit in memory and finish in minutes); lower {lower}")
+
+
+def check_steps(steps: int, formula: str, lower: str) -> None:
+    """Refuse a run of more than ``MAX_STEPS`` optimizer steps (``formula`` says how they add up)."""
+    check_product(steps, MAX_STEPS, formula, "optimizer steps", lower)
 
 
 def check_units(config, *names: str) -> None:

@@ -480,11 +480,33 @@ def _overflow_diagnosis(net, stats: list[LayerStats], t: dict, overflow: int):
         f"{_fix(net, begin)}.")
 
 
-def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool], overflow: int | None = None):
+def _swamped(net, stats: list[LayerStats], k: int, input_rms: float) -> bool:
+    """Whether β_k dwarfs Ω_k h_k beyond float64's 16 digits (random weights, a varying input):
+    f_k = β_k + Ω_k h_k then rounds to β_k on every sample."""
+    linear = net.linears[k]
+    with np.errstate(over="ignore", invalid="ignore"):
+        weight_std, bias_std = _mean_std(linear.weight.data)[1], _mean_std(linear.bias.data)[1]
+        rms = input_rms if k == 0 else math.hypot(stats[k - 1].activation_mean, stats[k - 1].activation_std)
+        contribution = weight_std * rms * math.sqrt(linear.in_features)
+    if not (contribution > 0 and math.isfinite(bias_std)):
+        return False
+    return bias_std > 1e13 * contribution
+
+
+def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool], overflow: int | None = None,
+              input_rms: float = 1.0):
     K = len(stats) - 1
     hidden = stats[:K]
     before_overflow = hidden if overflow is None else hidden[:overflow]
     for s, flat in zip(before_overflow, constant):
+        if flat and _swamped(net, stats, s.index, input_rms):
+            linear = net.linears[s.index]
+            return "dead", s.index, (
+                f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample although Ω_{s.index} "
+                f"is random: its biases β_{s.index} (std {_mean_std(linear.bias.data)[1]:.3g}) are so much larger "
+                f"than Ω_{s.index} h_{s.index} that float64 (about 16 digits) rounds the input's contribution away, "
+                "so no signal passes. Lower the bias variance (σ_b² of order σ_w² or below, e.g. "
+                "bias_init='zeros').")
         if flat:
             return "dead", s.index, (
                 f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample "
@@ -734,7 +756,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         if _constant_columns(x):  # identical samples: constant layers say nothing about the net
             constant = [False] * len(constant)
         overflow = _first_overflow(stats, trace.preactivations, outputs)
-        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1], overflow)
+        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1], overflow, math.sqrt(second_moment))
     return ProbeReport(
         layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=n,
         input_std=x_std, input_variance=input_variance, loss=loss_name,

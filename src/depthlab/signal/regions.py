@@ -240,11 +240,9 @@ def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, e
     except _Overflow:
         largest = float(max(np.max(np.abs(start)), np.max(np.abs(end))))
         raise ValueError(
-            f"count_linear_regions cannot follow a segment this long: with end points as large as "
-            f"{largest:.3g}, the pre-activations f_k = β_k + Ω_k h_k along it exceed float64's range "
-            f"(about 1.8e308), so the regions cannot be located. Use a shorter segment; regions far "
-            "from the origin are unbounded and the count stops changing once the segment holds every "
-            "breakpoint.") from None
+            f"count_linear_regions cannot locate the regions: along the segment (end points up to "
+            f"{largest:.3g}) the pre-activations f_k = β_k + Ω_k h_k exceed float64's range (about 1.8e308). "
+            "Use a shorter segment, or a network whose weights have not exploded.") from None
     if return_breakpoints:
         return count, np.array(breakpoints, dtype=np.float64)
     return count

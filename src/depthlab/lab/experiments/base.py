@@ -394,7 +394,9 @@ def prepare_out_dir(path) -> Path:
     except (FileExistsError, NotADirectoryError):
         raise OutputError(f"cannot create output folder {str(path)!r}: a file is in the way") from None
     except OSError as error:
-        raise OutputError(f"cannot create output folder {str(path)!r}: {error.strerror or error}") from None
+        raise OutputError(f"cannot create output folder {_shown(path)}: {error.strerror or error}") from None
+    except ValueError as error:   # a NUL byte in the name
+        raise OutputError(f"cannot create output folder {_shown(path)}: {error}; choose a plainer --out name") from None
     try:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".depthlab-write-test-"):
             pass

@@ -57,12 +57,15 @@ QUICK = {"train_samples": 1000, "epochs": 40, "seed_samples": 2000}
 def validate(config: Config) -> None:
     for name in ("depth", "width", "train_samples", "test_samples", "epochs", "batch_size"):
         base.check_range(config, name, low=1)
+    base.check_range(config, "test_samples", low=2)   # the relative MSE divides by their variance
     base.check_range(config, "seed_samples", low=0)
     base.check_range(config, "lr", low=0, low_open=True)
     base.check_range(config, "seed_lr", low=0, low_open=True)
     limits.check_units(config, "depth", "width")
     limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
     limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_steps(config.epochs * -(-config.train_samples // config.batch_size) + config.seed_samples,
+                       "epochs·⌈train_samples/batch_size⌉ + seed_samples", "epochs, batch_size or seed_samples")
     limits.check_product(config.depth * config.width * max(config.train_samples, config.test_samples),
                          limits.MAX_ENTRIES, "depth·width·samples", "numbers held", "depth, width or samples")
     limits.check_product(6 * (config.epochs * config.train_samples + config.seed_samples + config.test_samples)
@@ -190,14 +193,17 @@ def run(config: Config, progress=None) -> base.Result:
         seconds["seed"] = time.perf_counter() - clock
 
     grid = np.linspace(-1.0, 1.0, 801).reshape(-1, 1)
-    pieces, kinks = count_linear_regions(net, [-1.0], [1.0], return_breakpoints=True)
-    kinks = -1.0 + 2.0 * kinks
+    try:
+        pieces, kinks = count_linear_regions(net, [-1.0], [1.0], return_breakpoints=True)
+        kinks = -1.0 + 2.0 * kinks
+    except ValueError:   # a diverged net whose f_k overflow float64 on [-1, 1]: no regions to locate
+        pieces, kinks = None, np.empty(0)
     metrics = {
         "test_mse": final(training.test_mse),
         "train_loss": final(training.train_loss),
         "steps": training.steps,
         "diverged": training.diverged is not None,
-        "linear_pieces": int(pieces),
+        "linear_pieces": None if pieces is None else int(pieces),
         "linear_pieces_bound": max_regions_1d([config.width] * config.depth),
         "grid_max_error": float(np.max(np.abs(outputs(net, grid) - sine_function(grid)))),
     }
@@ -208,6 +214,12 @@ def run(config: Config, progress=None) -> base.Result:
     return base.Result(NAME, TITLE, metrics=metrics, figures=figures,
                        explanation=_explanation(config, metrics, training, seconds),
                        summary=_summary(config, metrics, training))
+
+
+def _pieces(metrics) -> str:
+    if metrics["linear_pieces"] is None:
+        return "linear pieces not countable (the diverged network's f_k overflow float64)"
+    return f"{metrics['linear_pieces']} linear pieces"
 
 
 # ----------------------------------------------------------------------------- figure
@@ -262,7 +274,7 @@ def finish_learning_axes(ax, training: Training, quantity: str, legend: str = "l
 
 def _summary(config, metrics, training) -> str:
     lines = [f"depthlab ({config.depth}×{config.width} ReLU, He, {config.optimizer}, batch {config.batch_size}, "
-             f"{config.epochs} epochs): test MSE {metrics['test_mse']:.2e}, {metrics['linear_pieces']} linear pieces on [−1, 1]."]
+             f"{config.epochs} epochs): test MSE {metrics['test_mse']:.2e}, {_pieces(metrics)} on [−1, 1]."]
     if "test_mse_seed_recipe" in metrics:
         lines.append(f"  seed 003's recipe ({config.seed_samples} one-sample SGD steps, lr {config.seed_lr:g}): "
                      f"test MSE {metrics['test_mse_seed_recipe']:.2e}.")
@@ -294,7 +306,7 @@ troughs on [−1, 1], it must place its kinks where the curve bends. The left pa
 fit: depthlab's {config.depth} × {config.width} network (He init, {config.optimizer}, minibatches of
 {config.batch_size} drawn without replacement, {config.epochs} epochs, lr {config.lr:g} decayed to 0 by a cosine
 schedule) lies on the true curve; its test MSE is <b>{metrics['test_mse']:.2g}</b>. The ticks at the bottom are
-its kinks, found exactly by <code>dl.count_linear_regions</code>: {metrics['linear_pieces']} linear pieces, far
+its kinks, found exactly by <code>dl.count_linear_regions</code>: {_pieces(metrics)}, far
 below the {metrics['linear_pieces_bound']:,} a {config.depth}-layer network of width {config.width} could make
 in principle. A smooth curve is drawn with many short straight pieces.</p>
 <p>The right panel shows the learning curves against the number of training samples processed (each one costs

@@ -52,6 +52,7 @@ CLIFF_BAND = 0.05   # points this close to the jump's edges count as "on the cli
 def validate(config: Config) -> None:
     for name in ("hidden", "train_samples", "test_samples", "epochs", "batch_size"):
         base.check_range(config, name, low=1)
+    base.check_range(config, "test_samples", low=2)   # the relative MSE divides by their variance
     base.check_range(config, "seed_samples", low=0)
     base.check_range(config, "resolution", low=2)
     base.check_range(config, "lr", low=0, low_open=True)
@@ -60,6 +61,8 @@ def validate(config: Config) -> None:
     limits.check_at_most(len(config.hidden), limits.MAX_UNITS, "the number of hidden layers")
     limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
     limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_steps(config.epochs * -(-config.train_samples // config.batch_size) + config.seed_samples,
+                       "epochs·⌈train_samples/batch_size⌉ + seed_samples", "epochs, batch_size or seed_samples")
     limits.check_at_most(config.resolution, 2000, "resolution", "heat-map points per axis")
     points = max(config.train_samples, config.test_samples, config.resolution ** 2)
     weights = sum(a * b for a, b in zip((2, *config.hidden), (*config.hidden, 1)))

@@ -56,6 +56,7 @@ def validate(config: Config) -> None:
                          "central differences cost two forward passes per parameter; lower hidden, in_features "
                          "or out_features")
     limits.check_at_most(config.batch, MAX_BATCH, "batch")
+    base.check_range(config, "eps", low=0, low_open=True)
     base.check_range(config, "eps", low=1e-12, high=0.1)   # float64's rounding swamps smaller steps
     base.check_range(config, "tolerance", low=0, low_open=True)
     loss = losses.get(config.loss)
