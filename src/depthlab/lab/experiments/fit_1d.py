@@ -216,6 +216,14 @@ def run(config: Config, progress=None) -> base.Result:
                        summary=_summary(config, metrics, training))
 
 
+def _mse(value: float, diverged: bool, steps: int) -> str:
+    """'test MSE 1.2e-03', or what happened instead of a number (never a bare 'nan')."""
+    if diverged and not np.isfinite(value):
+        return f"diverged (its weights overflowed float64; {steps} steps completed), no test MSE"
+    text = f"test MSE {value:.2e}"
+    return text + f" before it diverged ({steps} steps completed)" if diverged else text
+
+
 def _pieces(metrics) -> str:
     if metrics["linear_pieces"] is None:
         return "linear pieces not countable (the diverged network's f_k overflow float64)"
@@ -274,10 +282,11 @@ def finish_learning_axes(ax, training: Training, quantity: str, legend: str = "l
 
 def _summary(config, metrics, training) -> str:
     lines = [f"depthlab ({config.depth}×{config.width} ReLU, He, {config.optimizer}, batch {config.batch_size}, "
-             f"{config.epochs} epochs): test MSE {metrics['test_mse']:.2e}, {_pieces(metrics)} on [−1, 1]."]
+             f"{config.epochs} epochs): {_mse(metrics['test_mse'], metrics['diverged'], metrics['steps'])}, "
+             f"{_pieces(metrics)} on [−1, 1]."]
     if "test_mse_seed_recipe" in metrics:
         lines.append(f"  seed 003's recipe ({config.seed_samples} one-sample SGD steps, lr {config.seed_lr:g}): "
-                     f"test MSE {metrics['test_mse_seed_recipe']:.2e}.")
+                     f"{_mse(metrics['test_mse_seed_recipe'], metrics['seed_recipe_diverged'], metrics['steps_seed_recipe'])}.")
     if training.diverged:
         lines.append(f"  depthlab's training diverged: {training.diverged}.")
     return "\n".join(lines)
