@@ -274,8 +274,9 @@ def test_values_validate_accepts_run(tmp_path, case, name, overrides):
     assert (tmp_path / "o" / "report.html").exists() and result.summary
 
 
-def test_caps_are_stated_in_probe_help(capsys):
-    code, out, _ = run_cli(capsys, "probe", "--help")
+@pytest.mark.parametrize("command", ["probe", "run"])
+def test_caps_are_stated_in_help(capsys, command):
+    code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0
     text = " ".join(out.split())
     assert f"{limits.MAX_UNITS:,}" in text and f"{limits.MAX_SAMPLES:,}" in text and "multiply-adds" in text

@@ -108,6 +108,9 @@ def _list(args) -> int:
 # ----------------------------------------------------------------------------- run
 
 def _configure_run(parser):
+    from . import limits
+
+    parser.description = f"{parser.description}. {limits.RUN_CAPS}."
     parser.add_argument("name", metavar="NAME", help="an experiment (see `depthlab list`)")
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", type=key_value, action="append",
                         default=[], help="override a config value (repeatable); tuples as a,b,c")

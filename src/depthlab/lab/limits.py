@@ -30,6 +30,10 @@ MAX_WORK = 1e11
 MAX_VARIANCE = 1e6
 MAX_STEPS = 300_000     # optimizer steps of one run: each costs ~0.1–1 ms of Python however small
 
+RUN_CAPS = (f"--set values are capped so a typed number cannot take hours or all the memory: network sizes "
+            f"<= {MAX_UNITS:,}, samples <= {MAX_SAMPLES:,}, variances <= {MAX_VARIANCE:g}, at most "
+            f"{MAX_ENTRIES:.0e} numbers held, {MAX_WORK:.0e} multiply-adds and {MAX_STEPS:,} optimizer steps per run "
+            "(each experiment's validate() states its own, e.g. histogram panels or grid points)")
 PROBE_CAPS = (f"--depth, --width and --in-features <= {MAX_UNITS:,}, --samples <= {MAX_SAMPLES:,}, "
               f"--sigma2 and --bias-variance <= {MAX_VARIANCE:g}, depth × width × samples <= {MAX_ENTRIES:.0e} "
               f"numbers held and depth × width² × samples <= {MAX_WORK:.0e} multiply-adds")
