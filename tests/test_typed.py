@@ -201,6 +201,8 @@ CLI_CASES = [  # (case id, argv, message pattern)
                                                             "--set", "out_features=1"], r"needs out_features >= 2"),
     ("gradcheck eps=1e300", ["run", "gradcheck", "--set", "eps=1e300"], r"eps must be <= 0.1"),
     ("gradcheck eps=1e-300", ["run", "gradcheck", "--set", "eps=1e-300"], r"eps must be >= 1e-12"),
+    ("gradcheck tolerance=1e300 (was: matplotlib OverflowError)", ["run", "gradcheck", "--set", "tolerance=1e300"],
+     r"tolerance must be <= 1"),
     ("gradcheck hidden huge", ["run", "gradcheck", "--set", "hidden=" + PLENTY], r"hidden must be <= 10,000"),
     ("gradcheck parameters", ["run", "gradcheck", "--set", "hidden=500,500"], r"parameter count must be <= 20,000"),
     ("issue: signal-theory bias_variance=1e300", ["run", "signal-theory", "--set", "bias_variance=1e300"],

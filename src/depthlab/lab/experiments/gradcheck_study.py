@@ -58,7 +58,7 @@ def validate(config: Config) -> None:
     limits.check_at_most(config.batch, MAX_BATCH, "batch")
     base.check_range(config, "eps", low=0, low_open=True)
     base.check_range(config, "eps", low=1e-12, high=0.1)   # float64's rounding swamps smaller steps
-    base.check_range(config, "tolerance", low=0, low_open=True)
+    base.check_range(config, "tolerance", low=0, low_open=True, high=1)   # a relative error: above 1 passes anything
     loss = losses.get(config.loss)
     if loss.name not in TARGETS:
         raise ValueError(f"loss {config.loss!r} has no targets here; choose one of {', '.join(TARGETS)}")

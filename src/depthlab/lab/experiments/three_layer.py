@@ -366,11 +366,16 @@ def _overlay_figure(config, runs, torch_curves):
 
 # ----------------------------------------------------------------------------- text
 
+def _loss(value: float) -> str:
+    """A final loss as text; a diverged run (recorded as inf) says so."""
+    return "diverged (overflowed float64)" if value == math.inf else f"{value:.3g}"
+
+
 def _summary(config, metrics) -> str:
     lines = [
-        f"After {config.steps} full-batch steps: He (lr {config.lr_he:g}) loss {metrics['final_loss_he']:.3g}; "
-        f"N(0,1) (lr {config.lr_normal:g}) {metrics['final_loss_normal']:.3g}; seed recipe "
-        f"{metrics['final_loss_seed_recipe']:.3g} (predicting the mean: {metrics['mean_predictor_loss']:.0f}).",
+        f"After {config.steps} full-batch steps: He (lr {config.lr_he:g}) loss {_loss(metrics['final_loss_he'])}; "
+        f"N(0,1) (lr {config.lr_normal:g}) {_loss(metrics['final_loss_normal'])}; seed recipe "
+        f"{_loss(metrics['final_loss_seed_recipe'])} (predicting the mean: {metrics['mean_predictor_loss']:.0f}).",
         f"  Output RMS at init: N(0,1) {metrics['output_rms_normal']:.3g} vs He {metrics['output_rms_he']:.3g}; "
         f"last-layer lr limit {metrics['lr_max_normal']:.2g} vs {metrics['lr_max_he']:.2g}.",
     ]
