@@ -448,19 +448,12 @@ def _fix(net, k: int) -> str:
     return _FIXES.get(activation.name, _default_fix)(fan_in, activation)
 
 
-def _first_overflow(stats: list[LayerStats], preactivations, outputs) -> int | None:
-    """The first layer k whose f_k or h_{k+1} left float64's range (an inf or NaN entry, or
-    statistics that overflow), or None. Only the layers whose statistics are not finite are read
-    entry by entry, so a healthy network costs nothing here."""
-    suspects = [s.index for s in stats
-                if not all(map(math.isfinite, (s.preactivation_mean, s.preactivation_std,
-                                               s.activation_mean, s.activation_std)))]
-    if not suspects:
-        return None
-    for k in range(suspects[0]):  # an inf entry can hide in a finite statistic only with a NaN, which shows
-        if not (np.isfinite(preactivations[k]).all() and np.isfinite(outputs[k]).all()):
-            return k
-    return suspects[0]
+def _first_overflow(stats: list[LayerStats]) -> int | None:
+    """The first layer k whose f_k or h_{k+1} left float64's range, or None: an inf or NaN entry
+    makes the layer's mean inf or NaN, and values near 1.8e308 make its statistics overflow."""
+    return next((s.index for s in stats
+                 if not all(map(math.isfinite, (s.preactivation_mean, s.preactivation_std,
+                                                s.activation_mean, s.activation_std)))), None)
 
 
 def _overflow_diagnosis(net, stats: list[LayerStats], t: dict, overflow: int):
@@ -755,7 +748,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
                 s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb
         if _constant_columns(x):  # identical samples: constant layers say nothing about the net
             constant = [False] * len(constant)
-        overflow = _first_overflow(stats, trace.preactivations, outputs)
+        overflow = _first_overflow(stats)
         verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1], overflow, math.sqrt(second_moment))
     return ProbeReport(
         layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=n,
