@@ -282,3 +282,24 @@ def test_caps_are_stated_in_help(capsys, command):
     assert code == 0
     text = " ".join(out.split())
     assert f"{limits.MAX_UNITS:,}" in text and f"{limits.MAX_SAMPLES:,}" in text and "multiply-adds" in text
+
+
+SUMMARIES = [  # (case id, experiment, overrides, pattern): an overflow or divergence is named, never "nan"
+    ("fit-1d: the seed recipe diverges (was 'test MSE nan')", "fit-1d",
+     {"seed_lr": "1000", "epochs": "2", "train_samples": "64", "seed_samples": "64", "test_samples": "32"},
+     r"seed 003's recipe .*: diverged \(its weights overflowed float64"),
+    ("three-layer: He at lr 1e300 (was 'loss inf')", "three-layer", {"lr_he": "1e300", "torch": "false", "steps": "5"},
+     r"He \(lr 1e\+300\) loss diverged"),
+    ("init-variance: σ² = 1e6 overflows", "init-variance",
+     {"depths": "3,90", "schemes": "1e6,2/D", "repeats": "1", "samples": "20"}, r"σ²_Ω = 1e6 overflows float64"),
+    ("gradient-variance: σ² = 1e6 (was a crash in the theory)", "gradient-variance",
+     {"depths": "3,90", "schemes": "1e6,2/D", "repeats": "1", "samples": "20"}, r"σ²_Ω = 1e6 overflows float64"),
+]
+
+
+@pytest.mark.parametrize("case, name, overrides, pattern", SUMMARIES, ids=[c[0] for c in SUMMARIES])
+def test_experiment_summaries_name_overflow_and_divergence(tmp_path, case, name, overrides, pattern):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # what a user's NumPy does: warn
+        result = base.run_experiment(name, overrides, quick=True, out_dir=tmp_path / "o", progress=False)
+    assert re.search(pattern, result.summary), result.summary
+    assert "nan" not in result.summary.lower().replace("nan)", ""), result.summary

@@ -17,8 +17,8 @@ from ...nn import losses, seeds
 from ...signal import theory
 from ...nn.model import Sequential
 from . import base, init_variance
-from .init_variance import (_growth_words, _headline, build, curve_metrics, finite_std, growth_text, inputs,
-                            nominal_spec, overflow_layer, pooled, rng_for, scheme)
+from .init_variance import (_growth_words, _headline, build, curve_metrics, error_text, finite_std, growth_text,
+                            inputs, nominal_spec, overflow_layer, pooled, rng_for, scheme)
 from .init_variance import validate as _validate_grid
 
 NAME = "gradient-variance"
@@ -153,7 +153,7 @@ def _summary(config, rules, metrics) -> str:
     for rule in rules:
         lines.append(f"  {rule.label:<32} std(dL/df_0)/std(dL/df_K-1) {growth_text(metrics, rule.slug)}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "
-                     f"{metrics['theory_log10_error_' + rule.slug]:.3f}")
+                     f"{error_text(metrics, rule.slug)}")
     verdict = "agree" if metrics["seed_table_match"] else "DISAGREE"
     lines.append(f"Seed 000's {metrics['seed_values_compared']} printed backward values {verdict} with depthlab "
                  f"(largest relative difference {metrics['seed_max_relative_difference']:.1e}).")

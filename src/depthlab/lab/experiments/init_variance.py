@@ -194,6 +194,13 @@ def growth_text(metrics: dict, slug: str, width: int = 10) -> str:
     return f"{'overflow at ' + str(overflow):>{width}}" if overflow is not None else f"{metrics['growth_' + slug]:{width}.3g}"
 
 
+def error_text(metrics: dict, slug: str) -> str:
+    """The median |log10(measured/theory)| as text; where measurement and theory both left
+    float64's range there is nothing to compare."""
+    error = metrics[f"theory_log10_error_{slug}"]
+    return "— (both overflow float64)" if math.isnan(error) else f"{error:.3f}"
+
+
 def rng_for(config: Config, *parts: int) -> np.random.Generator:
     """An independent generator for one (depth, scheme, repeat) cell, derived from config.seed."""
     return np.random.default_rng([config.seed, *parts])
@@ -347,7 +354,7 @@ def _summary(config, rules, metrics) -> str:
     for rule in rules:
         lines.append(f"  {rule.label:<32} std(h_K)/std(h_1) {growth_text(metrics, rule.slug)}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "
-                     f"{metrics['theory_log10_error_' + rule.slug]:.3f}")
+                     f"{error_text(metrics, rule.slug)}")
     verdict = "agree" if metrics["seed_tables_match"] else "DISAGREE"
     lines.append(f"Seed 000's {metrics['seed_values_compared']} printed values {verdict} with depthlab's recomputation.")
     return "\n".join(lines)
