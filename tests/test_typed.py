@@ -222,6 +222,8 @@ CLI_CASES = [  # (case id, argv, message pattern)
     ("three-layer in_features", ["run", "three-layer", "--set", "in_features=" + PLENTY], r"in_features must be <= 10,000"),
     ("depth-trainability work", ["run", "depth-trainability", "--set", "width=10000"], r"multiply-adds exceeds the cap"),
     ("edge-of-chaos workers", ["run", "edge-of-chaos", "--set", "workers=100000"], r"workers must be <= 256"),
+    ("edge-of-chaos lr=1e300 (was: every grid point failed, exit 1)", ["run", "edge-of-chaos", "--set", "lr=1e300"],
+     r"lr must be <= 10"),
     ("edge-of-chaos sigma_w2", ["run", "edge-of-chaos", "--set", "sigma_w2=1e300"], r"sigma_w2 must be <= 1e\+06"),
     ("closing note: repeated --only", ["report", "--only", "gradcheck", "--only", "gradcheck"],
      r"--only gradcheck is given more than once"),

@@ -73,6 +73,7 @@ def validate(config: Config) -> None:
     limits.check_items(config, "sigma_w2", 64, "one column of the map each")
     limits.check_items(config, "depths", 64, "one row of the map each")
     limits.check_at_most(config.workers, 256, "workers")
+    limits.check_at_most(config.lr, 10.0, "lr", "larger steps overflow the weights and fail the grid points")
     limits.check_steps(len(config.sigma_w2) * len(config.depths) * config.steps, "len(sigma_w2)·len(depths)·steps",
                        "sigma_w2, depths or steps")
     limits.check_product(6 * len(config.sigma_w2) * config.steps * config.batch
