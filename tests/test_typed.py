@@ -66,7 +66,7 @@ def test_probe_calls_an_overflow_explosion_and_names_the_layer(case, hidden, sig
     activation = next((a for a in ("tanh", "identity") if a in case), "relu")
     net = dl.MLP(1, hidden, 1, activation=activation, init=sigma2,
                  bias_init={"name": "normal", "variance": bias} if bias else "zeros", rng=0)
-    x = np.random.default_rng(0).standard_normal((200, 1))
+    x = np.random.default_rng(0).standard_normal((50, 1))
     if activation == "tanh":       # bounded hidden units cannot overflow: saturated is the right verdict
         report = dl.probe(net, x)
         assert report.verdict == "saturated", report.diagnosis
