@@ -261,3 +261,38 @@ def optional(module: str):
         return require(module, "")
     except MissingExtra:
         return None
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the platform does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if count < 1024 or unit == "EiB":
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count:.3g} EiB"  # pragma: no cover
+
+
+def check_fits_in_memory(entries: int, itemsize: int, what: str, hint: str = "use smaller sizes") -> None:
+    """Refuse, with a ``ValueError`` naming ``what``, an array of ``entries`` numbers that cannot
+    fit in this machine's memory (or that no NumPy array can hold), before NumPy tries.
+
+    NumPy's own errors for these ("Maximum allowed dimension exceeded", "Unable to allocate
+    7.28 TiB ...") come from deep inside an initializer and do not say which argument asked.
+    """
+    needed = int(entries) * int(itemsize)
+    if entries > np.iinfo(np.intp).max:
+        raise ValueError(f"{what} would hold {int(entries):.3g} numbers, more than any array can index "
+                         f"(at most {np.iinfo(np.intp).max:.3g}); {hint}.")
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise ValueError(f"{what} would need {_bytes(needed)}, more than this machine's {_bytes(memory)} "
+                         f"of memory; {hint}.")

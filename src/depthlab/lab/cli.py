@@ -111,6 +111,9 @@ def _list(args) -> int:
 # ----------------------------------------------------------------------------- run
 
 def _configure_run(parser):
+    from . import limits
+
+    parser.description = f"{parser.description}. {limits.RUN_CAPS}."
     parser.add_argument("name", metavar="NAME", help="an experiment (see `depthlab list`)")
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", type=key_value, action="append",
                         default=[], help="override a config value (repeatable); tuples as a,b,c")
@@ -178,6 +181,10 @@ def _report(args) -> int:
         if error is not None and not isinstance(error, (MissingExtra, base.ConfigError)):  # its line says it all
             traceback.print_exception(error, file=sys.stderr)
 
+    chosen = [name.strip().lower().replace("_", "-") for name in args.only or []]
+    repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+    if repeated:
+        raise UsageError(f"{PROG} report: --only {repeated[0]} is given more than once; name each experiment once")
     try:
         tour = base.run_tour(args.out, quick=args.quick, seed=args.seed, names=args.only,
                              progress=not args.no_progress, on_done=done)
@@ -192,17 +199,49 @@ def _report(args) -> int:
 # ----------------------------------------------------------------------------- probe
 
 def _configure_probe(parser):
-    parser.add_argument("--depth", type=positive_int, default=50, help="hidden layers K (default 50)")
-    parser.add_argument("--width", type=positive_int, default=80, help="units per hidden layer D (default 80)")
+    from . import limits
+
+    parser.description = (f"{parser.description}. Sizes are capped so a typed number cannot take hours or all the "
+                          f"memory: {limits.PROBE_CAPS}.")
+    parser.add_argument("--depth", type=positive_int, default=50,
+                        help=f"hidden layers K (default 50, at most {limits.MAX_UNITS:,})")
+    parser.add_argument("--width", type=positive_int, default=80,
+                        help=f"units per hidden layer D (default 80, at most {limits.MAX_UNITS:,})")
     parser.add_argument("--activation", default="relu", help="hidden activation (default relu)")
     parser.add_argument("--init", default="normal",
                         help="weight initializer: 'normal' (N(0, σ²) with --sigma2) or a name such as he_normal")
-    parser.add_argument("--sigma2", type=positive_float, help="σ²_Ω of --init normal (default 1.0)")
+    parser.add_argument("--sigma2", type=positive_float,
+                        help=f"σ²_Ω of --init normal (default 1.0, at most {limits.MAX_VARIANCE:g})")
     parser.add_argument("--bias-variance", type=non_negative_float, default=0.0,
-                        help="biases drawn from N(0, σ_b²) (default 0: zero biases)")
-    parser.add_argument("--samples", type=positive_int, default=1000, help="batch of N(0, 1) inputs (default 1000)")
-    parser.add_argument("--in-features", type=positive_int, default=1, help="input width D_i (default 1, as seed 000)")
+                        help=f"biases drawn from N(0, σ_b²) (default 0: zero biases; at most {limits.MAX_VARIANCE:g})")
+    parser.add_argument("--samples", type=positive_int, default=1000,
+                        help=f"batch of N(0, 1) inputs (default 1000, at least 2, at most {limits.MAX_SAMPLES:,})")
+    parser.add_argument("--in-features", type=positive_int, default=1,
+                        help=f"input width D_i (default 1, as seed 000; at most {limits.MAX_UNITS:,})")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and inputs (default 0)")
+
+
+def _check_probe_sizes(args) -> None:
+    """The caps of :mod:`depthlab.lab.limits` on what ``probe`` would allocate and compute."""
+    from . import limits
+
+    try:
+        for flag in ("depth", "width", "in_features"):
+            limits.check_at_most(getattr(args, flag), limits.MAX_UNITS, "--" + flag.replace("_", "-"))
+        limits.check_at_most(args.samples, limits.MAX_SAMPLES, "--samples")
+        for flag in ("sigma2", "bias_variance"):
+            limits.check_at_most(getattr(args, flag), limits.MAX_VARIANCE, "--" + flag.replace("_", "-"),
+                                 "beyond it the signal leaves float64's range within a few layers")
+        held = args.depth * max(args.width, args.in_features) * args.samples
+        limits.check_product(held, limits.MAX_ENTRIES, "--depth × --width × --samples", "numbers held",
+                             "--depth, --width or --samples")
+        work = args.samples * (args.depth * args.width ** 2 + args.in_features * args.width)
+        limits.check_product(work, limits.MAX_WORK, "--depth × --width² × --samples", "multiply-adds",
+                             "--depth, --width or --samples")
+    except ValueError as error:
+        raise UsageError(f"{PROG} probe: {error}") from None
+    if args.samples < 2:
+        raise UsageError(f"{PROG} probe: --samples must be at least 2 (statistics over the batch), got {args.samples}")
 
 
 def _probe(args) -> int:
@@ -210,6 +249,7 @@ def _probe(args) -> int:
 
     import depthlab as dl
 
+    _check_probe_sizes(args)
     if args.init != "normal" and args.sigma2 is not None:
         raise UsageError(f"{PROG} probe: --sigma2 sets σ²_Ω of --init normal; it cannot be combined with "
                          f"--init {args.init}")

@@ -22,7 +22,7 @@ import numpy as np
 from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import batch_sum
-from .._checks import as_float_array, check_positive_int, resolve_dtype, resolve_rng
+from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
 from .layer import Layer
 from .parameter import Parameter
 
@@ -62,6 +62,8 @@ class Linear(Layer):
         dtype = resolve_dtype(dtype)
         rng = resolve_rng(rng)
         shape = (out_features, in_features)
+        check_fits_in_memory(out_features * (in_features + 1), dtype.itemsize,
+                             f"Linear({in_features}, {out_features})'s weight and bias", "use smaller sizes")
         weight_init, bias_init = _init.get(init), _init.get(bias_init)
         weight = weight_init(shape, rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)
         bias = bias_init((out_features,), rng=rng, dtype=dtype, fan_in=in_features, fan_out=out_features)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import activations as _activations
-from .._checks import as_batch, as_float_array, as_list, check_positive_int, resolve_dtype, resolve_rng
+from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, check_positive_int, resolve_dtype,
+                       resolve_rng)
 from .._fast.flat import pack
 from .engine import PLANS, Engine
 from .layer import Layer
@@ -584,6 +585,9 @@ def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he
     bias_inits = as_list(bias_init, len(hidden) + 1, "bias_init")
     rng, dtype = resolve_rng(rng), resolve_dtype(dtype)
     widths = [in_features, *hidden, out_features]
+    check_fits_in_memory(sum(a * b + b for a, b in zip(widths, widths[1:])), dtype.itemsize,
+                         f"MLP({in_features}, {hidden if len(hidden) <= 4 else '[…]'}, {out_features})'s parameters",
+                         "use narrower layers")
     layers: list = []
     for k in range(len(widths) - 1):
         layers.append(Linear(widths[k], widths[k + 1], init=inits[k], bias_init=bias_inits[k],

@@ -345,6 +345,9 @@ def _build(archive, header: dict, path):
 
     if header["version"] == 2:
         return _build_version_2(archive, header, path)
+    first = header["layers"][0]
+    if not isinstance(first, dict) or first.get("type") != "linear":
+        raise _corrupt(path, "its first layer is not a Linear layer, as every format-1 network's is")
     dtype = np.dtype(header["dtype"])
     layers, k = [], 0
     for position, spec in enumerate(header["layers"]):

@@ -24,6 +24,10 @@ Verdict rules (thresholds in :data:`THRESHOLDS`, overridable per call), checked 
 *hidden* layers (the output layer's width and role differ; its numbers are still reported);
 the first rule that fires gives ``verdict`` and ``verdict_layer`` (the layer k where it starts):
 
+0. **exploding** (overflow) — f_k or h_{k+1} of some layer left float64's range (inf or NaN):
+   the verdict is "exploding", from the layer where the growth starts, and the diagnosis names
+   the layer that overflowed (only the rule below is checked on the layers before it: dead
+   units after an overflow are NaN, not dead).
 1. **dead** — a hidden layer whose activations do not vary at all over the batch (every unit
    constant: all zero after zero weights, 004's θ = 0; not checked when the samples of x are
    all identical), or in which at least ``dead_fraction`` (0.9) of the units are dead. (Deep
@@ -448,10 +452,58 @@ def _fix(net, k: int) -> str:
     return _FIXES.get(activation.name, _default_fix)(fan_in, activation)
 
 
-def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
+def _first_overflow(stats: list[LayerStats]) -> int | None:
+    """The first layer k whose f_k or h_{k+1} left float64's range, or None: an inf or NaN entry
+    makes the layer's mean inf or NaN, and values near 1.8e308 make its statistics overflow."""
+    return next((s.index for s in stats
+                 if not all(map(math.isfinite, (s.preactivation_mean, s.preactivation_std,
+                                                s.activation_mean, s.activation_std)))), None)
+
+
+def _overflow_diagnosis(net, stats: list[LayerStats], t: dict, overflow: int):
+    """Overflow is explosion: the verdict, the layer where growth starts, and a diagnosis."""
+    forward_stds = [s.preactivation_std for s in stats[:overflow]]
+    crossing = _first_crossing(forward_stds, t) if overflow >= 2 else None
+    begin = crossing[1] if crossing and crossing[0] == "exploding" else max(overflow - 1, 0)
+    if overflow - begin >= 2:
+        growth = (f"the std of f_k grows ×{_rate(forward_stds, begin - 1 if begin else 0, overflow - 1):.3g} "
+                  f"per layer from layer {begin} and ")
+    else:
+        growth = ""
+    return "exploding", begin, (
+        f"the forward signal explodes: {growth}reaches the limit of float64 (about 1.8e308) at layer "
+        f"{overflow}, where f_{overflow} = β_{overflow} + Ω_{overflow} h_{overflow}, h_{overflow + 1} or their "
+        f"statistics overflow to inf or NaN (so dead units and stds from there on mean nothing); "
+        f"{_fix(net, begin)}.")
+
+
+def _swamped(net, stats: list[LayerStats], k: int, input_rms: float) -> bool:
+    """Whether β_k dwarfs Ω_k h_k beyond float64's 16 digits (random weights, a varying input):
+    f_k = β_k + Ω_k h_k then rounds to β_k on every sample."""
+    linear = net.linears[k]
+    with np.errstate(over="ignore", invalid="ignore"):
+        weight_std, bias_std = _mean_std(linear.weight.data)[1], _mean_std(linear.bias.data)[1]
+        rms = input_rms if k == 0 else math.hypot(stats[k - 1].activation_mean, stats[k - 1].activation_std)
+        contribution = weight_std * rms * math.sqrt(linear.in_features)
+    if not (contribution > 0 and math.isfinite(bias_std)):
+        return False
+    return bias_std > 1e13 * contribution
+
+
+def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool], overflow: int | None = None,
+              input_rms: float = 1.0):
     K = len(stats) - 1
     hidden = stats[:K]
-    for s, flat in zip(hidden, constant):
+    before_overflow = hidden if overflow is None else hidden[:overflow]
+    for s, flat in zip(before_overflow, constant):
+        if flat and _swamped(net, stats, s.index, input_rms):
+            linear = net.linears[s.index]
+            return "dead", s.index, (
+                f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample although Ω_{s.index} "
+                f"is random: its biases β_{s.index} (std {_mean_std(linear.bias.data)[1]:.3g}) are so much larger "
+                f"than Ω_{s.index} h_{s.index} that float64 (about 16 digits) rounds the input's contribution away, "
+                "so no signal passes. Lower the bias variance (σ_b² of order σ_w² or below, e.g. "
+                "bias_init='zeros').")
         if flat:
             return "dead", s.index, (
                 f"layer {s.index}'s activations h_{s.index + 1} are the same for every sample "
@@ -463,6 +515,8 @@ def _diagnose(net, stats: list[LayerStats], t: dict, constant: list[bool]):
                 f"{100 * s.dead_fraction:.0f}% of layer {s.index}'s {s.activation} units are never "
                 "active on this batch, so they pass no signal and get no gradient. Lower the "
                 f"negative bias or the weight scale — {_fix(net, s.index)} — or use leaky_relu.")
+    if overflow is not None:
+        return _overflow_diagnosis(net, stats, t, overflow)
     forward_stds = [s.preactivation_std for s in hidden]
     forward = _first_crossing(forward_stds, t)
     if forward:
@@ -689,7 +743,8 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
                 s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb
         if _constant_columns(x):  # identical samples: constant layers say nothing about the net
             constant = [False] * len(constant)
-        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1])
+        overflow = _first_overflow(stats)
+        verdict, layer, diagnosis = _diagnose(net, stats, t, constant[:-1], overflow, math.sqrt(second_moment))
     return ProbeReport(
         layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=n,
         input_std=x_std, input_variance=input_variance, loss=loss_name,

@@ -110,27 +110,83 @@ def _piece_and_next(a: np.ndarray, b: np.ndarray, t: float, kinks: np.ndarray,
 
 # --------------------------------------------------------------------------- exact 1-D walk
 
+RESOLVABLE = 1e12   # end points up to this many times 1 + the first layer's kink radius
+
+
+def _kink_radius(net) -> float:
+    """The largest distance from the origin of a first-layer kink hyperplane {x : Ω_0[i]·x + β_0[i] = c}."""
+    first = next(layer for layer in net.layers if isinstance(layer, Linear))
+    activation = next((layer.activation for layer in net.layers if isinstance(layer, ActivationLayer)), None)
+    kinks = list(activation.kinks) if activation is not None else []
+    norms = np.linalg.norm(first.weight.data.astype(np.float64), axis=1)
+    live = norms > 0
+    if not kinks or not live.any():
+        return 0.0
+    offsets = np.abs(first.bias.data.astype(np.float64)[live, None] - np.array(kinks)[None, :])
+    return float(np.max(offsets / norms[live, None]))
+
+
+def _check_resolvable(net, start: np.ndarray, end: np.ndarray) -> None:
+    """Refuse end points so large that their rounding (≈ 2.2e-16 of their size) blurs where the
+    segment passes the kinks, which lie within about the first layer's kink radius R of the origin."""
+    largest = float(max(np.max(np.abs(start)), np.max(np.abs(end))))
+    radius = _kink_radius(net)
+    if largest > RESOLVABLE * (1.0 + radius):
+        raise ValueError(
+            f"count_linear_regions cannot resolve a segment with end points as large as {largest:.3g}: "
+            f"float64 rounds them by about {2.2e-16 * largest:.2g}, which blurs where the segment passes the "
+            f"network's kinks (its first layer's lie within {radius:.3g} of the origin). Keep the end "
+            f"points within {RESOLVABLE:.0e} × (1 + {radius:.3g}) = {RESOLVABLE * (1 + radius):.3g} (a shorter "
+            "segment through the kinks).")
+
+
+class _Overflow(ArithmeticError):
+    """f_k = a + b·t left float64's range during the walk (after ``args[0]`` breakpoints)."""
+
+
 def _walk(net, start: np.ndarray, direction: np.ndarray, eps: float) -> tuple[list[float], int]:
+    """Walk x(t) = start + t·direction over t ∈ [0, 1]; (breakpoints t, number of regions).
+
+    The walk runs in τ = t − t₀, where x(t₀) = p is the point of the segment nearest the origin:
+    the kinks of a network cluster near the origin, and there τ is small, so its rounding is
+    too. Pieces shorter than ``eps``·min(1, 1/‖direction‖ + |τ|) in τ — ``eps`` of the segment
+    for a segment up to unit length, ``eps`` relative to the distance from p for a long one —
+    are merged: crossings that coincide up to rounding count as one change.
+    """
     blocks = [(layer, _pieces(layer.activation) if isinstance(layer, ActivationLayer) else None)
               for layer in net.layers]
-    t, breakpoints = 0.0, []
+    scale = float(np.max(np.abs(direction)))         # rescaled: ‖direction‖² may overflow
+    unit, scaled_start = direction / scale, start / scale
+    squared = float(unit @ unit)
+    nearest = min(1.0, max(0.0, -float(scaled_start @ unit) / squared))
+    with np.errstate(over="ignore", invalid="ignore"):
+        origin = start + nearest * direction
+    inverse_length = 1.0 / (scale * math.sqrt(squared))
+
+    def tolerance(tau: float) -> float:
+        return eps * min(1.0, inverse_length + abs(tau))
+
+    tau, last, breakpoints = -nearest, 1.0 - nearest, []
     while True:
-        a, b = start, direction  # h(t) = a + b·t inside the current region
-        next_t = 1.0
+        a, b = origin, direction  # h(τ) = a + b·τ inside the current region
+        next_tau = last
         for layer, pieces in blocks:
             if isinstance(layer, Linear):
                 weight = layer.weight.data.astype(np.float64, copy=False)
-                a = weight @ a + layer.bias.data
-                b = weight @ b
+                with np.errstate(over="ignore", invalid="ignore"):
+                    a = weight @ a + layer.bias.data
+                    b = weight @ b
+                if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                    raise _Overflow(len(breakpoints))
                 continue
             kinks, slopes, intercepts = pieces
-            index, crossing = _piece_and_next(a, b, t, kinks, eps)
-            next_t = min(next_t, crossing)
+            index, crossing = _piece_and_next(a, b, tau, kinks, tolerance(tau))
+            next_tau = min(next_tau, crossing)
             a, b = intercepts[index] + slopes[index] * a, slopes[index] * b
-        if next_t >= 1.0 - eps:
-            return breakpoints, len(breakpoints) + 1
-        breakpoints.append(next_t)
-        t = next_t
+        if next_tau >= last - tolerance(last):
+            return [t + nearest for t in breakpoints], len(breakpoints) + 1
+        breakpoints.append(next_tau)
+        tau = next_tau
 
 
 def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, eps: float = 1e-9):
@@ -148,7 +204,8 @@ def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, e
         Also return the t ∈ (0, 1) where the pattern changes; the input point is
         ``start + t * (end - start)``.
     eps : float
-        Pieces shorter than ``eps`` (as a fraction of the segment) are merged into their
+        Pieces shorter than ``eps`` times the smaller of the segment's length and 1 + the
+        distance from the segment's point nearest the origin are merged into their
         neighbour, so several units crossing a kink at the same point count as one change.
 
     Returns
@@ -158,7 +215,10 @@ def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, e
     Raises
     ------
     ValueError
-        A non-piecewise-linear activation, or ``start == end`` (a segment of zero length).
+        A non-piecewise-linear activation, ``start == end`` (a segment of zero length), or end
+        points beyond float precision: larger than :data:`RESOLVABLE` (1e12) × (1 + R), R the
+        largest distance of a first-layer kink from the origin (their rounding would blur where
+        the segment meets the kinks), or so large that f_k overflows float64 along the segment.
 
     Examples
     --------
@@ -169,13 +229,24 @@ def count_linear_regions(net, start, end, *, return_breakpoints: bool = False, e
     eps = check_real(eps, "eps", low=0, high=1e-3, low_open=True)
     start = _as_point(start, "start", net.in_features, net.dtype)
     end = _as_point(end, "end", net.in_features, net.dtype)
-    direction = end - start
+    with np.errstate(over="ignore"):
+        direction = end - start
     if not np.any(direction):
         raise ValueError(
             f"count_linear_regions needs a segment of positive length, but start == end == "
             f"{start.tolist()}. Pass two different points, e.g. end = start + 1."
         )
-    breakpoints, count = _walk(net, start, direction, eps)
+    _check_resolvable(net, start, end)
+    try:
+        if not np.isfinite(direction).all():
+            raise _Overflow(0)
+        breakpoints, count = _walk(net, start, direction, eps)
+    except _Overflow:
+        largest = float(max(np.max(np.abs(start)), np.max(np.abs(end))))
+        raise ValueError(
+            f"count_linear_regions cannot locate the regions: along the segment (end points up to "
+            f"{largest:.3g}) the pre-activations f_k = β_k + Ω_k h_k exceed float64's range (about 1.8e308). "
+            "Use a shorter segment, or a network whose weights have not exploded.") from None
     if return_breakpoints:
         return count, np.array(breakpoints, dtype=np.float64)
     return count

@@ -15,6 +15,7 @@ from ...nn import activations
 from ...training import data
 from ...nn.layers import ActivationLayer, Linear
 from ...nn.model import Sequential
+from .. import limits
 from . import base
 
 NAME = "activation-histograms"
@@ -69,6 +70,18 @@ def validate(config: Config) -> None:
     base.check_range(config, "samples", low=2)
     base.check_range(config, "bins", low=2)
     base.check_choices(config, "inits", list(INITS))
+    limits.check_at_most(config.layers, 20, "layers", "one histogram panel per layer")
+    limits.check_units(config, "width")
+    limits.check_samples(config, "samples")
+    limits.check_at_most(config.bins, 1000, "bins")
+    limits.check_items(config, "activations", 8, "one figure each")
+    limits.check_items(config, "inits", 12, "one row of panels each")
+    limits.check_product(config.layers * config.samples * config.width * len(config.activations) * len(config.inits),
+                         limits.MAX_ENTRIES, "layers·samples·width·activations·inits", "numbers held",
+                         "samples, width, layers, activations or inits")
+    limits.check_product(config.layers * config.samples * config.width ** 2 * len(config.activations)
+                         * len(config.inits), limits.MAX_WORK, "layers·samples·width²·activations·inits",
+                         "multiply-adds", "samples, width, layers, activations or inits")
     for name in config.activations:
         activations.get(name)
 

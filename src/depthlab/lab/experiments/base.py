@@ -454,20 +454,33 @@ def prepare_out_dir(path) -> Path:
         raise OutputError(f"the output folder is empty ({str(path)!r}); give a folder name, e.g. --out reports/run1 "
                           "(use --out . for the current folder)")
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except (OSError, ValueError) as error:   # a name too long for the file system, a NUL byte
+        raise OutputError(f"cannot use output folder {_shown(path)}: {getattr(error, 'strerror', None) or error}; "
+                          "choose a shorter or plainer --out name") from None
+    if is_file:
         raise OutputError(f"output folder {str(path)!r} is a file; choose another --out folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise OutputError(f"cannot create output folder {str(path)!r}: a file is in the way") from None
     except OSError as error:
-        raise OutputError(f"cannot create output folder {str(path)!r}: {error.strerror or error}") from None
+        raise OutputError(f"cannot create output folder {_shown(path)}: {error.strerror or error}") from None
+    except ValueError as error:   # a NUL byte in the name
+        raise OutputError(f"cannot create output folder {_shown(path)}: {error}; choose a plainer --out name") from None
     try:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".depthlab-write-test-"):
             pass
     except OSError as error:
         raise OutputError(f"cannot write into output folder {str(path)!r}: {error.strerror or error}") from None
     return path
+
+
+def _shown(path) -> str:
+    """A path for a one-line message: quoted, its middle elided beyond 80 characters."""
+    text = repr(str(path))
+    return text if len(text) <= 80 else f"{text[:38]}…{text[-38:]} ({len(str(path))} characters)"
 
 
 # ----------------------------------------------------------------------------- JSON and figures

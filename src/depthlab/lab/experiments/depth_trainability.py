@@ -17,6 +17,7 @@ from ... import optim
 from ...training.data import mnist1d
 from ...nn.model import MLP, Sequential
 from ...training.fit import TrainingDiverged, evaluate, fit
+from .. import limits
 from . import base
 
 NAME = "depth-trainability"
@@ -63,6 +64,13 @@ def validate(config: Config) -> None:
     base.check_range(config, "sgd_lr", low=0, low_open=True)
     base.check_range(config, "adam_lr", low=0, low_open=True)
     base.check_range(config, "momentum", low=0, high=0.999)
+    limits.check_units(config, "depth", "width")
+    limits.check_at_most(config.epochs, 10_000, "epochs")
+    limits.check_steps(6 * config.epochs * -(-config.train_samples // config.batch_size),
+                       "6 trainings·epochs·⌈train_samples/batch_size⌉", "epochs or batch_size")
+    limits.check_product(18 * config.epochs * config.train_samples * (config.depth * config.width ** 2 + 50 * config.width),
+                         limits.MAX_WORK, "18·epochs·train_samples·depth·width²", "multiply-adds",
+                         "epochs, train_samples, depth or width")
 
 
 def network(config: Config, init: str) -> Sequential:

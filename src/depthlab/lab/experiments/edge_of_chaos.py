@@ -33,6 +33,7 @@ from ...signal import theory
 from ... import optim as _optim
 from ...nn.model import MLP
 from ...training.fit import evaluate
+from .. import limits
 from . import base
 
 NAME = "edge-of-chaos"
@@ -82,6 +83,18 @@ def validate(config: Config) -> None:
     if config.scheduler is not None and config.workers:
         raise ValueError(f"workers={config.workers} runs on this machine and scheduler={config.scheduler} on a Dask "
                          "cluster; give one of them")
+    limits.check_units(config, "depths", "width")
+    limits.check_variance(config, "sigma_w2", "bias_variance")
+    limits.check_items(config, "sigma_w2", 64, "one column of the map each")
+    limits.check_items(config, "depths", 64, "one row of the map each")
+    limits.check_at_most(config.workers, 256, "workers")
+    limits.check_at_most(config.lr, 10.0, "lr", "larger steps overflow the weights and fail the grid points")
+    limits.check_steps(len(config.sigma_w2) * len(config.depths) * config.steps, "len(sigma_w2)·len(depths)·steps",
+                       "sigma_w2, depths or steps")
+    limits.check_product(6 * len(config.sigma_w2) * config.steps * config.batch
+                         * sum(depth * config.width ** 2 + 50 * config.width for depth in config.depths),
+                         limits.MAX_WORK, "6·len(sigma_w2)·steps·batch·Σdepths·width²", "multiply-adds",
+                         "sigma_w2, depths, steps, batch or width")
     for name in ("sigma_w2", "depths"):
         values = getattr(config, name)
         if len(set(values)) != len(values):

@@ -26,6 +26,7 @@ from ...training.data import sine, sine_function
 from ...nn.model import MLP, NonFiniteError, Sequential
 from ...signal.regions import count_linear_regions, max_regions_1d
 from ...training.fit import TrainingDiverged, evaluate, fit
+from .. import limits
 from . import base
 
 NAME = "fit-1d"
@@ -56,9 +57,21 @@ QUICK = {"train_samples": 1000, "epochs": 40, "seed_samples": 2000}
 def validate(config: Config) -> None:
     for name in ("depth", "width", "train_samples", "test_samples", "epochs", "batch_size"):
         base.check_range(config, name, low=1)
+    base.check_range(config, "test_samples", low=2)   # the relative MSE divides by their variance
     base.check_range(config, "seed_samples", low=0)
     base.check_range(config, "lr", low=0, low_open=True)
     base.check_range(config, "seed_lr", low=0, low_open=True)
+    limits.check_units(config, "depth", "width")
+    limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
+    limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_steps(config.epochs * -(-config.train_samples // config.batch_size) + config.seed_samples,
+                       "epochs·⌈train_samples/batch_size⌉ + seed_samples", "epochs, batch_size or seed_samples")
+    limits.check_product(config.depth * config.width * max(config.train_samples, config.test_samples),
+                         limits.MAX_ENTRIES, "depth·width·samples", "numbers held", "depth, width or samples")
+    limits.check_product(6 * (config.epochs * config.train_samples + config.seed_samples + config.test_samples)
+                         * (config.depth * config.width ** 2 + 2 * config.width), limits.MAX_WORK,
+                         "6·(epochs·train_samples + seed_samples)·depth·width²", "multiply-adds",
+                         "epochs, train_samples, seed_samples, depth or width")
 
 
 # ----------------------------------------------------------------------------- shared training helpers
@@ -124,9 +137,9 @@ def replay_seed_recipe(net: Sequential, x: np.ndarray, y: np.ndarray, x_test: np
     already), evaluating the test MSE at ``checkpoints`` evenly spaced points.
     """
     optimizer = optim.SGD(net.parameters(), lr=lr)
-    bounds = np.linspace(0, x.shape[0], checkpoints + 1).astype(int)
+    bounds = np.unique(np.linspace(0, x.shape[0], min(checkpoints, x.shape[0]) + 1).astype(int))  # no empty chunk
     samples, train_loss, test_mse, diverged = [], [], [], None
-    for start, stop in base.iterate(progress, list(zip(bounds[:-1], bounds[1:])), desc=desc, total=checkpoints):
+    for start, stop in base.iterate(progress, list(zip(bounds[:-1], bounds[1:])), desc=desc, total=bounds.size - 1):
         try:
             history = base.finished(fit(net, x[start:stop], y[start:stop], loss="sum_squares", optimizer=optimizer,
                                         epochs=1, batch_size=1, shuffle=False, verbose=0))
@@ -181,13 +194,16 @@ def run(config: Config, progress=None) -> base.Result:
         seconds["seed"] = time.perf_counter() - clock
 
     grid = np.linspace(-1.0, 1.0, 801).reshape(-1, 1)
-    pieces = count_linear_regions(net, [-1.0], [1.0])
+    try:
+        pieces = count_linear_regions(net, [-1.0], [1.0])
+    except ValueError:   # a diverged net whose f_k overflow float64 on [-1, 1]: no regions to locate
+        pieces = None
     metrics = {
         "test_mse": final(training.test_mse),
         "train_loss": final(training.train_loss),
         "steps": training.steps,
         "diverged": training.diverged is not None,
-        "linear_pieces": int(pieces),
+        "linear_pieces": None if pieces is None else int(pieces),
         "linear_pieces_bound": max_regions_1d([config.width] * config.depth),
         "grid_max_error": float(np.max(np.abs(outputs(net, grid) - sine_function(grid)))),
     }
@@ -198,6 +214,20 @@ def run(config: Config, progress=None) -> base.Result:
     return base.Result(NAME, TITLE, metrics=metrics, figures=figures,
                        explanation=_explanation(config, metrics, training, seconds),
                        summary=_summary(config, metrics, training))
+
+
+def _mse(value: float, diverged: bool, steps: int) -> str:
+    """'test MSE 1.2e-03', or what happened instead of a number (never a bare 'nan')."""
+    if diverged and not np.isfinite(value):
+        return f"diverged (its weights overflowed float64; {steps} steps completed), no test MSE"
+    text = f"test MSE {value:.2e}"
+    return text + f" before it diverged ({steps} steps completed)" if diverged else text
+
+
+def _pieces(metrics) -> str:
+    if metrics["linear_pieces"] is None:
+        return "linear pieces not countable (the diverged network's f_k overflow float64)"
+    return f"{metrics['linear_pieces']} linear pieces"
 
 
 # ----------------------------------------------------------------------------- figure
@@ -257,10 +287,11 @@ def finish_learning_axes(ax, training: Training, quantity: str, legend: str = "l
 
 def _summary(config, metrics, training) -> str:
     lines = [f"depthlab ({config.depth}×{config.width} ReLU, He, {config.optimizer}, batch {config.batch_size}, "
-             f"{config.epochs} epochs): test MSE {metrics['test_mse']:.2e}, {metrics['linear_pieces']} linear pieces on [−1, 1]."]
+             f"{config.epochs} epochs): {_mse(metrics['test_mse'], metrics['diverged'], metrics['steps'])}, "
+             f"{_pieces(metrics)} on [−1, 1]."]
     if "test_mse_seed_recipe" in metrics:
         lines.append(f"  seed 003's recipe ({config.seed_samples} one-sample SGD steps, lr {config.seed_lr:g}): "
-                     f"test MSE {metrics['test_mse_seed_recipe']:.2e}.")
+                     f"{_mse(metrics['test_mse_seed_recipe'], metrics['seed_recipe_diverged'], metrics['steps_seed_recipe'])}.")
     if training.diverged:
         lines.append(f"  depthlab's training diverged: {training.diverged}.")
     return "\n".join(lines)
@@ -289,7 +320,7 @@ troughs on [−1, 1], it must place its kinks where the curve bends. The left pa
 fit: depthlab's {config.depth} × {config.width} network (He init, {config.optimizer}, minibatches of
 {config.batch_size} drawn without replacement, {config.epochs} epochs, lr {config.lr:g} decayed to 0 by a cosine
 schedule) lies on the true curve; its test MSE is <b>{metrics['test_mse']:.2g}</b>. The ticks at the bottom are
-its kinks, found exactly by <code>dl.count_linear_regions</code>: {metrics['linear_pieces']} linear pieces, far
+its kinks, found exactly by <code>dl.count_linear_regions</code>: {_pieces(metrics)}, far
 below the {metrics['linear_pieces_bound']:,} a {config.depth}-layer network of width {config.width} could make
 in principle. A smooth curve is drawn with many short straight pieces.</p>
 <p>The right panel shows the learning curves against the number of training samples processed (each one costs

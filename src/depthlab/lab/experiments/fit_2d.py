@@ -18,6 +18,7 @@ import numpy as np
 
 from ...training.data import piecewise_2d, piecewise_2d_function
 from ...nn.model import MLP
+from .. import limits
 from . import base
 from .fit_1d import final, finish_learning_axes, learning_curves, outputs, replay_seed_recipe, seed_init, train_minibatches
 
@@ -51,10 +52,25 @@ CLIFF_BAND = 0.05   # points this close to the jump's edges count as "on the cli
 def validate(config: Config) -> None:
     for name in ("hidden", "train_samples", "test_samples", "epochs", "batch_size"):
         base.check_range(config, name, low=1)
+    base.check_range(config, "test_samples", low=2)   # the relative MSE divides by their variance
     base.check_range(config, "seed_samples", low=0)
     base.check_range(config, "resolution", low=2)
     base.check_range(config, "lr", low=0, low_open=True)
     base.check_range(config, "seed_lr", low=0, low_open=True)
+    limits.check_units(config, "hidden")
+    limits.check_at_most(len(config.hidden), limits.MAX_UNITS, "the number of hidden layers")
+    limits.check_samples(config, "train_samples", "test_samples", "seed_samples", "batch_size")
+    limits.check_at_most(config.epochs, 100_000, "epochs")
+    limits.check_steps(config.epochs * -(-config.train_samples // config.batch_size) + config.seed_samples,
+                       "epochs·⌈train_samples/batch_size⌉ + seed_samples", "epochs, batch_size or seed_samples")
+    limits.check_at_most(config.resolution, 2000, "resolution", "heat-map points per axis")
+    points = max(config.train_samples, config.test_samples, config.resolution ** 2)
+    weights = sum(a * b for a, b in zip((2, *config.hidden), (*config.hidden, 1)))
+    limits.check_product(points * sum(config.hidden), limits.MAX_ENTRIES, "samples·Σhidden", "numbers held",
+                         "hidden, samples or resolution")
+    limits.check_product(6 * (config.epochs * config.train_samples + config.seed_samples + 3 * points) * weights,
+                         limits.MAX_WORK, "6·(epochs·train_samples + seed_samples)·weights", "multiply-adds",
+                         "epochs, train_samples, seed_samples or hidden")
 
 
 def grid(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 from ...nn import activations, losses
 from ...nn.gradient_check import check_input_jacobian, gradcheck
 from ...nn.model import MLP
+from .. import limits
 from . import base
 
 NAME = "gradcheck"
@@ -39,22 +40,48 @@ class Config:
     seed: int = 0
 
 
+MAX_PARAMETERS = 20_000   # each costs two forward passes (seconds in all at this cap)
+MAX_BATCH = 1_000
+
 QUICK = {"activations": ("sigmoid", "tanh", "relu"), "hidden": (8, 8), "batch": 4}
 
 
 def validate(config: Config) -> None:
     for name in ("in_features", "out_features", "batch", "hidden"):
         base.check_range(config, name, low=1)
+    limits.check_units(config, "in_features", "out_features", "hidden")
+    widths = [config.in_features, *config.hidden, config.out_features]
+    parameters = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    limits.check_at_most(parameters, MAX_PARAMETERS, "the network's parameter count",
+                         "central differences cost two forward passes per parameter; lower hidden, in_features "
+                         "or out_features")
+    limits.check_at_most(config.batch, MAX_BATCH, "batch")
     base.check_range(config, "eps", low=0, low_open=True)
-    base.check_range(config, "tolerance", low=0, low_open=True)
-    losses.get(config.loss)
+    base.check_range(config, "eps", low=1e-12, high=0.1)   # float64's rounding swamps smaller steps
+    base.check_range(config, "tolerance", low=0, low_open=True, high=1)   # a relative error: above 1 passes anything
+    loss = losses.get(config.loss)
+    if loss.name not in TARGETS:
+        raise ValueError(f"loss {config.loss!r} has no targets here; choose one of {', '.join(TARGETS)}")
+    if loss.name == "cross_entropy" and config.out_features < 2:
+        raise ValueError(f"loss cross_entropy needs out_features >= 2 classes, got {config.out_features}")
     for name in config.activations:
         activations.get(name)
 
 
+# loss name -> targets y for a batch (rng, N, D_out): what each loss accepts
+TARGETS = {
+    "sum_squares": lambda rng, n, d: rng.standard_normal((n, d)),
+    "mse": lambda rng, n, d: rng.standard_normal((n, d)),
+    "half_sum_squares": lambda rng, n, d: rng.standard_normal((n, d)),
+    "cross_entropy": lambda rng, n, d: rng.integers(0, d, size=n),                     # class labels
+    "binary_cross_entropy_with_logits": lambda rng, n, d: rng.integers(0, 2, size=(n, d)).astype(float),
+}
+
+
 def _data(config: Config, rng: np.random.Generator):
+    """x ~ N(0, 1) of shape (batch, in_features) and targets of the kind ``config.loss`` takes."""
     x = rng.standard_normal((config.batch, config.in_features))
-    y = rng.standard_normal((config.batch, config.out_features))
+    y = TARGETS[losses.get(config.loss).name](rng, config.batch, config.out_features)
     return x, y
 
 

@@ -8,6 +8,7 @@ the notebook's printed backward table from its own weights.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,8 @@ from ...nn import losses, seeds
 from ...signal import theory
 from ...nn.model import Sequential
 from . import base, init_variance
-from .init_variance import headline, build, finite_std, inputs, nominal_spec, pooled, rng_for, scheme
+from .init_variance import (growth_words, headline, build, curve_metrics, error_text, finite_std, growth_text,
+                            inputs, nominal_spec, overflow_layer, pooled, rng_for, scheme)
 from .init_variance import validate as _validate_grid
 
 NAME = "gradient-variance"
@@ -61,6 +63,8 @@ def predict_backward(config: Config, depth: int, rule) -> np.ndarray:
     spec = nominal_spec(config, depth, rule)
     forward = theory.predicted_std(spec, input_variance=1.0)
     output_variance = float(forward.preactivation_std[-1]) ** 2
+    if not math.isfinite(output_variance):   # the predicted forward signal itself leaves float64's range
+        return np.full(depth, math.inf)
     return theory.predicted_std(spec, input_variance=1.0, grad_output_variance=4.0 * output_variance).backward_std[:depth]
 
 
@@ -105,10 +109,9 @@ def run(config: Config, progress=None) -> base.Result:
     for rule in rules:
         curve = pooled(measured[deepest][rule.key])
         with np.errstate(divide="ignore", invalid="ignore"):
-            metrics[f"growth_{rule.slug}"] = float(curve[0] / curve[-1])
-            metrics[f"max_min_ratio_{rule.slug}"] = float(np.nanmax(curve) / np.nanmin(curve))
-            error = np.abs(np.log10(curve / predicted[deepest][rule.key]))
-        metrics[f"theory_log10_error_{rule.slug}"] = float(np.nanmedian(error))
+            growth = curve[0] / curve[-1]
+        curve_metrics(metrics, rule.slug, curve, predicted[deepest][rule.key], growth,
+                      overflow_layer(curve, np.arange(deepest), backward=True))
     seed_rows, seed_metrics = seed_table()
     metrics.update(seed_metrics)
 
@@ -118,7 +121,8 @@ def run(config: Config, progress=None) -> base.Result:
         for k in range(depth):
             row = {"layer k": k}
             for rule in rules:
-                row[f"{rule.key} measured"] = float(pooled(measured[depth][rule.key])[k])
+                value = float(pooled(measured[depth][rule.key])[k])
+                row[f"{rule.key} measured"] = value if math.isfinite(value) else "overflow"
                 row[f"{rule.key} theory"] = float(predicted[depth][rule.key][k])
             rows.append(row)
         tables[f"depth {depth}: std of dL/df_k, measured vs theory"] = rows
@@ -130,9 +134,9 @@ def run(config: Config, progress=None) -> base.Result:
 def _summary(config, rules, metrics) -> str:
     lines = [headline(rules, metrics, "std of dL/df_k (from the last hidden layer back to the first)")]
     for rule in rules:
-        lines.append(f"  {rule.label:<32} std(dL/df_0)/std(dL/df_K-1) {metrics['growth_' + rule.slug]:10.3g}   max/min "
+        lines.append(f"  {rule.label:<32} std(dL/df_0)/std(dL/df_K-1) {growth_text(metrics, rule.slug)}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "
-                     f"{metrics['theory_log10_error_' + rule.slug]:.3f}")
+                     f"{error_text(metrics, rule.slug)}")
     verdict = "agree" if metrics["seed_table_match"] else "DISAGREE"
     lines.append(f"Seed 000's {metrics['seed_values_compared']} printed backward values {verdict} with depthlab "
                  f"(largest relative difference {metrics['seed_max_relative_difference']:.1e}).")
@@ -148,7 +152,7 @@ the units that were active, so the variance of the gradient is multiplied by <b>
 layer — the same factor as the forward pass (mean-field theory calls it χ₁). Read the panels from right to left:</p>
 <ul>
 <li><b>σ²_Ω = 1</b>: ×{D / 2:g} in variance per layer; the first layers receive gradients
-{metrics.get('growth_sigma2_1', float('nan')):.2g} times larger than the last. These are the seed's enormous numbers
+{growth_words(metrics, 'sigma2_1')} times larger than the last. These are the seed's enormous numbers
 (10^40 and more), and any learning rate that suits one end of the network is absurd at the other.</li>
 <li><b>σ²_Ω = 2/D</b> (He): the factor is 1, every layer gets gradients of the same size
 (max/min {metrics.get('max_min_ratio_2_over_D', float('nan')):.2f}).</li>

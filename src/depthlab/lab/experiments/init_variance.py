@@ -8,6 +8,7 @@ its own weights (:mod:`depthlab.nn.seeds`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from ...nn import activations, seeds
 from ...signal import theory
 from ...nn.model import MLP, Sequential
+from .. import limits
 from . import base
 
 NAME = "init-variance"
@@ -37,6 +39,8 @@ class Config:
 
 
 QUICK = {"samples": 200}
+
+MIN_VARIANCE = 1e-6      # a fixed σ²_Ω from 1e-6 to limits.MAX_VARIANCE
 
 
 # ----------------------------------------------------------------------------- schemes
@@ -86,13 +90,27 @@ def validate(config: Config) -> None:
     base.check_range(config, "samples", low=2)
     base.check_range(config, "repeats", low=1)
     base.check_range(config, "in_features", low=1)
+    limits.check_units(config, "depths", "width", "in_features")
+    limits.check_samples(config, "samples")
+    limits.check_items(config, "depths", 8)
+    limits.check_items(config, "schemes", 12)
+    limits.check_at_most(config.repeats, 100, "repeats")
+    limits.check_product(config.samples * config.width * max(config.depths), limits.MAX_ENTRIES,
+                         "samples·width·depth", "numbers held", "samples, width or depths")
+    limits.check_product(len(config.schemes) * config.repeats * config.samples * config.width
+                         * (config.in_features + config.width * sum(config.depths)), limits.MAX_WORK,
+                         "schemes·repeats·samples·width²·Σdepths", "multiply-adds",
+                         "samples, repeats, width, depths or schemes")
     activations.get(config.activation)
     for key in config.schemes:
         try:
-            scheme(key)
+            rule = scheme(key)
         except ValueError:
             raise ValueError(f"schemes: {key!r} is neither a scheme ({', '.join(SCHEMES)}) nor a variance > 0 "
                              "such as 0.5 or 2/80") from None
+        if not MIN_VARIANCE <= rule.variance(1, 1, config.width) <= limits.MAX_VARIANCE:
+            raise ValueError(f"schemes: σ²_Ω = {key} is outside [{MIN_VARIANCE:g}, {limits.MAX_VARIANCE:g}] "
+                             "(beyond, h_k leaves float64's range within a few layers); use a variance inside")
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -120,8 +138,12 @@ def nominal_spec(config: Config, depth: int, rule: Scheme) -> list[dict]:
 
 def finite_std(array: np.ndarray) -> float:
     """np.std over every unit and sample, NaN once the signal has overflowed."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.std(array)) if np.isfinite(array).all() else float("nan")
+    if not np.isfinite(array).all():
+        return float("nan")
+    scale = float(np.max(np.abs(array))) if array.size else 0.0
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.std(array / scale))     # rescaled: np.std squares, which overflows beyond ~1e154
 
 
 def pooled(stds: np.ndarray) -> np.ndarray:
@@ -131,8 +153,52 @@ def pooled(stds: np.ndarray) -> np.ndarray:
     log-std takes a random walk around it (spread ~ sqrt(depth/width)), so pooling several
     networks is what the theory line should be compared with.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.sqrt(np.mean(np.square(stds), axis=0))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scale = np.max(stds, axis=0)                   # rescaled: std² would overflow beyond ~1e154
+        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        return scale * np.sqrt(np.mean(np.square(stds / scale), axis=0))
+
+
+def overflow_layer(curve: np.ndarray, layers: np.ndarray, backward: bool = False) -> int | None:
+    """The first layer (in the direction of the pass) whose std left float64's range, or None.
+
+    ``curve`` holds one pooled std per layer, NaN where the signal overflowed (``finite_std``);
+    ``layers`` their layer numbers.
+    """
+    bad = np.flatnonzero(~np.isfinite(curve))
+    if bad.size == 0:
+        return None
+    return int(layers[bad[-1] if backward else bad[0]])
+
+
+def curve_metrics(metrics: dict, slug: str, curve: np.ndarray, prediction: np.ndarray, growth: float,
+                  overflow: int | None) -> None:
+    """growth, max/min, theory error and the overflow layer of one scheme's pooled curve, into ``metrics``.
+
+    Where the signal overflowed float64 the true growth and max/min exceed its range: they are
+    recorded as inf (never NaN), with ``overflow_layer_SLUG`` saying where it happened.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finite = curve[np.isfinite(curve)]
+        metrics[f"growth_{slug}"] = math.inf if overflow is not None else float(growth)
+        metrics[f"max_min_ratio_{slug}"] = (math.inf if overflow is not None or finite.size == 0
+                                            else float(finite.max() / finite.min()))
+        error = np.abs(np.log10(curve / prediction))
+    metrics[f"theory_log10_error_{slug}"] = float(np.nanmedian(error)) if np.isfinite(error).any() else math.nan
+    metrics[f"overflow_layer_{slug}"] = overflow
+
+
+def growth_text(metrics: dict, slug: str, width: int = 10) -> str:
+    """``metrics['growth_SLUG']`` as text, "overflow at k" where the signal overflowed."""
+    overflow = metrics.get(f"overflow_layer_{slug}")
+    return f"{'overflow at ' + str(overflow):>{width}}" if overflow is not None else f"{metrics['growth_' + slug]:{width}.3g}"
+
+
+def error_text(metrics: dict, slug: str) -> str:
+    """The median |log10(measured/theory)| as text; where measurement and theory both left
+    float64's range there is nothing to compare."""
+    error = metrics[f"theory_log10_error_{slug}"]
+    return "— (both overflow float64)" if math.isnan(error) else f"{error:.3f}"
 
 
 def rng_for(config: Config, *parts: int) -> np.random.Generator:
@@ -248,10 +314,9 @@ def run(config: Config, progress=None) -> base.Result:
     for rule in rules:
         curve = pooled(measured[deepest][rule.key])
         with np.errstate(divide="ignore", invalid="ignore"):
-            metrics[f"growth_{rule.slug}"] = float(curve[-1] / curve[0])
-            metrics[f"max_min_ratio_{rule.slug}"] = float(np.nanmax(curve) / np.nanmin(curve))
-            error = np.abs(np.log10(curve / predicted[deepest][rule.key]))
-        metrics[f"theory_log10_error_{rule.slug}"] = float(np.nanmedian(error))
+            growth = curve[-1] / curve[0]
+        curve_metrics(metrics, rule.slug, curve, predicted[deepest][rule.key], growth,
+                      overflow_layer(curve, np.arange(1, deepest + 1)))
     seed_rows, curves, seed_metrics = seed_tables()
     metrics.update(seed_metrics)
 
@@ -261,7 +326,8 @@ def run(config: Config, progress=None) -> base.Result:
         for k in range(depth):
             row = {"layer k": k + 1}
             for rule in rules:
-                row[f"{rule.key} measured"] = float(pooled(measured[depth][rule.key])[k])
+                value = float(pooled(measured[depth][rule.key])[k])
+                row[f"{rule.key} measured"] = value if math.isfinite(value) else "overflow"
                 row[f"{rule.key} theory"] = float(predicted[depth][rule.key][k])
             rows.append(row)
         tables[f"depth {depth}: std of h_k, measured vs theory"] = rows
@@ -277,7 +343,10 @@ def headline(rules, metrics, what: str) -> str:
     parts = []
     for rule in rules:
         growth = metrics[f"growth_{rule.slug}"]
-        if rule.key == "2/D":
+        overflow = metrics.get(f"overflow_layer_{rule.slug}")
+        if overflow is not None:
+            parts.append(f"{rule.label} overflows float64 (beyond 1.8e308) at layer {overflow}")
+        elif rule.key == "2/D":
             parts.append(f"{rule.label} stays within ×{metrics['max_min_ratio_' + rule.slug]:.2f}")
         else:
             parts.append(f"{rule.label} ×{growth:.2g}")
@@ -287,12 +356,19 @@ def headline(rules, metrics, what: str) -> str:
 def _summary(config, rules, metrics) -> str:
     lines = [headline(rules, metrics, "std of h_k")]
     for rule in rules:
-        lines.append(f"  {rule.label:<32} std(h_K)/std(h_1) {metrics['growth_' + rule.slug]:10.3g}   max/min "
+        lines.append(f"  {rule.label:<32} std(h_K)/std(h_1) {growth_text(metrics, rule.slug)}   max/min "
                      f"{metrics['max_min_ratio_' + rule.slug]:10.3g}   median |log10(measured/theory)| "
-                     f"{metrics['theory_log10_error_' + rule.slug]:.3f}")
+                     f"{error_text(metrics, rule.slug)}")
     verdict = "agree" if metrics["seed_tables_match"] else "DISAGREE"
     lines.append(f"Seed 000's {metrics['seed_values_compared']} printed values {verdict} with depthlab's recomputation.")
     return "\n".join(lines)
+
+
+def growth_words(metrics, slug: str) -> str:
+    overflow = metrics.get(f"overflow_layer_{slug}")
+    if overflow is not None:
+        return f"more than float64 can hold (it overflows at layer {overflow})"
+    return f"{metrics.get('growth_' + slug, float('nan')):.3g}"
 
 
 def _explanation(config, metrics) -> str:
@@ -304,7 +380,7 @@ a Gaussian pre-activation is cut off, E[h²] = Var(f)/2, and the variance is mul
 <b>D·σ²_Ω/2 at every layer</b>. That one number decides everything in the left and right panels:</p>
 <ul>
 <li><b>σ²_Ω = 1</b>: the factor is D/2 = {D / 2:g}, so the std grows about ×{(D / 2) ** 0.5:.1f} per layer —
-over {metrics['deepest']} layers by {metrics.get('growth_sigma2_1', float('nan')):.3g}. This is the seed's exploding table.</li>
+over {metrics['deepest']} layers by {growth_words(metrics, 'sigma2_1')}. This is the seed's exploding table.</li>
 <li><b>σ²_Ω = 2/D</b> (He et al. 2015): the factor is exactly 1 and the signal keeps its size at any depth
 (max/min over the layers: {metrics.get('max_min_ratio_2_over_D', float('nan')):.2f}).</li>
 <li><b>σ²_Ω = 1/D</b>: the factor is 1/2, the std halves every two layers and the signal vanishes.</li>

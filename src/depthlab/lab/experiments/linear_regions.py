@@ -18,6 +18,7 @@ import numpy as np
 
 from ...nn.model import MLP, Sequential
 from ...signal.regions import (activation_patterns, count_linear_regions, deep_example, linear_regions_2d, max_regions_1d, max_regions_shallow, shallow_example)
+from .. import limits
 from . import base
 
 NAME = "linear-regions"
@@ -42,15 +43,39 @@ class Config:
 QUICK = {"depths": (1, 2, 3, 4, 6), "draws": 5, "resolution": 150}
 
 
+MAX_SEGMENT = 1e6       # |x| beyond which a random net's breakpoints drown in float64's rounding
+MAX_UNITS = 1_000
+MAX_FOLDED = 2 ** 16    # regions of the folding net that grid_count's 2^18 points count exactly
+MAX_WALKED = 200_000
+
+
 def validate(config: Config) -> None:
     for name in ("units", "depths", "draws", "depth_2d"):
         base.check_range(config, name, low=1)
     base.check_range(config, "resolution", low=2)
     base.check_range(config, "bias_variance", low=0, low_open=True)
     base.check_range(config, "segment", low=0, low_open=True)
+    limits.check_units(config, "units", "depths", "depth_2d")
+    limits.check_items(config, "depths", 32)
+    limits.check_at_most(config.draws, 10_000, "draws")
+    limits.check_at_most(config.resolution, 2000, "resolution", "region-map points per axis")
+    limits.check_variance(config, "bias_variance")
+    limits.check_at_most(config.segment, MAX_SEGMENT, "segment",
+                         "beyond it the breakpoints of a random net are lost in float64's rounding")
+    limits.check_at_most(config.units, MAX_UNITS, "units", "the folding net is read on 2^18 points")
+    limits.check_product(config.resolution ** 2 * config.units, limits.MAX_ENTRIES, "resolution²·units",
+                         "numbers held", "resolution or units")
+    limits.check_product(config.draws * len(config.depths) * config.units, MAX_WALKED,
+                         "draws·depths·units", "breakpoints walked", "draws, depths or units")
     for depth in (*config.depths, config.depth_2d):
         if config.units % depth:
             raise ValueError(f"every depth must divide units = {config.units} (width = units / depth), got depth {depth}")
+    for depth in config.depths:
+        pieces = (config.units // depth) ** depth
+        if pieces > MAX_FOLDED:
+            raise ValueError(f"depth {depth} at units = {config.units} makes a folding net of (units/depth)^depth = "
+                             f"{pieces:.3g} regions, more than the {MAX_FOLDED} its grid of 2^18 points can count "
+                             "exactly; use fewer units or another depth")
 
 
 # ----------------------------------------------------------------------------- networks

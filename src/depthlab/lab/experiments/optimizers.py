@@ -14,6 +14,7 @@ import numpy as np
 
 from ... import optim
 from ...optim.functions import FUNCTIONS
+from .. import limits
 from . import base
 
 NAME = "optimizers"
@@ -36,10 +37,17 @@ class Config:
 
 QUICK: dict = {}
 
+MAX_STEPS = 100_000
+MAX_START = 1e6
+
 
 def validate(config: Config) -> None:
     base.check_range(config, "steps", low=1)
     base.check_range(config, "tolerance", low=0, low_open=True)
+    limits.check_at_most(config.steps, MAX_STEPS, "steps")
+    if max(abs(v) for v in config.start) > MAX_START:
+        raise ValueError(f"start must lie within ±{MAX_START:g} of the minimum (0, 0) (beyond, f = x²/20 + y² "
+                         f"leaves the range where the optimizers' steps mean anything), got {base.format_value(config.start)}")
 
 
 def steps_to_reach(trajectory: np.ndarray, tolerance: float) -> int | None:

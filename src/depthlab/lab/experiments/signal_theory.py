@@ -19,6 +19,7 @@ import numpy as np
 from ...nn import activations
 from ...signal import theory
 from ...nn.model import MLP
+from .. import limits
 from . import base
 
 NAME = "signal-theory"
@@ -44,6 +45,8 @@ class Config:
     seed: int = 0
 
 
+MAX_GRID = 200
+
 QUICK = {"grid": (12, 8), "depth_scale_points": 10, "measure_points": 6, "measure_width": 200,
          "measure_depth": 24, "samples": 32}
 
@@ -63,6 +66,29 @@ def validate(config: Config) -> None:
         low, high = getattr(config, name)
         if not low < high:
             raise ValueError(f"{name} must be (low, high) with low < high, got {low:g},{high:g}")
+    limits.check_variance(config, "weight_variance_range", "bias_variance_range", "bias_variance")
+    limits.check_at_most(config.grid, MAX_GRID, "grid", "each point solves for a fixed point")
+    limits.check_at_most(config.depth_scale_points, MAX_GRID, "depth_scale_points")
+    limits.check_at_most(config.measure_points, 50, "measure_points")
+    limits.check_units(config, "measure_width", "measure_depth")
+    limits.check_samples(config, "samples")
+    limits.check_product(config.samples * config.measure_width * config.measure_depth, limits.MAX_ENTRIES,
+                         "samples·measure_width·measure_depth", "numbers held",
+                         "samples, measure_width or measure_depth")
+    limits.check_product(3 * config.measure_points * config.samples * config.measure_depth * config.measure_width ** 2,
+                         limits.MAX_WORK, "3·measure_points·samples·measure_depth·measure_width²", "multiply-adds",
+                         "measure_points, samples, measure_depth or measure_width")
+    try:   # the run is built around the edge of chaos at σ_b² = bias_variance: it must exist
+        critical = theory.critical_weight_variance(config.activation, config.bias_variance)
+    except ValueError as error:
+        raise ValueError(f"activation {config.activation} at bias_variance = {config.bias_variance:g} has no edge of "
+                         f"chaos to study ({' '.join(str(error).split())}); choose another bias_variance or "
+                         "activation") from None
+    low, high = config.weight_variance_range
+    if not low < critical < high:
+        raise ValueError(f"weight_variance_range {low:g},{high:g} must contain the critical σ_w² = {critical:.4g} "
+                         f"(of {config.activation} at bias_variance = {config.bias_variance:g}), which the run "
+                         "measures and draws around")
 
 
 # ----------------------------------------------------------------------------- theory on a grid

@@ -22,6 +22,7 @@ from ...training.data import gaussian_regression
 from ...nn.model import MLP, NonFiniteError, Sequential
 from ..._checks import optional
 from ...optim import SGD
+from .. import limits
 from . import base
 
 NAME = "three-layer"
@@ -53,6 +54,16 @@ def validate(config: Config) -> None:
         base.check_range(config, name, low=1)
     for name in ("lr_normal", "lr_he", "seed_lr"):
         base.check_range(config, name, low=0, low_open=True)
+    limits.check_units(config, "in_features", "width", "out_features")
+    limits.check_samples(config, "samples")
+    limits.check_at_most(config.steps, 100_000, "steps")
+    weights = config.in_features * config.width + config.width ** 2 + config.width * config.out_features
+    limits.check_product(config.samples * (config.in_features + 2 * config.width + config.out_features),
+                         limits.MAX_ENTRIES, "samples·(in_features + 2·width + out_features)", "numbers held",
+                         "samples, in_features or width")
+    # two inits, the seed's loop and the PyTorch overlay: ~4 trainings of 3 products per step
+    limits.check_product(12 * config.steps * config.samples * weights, limits.MAX_WORK,
+                         "12·steps·samples·weights", "multiply-adds", "steps, samples, in_features or width")
 
 
 # ----------------------------------------------------------------------------- networks and data
@@ -356,11 +367,16 @@ def _overlay_figure(config, runs, torch_curves):
 
 # ----------------------------------------------------------------------------- text
 
+def _loss(value: float) -> str:
+    """A final loss as text; a diverged run (recorded as inf) says so."""
+    return "diverged (overflowed float64)" if value == math.inf else f"{value:.3g}"
+
+
 def _summary(config, metrics) -> str:
     lines = [
-        f"After {config.steps} full-batch steps: He (lr {config.lr_he:g}) loss {metrics['final_loss_he']:.3g}; "
-        f"N(0,1) (lr {config.lr_normal:g}) {metrics['final_loss_normal']:.3g}; seed recipe "
-        f"{metrics['final_loss_seed_recipe']:.3g} (predicting the mean: {metrics['mean_predictor_loss']:.0f}).",
+        f"After {config.steps} full-batch steps: He (lr {config.lr_he:g}) loss {_loss(metrics['final_loss_he'])}; "
+        f"N(0,1) (lr {config.lr_normal:g}) {_loss(metrics['final_loss_normal'])}; seed recipe "
+        f"{_loss(metrics['final_loss_seed_recipe'])} (predicting the mean: {metrics['mean_predictor_loss']:.0f}).",
         f"  Output RMS at init: N(0,1) {metrics['output_rms_normal']:.3g} vs He {metrics['output_rms_he']:.3g}; "
         f"last-layer lr limit {metrics['lr_max_normal']:.2g} vs {metrics['lr_max_he']:.2g}.",
     ]
