@@ -277,7 +277,7 @@ LYING_FILES = [  # id, make(tmp_path) -> path, message pattern (after "is not a 
     ("header too deep", lambda p: archive(p, raw_header=np.frombuffer(b"[" * 100000, np.uint8)), r"header is unreadable"),
     ("header a list", lambda p: archive(p, raw_header=np.frombuffer(b"[1, 2]", np.uint8)), r"does not describe"),
     ("another format", lambda p: archive(p, {"format": "keras"}), r"does not describe a depthlab network"),
-    ("a future version", lambda p: archive(p, {"version": 2}), r"version 2 is not supported"),
+    ("a future version", lambda p: archive(p, {"version": 3}), r"version 3 is not supported"),
     ("version true", lambda p: archive(p, {"version": True}), r"version True is not supported"),
     ("no header", lambda p: write(p, (np.savez(p / "f.npz", a=np.ones(2)), (p / "f.npz").read_bytes())[1]),
      r"no '__depthlab__' header"),

@@ -345,9 +345,6 @@ def _build(archive, header: dict, path):
 
     if header["version"] == 2:
         return _build_version_2(archive, header, path)
-    first = header["layers"][0]
-    if not isinstance(first, dict) or first.get("type") != "linear":
-        raise _corrupt(path, "its first layer is not a Linear layer, as every format-1 network's is")
     dtype = np.dtype(header["dtype"])
     layers, k = [], 0
     for position, spec in enumerate(header["layers"]):
@@ -359,6 +356,8 @@ def _build(archive, header: dict, path):
             layers.append(_activation(spec, position, path))
         else:
             raise _corrupt(path, f"layer {position} has unknown type {kind if kind is not None else spec!r}")
+    if not isinstance(layers[0], Linear):
+        raise _corrupt(path, "its layers do not form a network (a format-1 network starts with a Linear layer)")
     declared = {HEADER} | {f"{name}_{i}" for i in range(k) for name in ("weights", "biases")}
     extra = sorted(set(archive.files) - declared)
     if extra:
