@@ -23,12 +23,15 @@ dict per call.
 """
 from __future__ import annotations
 
+from operator import attrgetter, is_not
+
 import numpy as np
 
 from .. import _fast
 from .._fast.buffers import Buffers, FlatArrays
 
 PLANS = ("nothing", "backward", "trace")
+DATA = attrgetter("data")
 
 
 class Pass:
@@ -83,17 +86,24 @@ class Engine:
             return h, None, None
         if remember:
             self.last = None  # release the last pass: its arrays may be reused now
+        if plan == "backward" and _fast.enabled():  # the training step: everything prepared once per batch size
+            done, runs = self._program(x.shape[0], x.dtype)
+            h = x
+            with np.errstate(over="ignore", invalid="ignore"):
+                for run, work in zip(runs, done.works):
+                    h = run(h, work)
+            done.output_shape = h.shape
+            if remember:
+                self.last = done
+            return h, None, done
         fast = self.has_fast if _fast.enabled() else [False] * len(self.layers)
-        works = self._program(x.shape[0], x.dtype) if plan == "backward" and _fast.enabled() else self._fresh(plan)
+        works = self._fresh(plan)
         outputs = [] if plan == "trace" else None
         h = x
         with np.errstate(over="ignore", invalid="ignore"):
-            if outputs is None:
-                for run, work in zip(self._forwards(fast), works):
-                    h = run(h, work)
-            else:
-                for run, work in zip(self._forwards(fast), works):
-                    h = run(h, work)
+            for run, work in zip(self._forwards(fast), works):
+                h = run(h, work)
+                if outputs is not None:
                     outputs.append(h)
         done = Pass(plan, works, fast, h.shape)
         if remember:
@@ -125,21 +135,22 @@ class Engine:
                  "kept": None, "take": None if take is None else _Keyed(take, i)}
                 for i in range(len(self.layers))]
 
-    def _program(self, n: int, dtype) -> list[dict]:
-        """The backward plan's work dicts for batches of n: the engine's own arrays, kept.
+    def _program(self, n: int, dtype) -> tuple[Pass, list]:
+        """The backward plan for batches of n: its :class:`Pass` (work dicts holding the engine's
+        own arrays, kept from step to step) and each layer's forward method.
 
         Two batch sizes are kept (an epoch's full batches and its last, shorter one).
         """
         key = (n, dtype)
-        works = self.programs.get(key)
-        if works is None:
+        program = self.programs.get(key)
+        if program is None:
             if len(self.programs) >= 2:
                 self.programs.clear()
-            works = self.programs[key] = [
-                {"overwrite_input": self.input_is_free[i], "overwrite_grad": False, "input_grad": True,
-                 "gradients": None, "kept": {}, "take": None}
-                for i in range(len(self.layers))]
-        return works
+            works = [{"overwrite_input": self.input_is_free[i], "overwrite_grad": False, "input_grad": True,
+                      "gradients": None, "kept": {}, "take": None}
+                     for i in range(len(self.layers))]
+            program = self.programs[key] = (Pass("backward", works, self.has_fast, None), self._forwards(self.has_fast))
+        return program
 
     # -- backward --------------------------------------------------------------------------
     def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None):
@@ -181,7 +192,7 @@ class Engine:
                 return None
             flat = self.flat = FlatArrays([p.data.shape for p in parameters], self.flat_dtype, keys=parameters)
             self.flat_datas = [p.data for p in parameters]
-        if any(p.data is not data for p, data in zip(self.parameters, self.flat_datas)):  # arrays replaced
+        if any(map(is_not, map(DATA, self.parameters), self.flat_datas)):  # arrays replaced since the layout
             if any(p.data.shape != shape or p.data.dtype != flat.dtype for p, shape in zip(self.parameters, flat.shapes)):
                 self.flat = None
                 return self._gradient_map()

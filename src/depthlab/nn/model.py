@@ -15,6 +15,8 @@ passes themselves run in :mod:`depthlab.nn.engine`, on the layers' own methods.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import is_not
 
 import numpy as np
 
@@ -304,7 +306,7 @@ class Sequential(Layer):
 
     @property
     def dtype(self) -> np.dtype:
-        parameters = self.parameters()
+        parameters = self._engine.parameters   # the parameters, listed once when the network was built
         return parameters[0].dtype if parameters else np.dtype(np.float64)
 
     def get_weights(self) -> list[np.ndarray]:
@@ -480,7 +482,7 @@ class Sequential(Layer):
             )
         parameters = self._engine.parameters
         before = [p.grad for p in parameters]
-        accumulate = any(g is not None for g in before)
+        accumulate = any(map(is_not, before, repeat(None)))
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
                 p.grad = None
