@@ -248,3 +248,20 @@ def test_experiment_result_displays_summary_metrics_and_embedded_figures():
     assert png == plots.encode_png(plots.render(figure), max_width=900)
     assert [row for row in rows(root)] == [["growth", "4"]]       # lists stay out of the table
     assert "A <demo>" in "".join(root.itertext()) and "<demo>" not in markup
+
+
+def test_trace_gradients_and_minimize_result_display_their_numbers():
+    import xml.etree.ElementTree as ElementTree
+
+    net = dl.MLP(3, [4], 2, rng=0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    trace = net.forward(x, record=True)
+    grads = net.backward(np.ones((5, 2)))
+    result = dl.optim.minimize("elliptic", [1.0, 1.0], optimizer="sgd", lr=0.1, steps=5)
+    for obj, expected in ((trace, f"{float(np.std(trace.output)):.4g}"),
+                          (grads, f"{float(np.linalg.norm(grads.weights[0])):.4g}"),
+                          (result, f"{float(result.value):.4g}")):
+        page = obj._repr_html_()
+        ElementTree.fromstring(page)                       # well-formed
+        assert expected in page and "http" not in page      # the numbers, and nothing fetched
+        assert "array(" not in repr(obj)                    # a plain repr of one line, not the arrays

@@ -20,6 +20,7 @@ from operator import is_not
 
 import numpy as np
 
+from .. import _html
 from . import activations as _activations
 from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, check_positive_int, resolve_dtype,
                        resolve_rng)
@@ -67,6 +68,22 @@ class Trace:
         positions = _mlp_positions(self._linear_positions)
         return [self.input] + [self.layer_outputs[i - 1] for i in positions[1:]]
 
+    def __repr__(self) -> str:
+        return f"Trace({self.input.shape[0]} samples, {len(self.layer_outputs)} layer outputs, output {self.output.shape})"
+
+    def _repr_html_(self) -> str:
+        rows = [[i, str(out.shape), *_statistics(out)] for i, out in enumerate(self.layer_outputs)]
+        return _html.container(_html.heading(repr(self)),
+                               _html.table(["layer", "output shape", "mean", "std", "max |·|"], rows))
+
+
+def _statistics(array: np.ndarray) -> list[float]:
+    """(mean, std, largest magnitude) of an array as floats, for the displays (NaN when empty or overflowed)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(array, dtype=np.float64)
+        return [float(values.mean()), float(values.std()), float(np.abs(values).max())] if values.size else [
+            float("nan")] * 3
+
 
 @dataclass(eq=False)
 class Gradients:
@@ -108,6 +125,23 @@ class Gradients:
             return None
         positions = _mlp_positions(self._linear_positions)
         return [self.input] + [self.layer_outputs[i - 1] for i in positions[1:]]
+
+    def __repr__(self) -> str:
+        kept = "with dL/d(each layer's output)" if self.layer_outputs is not None else "parameter gradients only"
+        return f"Gradients({len(self.parameters)} parameter gradients, {kept})"
+
+    def _repr_html_(self) -> str:
+        parts = [_html.heading(repr(self)),
+                 _html.table(["Linear layer k", "‖dL/dΩ_k‖", "‖dL/dβ_k‖"],
+                             [[k, _norm(w), _norm(b)] for k, (w, b) in enumerate(zip(self.weights, self.biases))])]
+        if self.layer_outputs is not None:
+            parts.append(_html.table(["layer", "std of dL/d(output)", "max |·|"],
+                                     [[i, *_statistics(g)[1:]] for i, g in enumerate(self.layer_outputs)]))
+        return _html.container(*parts)
+
+
+def _norm(array) -> float | None:
+    return None if array is None else float(np.linalg.norm(np.asarray(array, dtype=np.float64)))
 
 
 def _mlp_positions(positions: list[int]) -> list[int]:

@@ -50,6 +50,22 @@ class MinimizeResult:
     converged: bool
     optimizer: Optimizer
 
+    def __repr__(self) -> str:
+        return (f"MinimizeResult({type(self.optimizer).__name__}, {len(self.values) - 1} steps, f = {self.value:.6g}, "
+                f"x = {np.array2string(np.asarray(self.x), precision=4)}, converged={self.converged})")
+
+    def _repr_html_(self) -> str:
+        from .. import _html
+
+        start, end = self.trajectory[0], self.trajectory[-1]
+        rows = [["optimizer", type(self.optimizer).__name__], ["steps", len(self.values) - 1],
+                ["f(x₀)", float(self.values[0])], ["f(x) at the end", float(self.value)],
+                ["lowest f on the way", float(np.min(self.values))], ["x₀", str(start)], ["x at the end", str(end)],
+                ["‖∇f‖ at the end", float(np.linalg.norm(self.grads[-1]))], ["converged", self.converged]]
+        return _html.container(_html.heading("MinimizeResult", _html.badge("converged" if self.converged else "not converged",
+                                                                             "ok" if self.converged else "saturated")),
+                               _html.table(["", "value"], rows))
+
 
 def _resolve_function(f, grad):
     if isinstance(f, str):
