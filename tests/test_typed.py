@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import depthlab as dl
-from depthlab.lab import cli, limits
+from depthlab.lab import cli, experiments, limits
 from depthlab.lab.experiments import base
 from depthlab.signal.regions import activation_patterns, count_linear_regions
 from depthlab.signal.spectrum import isometry, jacobian_spectrum
@@ -306,3 +306,12 @@ def test_experiment_summaries_name_overflow_and_divergence(tmp_path, case, name,
         result = base.run_experiment(name, overrides, quick=True, out_dir=tmp_path / "o", progress=False)
     assert re.search(pattern, " ".join(result.summary.split())), result.summary
     assert "nan" not in result.summary.lower().replace("nan)", ""), result.summary
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_experiments_default_and_quick_configs_pass_its_own_caps(name):
+    """The caps of validate() must admit the runs the tour and --quick make (a cap below the
+    default configuration fails `make demo`)."""
+    module = experiments.get(name)
+    for quick in (False, True):
+        base.make_config(module, quick=quick)
