@@ -30,6 +30,27 @@ def _check_features(layer, x: np.ndarray) -> None:
                          f"num_features must be the width of the layer before it.")
 
 
+def _affine_parameters(layer, num_features: int, dtype) -> None:
+    """γ (``weight``, ones) and β (``bias``, zeros), one per feature."""
+    layer.weight = Parameter(np.ones(num_features, dtype), "weight")
+    layer.bias = Parameter(np.zeros(num_features, dtype), "bias")
+
+
+def _affine_backward(layer, grad_output: np.ndarray, xhat: np.ndarray, affine: bool) -> np.ndarray:
+    """dL/dx̂ from dL/dy for y = γ x̂ + β, adding dL/dγ and dL/dβ to the parameters (when ``affine``)."""
+    if not affine:
+        return grad_output
+    layer.weight.accumulate((grad_output * xhat).sum(axis=0))
+    layer.bias.accumulate(grad_output.sum(axis=0))
+    return grad_output * layer.weight.data
+
+
+def _same_width(layer, in_features: int) -> int:
+    if in_features != layer.num_features:
+        raise ValueError(f"{layer!r} expects {layer.num_features} features, got {in_features}.")
+    return in_features
+
+
 def _standardize_backward(grad_xhat: np.ndarray, xhat: np.ndarray, inverse_std: np.ndarray, axis: int) -> np.ndarray:
     """dL/dx from dL/dx̂ for x̂ standardized over ``axis`` (its n values)."""
     n = xhat.shape[axis]
@@ -68,8 +89,7 @@ class BatchNorm(Layer):
                 raise TypeError(f"BatchNorm: {name} must be True or False, got {flag!r}.")
         dtype = resolve_dtype(dtype)
         if affine:
-            self.weight = Parameter(np.ones(num_features, dtype), "weight")
-            self.bias = Parameter(np.zeros(num_features, dtype), "bias")
+            _affine_parameters(self, num_features, dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
         self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
         self.running_var = np.ones(num_features, dtype) if track_running_stats else None
@@ -83,9 +103,7 @@ class BatchNorm(Layer):
         return self.training or not self.track_running_stats
 
     def output_features(self, in_features: int) -> int:
-        if in_features != self.num_features:
-            raise ValueError(f"{self!r} expects {self.num_features} features, got {in_features}.")
-        return in_features
+        return _same_width(self, in_features)
 
     def forward(self, x: np.ndarray, cache: dict) -> np.ndarray:
         _check_features(self, x)
@@ -115,11 +133,7 @@ class BatchNorm(Layer):
 
     def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
         xhat, inverse_std = cache["xhat"], cache["inverse_std"]
-        grad_xhat = grad_output
-        if self.affine:
-            self.weight.accumulate((grad_output * xhat).sum(axis=0))
-            self.bias.accumulate(grad_output.sum(axis=0))
-            grad_xhat = grad_output * self.weight.data
+        grad_xhat = _affine_backward(self, grad_output, xhat, self.affine)
         if not cache["batch"]:  # fixed running statistics: an affine map per feature
             return grad_xhat * inverse_std
         return _standardize_backward(grad_xhat, xhat, inverse_std, axis=0)
@@ -150,14 +164,11 @@ class LayerNorm(Layer):
             raise TypeError(f"LayerNorm: elementwise_affine must be True or False, got {elementwise_affine!r}.")
         dtype = resolve_dtype(dtype)
         if elementwise_affine:
-            self.weight = Parameter(np.ones(num_features, dtype), "weight")
-            self.bias = Parameter(np.zeros(num_features, dtype), "bias")
+            _affine_parameters(self, num_features, dtype)
         self.elementwise_affine = elementwise_affine
 
     def output_features(self, in_features: int) -> int:
-        if in_features != self.num_features:
-            raise ValueError(f"{self!r} expects {self.num_features} features, got {in_features}.")
-        return in_features
+        return _same_width(self, in_features)
 
     def forward(self, x: np.ndarray, cache: dict) -> np.ndarray:
         _check_features(self, x)
@@ -169,11 +180,7 @@ class LayerNorm(Layer):
 
     def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
         xhat, inverse_std = cache["xhat"], cache["inverse_std"]
-        grad_xhat = grad_output
-        if self.elementwise_affine:
-            self.weight.accumulate((grad_output * xhat).sum(axis=0))
-            self.bias.accumulate(grad_output.sum(axis=0))
-            grad_xhat = grad_output * self.weight.data
+        grad_xhat = _affine_backward(self, grad_output, xhat, self.elementwise_affine)
         return _standardize_backward(grad_xhat, xhat, inverse_std, axis=1)
 
     def __repr__(self) -> str:
