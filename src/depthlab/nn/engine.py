@@ -11,7 +11,10 @@ backward   each layer's cache, for one backward pass        ``TrainStep`` and ``
 trace      each layer's cache and output                    ``net.forward(x, record=True)``
 =========  ===============================================  =====================================
 
-With the fast paths on (:func:`depthlab.set_fast_paths`), layers that have a fast variant run
+Under the backward plan (with the fast paths on) the engine leaves NumPy's floating-point
+warnings to its caller, which silences them once for the whole step (``TrainStep`` does);
+the other plans silence overflow warnings themselves. With the fast paths on
+(:func:`depthlab.set_fast_paths`), layers that have a fast variant run
 it (``forward_fast(x, work)`` / ``backward_fast(g, work)``) and the engine hands each of them a
 ``work`` dict (:data:`~depthlab.nn.layer.WORK_KEYS`) that says what it may overwrite and where
 to write: under the backward plan the arrays are the engine's own, kept from step to step;
@@ -23,6 +26,7 @@ dict per call.
 """
 from __future__ import annotations
 
+import contextlib
 from operator import attrgetter, is_not
 
 import numpy as np
@@ -89,9 +93,8 @@ class Engine:
         if plan == "backward" and _fast.enabled():  # the training step: everything prepared once per batch size
             done, runs = self._program(x.shape[0], x.dtype)
             h = x
-            with np.errstate(over="ignore", invalid="ignore"):
-                for run, work in zip(runs, done.works):
-                    h = run(h, work)
+            for run, work in zip(runs, done.works):  # NumPy's warnings: the caller's errstate (one per step)
+                h = run(h, work)
             done.output_shape = h.shape
             if remember:
                 self.last = done
@@ -167,7 +170,8 @@ class Engine:
         output_grads = [None] * count if intermediates else None
         runs = self._backwards(fast)
         owned = False  # whether grad is an array of the engine's own (safe to overwrite)
-        with np.errstate(over="ignore", invalid="ignore"):
+        quiet = np.errstate(over="ignore", invalid="ignore") if last.plan != "backward" else contextlib.nullcontext()
+        with quiet:
             for i in range(count - 1, -1, -1):
                 if output_grads is not None:
                     output_grads[i] = grad

@@ -406,7 +406,8 @@ class Sequential(Layer):
         keep : {"nothing", "backward", "trace"}, optional
             The plan, in full (``record`` picks "trace" or "nothing"): "backward" keeps only
             what one backward pass needs and returns the output, which lives in the network's
-            own memory (the next pass overwrites it) — the training step's plan.
+            own memory (the next pass overwrites it) — the training step's plan. It leaves
+            NumPy's overflow warnings to the caller (``TrainStep`` silences them once per step).
         allow_nonfinite : bool, default False
             Return NaN/Inf outputs instead of raising (instruments that show an overflow).
         detached : bool, default False

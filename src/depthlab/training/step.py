@@ -81,10 +81,11 @@ class TrainStep:
         """
         self.optimizer.zero_grad()
         self._output = None
-        output = self.net.forward(x, keep="backward")
-        self._output = output
-        value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
-        self.net.backward(grad, input_grad=False, intermediates=False, allow_nonfinite=True)
+        with np.errstate(over="ignore", invalid="ignore"):   # an overflow is reported by the checks, not by NumPy
+            output = self.net.forward(x, keep="backward")
+            self._output = output
+            value, grad = loss_gradient(self.loss, output, y, return_loss, check_target)
+            self.net.backward(grad, input_grad=False, intermediates=False, allow_nonfinite=True)
         return value
 
     @property
