@@ -25,7 +25,7 @@ from ...optim import Adam
 from ...signal import residual_theory
 from ...training.data import mnist1d
 from ...training.step import TrainStep
-from .. import plot
+from .. import limits, plot
 from . import base
 
 NAME = "normalization-vs-init"
@@ -56,9 +56,9 @@ def validate(config: Config) -> None:
     for name, low in (("depth", 2), ("width", 2), ("steps", 1), ("batch_size", 2), ("samples", 2)):
         base.check_range(config, name, low=low)
     base.check_range(config, "lr", low=0, low_open=True)
-    if config.depth > 200 or config.width > 1024 or config.steps > 100000 or config.samples > 4000:
-        raise ValueError("normalization-vs-init caps depth at 200, width at 1024, steps at 100000 and samples at 4000 "
-                         "(MNIST-1D has 4000 training samples).")
+    for name, cap, why in (("depth", 200, ""), ("width", 1024, ""), ("steps", 100000, ""),
+                           ("samples", 4000, "MNIST-1D has 4000 training samples")):
+        limits.check_at_most(getattr(config, name), cap, name, why)
 
 
 def variance(scale: str, fan_in: int) -> float:

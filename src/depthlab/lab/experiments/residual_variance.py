@@ -20,7 +20,7 @@ from ...nn.model import Sequential
 from ...nn.layers import Linear
 from ...nn.residual import ResMLP
 from ...signal import residual_theory
-from .. import plot
+from .. import limits, plot
 from . import base
 
 NAME = "residual-variance"
@@ -50,9 +50,8 @@ def validate(config: Config) -> None:
     base.check_range(config, "samples", low=2)
     base.check_range(config, "inputs", low=1)
     base.check_range(config, "repeats", low=1)
-    if config.blocks > 200 or config.width > 4096 or config.samples > 20000:
-        raise ValueError("residual-variance caps blocks at 200, width at 4096 and samples at 20000 "
-                         f"(got {config.blocks}, {config.width}, {config.samples}).")
+    for name, cap in (("blocks", 200), ("width", 4096), ("samples", 20000)):
+        limits.check_at_most(getattr(config, name), cap, name)
 
 
 # variant -> (residual scale given the depth, norm, label)

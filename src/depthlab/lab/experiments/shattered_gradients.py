@@ -16,7 +16,7 @@ import numpy as np
 
 from ...nn.model import MLP
 from ...nn.residual import ResMLP
-from .. import plot
+from .. import limits, plot
 from . import base
 
 NAME = "shattered-gradients"
@@ -47,8 +47,8 @@ def validate(config: Config) -> None:
     base.check_range(config, "points", low=8)
     base.check_range(config, "repeats", low=1)
     base.check_range(config, "bias_std", low=0)
-    if max(config.depths) > 200 or config.width > 2048 or config.points > 100000:
-        raise ValueError("shattered-gradients caps depths at 200, width at 2048 and points at 100000.")
+    for name, cap in (("depths", 200), ("width", 2048), ("points", 100000)):
+        limits.check_at_most(getattr(config, name), cap, name)
 
 
 def build(kind: str, depth: int, config: Config, rng):
