@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import weakref
 from collections import defaultdict
+from itertools import repeat
+from operator import attrgetter, is_
 
 import numpy as np
 
 from . import buffers as _buffers
 
 _new_state = tuple.__new__
+DATA, GRAD = attrgetter("data"), attrgetter("grad")
 
 
 def _address(array: np.ndarray) -> int:
@@ -112,9 +115,12 @@ class FlatGroup:
 
     def matches(self, params: list) -> bool:
         """Whether ``params`` are still the parameters, data and gradients found."""
-        return (len(params) == len(self.params)
-                and all(p is q and p.data is d and p.grad is not None and p.grad is g()
-                        for p, q, d, g in zip(params, self.params, self.datas, self.grads)))
+        if len(params) != len(self.params) or not all(map(is_, params, self.params)):
+            return False
+        if not all(map(is_, map(DATA, params), self.datas)):
+            return False
+        grads = list(map(GRAD, params))
+        return not any(map(is_, grads, repeat(None))) and all(map(is_, grads, [g() for g in self.grads]))
 
     def step(self, update, hyper, states: dict, init_state, group: dict) -> bool:
         """One update of the whole group, each parameter's state set to its views of the new
@@ -123,7 +129,7 @@ class FlatGroup:
         params = self.params
         if self.grad is None:
             return False
-        if self.given is None or any(states.get(p) is not s for p, s in zip(params, self.given)):
+        if self.given is None or not all(map(is_, map(states.get, params), self.given)):
             if not self._gather(states, init_state, group):
                 return False
         base, begin, size = self.grad
@@ -140,8 +146,7 @@ class FlatGroup:
                 for j in plain:
                     fields[j] = new[j]
                 given.append(_new_state(cls, fields))
-        for p, state in zip(params, given):
-            states[p] = state
+        states.update(zip(params, given))
         self.given = given
         return True
 

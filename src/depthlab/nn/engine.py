@@ -26,7 +26,6 @@ dict per call.
 """
 from __future__ import annotations
 
-import contextlib
 from operator import attrgetter, is_not
 
 import numpy as np
@@ -41,10 +40,12 @@ DATA = attrgetter("data")
 class Pass:
     """What a forward pass kept for the backward pass: one entry per layer."""
 
-    __slots__ = ("plan", "works", "fast", "output_shape")
+    __slots__ = ("plan", "works", "fast", "output_shape", "backwards", "flags")
 
     def __init__(self, plan: str, works: list, fast: list, output_shape: tuple):
         self.plan, self.works, self.fast, self.output_shape = plan, works, fast, output_shape
+        self.backwards = None  # [(layer's backward run, its work dict)] from the output layer down
+        self.flags = None      # (input_grad, intermediates, gradients) last written into the works
 
 
 class Engine:
@@ -164,26 +165,40 @@ class Engine:
         backpropagated once per forward pass.
         """
         last = self.last if done is None else done
-        works, fast = last.works, last.fast
-        gradients = self._gradient_map() if any(fast) else None
-        count = len(self.layers)
-        output_grads = [None] * count if intermediates else None
-        runs = self._backwards(fast)
-        owned = False  # whether grad is an array of the engine's own (safe to overwrite)
-        quiet = np.errstate(over="ignore", invalid="ignore") if last.plan != "backward" else contextlib.nullcontext()
-        with quiet:
-            for i in range(count - 1, -1, -1):
-                if output_grads is not None:
-                    output_grads[i] = grad
-                work = works[i]
-                work["overwrite_grad"] = owned and not intermediates
-                work["input_grad"] = input_grad or i > 0
-                work["gradients"] = gradients
-                grad = runs[i](grad, work)
-                owned = fast[i]
-        if last.plan == "backward" and last is self.last:
-            self.last = None
+        if last.plan == "backward":  # the training step: NumPy's warnings are its caller's
+            result = self._backward(grad, input_grad, intermediates, last)
+            if last is self.last:
+                self.last = None
+            return result
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._backward(grad, input_grad, intermediates, last)
+
+    def _backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, last: Pass):
+        gradients = self._gradient_map() if True in last.fast else None
+        flags = last.flags
+        if flags is None or flags[0] != input_grad or flags[1] != intermediates or flags[2] is not gradients:
+            self._prepare_backward(last, input_grad, intermediates, gradients)
+        if not intermediates:
+            for run, work in last.backwards:
+                grad = run(grad, work)
+            return grad, None
+        output_grads = [None] * len(last.works)
+        for i, (run, work) in zip(range(len(last.works) - 1, -1, -1), last.backwards):
+            output_grads[i] = grad
+            grad = run(grad, work)
         return grad, output_grads
+
+    def _prepare_backward(self, last: Pass, input_grad: bool, intermediates: bool, gradients) -> None:
+        """Write into each layer's work dict what its backward may do, and list the layers'
+        backward methods from the output down (the training plan does this once)."""
+        works, fast = last.works, last.fast
+        for i, work in enumerate(works):
+            # dL/d(output) of layer i is the engine's own array when layer i + 1 ran fast
+            work["overwrite_grad"] = i + 1 < len(works) and fast[i + 1] and not intermediates
+            work["input_grad"] = input_grad or i > 0
+            work["gradients"] = gradients
+        last.backwards = list(zip(reversed(self._backwards(fast)), reversed(works)))
+        last.flags = (input_grad, intermediates, gradients)
 
     def _gradient_map(self) -> dict | None:
         """Parameter -> its view of the flat gradient array (a new flat array when someone

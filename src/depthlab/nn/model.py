@@ -14,9 +14,10 @@ passes themselves run in :mod:`depthlab.nn.engine`, on the layers' own methods.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import is_not
+from operator import attrgetter, is_
 
 import numpy as np
 
@@ -24,11 +25,15 @@ from .. import _html
 from . import activations as _activations
 from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, check_positive_int, resolve_dtype,
                        resolve_rng)
+from .._fast.buffers import entry_sum
 from .._fast.flat import pack
 from .engine import PLANS, Engine
 from .layer import Layer
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter, new_values
+
+
+GRAD = attrgetter("grad")
 
 
 class NonFiniteError(FloatingPointError):
@@ -220,6 +225,7 @@ class Sequential(Layer):
         self._engine = Engine(layers, self.parameters())
         index = {id(p): i for i, p in enumerate(self._engine.parameters)}
         self._weight_indices = [index[id(linear.weight)] for linear in self.linears]
+        self._bias_indices = [index[id(linear.bias)] for linear in self.linears]
 
     def _check_chain(self) -> None:
         """Widths must agree wherever both sides are known (Linear layers know theirs; a layer
@@ -428,7 +434,7 @@ class Sequential(Layer):
             raise ValueError(f"keep must be one of {PLANS}, got {keep!r}.")
         x = self.check_input(x, "x", finite=False)
         output, outputs, done = self._engine.forward(x, plan, remember=not detached)
-        if not allow_nonfinite and not np.isfinite(output).all():
+        if not allow_nonfinite and not math.isfinite(entry_sum(output)) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
             self._raise_non_finite(x)
@@ -516,19 +522,19 @@ class Sequential(Layer):
                 f"(dL/d(output) for each sample), got {grad.shape}."
             )
         parameters = self._engine.parameters
-        before = [p.grad for p in parameters]
-        accumulate = any(map(is_not, before, repeat(None)))
+        before = list(map(GRAD, parameters))
+        accumulate = not all(map(is_, before, repeat(None)))
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
                 p.grad = None
         grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
-        own = [p.grad for p in parameters]
+        own = list(map(GRAD, parameters))
         if accumulate:
             for p, previous, new in zip(parameters, before, own):
                 if previous is not None:
                     p.grad = previous if new is None else previous + new
-        weights = [own[i] for i in self._weight_indices]
-        return Gradients(weights, [own[i + 1] for i in self._weight_indices], output_grads,
+        return Gradients(list(map(own.__getitem__, self._weight_indices)),
+                         list(map(own.__getitem__, self._bias_indices)), output_grads,
                          grad_input if input_grad else None, own, self._linear_positions)
 
     def _backward_as_layer(self, grad, cache: dict):

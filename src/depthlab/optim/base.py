@@ -260,22 +260,22 @@ class Optimizer:
                     f"Valid hyperparameters: {', '.join(self.defaults)}.{hint}"
                 )
 
-    def _check_changed(self, index: int, group: dict) -> None:
-        """Check group ``index`` again when any of its values changed since it was last checked.
+    def _settings(self, index: int, group: dict):
+        """``(update, hyper)`` for group ``index`` (see :meth:`_rule`), checking the group again
+        when any of its values changed since it was last checked.
 
         A schedule, a callback or the user may write ``group["lr"]`` (or any hyperparameter)
         between steps; a NaN, negative or non-numeric value would turn every weight into NaN
         at the next step. The check runs at the point of use, but only when the group's values
         differ (by identity, then equality) from those last checked: a step with unchanged
-        settings pays one tuple comparison per group (a few microseconds at most, against the
-        hundreds a step of a small network takes).
+        settings pays one tuple comparison per group.
         """
         params = group.get("params")
-        values = (tuple(group.items()), len(params) if isinstance(params, list) else None)
+        values = (tuple(group.items()), len(params) if isinstance(params, list) else None, _fast.enabled())
         seen = self._checked.get(id(group))
         try:
             if seen is not None and seen[0] is group and seen[1] == values:
-                return
+                return seen[2]
         except (ValueError, TypeError):  # e.g. an array put where a number belongs: check it
             pass
         where = f"param_groups[{index}], changed after construction, at step {self._steps + 1}"
@@ -291,7 +291,9 @@ class Optimizer:
             raise ValueError(f"{where} lacks {', '.join(map(repr, missing))}; a group needs every hyperparameter of "
                              f"{type(self).__name__} ({', '.join(self.defaults)}).")
         self._check_hyperparameters({k: v for k, v in group.items() if k != "params"}, where)
-        self._checked[id(group)] = (group, values)
+        rule = self._rule(group)
+        self._checked[id(group)] = (group, values, rule)
+        return rule
 
     def add_param_group(self, param_group: Mapping) -> None:
         """Add a group ``{"params": [...], <hyperparameter>: value, ...}``.
@@ -336,11 +338,9 @@ class Optimizer:
         """
         loss = closure() if closure is not None else None
         states, memory, init_state, ndarray = self.state, self._known, self.init_state, np.ndarray
-        for index, group in enumerate(self.param_groups):
-            self._check_changed(index, group)
+        rules = [self._settings(index, group) for index, group in enumerate(self.param_groups)]
         self._steps += 1
-        for group in self.param_groups:
-            update, hyper = self._rule(group)
+        for group, (update, hyper) in zip(self.param_groups, rules):
             if update is not self.update and self._flat_step(group, update, hyper):
                 continue
             for param in group["params"]:
@@ -405,7 +405,7 @@ class Optimizer:
         self._workspaces: dict[tuple, defaultdict] = {}
         self._scalars: dict[int, tuple] = {}  # id(group) -> (group, values read, Scalars or None)
         self._flat: dict[int, tuple] = {}  # id(group) -> (group, its FlatGroup)
-        self._checked: dict[int, tuple] = {}  # id(group) -> (group, its values when last checked)
+        self._checked: dict[int, tuple] = {}  # id(group) -> (group, its values when last checked, its rule)
         self._steps = getattr(self, "_steps", 0)  # step() calls, for messages
         self._fast_rule = FAST_RULES.get(self.update)
 
@@ -437,8 +437,12 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient: ``None`` (the default, as PyTorch) or zeros."""
         for group in self.param_groups:
-            for param in group["params"]:
-                param.zero_grad(set_to_none)
+            if set_to_none:
+                for param in group["params"]:
+                    param.grad = None
+            else:
+                for param in group["params"]:
+                    param.zero_grad(False)
 
     # --------------------------------------------------------------------- state dict
     def state_dict(self) -> dict:
