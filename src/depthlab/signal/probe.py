@@ -1,7 +1,7 @@
 """``probe``: is a network healthy at initialization, and why? One forward + one backward pass.
 
-For every layer k (the k-th ``Linear`` and the activation after it; k = 0 … K, layer K is the
-output layer) the probe measures, over all N·D_{k+1} entries of the batch (the seed notebook's
+On a plain MLP (Linear layers with activations between them), for every layer k (the k-th
+``Linear`` and the activation after it; k = 0 … K, layer K is the output layer) the probe measures, over all N·D_{k+1} entries of the batch (the seed notebook's
 ``np.std(all_h[k])``):
 
 - f_k = β_k + Ω_k h_k: mean and std; h_{k+1} = a[f_k] (the output for k = K): mean and std;
@@ -47,6 +47,9 @@ the first rule that fires gives ``verdict`` and ``verdict_layer`` (the layer k w
 4. **exploding / vanishing** (backward) — the same rule for std(dL/df_k) over the hidden
    layers, going from the last hidden layer towards the input.
 5. otherwise **healthy**.
+
+Any other network (residual blocks, batch or layer norm, dropout: a :func:`~depthlab.ResMLP`) is
+probed per top-level layer instead, with its own verdicts: see :mod:`depthlab.signal.probe_blocks`.
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from ..nn import losses as _losses
+from ..nn.layers import ActivationLayer, Linear
+from ..nn.model import Sequential
 from .._fast.buffers import batch_sum
 from .._checks import check_real, resolve_rng
 from .measure import (constant_columns as _constant_columns, first_crossing as _first_crossing,
@@ -492,6 +497,13 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     return stats, constant
 
 
+def is_plain_mlp(net) -> bool:
+    """Whether ``net`` is Linear layers with activations between them, starting with a Linear
+    layer (the plain probe's f_k / h_k rows apply); otherwise it is probed per block."""
+    return (bool(net.layers) and isinstance(net.layers[0], Linear)
+            and all(isinstance(layer, (Linear, ActivationLayer)) for layer in net.layers))
+
+
 def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, theory: bool = True,
           thresholds: dict | None = None, training: bool = True) -> ProbeReport:
     """Measure forward and backward signal statistics layer by layer, with a verdict.
@@ -523,10 +535,17 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     Returns
     -------
     ProbeReport
-        ``print(report)`` shows the table, the verdict and a diagnosis with a fix.
+        ``print(report)`` shows the table, the verdict and a diagnosis with a fix. A network
+        that is not a plain MLP (:func:`is_plain_mlp`: residual blocks, norms, dropout) gets a
+        :class:`~depthlab.signal.probe_blocks.BlockProbeReport`: one row per top-level layer
+        (``net.layers[i]``) with the std of its output and of dL/d(output), the share of a
+        residual block's output variance its branch carries, and verdicts for residual
+        variance growth and batch norm's gradient explosion (see :mod:`depthlab.signal.probe_blocks`).
 
     Raises
     ------
+    TypeError
+        ``net`` is not a :class:`~depthlab.Sequential` network.
     ValueError
         A batch of fewer than 2 samples; a non-positive ``input_variance``; with
         ``theory=True``, an activation the theory cannot integrate (the message names it).
@@ -539,6 +558,9 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     ('exploding', 1)
     >>> print(report)          # table, verdict, "for relu use init='he_normal' (σ² = 2/80)"
     """
+    if not isinstance(net, Sequential):
+        raise TypeError(f"probe needs a network (dl.Sequential, dl.MLP or dl.ResMLP), got {type(net).__name__}; "
+                        "wrap a single layer as dl.Sequential(layer).")
     x = net.check_input(x, "x", finite=True)
     n = x.shape[0]
     if n < 2:
@@ -573,15 +595,20 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
+    blocks = not is_plain_mlp(net)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
             trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
-        if y is not None:
-            with np.errstate(over="ignore", invalid="ignore"):
-                grad_output = loss_object.grad(trace.output, y)
-        else:
-            grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
-        gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            if y is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    grad_output = loss_object.grad(trace.output, y)
+            else:
+                grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
+            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            if blocks:  # measured (and the theory walked) in the pass's mode, before the buffers come back
+                from .probe_blocks import probe_blocks
+                return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,
+                                    input_variance=input_variance)
     finally:
         for p, g in zip(net.parameters(), saved_grads):
             p.grad = g
