@@ -160,10 +160,11 @@ def _activation_fractions(layer: ActivationLayer, f: np.ndarray, h: np.ndarray, 
 def _branch_fraction(layer: Residual, h_in: np.ndarray, h_out: np.ndarray) -> float | None:
     """Var(s·F(h)) / (Var(skip(h)) + Var(s·F(h))): s·F(h) is the output minus the skip."""
     skip = h_in if layer.shortcut is None else layer.shortcut(h_in)
-    skip_variance = mean_std(skip)[1] ** 2
-    branch_variance = mean_std(h_out - skip)[1] ** 2
-    total = skip_variance + branch_variance
-    return branch_variance / total if total > 0 and math.isfinite(total) else None
+    skip_std, branch_std = mean_std(skip)[1], mean_std(h_out - skip)[1]
+    largest = max(skip_std, branch_std)
+    if not (largest > 0 and math.isfinite(largest)):
+        return None
+    return (branch_std / largest) ** 2 / ((skip_std / largest) ** 2 + (branch_std / largest) ** 2)
 
 
 def _measure(net, x, outputs, grads, level: float):
