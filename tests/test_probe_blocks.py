@@ -257,3 +257,92 @@ def test_unknown_layer_gets_no_theory_but_a_report():
 def test_bad_input(net, x, error, pattern):
     with pytest.raises(error, match=pattern):
         dl.probe(net, x)
+
+
+# --------------------------------------------------------------------------- jacobian_spectrum
+
+def _eval_with_running_statistics(net):
+    with net.mode(True):
+        for shift in range(3):
+            net.forward(X + 0.3 * shift)
+    return net.eval()
+
+
+@pytest.mark.parametrize("name", ["preact-batch", "preact-layer-scaled", "postact-batch", "shortcut-dropout"])
+def test_jacobian_spectrum_matches_torch_autograd(name):
+    net = _eval_with_running_statistics(NETWORKS[name]())
+    module = dl.to_torch(net).eval()
+    x = X[:4]
+    whole = dl.jacobian_spectrum(net, x)
+    per_block = dl.jacobian_spectrum(net, x, blocks=True)
+    assert len(per_block) == len(net.layers)
+    children, h = list(module.children()), torch.tensor(x)
+    for i, xi in enumerate(torch.tensor(x)):
+        reference = torch.autograd.functional.jacobian(lambda v: module(v[None])[0], xi).numpy()
+        np.testing.assert_allclose(whole[i], np.linalg.svd(reference, compute_uv=False), rtol=1e-9, atol=1e-12)
+    for values, child in zip(per_block, children):
+        for i in range(x.shape[0]):
+            reference = torch.autograd.functional.jacobian(lambda v: child(v[None])[0], h[i]).numpy()
+            np.testing.assert_allclose(values[i], np.linalg.svd(reference, compute_uv=False), rtol=1e-9, atol=1e-12)
+        h = child(h).detach()
+
+
+def test_skipinit_blocks_are_isometries():
+    net = NETWORKS["skipinit"]()
+    per_block = dl.jacobian_spectrum(net, X[:5], blocks=True)
+    for values in per_block[1:4]:     # the three residual blocks: I + 0 · ∂F/∂h
+        np.testing.assert_allclose(values, 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("build, pattern", [
+    (NETWORKS["preact-batch"], r"batch norm .*Call net.eval\(\) first"),
+    (lambda: dl.Sequential(dl.Linear(6, 4), dl.Dropout(0.3), dl.Linear(4, 2)),
+     r"Dropout\(p=0.3\) is in train mode.*net.eval\(\)")])
+def test_jacobian_spectrum_refuses_samples_that_mix(build, pattern):
+    for blocks in (False, True):
+        with pytest.raises(ValueError, match=pattern):
+            dl.jacobian_spectrum(build(), X[:3], blocks=blocks)
+    with pytest.raises(TypeError, match="blocks must be True or False"):
+        dl.jacobian_spectrum(NETWORKS["preact"](), X[:3], blocks="yes")
+
+
+# --------------------------------------------------------------------------- TrainingMonitor
+
+def test_monitor_records_one_row_per_block_and_leaves_training_alone():
+    x = np.random.default_rng(3).standard_normal((60, 6))
+    y = np.sin(x[:, :2])
+
+    def train(callbacks):
+        net = dl.Sequential(dl.Linear(6, 12, rng=0), dl.BatchNorm(12), "relu", dl.Dropout(0.2, rng=1),
+                            dl.Residual(dl.LayerNorm(12), "relu", dl.Linear(12, 12, rng=2), scale=0.5),
+                            "relu", dl.Linear(12, 2, rng=3))
+        dl.fit(net, x, y, loss="mse", optimizer="sgd", epochs=3, batch_size=20, verbose=0, callbacks=callbacks)
+        return net
+
+    monitor = dl.TrainingMonitor(warn=False)
+    monitored, plain = train([monitor]), train([])
+    for a, b in zip(monitored.state_dict().values(), plain.state_dict().values()):
+        np.testing.assert_array_equal(a, b)        # no random draws, no running-statistic updates
+    assert monitor.blocks == ["0: Linear", "1: BatchNorm", "4: Residual", "6: Linear"]
+    assert all(len(r[name]) == 4 for r in monitor.records for name in ("grad_norm", "update_ratio", "dead_fraction"))
+    assert monitor.arrays()["grad_norm"].shape == (3, 4)
+    dead = monitor.records[-1]["dead_fraction"]
+    assert dead[0] is None and dead[1] is not None and dead[2] is not None and dead[3] is None
+
+
+def test_monitor_block_norms_cover_every_weight_of_the_block():
+    x = np.random.default_rng(3).standard_normal((40, 6))
+    y = x[:, :2]
+    net = dl.ResMLP(6, 8, 2, 2, rng=0)
+    reference = dl.ResMLP(6, 8, 2, 2, rng=0)
+    trace = reference.forward(x, record=True)
+    reference.backward(dl.losses.mse.grad(trace.output, y))
+    monitor = dl.TrainingMonitor(warn=False)
+    dl.fit(net, x, y, loss="mse", optimizer=dl.optim.SGD(net.parameters(), lr=0.01), epochs=1, batch_size=None,
+           verbose=0, callbacks=[monitor])
+    block = reference.layers[1]
+    weights = [block.branch.layers[1].weight, block.branch.layers[3].weight]
+    expected = math.sqrt(sum(np.sum(w.grad ** 2) for w in weights))
+    assert monitor.records[0]["grad_norm"][1] == pytest.approx(expected, rel=1e-10)
+    size = math.sqrt(sum(np.sum((w.data - 0.01 * w.grad) ** 2) for w in weights))
+    assert monitor.records[0]["update_ratio"][1] == pytest.approx(0.01 * expected / size, rel=1e-8)
