@@ -28,7 +28,7 @@ blocks: "residual variance grows ×(1 + s²) per block"); a saturated activation
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -101,6 +101,8 @@ class BlockProbeReport(ProbeReport):
     per top-level layer of the network (``net.layers[i]``) and ``verdict_layer`` is that index i.
     """
 
+    _block_arrays: dict = field(default_factory=dict, repr=False)  # "output", "grad_output": one array per block
+
     def table(self) -> str:
         """The per-block table as text (stds over all entries; "(theory)": mean-field)."""
         cells = [[header for header, _ in BLOCK_COLUMNS]]
@@ -129,7 +131,7 @@ class BlockProbeReport(ProbeReport):
         for i in range(len(self.layers)):
             entry = {}
             for name in ("output", "grad_output"):
-                values = self._arrays[name][i].reshape(-1)
+                values = self._block_arrays[name][i].reshape(-1)
                 entry[name] = np.histogram(values[np.isfinite(values)], bins=bins)
             result.append(entry)
         return result
@@ -324,4 +326,4 @@ def probe_blocks(net, x, trace, gradients, grad_output, *, t: dict, theory: bool
     return BlockProbeReport(
         layers=stats, verdict=verdict, verdict_layer=layer, diagnosis=diagnosis, n_samples=x.shape[0],
         input_std=mean_std(x)[1], input_variance=input_variance, loss=loss,
-        _arrays={"output": outputs, "grad_output": grads})
+        _block_arrays={"output": outputs, "grad_output": grads})
