@@ -32,8 +32,11 @@ growth π/(π − 1) per Linear → BatchNorm → ReLU layer (:func:`depthlab.th
 
 Where the assumptions fail the walk stops (None from there on): an activation whose input is
 not a zero-mean Gaussian (e.g. a ReLU after a post-activation residual sum, whose skip carries
-the previous ReLU's non-negative output), a layer type the table does not know, a shortcut
-that is not a Linear layer, or a learnable residual scale.
+the previous ReLU's non-negative output), a layer type the table does not know, or a shortcut
+that is not a Linear layer. A learnable residual scale enters with its current value. The theory
+takes one variance per layer: where features (batch norm) or samples (layer norm) differ much
+in variance — e.g. right after a stem that sees very few input features — a norm's gain
+E[1/c] exceeds 1/E[c] and the gradient near the input is larger than predicted.
 """
 from __future__ import annotations
 

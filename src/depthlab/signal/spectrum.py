@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.model import Sequential
 from ..nn.residual import Dropout
 
 __all__ = ["jacobian_spectrum", "isometry", "layer_jacobian"]
@@ -93,12 +94,17 @@ def jacobian_spectrum(net, x, *, blocks: bool = False):
 
     Raises
     ------
+    TypeError
+        ``net`` is not a Sequential network; ``blocks`` is not a bool.
     ValueError
         x of the wrong shape or with NaN/Inf; a network whose samples mix (see above); a Jacobian
         that overflows.
     """
     if not isinstance(blocks, bool):
         raise TypeError(f"jacobian_spectrum: blocks must be True or False, got {blocks!r}.")
+    if not isinstance(net, Sequential):
+        raise TypeError(f"jacobian_spectrum needs a network (dl.Sequential, dl.MLP or dl.ResMLP), got "
+                        f"{type(net).__name__}; wrap a single layer as dl.Sequential(layer).")
     x = net.check_input(x, "x", finite=True)
     _refuse_mixed_samples(net)
     with np.errstate(over="ignore", invalid="ignore"):
