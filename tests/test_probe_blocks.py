@@ -224,6 +224,22 @@ def test_modes_buffers_and_gradients_are_left_alone():
     assert train_report.layers[1].output_std != pytest.approx(eval_report.layers[1].output_std, rel=1e-3)
 
 
+def test_parameter_gradient_norms_are_this_passs_own():
+    net = NETWORKS["preact-layer-scaled"]()
+    fresh = dl.probe(net, X, rng=3)
+    for p in net.parameters():
+        p.grad = np.full_like(p.data, 5.0)
+    again = dl.probe(net, X, rng=3)
+    assert [s.parameter_grad_norm for s in again.layers] == [s.parameter_grad_norm for s in fresh.layers]
+    assert all(np.all(p.grad == 5.0) for p in net.parameters())
+    net.forward(X, record=True)
+    net.zero_grad()
+    net.backward(np.random.default_rng(3).standard_normal((X.shape[0], 2)))
+    block = net.layers[2]
+    assert fresh.layers[2].parameter_grad_norm == pytest.approx(
+        math.sqrt(sum(np.sum(p.grad ** 2) for p in block.parameters())), rel=1e-12)
+
+
 def test_text_dict_and_html():
     report = dl.probe(NETWORKS["preact-batch"](), X)
     text = str(report)

@@ -169,7 +169,9 @@ def _branch_fraction(layer: Residual, h_in: np.ndarray, h_out: np.ndarray) -> fl
     return (branch_std / largest) ** 2 / ((skip_std / largest) ** 2 + (branch_std / largest) ** 2)
 
 
-def _measure(net, x, outputs, grads, level: float):
+def _measure(net, x, outputs, grads, parameter_grads: dict, level: float):
+    """One BlockStats per top-level layer, and whether each layer's output is constant over the batch;
+    ``parameter_grads`` maps id(Parameter) to this pass's own dL/dθ."""
     stats, constant = [], []
     inputs = [x] + outputs[:-1]
     for i, (layer, h_in, h, g) in enumerate(zip(net.layers, inputs, outputs, grads)):
@@ -179,7 +181,7 @@ def _measure(net, x, outputs, grads, level: float):
             dead, saturated = _activation_fractions(layer, h_in, h, level)
         if isinstance(layer, Residual):
             fraction = _branch_fraction(layer, h_in, h)
-        parameters = [p.grad for p in layer.parameters()]
+        parameters = [parameter_grads.get(id(p)) for p in layer.parameters()]
         stats.append(BlockStats(
             index=i, kind=_kind(layer), units=h.shape[1], output_mean=mean, output_std=std, grad_std=mean_std(g)[1],
             branch_fraction=fraction, dead_fraction=dead, saturated_fraction=saturated,
@@ -234,8 +236,8 @@ def _backward_diagnosis(net, stats, stages, direction, begin, t):
     if direction == "exploding" and batch_norm and not residual:
         return (f"batch norm makes gradients explode toward the input: the forward signal keeps its scale, but the "
                 f"std of dL/d(output) of the Linear layers grows ×{per_stage:.3g} per layer towards the input from "
-                f"block {row} (E‖dL/dh‖² ×{per_stage ** 2:.3g}; mean-field for ReLU: π/(π − 1) ≈ 1.467 per layer, Yang et al. "
-                "2019). Add residual connections (dl.ResMLP(..., norm='batch')), use layer norm instead "
+                f"block {row} (E‖dL/dh‖² ×{per_stage ** 2:.3g}; mean-field for ReLU: π/(π − 1) ≈ 1.467 per layer, "
+                "Yang et al. 2019). Add residual connections (dl.ResMLP(..., norm='batch')), use layer norm instead "
                 "(norm='layer'), or use fewer layers.")
     fix = ("scale the residual branches down (residual_scale='1/sqrt(depth)')" if residual
            else "use a variance-preserving init (init='he_normal' for relu), residual connections or normalization")
@@ -317,7 +319,8 @@ def probe_blocks(net, x, trace, gradients, grad_output, *, t: dict, theory: bool
     """
     outputs, grads = list(trace.layer_outputs), list(gradients.layer_outputs)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        stats, constant = _measure(net, x, outputs, grads, t["saturation_level"])
+        own = {id(p): g for p, g in zip(net.parameters(), gradients.parameters)}  # this pass's, not p.grad's sum
+        stats, constant = _measure(net, x, outputs, grads, own, t["saturation_level"])
         if theory:
             predicted = predicted_block_std(net, x, float(np.mean(np.square(grad_output, dtype=np.float64))))
             for s, forward, backward in zip(stats, *predicted):
