@@ -160,6 +160,14 @@ def test_batch_norm_gradient_growth_measured_against_theory():
     assert min(measured) > 1.35
 
 
+def test_input_variance_starts_the_theory():
+    net = NETWORKS["preact"]()
+    measured = dl.probe(net, X)
+    doubled = dl.probe(net, X, input_variance=2 * float(np.mean(X ** 2)))
+    for a, b in zip(measured.layers[:4], doubled.layers[:4]):   # the stem and the blocks scale with x: ×√2
+        assert b.predicted_output_std == pytest.approx(math.sqrt(2) * a.predicted_output_std, rel=1e-12)
+
+
 def test_post_activation_blocks_get_theory_only_where_it_holds():
     report = dl.probe(NETWORKS["postact-batch"](), X)
     kinds = [s.kind for s in report.layers]

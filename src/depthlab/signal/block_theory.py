@@ -224,7 +224,8 @@ def input_moments(x: np.ndarray) -> SignalMoments:
     return SignalMoments(float(squares) / (n * d), covariance, float(x.mean()), gaussian=False)
 
 
-def predicted_block_std(net, x, grad_output_second_moment: float) -> tuple[list, list]:
+def predicted_block_std(net, x, grad_output_second_moment: float, input_variance: float | None = None
+                        ) -> tuple[list, list]:
     """The mean-field std of each top-level layer's output and of dL/d(that output).
 
     Parameters
@@ -235,6 +236,9 @@ def predicted_block_std(net, x, grad_output_second_moment: float) -> tuple[list,
         The input whose measured moments start the walk (:func:`input_moments`).
     grad_output_second_moment : float
         E[(dL/d output)²] measured, where the backward walk starts.
+    input_variance : float > 0, optional
+        E[x²] to start from instead of the measured one (the measured covariance and mean are
+        scaled with it).
 
     Returns
     -------
@@ -242,7 +246,11 @@ def predicted_block_std(net, x, grad_output_second_moment: float) -> tuple[list,
         None where the theory does not apply (see the module docstring). The first layer must
         be a Linear layer (x itself is not assumed Gaussian).
     """
-    signals, gains = walk(net.layers, input_moments(x), x.shape[0])
+    start = input_moments(x)
+    if input_variance is not None and start.second > 0:
+        ratio = input_variance / start.second
+        start = SignalMoments(input_variance, start.covariance * ratio, start.mean * math.sqrt(ratio), gaussian=False)
+    signals, gains = walk(net.layers, start, x.shape[0])
     forward = [None if s is None else s.std for s in signals]
     backward = [None] * len(gains)
     second = grad_output_second_moment

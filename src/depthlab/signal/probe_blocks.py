@@ -322,7 +322,8 @@ def probe_blocks(net, x, trace, gradients, grad_output, *, t: dict, theory: bool
         own = {id(p): g for p, g in zip(net.parameters(), gradients.parameters)}  # this pass's, not p.grad's sum
         stats, constant = _measure(net, x, outputs, grads, own, t["saturation_level"])
         if theory:
-            predicted = predicted_block_std(net, x, float(np.mean(np.square(grad_output, dtype=np.float64))))
+            predicted = predicted_block_std(net, x, float(np.mean(np.square(grad_output, dtype=np.float64))),
+                                            input_variance)
             for s, forward, backward in zip(stats, *predicted):
                 s.predicted_output_std, s.predicted_grad_std = forward, backward
         verdict, layer, diagnosis = _diagnose(net, stats, constant, t, constant_columns(x))
