@@ -1,8 +1,8 @@
 """``probe``: is a network healthy at initialization, and why? One forward + one backward pass.
 
 On a plain MLP (Linear layers with activations between them), for every layer k (the k-th
-``Linear`` and the activation after it; k = 0 … K, layer K is the output layer) the probe measures, over all N·D_{k+1} entries of the batch (the seed notebook's
-``np.std(all_h[k])``):
+``Linear`` and the activation after it; k = 0 … K, layer K is the output layer) the probe
+measures, over all N·D_{k+1} entries of the batch (the seed notebook's ``np.std(all_h[k])``):
 
 - f_k = β_k + Ω_k h_k: mean and std; h_{k+1} = a[f_k] (the output for k = K): mean and std;
 - dead fraction (activations that can die, the ReLU family): units whose derivative is 0 on
