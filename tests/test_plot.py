@@ -96,6 +96,20 @@ def test_probe_histograms_are_the_reports_histograms(report):
     np.testing.assert_array_equal(patch.get_data().edges, edges)
 
 
+def test_probe_plots_take_a_network_of_blocks():
+    report = dl.probe(dl.ResMLP(3, 8, 3, 2, norm="layer", rng=0), np.random.default_rng(1).standard_normal((32, 3)))
+    ax = plot.probe_std(report).axes[0]
+    forward, forward_theory, backward, backward_theory = ax.lines
+    np.testing.assert_allclose(forward.get_ydata(), [s.output_std for s in report.layers])
+    np.testing.assert_allclose(backward_theory.get_ydata(), [s.predicted_grad_std for s in report.layers])
+    assert ax.get_xlabel() == "block $i$"
+    fig = plot.probe_histograms(report, which="grad_output", bins=8)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == len(report.layers) and visible[1].get_title() == "block 1"
+    with pytest.raises(ValueError, match="which"):
+        plot.probe_histograms(report, which="preactivation")
+
+
 def test_histogram_heights_are_fractions_of_all_values():
     values = np.random.default_rng(0).standard_normal((200, 10))
     ax = plot.histogram(values, bins=20).axes[0]

@@ -67,6 +67,50 @@ def probe_html(report) -> str:
                         muted=True))
 
 
+BLOCK_COLUMNS = [  # (header, attribute of BlockStats or a function of it)
+    ("block", "index"), ("layer", "kind"), ("units", "units"),
+    ("std out", "output_std"), ("theory", "predicted_output_std"),
+    ("branch share", lambda s: _percent(s.branch_fraction)),
+    ("dead", lambda s: _percent(s.dead_fraction)), ("saturated", lambda s: _percent(s.saturated_fraction)),
+    ("std dL/dout", "grad_std"), ("theory ", "predicted_grad_std"),
+    ("‖dL/dθ‖", "parameter_grad_norm"), ("forward ×", "forward_growth"), ("backward ×", "backward_growth"),
+]
+
+
+def probe_blocks_chart(report) -> str:
+    """Inline SVG: std of each block's output and of dL/d(output), measured (dots) and theory (lines)."""
+    blocks = [s.index for s in report.layers]
+    series = []
+    for i, (name, measured, predicted) in enumerate((("output", "output_std", "predicted_output_std"),
+                                                     ("dL/d(output)", "grad_std", "predicted_grad_std"))):
+        color = ("#0072B2", "#D55E00")[i]
+        series.append(Series(f"std {name}", blocks, [getattr(s, measured) for s in report.layers], color=color))
+        theory = [getattr(s, predicted) for s in report.layers]
+        if any(v is not None for v in theory):
+            series.append(Series(f"theory {name}", blocks, theory, color=color, markers=False, line=True))
+    return line_chart(series, xlabel="block i (net.layers[i])", ylabel="std (log scale)", logy=True, integer_x=True,
+                      title="std per block: measured and mean-field theory")
+
+
+def probe_blocks_html(report) -> str:
+    """A :class:`~depthlab.signal.probe_blocks.BlockProbeReport` as an HTML block (as :func:`probe_html`)."""
+    source = f"loss {report.loss}" if report.loss else "a random unit-variance dL/d(output)"
+    where = "" if report.verdict_layer is None else f" from block {report.verdict_layer}"
+    rows = [[_value(stats, getter) for _, getter in BLOCK_COLUMNS] for stats in report.layers]
+    styles = [HIGHLIGHT if report.verdict_layer is not None and stats.index >= report.verdict_layer else None
+              for stats in report.layers]
+    table = _html.table([header.strip() for header, _ in BLOCK_COLUMNS], rows, row_styles=styles)
+    return _html.container(
+        _html.heading(f"probe: {len(report.layers)} blocks, {report.n_samples} samples",
+                      _html.badge(report.verdict + where, report.verdict)),
+        _html.paragraph(report.diagnosis),
+        _html.side_by_side(table, probe_blocks_chart(report)),
+        _html.paragraph(f"input std {_html.number(report.input_std)}; backward pass from {source}. One row per "
+                        "top-level layer; stds over every entry of the batch; branch share: Var(s·F) / (Var(skip) + "
+                        "Var(s·F)) of a residual block; theory: mean-field (depthlab.signal.block_theory).",
+                        muted=True))
+
+
 # --------------------------------------------------------------------------- theory results
 
 DEPTH_SCALE_ROWS = [  # (field, symbol, meaning)

@@ -1,8 +1,8 @@
 """``probe``: is a network healthy at initialization, and why? One forward + one backward pass.
 
-For every layer k (the k-th ``Linear`` and the activation after it; k = 0 … K, layer K is the
-output layer) the probe measures, over all N·D_{k+1} entries of the batch (the seed notebook's
-``np.std(all_h[k])``):
+On a plain MLP (Linear layers with activations between them), for every layer k (the k-th
+``Linear`` and the activation after it; k = 0 … K, layer K is the output layer) the probe
+measures, over all N·D_{k+1} entries of the batch (the seed notebook's ``np.std(all_h[k])``):
 
 - f_k = β_k + Ω_k h_k: mean and std; h_{k+1} = a[f_k] (the output for k = K): mean and std;
 - dead fraction (activations that can die, the ReLU family): units whose derivative is 0 on
@@ -47,19 +47,26 @@ the first rule that fires gives ``verdict`` and ``verdict_layer`` (the layer k w
 4. **exploding / vanishing** (backward) — the same rule for std(dL/df_k) over the hidden
    layers, going from the last hidden layer towards the input.
 5. otherwise **healthy**.
+
+Any other network (residual blocks, batch or layer norm, dropout: a :func:`~depthlab.ResMLP`) is
+probed per top-level layer instead, with its own verdicts: see :mod:`depthlab.signal.probe_blocks`.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from ..nn import losses as _losses
-from .._fast.buffers import batch_sum, ones
+from ..nn.layers import ActivationLayer, Linear
+from ..nn.model import Sequential
+from .._fast.buffers import batch_sum
 from .._checks import check_real, resolve_rng
-from ..nn.layers import Linear
+from .measure import (constant_columns as _constant_columns, first_crossing as _first_crossing,
+                      format_number as _fmt, frobenius_norm as _norm, growth_rate as _rate, json_safe as _json_safe,
+                      max_derivative as _max_derivative, mean_std as _mean_std, percent as _percent,
+                      ratio as _ratio)
 
 __all__ = ["probe", "ProbeReport", "LayerStats", "THRESHOLDS", "VERDICTS"]
 
@@ -107,92 +114,6 @@ class LayerStats:
 
 # --------------------------------------------------------------------------- statistics
 
-def _mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
-    """Mean and population std over every entry (as ``np.std``), safe for huge or tiny values.
-
-    One pass for Σx² and one for Σx (no temporary array); where the two nearly cancel
-    (|mean| ≫ std) or the squares leave the float range, it falls back to the two-pass
-    formula on rescaled deviations. ``total`` is Σx computed from smaller arrays (see
-    :func:`_measure`); it saves the pass for Σx where the mean is at most ~10× the std, so that
-    its rounding (that of the arrays it came from) cannot reach the std.
-    """
-    flat = a.reshape(-1)
-    if flat.dtype == np.float32:
-        quick = _mean_std_float32(flat, total)
-        if quick is not None:
-            return quick
-    if flat.dtype != np.float64:
-        flat = flat.astype(np.float64)
-    n = flat.size
-    second = float(np.vdot(flat, flat)) / n
-    if total is not None:
-        mean = float(total) / n
-        variance = second - mean * mean
-        if math.isfinite(second) and 1e-280 < second and variance > 1e-2 * second:
-            return mean, math.sqrt(variance)
-    mean = float(flat.sum()) / n
-    if not math.isfinite(mean):
-        return mean, float("nan") if math.isnan(mean) else float("inf")
-    variance = second - mean * mean
-    if math.isfinite(second) and 1e-280 < second and variance > 1e-6 * second:
-        return mean, math.sqrt(variance)
-    deviation = flat - mean
-    largest = float(np.max(np.abs(deviation)))
-    if largest == 0.0:
-        return mean, 0.0
-    deviation /= largest
-    return mean, largest * math.sqrt(float(np.vdot(deviation, deviation)) / n)
-
-
-def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, float] | None:
-    """:func:`_mean_std` of a float32 vector without a float64 copy, or None to take that path.
-
-    Σx² and Σx come from BLAS dot products in float32 (their lanes of partial sums keep the
-    relative error near 1e-7 here, far below the float32 network's own rounding). That is
-    accurate enough only where the mean is at most ~10× smaller than the std and nothing
-    under- or overflows; elsewhere the float64 path decides.
-    """
-    n = flat.size
-    second = float(np.vdot(flat, flat)) / n
-    mean = (float(total) if total is not None else float(np.dot(flat, ones(n, flat.dtype)))) / n
-    variance = second - mean * mean
-    if math.isfinite(second) and 1e-30 < second and variance > 1e-2 * second:
-        return mean, math.sqrt(variance)
-    return None
-
-
-def _constant_columns(h: np.ndarray) -> bool:
-    """Whether every unit (column) of h takes one value on the whole batch."""
-    return bool((h[1] == h[0]).all() and (h == h[0]).all())
-
-
-def _norm(a: np.ndarray) -> float:
-    """Frobenius norm, safe for huge or tiny values (rescaled by max |a| where Σa² would
-    leave the float64 range, and for float32, whose Σa² BLAS would accumulate in float32)."""
-    if a.dtype == np.float64:
-        flat = a.reshape(-1)
-        square = float(np.vdot(flat, flat))
-        if 1e-280 < square < math.inf:
-            return math.sqrt(square)
-    largest = float(np.max(np.abs(a))) if a.size else 0.0
-    if largest == 0.0 or not math.isfinite(largest):
-        return largest
-    scaled = a.reshape(-1) / largest
-    return largest * math.sqrt(float(np.vdot(scaled, scaled)))
-
-
-@functools.lru_cache(maxsize=None)
-def _max_derivative(activation) -> float:
-    """max over the reals of |a'(f)| (on a dense grid of [-30, 30])."""
-    grid = np.linspace(-30.0, 30.0, 60001)
-    return float(np.max(np.abs(activation.derivative(grid, activation.function(grid)))))
-
-
-def _ratio(a: float, b: float) -> float | None:
-    if b == 0 or not math.isfinite(b) or not math.isfinite(a):
-        return None
-    return a / b
-
 
 # --------------------------------------------------------------------------- theory
 
@@ -236,65 +157,8 @@ def _predictions(net, input_variance: float, grad_output_variance: float):
 
 # --------------------------------------------------------------------------- verdict
 
-def _logs(stds: list[float]) -> list[float]:
-    """ln(std_k / std_0), with NaN (overflowed) read as +inf."""
-    reference = stds[0]
-    return [math.inf if math.isnan(s) else (math.log(s / reference) if s > 0 else -math.inf)
-            for s in stds]
-
-
-def _first_crossing(stds: list[float], t: dict):
-    """(direction, layer where it starts) for a std sequence, or None; ``stds[0]`` is the
-    reference. See the module docstring for the rule."""
-    if len(stds) < 2 or not (stds[0] > 0 and math.isfinite(stds[0])):
-        return None
-    limit, rate, start = math.log(t["explode_factor"]), math.log(t["rate"]), math.log(t["start_factor"])
-    logs = _logs(stds)
-    for k in range(1, len(logs)):
-        if abs(logs[k]) > limit and abs(logs[k]) / k > rate:
-            calm = max(j for j in range(k) if abs(logs[j]) <= start)
-            return ("exploding" if logs[k] > 0 else "vanishing"), calm + 1
-    return None
-
-
-def _rate(stds: list[float], first: int, last: int) -> float:
-    """Geometric-mean growth per layer from stds[first] to stds[last] (over finite values)."""
-    logs = _logs(stds)
-    while last > first + 1 and not math.isfinite(logs[last]):
-        last -= 1
-    if last <= first or not math.isfinite(logs[last]):
-        return math.inf if logs[last] > 0 else 0.0
-    return math.exp((logs[last] - logs[first]) / (last - first))
-
 
 # --------------------------------------------------------------------------- report
-
-def _fmt(value, width: int = 9) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        text = "—"
-    elif isinstance(value, str):
-        text = value
-    elif value == 0:
-        text = "0"
-    elif 1e-3 <= abs(value) < 1e5:
-        text = f"{value:.4g}"
-    else:
-        text = f"{value:.3e}"
-    return text.rjust(width)
-
-
-def _percent(value) -> str:
-    return "—" if value is None else f"{100 * value:.0f}%"
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 _COLUMNS = [  # (header, getter)
@@ -633,6 +497,13 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     return stats, constant
 
 
+def is_plain_mlp(net) -> bool:
+    """Whether ``net`` is Linear layers with activations between them, starting with a Linear
+    layer (the plain probe's f_k / h_k rows apply); otherwise it is probed per block."""
+    return (bool(net.layers) and isinstance(net.layers[0], Linear)
+            and all(isinstance(layer, (Linear, ActivationLayer)) for layer in net.layers))
+
+
 def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, theory: bool = True,
           thresholds: dict | None = None, training: bool = True) -> ProbeReport:
     """Measure forward and backward signal statistics layer by layer, with a verdict.
@@ -664,10 +535,17 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     Returns
     -------
     ProbeReport
-        ``print(report)`` shows the table, the verdict and a diagnosis with a fix.
+        ``print(report)`` shows the table, the verdict and a diagnosis with a fix. A network
+        that is not a plain MLP (:func:`is_plain_mlp`: residual blocks, norms, dropout) gets a
+        :class:`~depthlab.signal.probe_blocks.BlockProbeReport`: one row per top-level layer
+        (``net.layers[i]``) with the std of its output and of dL/d(output), the share of a
+        residual block's output variance its branch carries, and verdicts for residual
+        variance growth and batch norm's gradient explosion (see :mod:`depthlab.signal.probe_blocks`).
 
     Raises
     ------
+    TypeError
+        ``net`` is not a :class:`~depthlab.Sequential` network.
     ValueError
         A batch of fewer than 2 samples; a non-positive ``input_variance``; with
         ``theory=True``, an activation the theory cannot integrate (the message names it).
@@ -680,6 +558,9 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     ('exploding', 1)
     >>> print(report)          # table, verdict, "for relu use init='he_normal' (σ² = 2/80)"
     """
+    if not isinstance(net, Sequential):
+        raise TypeError(f"probe needs a network (dl.Sequential, dl.MLP or dl.ResMLP), got {type(net).__name__}; "
+                        "wrap a single layer as dl.Sequential(layer).")
     x = net.check_input(x, "x", finite=True)
     n = x.shape[0]
     if n < 2:
@@ -714,15 +595,20 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
+    blocks = not is_plain_mlp(net)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
             trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
-        if y is not None:
-            with np.errstate(over="ignore", invalid="ignore"):
-                grad_output = loss_object.grad(trace.output, y)
-        else:
-            grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
-        gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            if y is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    grad_output = loss_object.grad(trace.output, y)
+            else:
+                grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
+            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            if blocks:  # measured (and the theory walked) in the pass's mode, before the buffers come back
+                from .probe_blocks import probe_blocks
+                return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,
+                                    input_variance=input_variance)
     finally:
         for p, g in zip(net.parameters(), saved_grads):
             p.grad = g

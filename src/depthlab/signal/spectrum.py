@@ -13,34 +13,108 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["jacobian_spectrum", "isometry"]
+from ..nn.model import Sequential
+from ..nn.residual import Dropout
+
+__all__ = ["jacobian_spectrum", "isometry", "layer_jacobian"]
 
 
-def jacobian_spectrum(net, x) -> np.ndarray:
-    """Singular values of ∂output/∂x for every sample.
+def _refuse_mixed_samples(net) -> None:
+    """Per-sample Jacobians need each sample's output to depend on that sample alone, and not at random."""
+    if net.couples_samples:
+        raise ValueError(
+            "jacobian_spectrum is per sample, but this network's batch norm normalizes with the batch's own "
+            "statistics (train mode, or track_running_stats=False), so each output depends on every sample of the "
+            "batch. Call net.eval() first (batch norm then uses its running statistics), and net.train() after.")
+    dropping = [layer for layer in net.layers_within() if isinstance(layer, Dropout) and layer.training and layer.p > 0]
+    if dropping:
+        raise ValueError(
+            f"jacobian_spectrum needs a deterministic network, but {dropping[0]!r} is in train mode and drops entries "
+            "at random. Call net.eval() first (dropout is then the identity), and net.train() after.")
 
-    Parameters
-    ----------
-    net : Sequential
-    x : array_like, shape (N, D_0)
 
-    Returns
-    -------
-    np.ndarray, shape (N, min(D_out, D_0))
-        Singular values of each sample's Jacobian (from :meth:`Sequential.input_jacobian`,
-        exact, in the network's dtype), in decreasing order.
+def layer_jacobian(layer, h: np.ndarray) -> np.ndarray:
+    """∂layer(h)/∂h for every sample of h (N, D_in): shape (N, D_out, D_in).
+
+    Reverse mode on D_out copies of the batch through the layer's own forward and backward (one
+    one-hot dL/d(output) per copy); its parameters' gradients are left as they were.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        jacobian = net.input_jacobian(x)  # (N, D_out, D_0)
+    n, d_in = h.shape
+    parameters = layer.parameters()
+    saved = [p.grad for p in parameters]
+    try:
+        d_out = layer.forward(h[:1], {}).shape[1]
+        copies = np.repeat(h[None], d_out, axis=0).reshape(d_out * n, d_in)
+        cache: dict = {}
+        output = layer.forward(copies, cache)
+        seed = np.zeros_like(output).reshape(d_out, n, d_out)
+        seed[np.arange(d_out), :, np.arange(d_out)] = 1
+        grad = layer.backward(seed.reshape(d_out * n, d_out), cache)
+    finally:
+        for p, before in zip(parameters, saved):
+            p.grad = before
+    return np.ascontiguousarray(grad.reshape(d_out, n, d_in).transpose(1, 0, 2))
+
+
+def _singular_values(jacobian: np.ndarray, what: str) -> np.ndarray:
     finite = np.isfinite(jacobian).all(axis=(1, 2))
     if not finite.all():
         sample = int(np.flatnonzero(~finite)[0])
         raise ValueError(
-            f"jacobian_spectrum: the Jacobian of sample {sample} (and of {int((~finite).sum())} of the "
+            f"jacobian_spectrum: the Jacobian of {what} at sample {sample} (and at {int((~finite).sum())} of the "
             f"{finite.size} samples in all) has entries beyond float64's range (inf or NaN): the product of the "
             "layers' gains D_k Ω_k overflows, i.e. the network explodes, so its singular values cannot be "
             "computed. Use smaller weight variances or fewer layers (dl.probe shows where the signal grows).")
     return np.linalg.svd(jacobian, compute_uv=False)
+
+
+def jacobian_spectrum(net, x, *, blocks: bool = False):
+    """Singular values of ∂output/∂x for every sample, or of each block's own Jacobian.
+
+    Parameters
+    ----------
+    net : Sequential
+        Any network of the layer protocol (residual blocks, norms, dropout included), in its
+        current mode. A per-sample Jacobian needs each output to depend on its own sample only
+        and deterministically, so batch norm with batch statistics (train mode) and dropout in
+        train mode are refused: call ``net.eval()`` first.
+    x : array_like, shape (N, D_0)
+    blocks : bool, default False
+        False: the whole network's Jacobian. True: one result per top-level layer i
+        (``net.layers[i]``): the singular values of ∂h_{i+1}/∂h_i, its output with respect to
+        its input, at the h_i a forward pass of x gives it (for a residual block I + s ∂F/∂h,
+        whose singular values are all 1 at SkipInit).
+
+    Returns
+    -------
+    np.ndarray, shape (N, min(D_out, D_0)), or with ``blocks=True`` a list of such arrays,
+    one per top-level layer (shape (N, min(D_{i+1}, D_i)))
+        Singular values of each sample's Jacobian (exact, in the network's dtype), in
+        decreasing order.
+
+    Raises
+    ------
+    TypeError
+        ``net`` is not a Sequential network; ``blocks`` is not a bool.
+    ValueError
+        x of the wrong shape or with NaN/Inf; a network whose samples mix (see above); a Jacobian
+        that overflows.
+    """
+    if not isinstance(blocks, bool):
+        raise TypeError(f"jacobian_spectrum: blocks must be True or False, got {blocks!r}.")
+    if not isinstance(net, Sequential):
+        raise TypeError(f"jacobian_spectrum needs a network (dl.Sequential, dl.MLP or dl.ResMLP), got "
+                        f"{type(net).__name__}; wrap a single layer as dl.Sequential(layer).")
+    x = net.check_input(x, "x", finite=True)
+    _refuse_mixed_samples(net)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not blocks:
+            return _singular_values(net.input_jacobian(x), "the network")  # (N, D_out, D_0)
+        values, h = [], x
+        for i, layer in enumerate(net.layers):
+            values.append(_singular_values(layer_jacobian(layer, h), f"block {i} ({type(layer).__name__})"))
+            h = layer(h)
+    return values
 
 
 def isometry(singular_values) -> dict[str, float]:

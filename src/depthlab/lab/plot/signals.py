@@ -97,6 +97,13 @@ def signal_std(measured, theory=None, *, layers=None, draws=None, quantity: str 
     return result
 
 
+# which -> (measured attribute, theory attribute, axis label), for a plain MLP's rows and for a network of blocks
+LAYER_SERIES = {"forward": ("preactivation_std", "predicted_preactivation_std", r"std of $f_k$"),
+                "backward": ("grad_preactivation_std", "predicted_backward_std", r"std of $\partial L/\partial f_k$")}
+BLOCK_SERIES = {"forward": ("output_std", "predicted_output_std", r"std of block output $h_{i+1}$"),
+                "backward": ("grad_std", "predicted_grad_std", r"std of $\partial L/\partial h_{i+1}$")}
+
+
 def probe_std(report, *, which: str = "both", ax=None, title: str | None = None):
     """A :class:`~depthlab.ProbeReport`'s std per layer, measured (markers) and mean-field (lines).
 
@@ -105,7 +112,8 @@ def probe_std(report, *, which: str = "both", ax=None, title: str | None = None)
     report : ProbeReport
         What :func:`depthlab.probe` returned.
     which : {"both", "forward", "backward"}
-        "forward": std of f_k; "backward": std of dL/df_k; "both": the two on one log axis.
+        "forward": std of f_k; "backward": std of dL/df_k; "both": the two on one log axis (for a
+        network of blocks: the std of each block's output and of dL/d(output)).
     ax : matplotlib Axes, optional
     title : str, optional (default: the report's verdict)
 
@@ -117,8 +125,8 @@ def probe_std(report, *, which: str = "both", ax=None, title: str | None = None)
     if not isinstance(layers_stats, list) or not hasattr(report, "verdict"):
         raise TypeError(f"report must be a ProbeReport (what dl.probe returns), got {type(report).__name__}.")
     choice(which, ("both", "forward", "backward"), "which")
-    series = {"forward": ("preactivation_std", "predicted_preactivation_std", r"std of $f_k$"),
-              "backward": ("grad_preactivation_std", "predicted_backward_std", r"std of $\partial L/\partial f_k$")}
+    blocks = bool(layers_stats) and hasattr(layers_stats[0], "output_std")   # a network of blocks: one row per block
+    series = BLOCK_SERIES if blocks else LAYER_SERIES
     chosen = ["forward", "backward"] if which == "both" else [which]
     fig, ax, result = canvas(ax, width=5.6, height=3.6)
     layers = np.array([s.index for s in layers_stats], dtype=float)
@@ -129,8 +137,9 @@ def probe_std(report, *, which: str = "both", ax=None, title: str | None = None)
         plots.measured_and_theory(ax, layers, positive_or_nan(measured),
                                   None if np.isnan(theory).all() else theory, label=label, color=plots.color(i),
                                   marker=plots.marker(i))
-    verdict = report.verdict + ("" if report.verdict_layer is None else f" from layer {report.verdict_layer}")
-    plots.decorate(ax, title=title or f"probe: {verdict}", xlabel="layer $k$",
+    where = "block" if blocks else "layer"
+    verdict = report.verdict + ("" if report.verdict_layer is None else f" from {where} {report.verdict_layer}")
+    plots.decorate(ax, title=title or f"probe: {verdict}", xlabel="block $i$" if blocks else "layer $k$",
                    ylabel="std" if which == "both" else series[which][2], logy=True)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + plots.theory_legend_handles("measured", "mean-field theory"),
               loc="best", fontsize=7.5)
@@ -257,6 +266,7 @@ def histogram_grid(outputs, *, bins: int = 40, activation: str | None = None, ti
 
 
 _PROBE_HISTOGRAMS = {"activation": "$h_{k+1}$", "preactivation": "$f_k$", "grad_preactivation": r"$\partial L/\partial f_k$"}
+_BLOCK_HISTOGRAMS = {"output": "$h_{i+1}$", "grad_output": r"$\partial L/\partial h_{i+1}$"}  # a network of blocks
 
 
 def probe_histograms(report, *, which: str = "activation", bins: int = 30, title: str | None = None):
@@ -266,7 +276,9 @@ def probe_histograms(report, *, which: str = "activation", bins: int = 30, title
     ----------
     report : ProbeReport
     which : {"activation", "preactivation", "grad_preactivation"}
-        h_{k+1} = a[f_k], f_k or dL/df_k of every layer k.
+        h_{k+1} = a[f_k], f_k or dL/df_k of every layer k. For a network of blocks (a
+        :class:`~depthlab.signal.probe_blocks.BlockProbeReport`): "output" (or "activation") or
+        "grad_output", of every block i.
     bins : int
     title : str, optional
 
@@ -277,18 +289,21 @@ def probe_histograms(report, *, which: str = "activation", bins: int = 30, title
     """
     if not hasattr(report, "histograms") or not hasattr(report, "layers"):
         raise TypeError(f"report must be a ProbeReport (what dl.probe returns), got {type(report).__name__}.")
-    choice(which, tuple(_PROBE_HISTOGRAMS), "which")
+    blocks = bool(report.layers) and hasattr(report.layers[0], "output_std")
+    names, unit = (_BLOCK_HISTOGRAMS, "block") if blocks else (_PROBE_HISTOGRAMS, "layer")
+    which = "output" if blocks and which == "activation" else which
+    choice(which, tuple(names), "which")
     histograms = report.histograms(bins=bins)
     columns = min(len(histograms), 6)
     rows = -(-len(histograms) // columns)
     width, height = 2.05 * columns + 0.9, 1.55 * rows + 0.9
     fig, axes = plots.figure(rows, columns, width=width, height=height, squeeze=False, layout=None,
-                             title=title or f"probe: histograms of {_PROBE_HISTOGRAMS[which]} per layer")
+                             title=title or f"probe: histograms of {names[which]} per {unit}")
     for k, (ax, entry) in enumerate(zip(axes.flat, histograms)):
         counts, edges = entry[which]
         total = counts.sum()
         ax.stairs(counts / total if total else counts, edges, fill=True, color=plots.color(0), alpha=0.85)
-        ax.set_title(f"layer {k}", fontsize=9)
+        ax.set_title(f"{unit} {k}", fontsize=9)
         ax.tick_params(labelsize=6.5)
         ax.grid(False)
     for ax in list(axes.flat)[len(histograms):]:
