@@ -224,3 +224,20 @@ def test_a_layer_of_another_kind_is_refused_before_anything_is_written(tmp_path)
     with pytest.raises(TypeError, match="not Twice; save net.state_dict"):
         dl.Sequential(dl.Linear(2, 2), Twice()).save(tmp_path / "net")
     assert not list(tmp_path.iterdir())
+
+
+def test_input_jacobian_refuses_dropout_in_train_mode_and_is_exact_in_eval():
+    """Each replicated copy would draw its own dropout mask: refused in train mode; in eval
+    mode dropout is the identity and the Jacobian matches central differences."""
+    net = dl.Sequential(dl.Linear(3, 5, rng=0), "tanh", dl.Dropout(0.5, rng=1), dl.Linear(5, 2, rng=2))
+    x = np.random.default_rng(3).standard_normal((4, 3))
+    with pytest.raises(ValueError, match="dropout draws a new mask"):
+        net.input_jacobian(x)
+    net.eval()
+    jacobian = net.input_jacobian(x)
+    step = 1e-6
+    for j in range(3):
+        shift = np.zeros(3)
+        shift[j] = step
+        numeric = (net(x + shift) - net(x - shift)) / (2 * step)
+        np.testing.assert_allclose(jacobian[:, :, j], numeric, atol=1e-8)

@@ -164,6 +164,13 @@ class Layer:
         batch statistics); per-sample quantities (the input Jacobian) are then not defined."""
         return any(getattr(layer, "batch_statistics", False) for layer in self.layers_within())
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether a forward pass draws random numbers (dropout in train mode): two passes on
+        the same input then differ, so quantities that compare passes (the input Jacobian of
+        replicated samples) are not defined."""
+        return any(getattr(layer, "draws_random", False) for layer in self.layers_within())
+
     # -- state ---------------------------------------------------------------------------
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         """``(name, value)`` of every buffer (``buffer_names``) of this layer and its sublayers."""

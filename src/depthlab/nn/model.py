@@ -560,6 +560,9 @@ class Sequential(Layer):
         if self.couples_samples:
             raise ValueError("input_jacobian is per sample, but this network's batch norm uses the batch's statistics "
                              "(train mode), so each output depends on every sample; call net.eval() first.")
+        if self.stochastic:
+            raise ValueError("input_jacobian differentiates one pass, but this network's dropout draws a new mask on "
+                             "every forward pass (train mode); call net.eval() first.")
         n, d_out = x.shape[0], self.out_features
         saved = [p.grad for p in self.parameters()]
         try:

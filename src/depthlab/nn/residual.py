@@ -40,6 +40,11 @@ class Dropout(Layer):
         self.p = check_real(p, "p", low=0, high=1, high_open=True)
         self.rng = resolve_rng(rng)
 
+    @property
+    def draws_random(self) -> bool:
+        """Whether a forward pass draws a mask (train mode, p > 0)."""
+        return self.training and self.p > 0
+
     def output_features(self, in_features: int) -> int:
         return in_features
 
