@@ -61,9 +61,9 @@ def test_scale_is_probed_and_recorded_in_a_trace():
     net = scaled_net()
     x, _ = data(200)
     report = dl.probe(net, x, theory=False)
-    assert len(report.layers) == 2
     trace = net.forward(x, record=True)
-    assert len(trace.layer_outputs) == 4
+    assert len(report.layers) == len(trace.layer_outputs) == 4   # one row per top-level layer, Scale's included
+    assert report.layers[1].output_std == pytest.approx(trace.layer_outputs[1].std(), rel=1e-12)
     np.testing.assert_allclose(trace.layer_outputs[1], trace.layer_outputs[0] * net[1].gain.data)
     grads = net.backward(np.ones((200, 2)))
     assert grads.layer_outputs[1].shape == (200, 6)

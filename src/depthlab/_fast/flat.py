@@ -28,9 +28,9 @@ gathered into new flat arrays.
 from __future__ import annotations
 
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from itertools import repeat
-from operator import attrgetter, is_
+from operator import attrgetter, is_, setitem
 
 import numpy as np
 
@@ -140,12 +140,10 @@ class FlatGroup:
         else:
             if self.rows is None or any(new[j] is not self.rows_of[j] for j in arrays):
                 self.rows, self.rows_of = self._views(new), new
-            plain = [j for j in range(len(new)) if j not in arrays]
-            cls, given = type(new), []
-            for fields in self.rows:
-                for j in plain:
-                    fields[j] = new[j]
-                given.append(_new_state(cls, fields))
+            for j in range(len(new)):  # the fields shared by every parameter (the step), in each row
+                if j not in arrays:
+                    deque(map(setitem, self.rows, repeat(j), repeat(new[j])), maxlen=0)
+            given = list(map(_new_state, repeat(type(new)), self.rows))
         states.update(zip(params, given))
         self.given = given
         return True

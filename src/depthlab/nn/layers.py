@@ -21,7 +21,7 @@ import numpy as np
 
 from . import activations as _activations
 from . import init as _init
-from .._fast.buffers import batch_sum
+from .._fast.buffers import ones
 from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
 from .layer import Layer
 from .parameter import Parameter
@@ -151,7 +151,8 @@ class Linear(Layer):
         gradients = work["gradients"]
         gradient = np.matmul(grad_f.T, h, out=None if gradients is None else gradients[weight])
         weight.grad = gradient if weight.grad is None else weight.grad + gradient
-        gradient = batch_sum(grad_f, None if gradients is None else gradients[bias])
+        gradient = np.matmul(ones(grad_f.shape[0], grad_f.dtype), grad_f,  # Σ_n as one BLAS product
+                             out=None if gradients is None else gradients[bias])
         bias.grad = gradient if bias.grad is None else bias.grad + gradient
         if not work["input_grad"]:
             return None
@@ -209,10 +210,15 @@ def _array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
     the shape is fixed), under the trace plan one reused when nobody holds it any more, else
     None (NumPy allocates)."""
     kept = work["kept"]
+    if kept is not None and key in kept:  # the training plan's array, made by its first step
+        return kept[key]
+    return _new_array(work, key, shape, dtype)
+
+
+def _new_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
+    kept = work["kept"]
     if kept is not None:
-        array = kept.get(key)
-        if array is None:
-            array = kept[key] = np.empty(shape, dtype)
+        array = kept[key] = np.empty(shape, dtype)
         return array
     take = work["take"]
     return None if take is None else take(key, shape, dtype)

@@ -440,26 +440,7 @@ def sgd_fast_update(param, grad, state: SGDState, rates: Scalars, work) -> SGDSt
     else:
         _axpy_(param, rate, grad)
     step, buffer = state  # unpacking is cheaper than two field lookups
-    if buffer is not None:
-        return SGDState(step + 1, buffer)
-    try:
-        return _SGD_STATES[step + 1]
-    except KeyError:
-        return _sgd_state(step + 1)
-
-
-# SGDState(step, None) by step, one object shared by every parameter at that step: building
-# a NamedTuple costs about as much as plain SGD's whole update of a small parameter, and a
-# state without arrays is immutable, so it can be shared.
-_SGD_STATES: dict[int, SGDState] = {}
-
-
-def _sgd_state(step: int) -> SGDState:
-    """Make and keep the state of ``step``; keep a few steps only."""
-    if len(_SGD_STATES) >= 8:
-        _SGD_STATES.clear()
-    state = _SGD_STATES[step] = _new_state(SGDState, (step, None))
-    return state
+    return _new_state(SGDState, (step + 1, buffer))  # tuple.__new__: no Python-level NamedTuple __new__
 
 
 def adam_fast_scalars(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay) -> Scalars | None:
