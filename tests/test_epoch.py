@@ -1,5 +1,7 @@
 """depthlab._fast.blocks: batches gathered and outputs scored in blocks give exactly what batch by
 batch indexing and scoring give."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,23 @@ def test_fit_metrics_are_those_of_the_batches_outputs(block_bytes, watch, rng):
         np.testing.assert_array_equal(np.concatenate(outputs), every)
     assert history["accuracy"][0] == float(np.mean(np.argmax(every, axis=1) == y[order]))
     assert history["first_column_mean"][0] == pytest.approx(every[:, 0].mean(), rel=1e-14)
+
+
+def test_fit_keeps_one_flat_gradient_array_from_step_to_step():
+    """fit's divergence check reads the flat gradient array and lets go of it, so every backward
+    pass writes into the same array (held by nobody else) instead of laying out a new one."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)
+    net = dl.MLP(5, [8], 3, rng=0)
+    seen = []
+
+    def remember(epoch, logs):
+        flat = net.flat_gradients()
+        assert flat is not None
+        if seen:
+            assert seen[-1]() is flat, f"epoch {epoch}: a new flat gradient array was laid out"
+        seen.append(weakref.ref(flat))
+
+    dl.fit(net, x, y, loss="cross_entropy", optimizer=dl.optim.SGD(net.parameters(), lr=0.1), epochs=3,
+           batch_size=8, verbose=0, rng=0, callbacks=[LambdaCallback(on_epoch_end=remember)])
+    assert len(seen) == 3

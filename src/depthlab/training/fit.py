@@ -475,6 +475,7 @@ class _Run:
                     value, output = self.fused_gradients(epoch, batch, xb, yb)
                 flat = None if watch else net.flat_gradients()
                 gradient_sum = None if flat is None else entry_sum(flat)  # one dot product
+                flat = None  # let go: the next backward pass reuses the flat array only when nobody holds it
                 if gradient_sum is None or not math.isfinite(gradient_sum):
                     for p in params:
                         if not math.isfinite(entry_sum(p.grad)):  # one dot product per array
