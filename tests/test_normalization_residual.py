@@ -241,3 +241,75 @@ def test_input_jacobian_refuses_dropout_in_train_mode_and_is_exact_in_eval():
         shift[j] = step
         numeric = (net(x + shift) - net(x - shift)) / (2 * step)
         np.testing.assert_allclose(jacobian[:, :, j], numeric, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_copy_and_astype_of_a_network_with_batch_norm_dropout_and_residuals(dtype):
+    """copy/astype work for any layers: parameters and running statistics converted, modes
+    kept, the copy independent of the original."""
+    net = dl.Sequential(dl.Linear(4, 8, rng=0), dl.BatchNorm(8), dl.Residual(dl.Linear(8, 8, rng=1), "relu",
+                                                                            learnable_scale=True),
+                        dl.Dropout(0.2, rng=2), dl.Linear(8, 2, rng=3))
+    x = np.random.default_rng(4).standard_normal((16, 4))
+    dl.fit(net, x, np.arange(16) % 2, loss="cross_entropy", epochs=2, batch_size=4, verbose=0, rng=0)
+    net.eval()
+    copied = net.copy() if dtype == "float64" else net.astype(dtype)
+    assert not copied.training and not copied.layers[1].training
+    assert all(p.dtype == np.dtype(dtype) and p.grad is None for p in copied.parameters())
+    assert copied.layers[1].running_var.dtype == np.dtype(dtype)
+    assert copied.layers[1].num_batches_tracked == net.layers[1].num_batches_tracked == 8
+    tolerance = 0 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(copied(x.astype(dtype)), net(x), atol=tolerance, rtol=tolerance)
+    copied.layers[1].running_mean[...] = 7.0
+    copied.parameters()[0].data[...] = 0.0
+    assert not np.any(net.layers[1].running_mean == 7.0) and np.any(net.parameters()[0].data != 0)
+
+
+def test_batch_norm_keeps_its_running_statistics_through_a_refused_batch():
+    """A batch with NaN is refused (non-finite) and leaves the running statistics as they were."""
+    net = dl.Sequential(dl.Linear(3, 4, rng=0), dl.BatchNorm(4))
+    x = np.random.default_rng(1).standard_normal((8, 3))
+    net(x)
+    mean, var, count = net.layers[1].running_mean.copy(), net.layers[1].running_var.copy(), 1
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        net(bad)
+    np.testing.assert_array_equal(net.layers[1].running_mean, mean)
+    np.testing.assert_array_equal(net.layers[1].running_var, var)
+    assert net.layers[1].num_batches_tracked == count
+    net.eval()
+    assert np.isfinite(net(x[:1])).all()
+
+
+def test_residual_refuses_a_shortcut_of_the_wrong_width_when_built():
+    with pytest.raises(ValueError, match="the shortcut .* to 5"):
+        dl.Residual(dl.Linear(4, 6), shortcut=dl.Linear(4, 5))
+    with pytest.raises(ValueError, match="cannot take the branch's 4 input features"):
+        dl.Residual(dl.Linear(4, 6), shortcut=dl.Linear(3, 6))
+
+
+@pytest.mark.parametrize("make", [lambda: dl.BatchNorm(2**40), lambda: dl.LayerNorm(10**30),
+                                  lambda: dl.ResMLP(4, 8, 10**9, 3)])
+def test_sizes_beyond_memory_are_refused_before_allocating(make):
+    with pytest.raises(ValueError, match="memory|index"):
+        make()
+
+
+def test_fit_refuses_an_epoch_ending_in_a_one_sample_batch_before_any_step():
+    net = dl.ResMLP(4, 8, 2, 2, norm="batch", rng=0)
+    before = [p.data.copy() for p in net.parameters()]
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    with pytest.raises(ValueError, match="last batch of each epoch holds 1 sample.*batch_size=8"):
+        dl.fit(net, x, np.arange(8) % 2, loss="cross_entropy", epochs=1, batch_size=7, verbose=0)
+    assert all(np.array_equal(p.data, b) for p, b in zip(net.parameters(), before))
+    dl.fit(dl.ResMLP(4, 8, 2, 2, norm="layer", rng=0), x, np.arange(8) % 2, loss="cross_entropy", epochs=1,
+           batch_size=7, verbose=0)  # layer norm works on one sample
+
+
+@pytest.mark.parametrize("samples, batch_size, message", [(1, 4, "got x with 1 sample"), (6, 1, "batch_size=1")])
+def test_fit_refuses_batch_norm_batches_of_one(samples, batch_size, message):
+    net = dl.ResMLP(4, 8, 1, 2, norm="batch", rng=0)
+    x = np.random.default_rng(0).standard_normal((samples, 4))
+    with pytest.raises(ValueError, match=message):
+        dl.fit(net, x, np.arange(samples) % 2, loss="cross_entropy", batch_size=batch_size, verbose=0)

@@ -14,6 +14,7 @@ passes themselves run in :mod:`depthlab.nn.engine`, on the layers' own methods.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -365,23 +366,26 @@ class Sequential(Layer):
         return self.astype(self.dtype)
 
     def astype(self, dtype) -> "Sequential":
-        """A copy of the network in another dtype ("float64" or "float32").
-
-        Networks of Linear and activation layers only; for others use ``copy.deepcopy``.
-        """
+        """A copy of the network in another dtype ("float64" or "float32"): every parameter and
+        every buffer (batch norm's running statistics) converted, modes kept, no gradients."""
         dtype = resolve_dtype(dtype)
-        layers = []
-        for layer in self.layers:
-            if isinstance(layer, Linear):
-                layers.append(Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype))
-            elif isinstance(layer, ActivationLayer):
-                layers.append(ActivationLayer(layer.activation))
-            else:
-                raise TypeError(f"astype/copy handle Linear and activation layers; layers[{len(layers)}] is a "
-                                f"{type(layer).__name__}. Use copy.deepcopy(net) for networks with other layers.")
-        copied = Sequential(_packed(layers))
-        copied.train(self.training)
-        return copied
+        if all(isinstance(layer, (Linear, ActivationLayer)) for layer in self.layers):
+            layers = [Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype) if isinstance(layer, Linear)
+                      else ActivationLayer(layer.activation) for layer in self.layers]
+            copied = Sequential(_packed(layers))  # a small plain network's parameters laid end to end
+            copied.train(self.training)
+            return copied
+        copied = copy.deepcopy(self)  # any layers: their structure, modes and random generators
+        for parameter in copied.parameters():
+            parameter.data, parameter.grad = parameter.data.astype(dtype), None
+        for layer in copied.layers_within():
+            for name in layer.buffer_names:
+                value = getattr(layer, name)
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    setattr(layer, name, value.astype(dtype))
+        result = Sequential(copied.layers)  # a fresh engine for the new arrays
+        result.training = self.training     # its own flag only: the layers kept theirs
+        return result
 
     # -- forward --------------------------------------------------------------------------
     def __call__(self, x) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_positive_int, check_real, resolve_dtype
+from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype
 from .layer import Layer
 from .parameter import Parameter
 
@@ -88,6 +88,8 @@ class BatchNorm(Layer):
             if not isinstance(flag, bool):
                 raise TypeError(f"BatchNorm: {name} must be True or False, got {flag!r}.")
         dtype = resolve_dtype(dtype)
+        check_fits_in_memory(4 * self.num_features, dtype.itemsize, f"BatchNorm({self.num_features})'s parameters and "
+                             "running statistics", "use a smaller num_features (the width of the layer before)")
         if affine:
             _affine_parameters(self, num_features, dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -124,6 +126,8 @@ class BatchNorm(Layer):
         return xhat * self.weight.data + self.bias.data if self.affine else xhat
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+            return  # a batch with NaN/Inf (the pass is refused as non-finite) must not corrupt the statistics
         self.num_batches_tracked += 1
         factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
         self.running_mean *= 1 - factor
@@ -163,6 +167,8 @@ class LayerNorm(Layer):
         if not isinstance(elementwise_affine, bool):
             raise TypeError(f"LayerNorm: elementwise_affine must be True or False, got {elementwise_affine!r}.")
         dtype = resolve_dtype(dtype)
+        check_fits_in_memory(2 * self.num_features, dtype.itemsize, f"LayerNorm({self.num_features})'s parameters",
+                             "use a smaller num_features (the width of the layer before)")
         if elementwise_affine:
             _affine_parameters(self, num_features, dtype)
         self.elementwise_affine = elementwise_affine

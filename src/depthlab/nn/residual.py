@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_positive_int, check_real, resolve_dtype, resolve_rng
+from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype, resolve_rng
 from .layer import Layer
 from .layers import ActivationLayer, Linear
 from .normalization import BatchNorm, LayerNorm
@@ -103,6 +103,17 @@ class Residual(Layer):
                 f"Residual: the branch maps {branch_in} features to {branch_out}, so the identity shortcut cannot be "
                 f"added to it; give a shortcut that maps {branch_in} to {branch_out}, e.g. "
                 f"Residual(..., shortcut=dl.Linear({branch_in}, {branch_out})).")
+        if shortcut is not None and None not in (branch_in, branch_out):
+            try:
+                shortcut_out = shortcut.output_features(branch_in)
+            except ValueError as error:
+                raise ValueError(f"Residual: the shortcut cannot take the branch's {branch_in} input features: "
+                                 f"{error}") from None
+            if shortcut_out is not None and shortcut_out != branch_out:
+                raise ValueError(
+                    f"Residual: the branch maps {branch_in} features to {branch_out} but the shortcut {shortcut!r} "
+                    f"to {shortcut_out}; they must match to be added, e.g. shortcut=dl.Linear({branch_in}, "
+                    f"{branch_out}).")
 
     @property
     def in_features(self) -> int | None:
@@ -183,6 +194,9 @@ def ResMLP(in_features: int, width: int, depth: int, out_features: int, activati
         raise ValueError(f"norm must be None, 'batch' or 'layer', got {norm!r}.")
     scale = _residual_scale(residual_scale, max(depth, 1))
     rng, dtype = resolve_rng(rng), resolve_dtype(dtype)
+    entries = (in_features + 1) * width + 2 * depth * (width + 1) * width + (width + 1) * out_features
+    check_fits_in_memory(entries, dtype.itemsize, f"ResMLP({in_features}, {width}, {depth}, {out_features})'s "
+                         "weights", "use a smaller width or depth")
     fixup = isinstance(init, str) and init == "fixup"
     weight_init = "he_normal" if fixup else init
 

@@ -269,6 +269,23 @@ def _check_flag(value, name: str) -> bool:
     return bool(value)
 
 
+def _check_batch_statistics(net, n: int, size: int) -> None:
+    """Batch norm in train mode needs two samples per batch: refuse, before any step, an epoch
+    whose last batch would hold one (PyTorch fails there mid-epoch)."""
+    if (size > 1 and n % size != 1) or not any(hasattr(layer, "batch_statistics") for layer in net.layers_within()):
+        return
+    if n == 1:
+        raise ValueError("fit: this network's batch norm needs at least 2 samples per batch in train mode, "
+                         "got x with 1 sample.")
+    if size == 1:
+        raise ValueError("fit: this network's batch norm needs at least 2 samples per batch in train mode, "
+                         "got batch_size=1; use batch_size=2 or more.")
+    better = next(b for b in range(size + 1, n + 1) if n % b != 1)  # n itself always qualifies
+    raise ValueError(f"fit: with {n} samples and batch_size={size} the last batch of each epoch holds 1 sample, "
+                     f"but this network's batch norm needs at least 2 per batch in train mode; use e.g. "
+                     f"batch_size={better}, or drop a sample.")
+
+
 def _optional_batch_size(batch_size, name: str) -> int | None:
     return None if batch_size is None else check_positive_int(batch_size, name)
 
@@ -728,6 +745,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
     scheduler = _build_scheduler(lr_scheduler, optimizer)
     n = x.shape[0]
     batch_size = n if batch_size is None else batch_size
+    _check_batch_statistics(net, n, min(batch_size, n))
     steps = -(-n // min(batch_size, n))
     history = History()
     log_names = ["loss", *(m.name for m in objective.metrics)]
