@@ -252,34 +252,47 @@ def summary(config, m: dict) -> list[str]:
             f"{math.log(10):.3f}): {cells}."]
 
 
+def _outcome(m: dict, key: str) -> str:
+    """How network ``key`` ended, in words with its final loss."""
+    loss, chance = m[f"compare_final_loss_{key}"], math.log(10)
+    if loss is None:
+        return "diverged"
+    if loss >= STALLS * chance:
+        return f"stays at chance or above ({_fmt(loss)})"
+    return f"learns ({_fmt(loss)})" if loss <= LEARNS * chance else f"gets only to {_fmt(loss)}"
+
+
 def explanation(config, m: dict) -> str:
-    """The report's paragraphs on the depth-100 comparison."""
+    """The report's paragraphs on the depth-100 comparison (its verbs follow the measured losses)."""
     depth, blocks = config.compare_depth, config.compare_depth // 2
-    loss = {key: _fmt(m[f"compare_final_loss_{key}"]) for key in NETWORKS}
     growth, theory = m["compare_gradient_growth_plain_batch"], m["theory_gradient_growth_batch"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        over_depth = float(np.float64(growth) ** depth)
     return f"""
 <p><b>Depth {depth}: plain vs residual vs normalized.</b> Six networks of {depth} hidden layers of width
 {config.compare_width} (the residual ones as {blocks} pre-activation blocks of two layers, <code>dl.ResMLP</code>) train
 on the same minibatches with Adam (lr {config.compare_lr:g}) for {m['compare_steps']} steps. The table gives the final
-training loss in eval mode (batch norm with its running statistics), the accuracies, and the loss at initialization.</p>
-<p><b>The plain network</b> keeps its forward variance with He's initialization, yet it reaches only {loss['plain']}
-(chance ln 10 = 2.303): at this depth its gradient with respect to the input is nearly white noise (the
-<code>shattered-gradients</code> experiment), so the steps of neighbouring minibatches do not add up.
-<b>Batch norm alone does not rescue it</b> ({loss['plain_batch']}): normalizing every layer makes the gradient grow toward
-the input at initialization by ×{growth:.3f} per layer in ‖dL/dΩ_k‖² here, the mean-field value for ReLU being
-π/(π − 1) = {theory:.3f} (Yang et al. 2019) — over {depth} layers a factor of {growth ** depth:.2g} (middle panel).</p>
+training loss in eval mode (batch norm with its running statistics), the accuracies, and the loss at initialization
+(chance: ln 10 = 2.303).</p>
+<p><b>The plain network</b> keeps its forward variance with He's initialization, yet it {_outcome(m, 'plain')}. Balduzzi
+et al. (2017) explain why depth alone hurts: the gradient with respect to the input turns into nearly white noise (the
+<code>shattered-gradients</code> experiment), so what one minibatch asks of the weights says little about the next.
+<b>With batch norm in every layer</b> it {_outcome(m, 'plain_batch')}: normalizing every layer makes the gradient grow
+toward the input at initialization, here ×{growth:.4g} per layer in ‖dL/dΩ_k‖², the mean-field value for ReLU being
+π/(π − 1) = {theory:.3f} (Yang et al. 2019) — over {depth} layers a factor of {over_depth:.2g} (middle panel).</p>
 <p><b>A residual network needs its stream kept in scale.</b> With s = 1 and no normalization each block doubles the
 stream's variance — ×2^{blocks} = {m['theory_stream_growth_s1']:.2g} over {blocks} blocks (theory,
 <code>dl.theory.residual_variance</code>) — and the loss at initialization is {_fmt(m['compare_init_loss_res_s1'])};
-after the budget it is still {loss['res_s1']}. Scaling every branch by 1/√{blocks} bounds the growth to
-×{m['theory_stream_growth_scaled']:.3f} and the network learns ({loss['res_scaled']}); so do the residual networks with
-batch norm ({loss['res_batch']}) and layer norm ({loss['res_layer']}), whose branches see a normalized input and add a
-constant amount of variance each. The skip connections carry the gradient past the blocks, which is what the plain
-networks lack: in the middle panel the residual networks' gradients stay within a narrow band across all
-{depth} layers.</p>
+after the budget it {_outcome(m, 'res_s1')}. Scaling every branch by 1/√{blocks} bounds the growth to
+×{m['theory_stream_growth_scaled']:.3f}, and that network {_outcome(m, 'res_scaled')}; the residual network with batch
+norm {_outcome(m, 'res_batch')}, the one with layer norm {_outcome(m, 'res_layer')}: their branches see a normalized
+input and add a constant amount of variance each. The skip connections carry the gradient past the blocks, which is
+what the plain networks lack: in the middle panel the residual networks' gradients stay within a narrow band across
+all {depth} layers.</p>
 <p>These are results of one budget: a plain network of this depth may still creep down with many more steps or a
-tuned learning rate, and s = 1 eventually trains if Adam shrinks its branches enough. The comparison is which network
-a fixed budget trains — the practical meaning of "trainable".</p>"""
+tuned learning rate. The comparison is which network a fixed budget trains — the practical meaning of
+"trainable". Tutorial 9 (<code>docs/tutorials/09-residual-normalization.ipynb</code>) measures the same quantities
+beside their theory at a smaller scale.</p>"""
 
 
 # ----------------------------------------------------------------------------- claims
