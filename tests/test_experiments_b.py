@@ -15,7 +15,8 @@ from test_report import check_page
 
 from depthlab.lab import experiments
 from depthlab.signal import regions
-from depthlab.lab.experiments import base, fit_1d, linear_regions, three_layer
+from depthlab.lab import claims
+from depthlab.lab.experiments import base, depth_trainability_residual, fit_1d, linear_regions, three_layer
 
 MINE = ["fit-1d", "fit-2d", "three-layer", "linear-regions", "depth-trainability"]
 
@@ -43,7 +44,8 @@ TINY = {
     "fit-2d": {"train_samples": 100, "test_samples": 50, "epochs": 2, "seed_samples": 50, "resolution": 10},
     "three-layer": {"samples": 16, "in_features": 40, "width": 8, "out_features": 3, "steps": 5},
     "linear-regions": {"depths": "1,2", "draws": 2, "resolution": 30},
-    "depth-trainability": {"depth": 4, "width": 8, "epochs": 1, "train_samples": 100, "batch_size": 50},
+    "depth-trainability": {"depth": 4, "width": 8, "epochs": 1, "train_samples": 100, "batch_size": 50,
+                           "compare_depth": 4, "compare_width": 8, "compare_epochs": 1, "compare_batch_size": 50},
 }
 
 
@@ -222,6 +224,90 @@ def test_depth_trainability_quick_he_learns_xavier_stalls_and_sigma1_diverges(qu
         assert 0.0 <= m[key] <= 1.0
 
 
+DEPTH_100 = "depth 100: plain vs residual vs normalized"
+
+
+def test_depth_trainability_quick_depth_100_table_and_theory(quick_runs):
+    result = quick_runs["depth-trainability"]
+    m, config = result.metrics, base.make_config("depth-trainability", quick=True)
+    rows = result.tables[DEPTH_100]
+    assert [row["network"] for row in rows] == [label for label, _, _ in depth_trainability_residual.NETWORKS.values()]
+    assert all(set(row) == {"network", "loss at init", "final training loss", "training accuracy", "test accuracy",
+                            "stopped"} for row in rows)
+    steps = config.compare_epochs * math.ceil(config.train_samples / config.compare_batch_size)
+    assert m["compare_steps"] == steps == 40 and config.compare_depth == 100      # --quick keeps the depth
+    assert all(row["stopped"] == f"{steps} steps" for row in rows)
+    # the closed forms: ×2 per block at s = 1, ×(1 + 1/B) at s = 1/√B (B = 50 blocks), π/(π − 1) for batch norm
+    assert m["theory_stream_growth_s1"] == 2.0 ** 50
+    assert m["theory_stream_growth_scaled"] == pytest.approx((1 + 1 / 50) ** 50, rel=1e-12)
+    assert m["theory_gradient_growth_batch"] == pytest.approx(math.pi / (math.pi - 1), rel=1e-12)
+    # measured at initialization: batch norm's gradient growth near its mean-field value, He's plain net near 1
+    assert m["compare_gradient_growth_plain_batch"] == pytest.approx(math.pi / (math.pi - 1), rel=0.1)
+    assert m["compare_gradient_growth_plain"] == pytest.approx(1.0, abs=0.1)
+    assert m["compare_init_loss_res_s1"] > 1e4 * m["compare_init_loss_res_scaled"]       # the stream exploded
+    # after training: the plain network stays at chance, the controlled residual networks are well below it
+    assert m["compare_final_loss_plain"] == pytest.approx(math.log(10), abs=0.02)
+    for key in depth_trainability_residual.CONTROLLED:
+        assert m[f"compare_final_loss_{key}"] < m["compare_final_loss_plain"] - 0.2, key
+        assert 0.15 < m[f"compare_test_accuracy_{key}"] <= 1.0
+    assert "plain_vs_residual" in result.figures
+
+
+def test_depth_trainability_quick_claims_are_judged_from_the_metrics(quick_runs):
+    result = quick_runs["depth-trainability"]
+    m, chance = result.metrics, math.log(10)
+    found = {claim.source: claim for claim in result.claims}
+    assert list(found) == ["He et al. 2015, Fig. 3", "He et al. 2016; Prince, ch. 11", "Prince, ch. 11.4; De & Smith 2020",
+                           "Yang et al. 2019"]
+    loss = {key: m[f"compare_final_loss_{key}"] for key in depth_trainability_residual.NETWORKS}
+
+    def learned(key):
+        return loss[key] is not None and loss[key] <= 0.85 * chance
+
+    def stalled(key):
+        return loss[key] is None or loss[key] >= 0.97 * chance
+
+    expected = {
+        "He et al. 2016; Prince, ch. 11": [all(learned(k) for k in ("res_scaled", "res_batch", "res_layer")),
+                                           stalled("plain"), True],
+        "Prince, ch. 11.4; De & Smith 2020": [m["compare_init_loss_res_s1"] >= 100 * m["compare_init_loss_res_scaled"],
+                                              stalled("res_s1"), learned("res_scaled")],
+        "Yang et al. 2019": [m["compare_gradient_growth_plain_batch"] > 1.2, stalled("plain_batch"),
+                             learned("res_batch")],
+    }
+    for source, held in expected.items():
+        claim = found[source]
+        assert [h for _, h in claim.checks] == held, claim.checks
+        assert claim.verdict in claims.VERDICTS and claim.figure == "plain_vs_residual"
+        assert "depth 100" in claim.budget and "40 Adam steps" in claim.budget
+    # robust at this size: s = 1 explodes at init and does not learn, batch norm explodes the gradient
+    assert [h for _, h in found["Yang et al. 2019"].checks][:2] == [True, True]
+    assert [h for _, h in found["Prince, ch. 11.4; De & Smith 2020"].checks][:2] == [True, True]
+    # metrics from before the depth-100 comparison (an older metrics.json) still judge He et al. 2015
+    older = {k: v for k, v in m.items() if not k.startswith(("compare_", "theory_"))}
+    assert [c.source for c in claims.of(experiments.get("depth-trainability"), older)] == ["He et al. 2015, Fig. 3"]
+
+
+def test_depth_trainability_comparison_records_a_diverged_network_and_still_draws():
+    config = base.make_config("depth-trainability", TINY["depth-trainability"])
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((100, 40)), rng.integers(0, 10, 100), rng.standard_normal((20, 40)),
+            rng.integers(0, 10, 20))
+    net = depth_trainability_residual.build(config, "res_batch")
+    next(iter(net.parameters())).data[0, 0] = np.nan          # fit refuses a network that holds NaN: phase "input"
+    runs = {key: depth_trainability_residual.train(net if key == "res_batch" else
+                                                   depth_trainability_residual.build(config, key), config, data)
+            for key in depth_trainability_residual.NETWORKS}
+    broken = runs["res_batch"]
+    assert broken.diverged_step == 0 and broken.diverged_phase == "input" and broken.final_loss is None
+    assert all(run.diverged_step is None and run.final_loss is not None for key, run in runs.items() if key != "res_batch")
+    row = depth_trainability_residual.table(runs)[4]
+    assert row["final training loss"] == "diverged" and row["stopped"] == "diverged at step 0 (input)"
+    metrics = depth_trainability_residual.metrics(config, runs)
+    assert metrics["compare_diverged_res_batch"] and metrics["compare_final_loss_res_batch"] is None
+    assert depth_trainability_residual.figure(config, runs).axes
+
+
 # ----------------------------------------------------------------------------- bad configurations
 
 BAD = [
@@ -235,6 +321,14 @@ BAD = [
     ("fit-2d", {"resolution": "1"}, r"resolution must be >= 2"),
     ("depth-trainability", {"train_samples": "5000"}, r"train_samples must be <= 4000"),
     ("depth-trainability", {"momentum": "1.5"}, r"momentum must be <= 0.999"),
+    ("depth-trainability", {"compare_depth": "99"}, r"compare_depth must be even .* try 100"),
+    ("depth-trainability", {"compare_depth": "2000"}, r"compare_depth must be <= 1,000, got 2,000"),
+    ("depth-trainability", {"compare_lr": "0"}, r"compare_lr must be > 0"),
+    ("depth-trainability", {"compare_batch_size": "1"}, r"compare_batch_size must be >= 2"),
+    ("depth-trainability", {"train_samples": "201"}, r"a last minibatch of one .* try compare_batch_size=101"),
+    ("depth-trainability", {"compare_width": "1000"}, r"compare_width² = .* multiply-adds exceeds the cap 1e\+12"),
+    ("depth-trainability", {"compare_epochs": "5000", "compare_batch_size": "2"},
+     r"optimizer steps exceeds the cap .*; lower compare_epochs \(or raise compare_batch_size\)"),
 ]
 
 

@@ -146,7 +146,8 @@ FAST = {
     "fit-2d": {"epochs": "2", "train_samples": "64", "seed_samples": "32", "test_samples": "32", "resolution": "12"},
     "gradcheck": {"activations": "tanh", "hidden": "4"},
     "linear-regions": {"draws": "2", "resolution": "24", "depths": "1,2"},
-    "depth-trainability": {"epochs": "1", "train_samples": "40", "depth": "3", "width": "8"},
+    "depth-trainability": {"epochs": "1", "train_samples": "40", "depth": "3", "width": "8", "compare_depth": "4",
+                           "compare_width": "8", "compare_epochs": "1"},
 }
 FAST_KEYS = [(name, field) for name, field in KEYS if name in FAST]
 

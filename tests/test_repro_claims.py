@@ -88,7 +88,8 @@ def test_landmark_experiments_judge_their_claims_at_quick_size(quick_runs, name)
 def test_quick_depth_trainability_keeps_the_papers_depth_and_he_learns(quick_runs):
     result = quick_runs["depth-trainability"]
     assert result.metrics["config"]["depth"] == 30
-    (he,) = result.claims
+    he = result.claims[0]          # then the depth-100 comparison's claims (tests/test_experiments_b.py)
+    assert he.source == "He et al. 2015, Fig. 3" and len(result.claims) == 4
     assert he.verdict == "reproduced", he.checks
     assert result.metrics["final_loss_sgd_he"] < 0.85 * np.log(10)
 
@@ -156,10 +157,11 @@ def test_depth_trainability_shows_one_bar_over_all_its_epochs():
         return iterable
 
     module = experiments.get("depth-trainability")
-    config = base.make_config(module, {"depth": 3, "width": 4, "epochs": 2, "train_samples": 40, "batch_size": 20})
+    config = base.make_config(module, {"depth": 3, "width": 4, "epochs": 2, "train_samples": 40, "batch_size": 20,
+                                       "compare_depth": 4, "compare_width": 4, "compare_epochs": 1})
     with np.errstate(all="ignore"):
         module.run(config, progress=progress)
-    assert calls == [("depth-trainability: epochs", 3 * 2 * 2)]
+    assert calls == [("depth-trainability: epochs", 3 * 2 * 2 + 6 * 1)]   # + the depth-100 comparison's six networks
 
 
 # ----------------------------------------------------------------------------- the gallery

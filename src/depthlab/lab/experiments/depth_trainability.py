@@ -5,6 +5,11 @@ with their initialization (σ²_Ω = 2/fan_in) it learned, with Xavier's (2/(fan
 it did not move at all. This experiment repeats the comparison on MNIST-1D with SGD + momentum
 0.9 as in the paper, adds σ²_Ω = 1, and asks whether Adam — which divides each parameter's
 step by a running RMS of its gradient — rescues the networks that SGD cannot train.
+
+Its second part (:mod:`.depth_trainability_residual`) goes to depth 100, where He's
+initialization alone no longer suffices: a plain network, a plain one with batch norm and four
+residual networks (s = 1, s = 1/√B, + batch norm, + layer norm) train for the same budget, and
+the report shows which of them learn and why (He et al. 2016; the textbook's chapter 11).
 """
 from __future__ import annotations
 
@@ -19,12 +24,17 @@ from ...nn.model import MLP, Sequential
 from ...training.fit import TrainingDiverged, evaluate, fit
 from .. import limits
 from . import base
+from . import depth_trainability_residual as deep
 
 NAME = "depth-trainability"
-TITLE = "Depth 30: He vs Xavier vs σ² = 1, SGD vs Adam"
-SUMMARY = "30-layer ReLU MLPs on MNIST-1D: He trains, Xavier stalls, σ² = 1 blows up; does Adam rescue them? (He et al. 2015)"
-REPRODUCES = "He et al. 2015, Fig. 3 (30-layer ReLU net: He init learns, Xavier stalls)"
-KEY_METRICS = ("final_loss_sgd_he", "final_loss_sgd_xavier", "test_accuracy_sgd_he", "test_accuracy_adam_xavier")
+TITLE = "Depth 30: He vs Xavier vs σ² = 1, SGD vs Adam; depth 100: plain vs residual vs normalized"
+SUMMARY = ("30-layer ReLU MLPs on MNIST-1D: He trains, Xavier stalls, σ² = 1 blows up; does Adam rescue them? "
+           "(He et al. 2015) Then depth 100: plain, + batch norm, residual s = 1, s = 1/√B, + batch / layer norm")
+REPRODUCES = ("He et al. 2015, Fig. 3 (30-layer ReLU net: He init learns, Xavier stalls); He et al. 2016 and "
+              "Prince ch. 11 (depth 100: residual networks train, plain ones do not)")
+KEY_METRICS = ("final_loss_sgd_he", "final_loss_sgd_xavier", "test_accuracy_sgd_he", "test_accuracy_adam_xavier",
+               "compare_final_loss_plain", "compare_final_loss_res_scaled", "compare_final_loss_res_batch",
+               "compare_final_loss_res_layer")
 
 
 @dataclass
@@ -37,12 +47,19 @@ class Config:
     sgd_lr: float = 0.01
     momentum: float = 0.9        # as in the paper
     adam_lr: float = 0.001
+    # the depth-100 comparison (depth_trainability_residual): six networks, the same signals and minibatches
+    compare_depth: int = 100     # hidden layers (the residual networks: compare_depth / 2 blocks of two)
+    compare_width: int = 32
+    compare_epochs: int = 8      # 320 Adam steps per network at the defaults; ~50 s for all six on one core
+    compare_batch_size: int = 100
+    compare_lr: float = 0.005    # Adam, the same for every network
     seed: int = 0
 
 
 # Narrower, fewer signals and epochs, but the paper's depth: the claim is about 30 layers.
 # (Batches of 50: with smaller ones Adam needs many more steps to lift Xavier's network off chance.)
-QUICK = {"width": 32, "epochs": 10, "train_samples": 2000, "batch_size": 50}
+# The depth-100 comparison keeps its depth and trains two epochs (40 steps of 100: ~6 s for the six networks).
+QUICK = {"width": 32, "epochs": 10, "train_samples": 2000, "batch_size": 50, "compare_epochs": 2}
 
 # init key -> (label, depthlab init spec)
 INITS = {
@@ -60,6 +77,8 @@ OPTIMIZERS = {
 # the tour's run (He et al.'s depth 30, 6 trainings) needs ~1.4e11 by this count: a minute of CPU, since the
 # count takes every layer at full width; ten times that is the cap
 MAX_WORK = 2e12
+# the depth-100 comparison's default needs ~6e10 by its count (~50 s); about twenty times that is its cap
+MAX_COMPARE_WORK = 1e12
 
 
 def validate(config: Config) -> None:
@@ -72,10 +91,38 @@ def validate(config: Config) -> None:
     limits.check_units(config, "depth", "width")
     limits.check_at_most(config.epochs, 10_000, "epochs")
     limits.check_steps(6 * config.epochs * -(-config.train_samples // config.batch_size),
-                       "6 trainings·epochs·⌈train_samples/batch_size⌉", "epochs or batch_size")
+                       "6 trainings·epochs·⌈train_samples/batch_size⌉", "epochs (or raise batch_size)")
     limits.check_product(18 * config.epochs * config.train_samples * (config.depth * config.width ** 2 + 50 * config.width),
                          MAX_WORK, "18·epochs·train_samples·depth·width²", "multiply-adds",
                          "epochs, train_samples, depth or width")
+    validate_comparison(config)
+
+
+def validate_comparison(config: Config) -> None:
+    """The depth-100 comparison's settings: an even depth (blocks of two layers) and its caps."""
+    base.check_range(config, "compare_depth", low=2)
+    base.check_range(config, "compare_width", low=1)
+    base.check_range(config, "compare_epochs", low=1)
+    base.check_range(config, "compare_batch_size", low=2)
+    base.check_range(config, "compare_lr", low=0, low_open=True)
+    limits.check_at_most(config.compare_depth, 1000, "compare_depth")
+    limits.check_at_most(config.compare_width, 1024, "compare_width")
+    limits.check_at_most(config.compare_epochs, 10_000, "compare_epochs")
+    limits.check_at_most(config.compare_lr, 10.0, "compare_lr", "Adam's step is about lr per parameter")
+    if config.compare_depth % 2:
+        raise ValueError(f"compare_depth must be even (the residual networks have compare_depth / 2 blocks of two "
+                         f"layers), got {config.compare_depth}; try {config.compare_depth + 1}")
+    if config.compare_batch_size < config.train_samples and config.train_samples % config.compare_batch_size == 1:
+        raise ValueError(f"compare_batch_size = {config.compare_batch_size} leaves a last minibatch of one of the "
+                         f"{config.train_samples} train_samples, and batch norm needs two or more; try "
+                         f"compare_batch_size={config.compare_batch_size + 1}")
+    limits.check_steps(len(deep.NETWORKS) * config.compare_epochs * -(-config.train_samples // config.compare_batch_size),
+                       "6 networks·compare_epochs·⌈train_samples/compare_batch_size⌉",
+                       "compare_epochs (or raise compare_batch_size)")
+    limits.check_product(18 * config.compare_epochs * config.train_samples * config.compare_depth
+                         * config.compare_width ** 2, MAX_COMPARE_WORK,
+                         "18·compare_epochs·train_samples·compare_depth·compare_width²", "multiply-adds",
+                         "compare_epochs, train_samples, compare_depth or compare_width")
 
 
 def network(config: Config, init: str) -> Sequential:
@@ -133,13 +180,15 @@ def run(config: Config, progress=None) -> base.Result:
     data = (dataset.x_train[np.sort(pick)], dataset.y_train[np.sort(pick)], dataset.x_test, dataset.y_test)
 
     curves, norms = {}, {}
-    with base.ticks(progress, len(INITS) * len(OPTIMIZERS) * config.epochs, f"{NAME}: epochs") as tick:
+    epochs = len(INITS) * len(OPTIMIZERS) * config.epochs + len(deep.NETWORKS) * config.compare_epochs
+    with base.ticks(progress, epochs, f"{NAME}: epochs") as tick:
         for init in INITS:
             norms[init] = gradient_norms(network(config, init), data[0][:config.batch_size],
                                          data[1][:config.batch_size])
             for opt_key, (opt_label, build) in OPTIMIZERS.items():
                 net = network(config, init)
                 curves[opt_key, init] = train(net, build(net, config), data, config, tick=tick)
+        runs = deep.compare(config, data, tick=tick)
 
     metrics = {}
     for (opt_key, init), curve in curves.items():
@@ -151,14 +200,17 @@ def run(config: Config, progress=None) -> base.Result:
         with np.errstate(over="ignore", invalid="ignore"):
             metrics[f"grad_norm_first_layer_{init}"] = float(norms[init][0])
     metrics["chance_loss"] = float(np.log(10.0))
+    metrics.update(deep.metrics(config, runs))
     rows = [{"optimizer": OPTIMIZERS[o][0], "init": INITS[i][0],
              "final training loss": "diverged" if c.diverged_step is not None else c.loss[-1],
              "test accuracy": "—" if c.test_accuracy is None else c.test_accuracy,
              "stopped": f"diverged at step {c.diverged_step} ({c.diverged_phase})" if c.diverged_step is not None
              else f"{len(c.loss) - 1} epochs"} for (o, i), c in curves.items()]
-    figures = {"training_curves": _figure(config, curves, norms)}
-    return base.Result(NAME, TITLE, metrics=metrics, figures=figures, tables={"final state": rows},
-                       explanation=_explanation(config, metrics, norms), summary=_summary(config, metrics))
+    figures = {"training_curves": _figure(config, curves, norms), "plain_vs_residual": deep.figure(config, runs)}
+    tables = {"final state": rows, f"depth {config.compare_depth}: plain vs residual vs normalized": deep.table(runs)}
+    return base.Result(NAME, TITLE, metrics=metrics, figures=figures, tables=tables,
+                       explanation=_explanation(config, metrics, norms) + deep.explanation(config, metrics),
+                       summary=_summary(config, metrics))
 
 
 # ----------------------------------------------------------------------------- figure
@@ -233,6 +285,7 @@ def _summary(config, metrics) -> str:
              f"  Final training loss after {config.epochs} epochs on MNIST-1D, width {config.width}:"]
     for opt_key, (opt_label, _) in OPTIMIZERS.items():
         lines.append(f"  {opt_label:<15} " + ", ".join(cell(opt_key, init) for init in INITS))
+    lines += ["  " + line for line in deep.summary(config, metrics)]
     return "\n".join(lines)
 
 
@@ -273,7 +326,8 @@ minibatches of {config.batch_size} drawn without replacement. The same initial w
 # ----------------------------------------------------------------------------- claims
 
 def claims(metrics: dict) -> list:
-    """He et al. 2015 (Fig. 3): at depth 30, He's init trains with SGD and Xavier's stalls."""
+    """He et al. 2015 (Fig. 3): at depth 30, He's init trains with SGD and Xavier's stalls; then the
+    depth-100 comparison's claims (:func:`.depth_trainability_residual.claims`)."""
     from ..claims import Claim
 
     config, chance = metrics.get("config", {}), metrics["chance_loss"]
@@ -286,7 +340,8 @@ def claims(metrics: dict) -> list:
               (f"the depth is the paper's 30 or more (here {depth})", depth is not None and depth >= 30))
     budget = (f"{depth} × {config.get('width', '?')} ReLU, {config.get('epochs', '?')} epochs of SGD + momentum on "
               f"{config.get('train_samples', '?')} MNIST-1D signals")
-    return [Claim("He et al. 2015, Fig. 3", "a 30-layer ReLU network trains from He's initialization and stalls "
+    paper = Claim("He et al. 2015, Fig. 3", "a 30-layer ReLU network trains from He's initialization and stalls "
                   "from Xavier's (SGD)", checks,
                   f"training loss He {_fmt(he)}, Xavier {_fmt(xavier)} (chance {chance:.3f})", budget,
-                  figure="training_curves")]
+                  figure="training_curves")
+    return [paper, *(deep.claims(metrics) if "compare_final_loss_plain" in metrics else ())]
