@@ -3,6 +3,8 @@
 - :mod:`.buffers`: arrays a network reuses from one pass to the next, and the flat array of
   every parameter gradient;
 - :mod:`.flat`: an optimizer's update of a whole parameter group as one array;
+- :mod:`.rules`: plain SGD's and Adam's fast update rules (the reference rules are in
+  :mod:`depthlab.optim.rules`), and the blocked in-place axpy every rule uses;
 - :mod:`.blocks`: an epoch's batches gathered, and its metrics scored, in blocks of rows.
 
 :func:`set_fast_paths` turns all of it off — and the layers' own fast variants

@@ -22,18 +22,18 @@ step count after this update (1 on the first step).
 
 The common settings of SGD (no momentum, no weight decay) and Adam (no AMSGrad, no
 coupled weight decay, not maximizing) also have a *fast rule* (:data:`FAST_RULES`), which
-``Optimizer.step`` runs instead: the same operations in the same order, so bit-for-bit the
-same result, with the scalars prepared once per step as 0-d arrays (see :class:`Scalars`)
-and no temporary arrays. ``tests/test_optim_fast.py`` compares them with the reference rules
-bit for bit.
+``Optimizer.step`` runs instead (they live with the rest of the speed machinery, in
+:mod:`depthlab._fast.rules`): the same operations in the same order, so bit-for-bit the
+same result. ``tests/test_optim_fast.py`` compares them with the reference rules bit for bit.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
+
+from .._fast.rules import FastRule, adam_fast_scalars, adam_fast_update, axpy, sgd_fast_scalars, sgd_fast_update
 
 
 def _effective_grad(param, grad, weight_decay, maximize, out):
@@ -51,37 +51,16 @@ def _effective_grad(param, grad, weight_decay, maximize, out):
 def _lerp_(average, target, weight, scratch):
     """average ← average + weight·(target − average), in place (PyTorch's ``lerp_``)."""
     np.subtract(target, average, scratch)
-    _axpy_(average, weight, scratch)
+    axpy(average, weight, scratch)
 
 
 def _ema_square_(average, grad, decay, scratch):
     """average ← decay·average + (1 − decay)·g², in place."""
     average *= decay
     np.multiply(grad, grad, scratch)
-    _axpy_(average, 1 - decay, scratch)
+    axpy(average, 1 - decay, scratch)
 
 
-def _axpy_(y, alpha, x):
-    """y ← y + α·x in place, with a temporary of at most ``_BLOCK`` elements.
-
-    Large arrays go block by block, so an update never holds a second parameter-sized array
-    (PyTorch's ``add_(x, alpha=α)`` needs none either) and each block stays in cache. Plain
-    ufuncs rather than BLAS axpy: a threaded BLAS level-1 call fights with PyTorch's OpenMP
-    threads when both live in one process.
-    """
-    if y.size <= _BLOCK or not (y.flags.c_contiguous and x.flags.c_contiguous):
-        y += alpha * x
-        return
-    flat_y, flat_x = y.reshape(-1), x.reshape(-1)
-    block = np.empty(_BLOCK, dtype=y.dtype)
-    for start in range(0, flat_y.size, _BLOCK):
-        stop = min(start + _BLOCK, flat_y.size)
-        part = block[: stop - start]
-        np.multiply(flat_x[start:stop], alpha, part)
-        flat_y[start:stop] += part
-
-
-_BLOCK = 1 << 15
 
 
 def _zeros_if_none(buffer, param):
@@ -124,14 +103,14 @@ def sgd_update(param, grad, state: SGDState, hyper, work) -> SGDState:
             if hyper["dampening"] == 0:
                 buffer += g
             else:
-                _axpy_(buffer, 1 - hyper["dampening"], g)
+                axpy(buffer, 1 - hyper["dampening"], g)
         if hyper["nesterov"]:
             scratch = work[1]
             np.multiply(buffer, momentum, scratch)
             g = np.add(g, scratch, scratch)
         else:
             g = buffer
-    _axpy_(param, -hyper["lr"], g)
+    axpy(param, -hyper["lr"], g)
     return SGDState(state.step + 1, buffer)
 
 
@@ -273,7 +252,7 @@ def adam_update(param, grad, state: AdamState, hyper, work) -> AdamState:
     scratch /= (1 - beta2**step) ** 0.5
     scratch += hyper["eps"]
     np.divide(state.exp_avg, scratch, scratch)
-    _axpy_(param, -hyper["lr"] / (1 - beta1**step), scratch)
+    axpy(param, -hyper["lr"] / (1 - beta1**step), scratch)
     return AdamState(step, state.exp_avg, state.exp_avg_sq, max_sq)
 
 
@@ -384,125 +363,6 @@ def radam_update(param, grad, state: RAdamState, hyper, work) -> RAdamState:
         update *= rect
     param -= update
     return RAdamState(step, state.exp_avg, state.exp_avg_sq)
-
-
-# ----------------------------------------------------------------------- fast rules
-# Hot-path notes: subscripting a *subclass* of dict goes through a slower generic slot, so
-# the memos below are plain dicts, read as ``try: memo[key] except KeyError: <fill>``; and
-# NamedTuple's own __new__ is a Python function, tuple.__new__ builds the same object faster.
-_new_state = tuple.__new__
-
-
-class Scalars:
-    """A rule's scalars as 0-d arrays per key (a dtype, or a pair ``(step, dtype)``).
-
-    ``scalars.made[key]`` once ``scalars.make(key)`` has filled it. A ufunc takes a 0-d
-    array of its operand's dtype about twice as fast as a Python float, which it converts
-    on every call; the values are the same, since NumPy casts the Python float to the
-    array's dtype too (float32 stays float32).
-    """
-
-    __slots__ = ("made", "_make")
-
-    def __init__(self, make: Callable):
-        self.made: dict = {}
-        self._make = make
-
-    def make(self, key):
-        if len(self.made) >= 8:  # step-dependent keys come and go: keep the memo small
-            self.made.clear()
-        value = self.made[key] = self._make(key)
-        return value
-
-
-def sgd_fast_scalars(lr, momentum, weight_decay, maximize) -> Scalars | None:
-    """The rate ∓γ per dtype, or None when momentum or weight decay need :func:`sgd_update`."""
-    if momentum != 0 or weight_decay != 0:
-        return None
-    rate = lr if maximize else -lr
-    return Scalars(lambda dtype: np.array(rate, dtype))
-
-
-def sgd_fast_update(param, grad, state: SGDState, rates: Scalars, work) -> SGDState:
-    """θ ← θ ∓ γ g: :func:`sgd_update` without momentum and weight decay.
-
-    γ·g is rounded, then added, as in ``_axpy_`` (and PyTorch's ``add_(g, alpha=-γ)``);
-    negating γ instead of g for ``maximize`` is exact. ``grad`` is only read.
-    """
-    try:
-        rate = rates.made[param.dtype]
-    except KeyError:
-        rate = rates.make(param.dtype)
-    if param.size <= _BLOCK:
-        scratch = work[0]
-        np.multiply(grad, rate, scratch)
-        np.add(param, scratch, param)
-    else:
-        _axpy_(param, rate, grad)
-    step, buffer = state  # unpacking is cheaper than two field lookups
-    return _new_state(SGDState, (step + 1, buffer))  # tuple.__new__: no Python-level NamedTuple __new__
-
-
-def adam_fast_scalars(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay) -> Scalars | None:
-    """Adam's scalars per (step, dtype), or None when AMSGrad, ``maximize`` or coupled weight
-    decay need :func:`adam_update`.
-
-    Each is computed by the same Python expression as in :func:`adam_update`.
-    """
-    if amsgrad or maximize or (weight_decay != 0 and not decoupled_weight_decay):
-        return None
-    beta1, beta2 = betas
-    shrink = 1 - lr * weight_decay if weight_decay != 0 else None
-    constants: dict = {}  # dtype -> the step-independent scalars
-
-    def make(key):
-        step, dtype = key
-        if dtype not in constants:
-            constants[dtype] = (None if shrink is None else np.array(shrink, dtype), np.array(1 - beta1, dtype),
-                                np.array(beta2, dtype), np.array(1 - beta2, dtype), np.array(eps, dtype))
-        shrink_, weight1, beta2_, weight2, eps_ = constants[dtype]
-        return (shrink_, weight1, beta2_, weight2, np.array((1 - beta2**step) ** 0.5, dtype), eps_,
-                np.array(-lr / (1 - beta1**step), dtype))
-
-    return Scalars(make)
-
-
-def adam_fast_update(param, grad, state: AdamState, scalars: Scalars, work) -> AdamState:
-    """:func:`adam_update` without AMSGrad, ``maximize`` and coupled weight decay: the same
-    13 ufunc calls (14 with decoupled decay) in the same order, in place in one scratch array.
-    """
-    step, m, v, max_sq = state
-    step += 1
-    try:
-        shrink, weight1, beta2, weight2, root_correction2, eps, rate = scalars.made[step, param.dtype]
-    except KeyError:
-        shrink, weight1, beta2, weight2, root_correction2, eps, rate = scalars.make((step, param.dtype))
-    scratch = work[0]
-    if shrink is not None:
-        np.multiply(param, shrink, param)  # θ ← θ(1 − γλ)
-    np.subtract(grad, m, scratch)  # m ← m + (1 − β₁)(g − m)
-    np.multiply(scratch, weight1, scratch)
-    np.add(m, scratch, m)
-    np.multiply(v, beta2, v)  # v ← β₂ v + (1 − β₂) g²
-    np.multiply(grad, grad, scratch)
-    np.multiply(scratch, weight2, scratch)
-    np.add(v, scratch, v)
-    np.sqrt(v, scratch)  # d = √v / √(1 − β₂ᵗ) + ε
-    np.divide(scratch, root_correction2, scratch)
-    np.add(scratch, eps, scratch)
-    np.divide(m, scratch, scratch)  # θ ← θ − γ/(1 − β₁ᵗ) · m/d
-    np.multiply(scratch, rate, scratch)
-    np.add(param, scratch, param)
-    return _new_state(AdamState, (step, m, v, max_sq))
-
-
-class FastRule(NamedTuple):
-    """A fast rule: ``scalars(*read(group))`` gives its :class:`Scalars`, or None when the
-    group's settings need the reference rule; ``update`` takes them in place of the group."""
-
-    read: Callable  # group -> tuple of the hyperparameters the scalars depend on
-    scalars: Callable
-    update: Callable
 
 
 # reference rule -> its fast rule (Optimizer.step looks up its own ``update`` here)
