@@ -250,3 +250,29 @@ class Layer:
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}={tuple(p.shape)}" for name, p in self.named_parameters())
         return f"{type(self).__name__}({shapes})"
+
+
+def input_jacobian(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """∂layer(x)/∂x for every sample of x (N, D_in), through the layer's own forward and
+    backward: shape (N, D_out, D_in).
+
+    Reverse mode on D_out copies of the batch, one backward pass in all (dL/d(output) a one-hot
+    per copy); the parameters' gradients are left as they were. Per sample only when each
+    output depends on its own sample alone and not at random (callers check ``couples_samples``
+    and ``stochastic``).
+    """
+    n, d_in = x.shape
+    parameters = layer.parameters()
+    saved = [p.grad for p in parameters]
+    try:
+        d_out = layer.forward(x[:1], {}).shape[1]
+        copies = np.repeat(x[None], d_out, axis=0).reshape(d_out * n, d_in)
+        cache: dict = {}
+        output = layer.forward(copies, cache)
+        seed = np.zeros_like(output).reshape(d_out, n, d_out)
+        seed[np.arange(d_out), :, np.arange(d_out)] = 1
+        grad = layer.backward(seed.reshape(d_out * n, d_out), cache)
+    finally:
+        for p, before in zip(parameters, saved):
+            p.grad = before
+    return np.ascontiguousarray(grad.reshape(d_out, n, d_in).transpose(1, 0, 2))

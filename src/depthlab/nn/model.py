@@ -29,7 +29,7 @@ from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, 
 from .._fast.buffers import entry_sum
 from .._fast.flat import pack
 from .engine import PLANS, Engine
-from .layer import Layer
+from .layer import Layer, input_jacobian
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter, new_values
 
@@ -567,20 +567,8 @@ class Sequential(Layer):
         if self.stochastic:
             raise ValueError("input_jacobian differentiates one pass, but this network's dropout draws a new mask on "
                              "every forward pass (train mode); call net.eval() first.")
-        n, d_out = x.shape[0], self.out_features
-        saved = [p.grad for p in self.parameters()]
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):
-                copies = np.repeat(x[None], d_out, axis=0).reshape(d_out * n, x.shape[1])
-                cache: dict = {}
-                output = self._forward_as_layer(copies, cache)
-                seed = np.zeros_like(output).reshape(d_out, n, d_out)
-                seed[np.arange(d_out), :, np.arange(d_out)] = 1
-                grad = self._backward_as_layer(seed.reshape(d_out * n, d_out), cache)
-        finally:
-            for p, grad_before in zip(self.parameters(), saved):
-                p.grad = grad_before
-        return np.ascontiguousarray(grad.reshape(d_out, n, x.shape[1]).transpose(1, 0, 2))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return input_jacobian(self, x)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path):

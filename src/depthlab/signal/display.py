@@ -32,39 +32,50 @@ def _value(stats, getter):
     return getter(stats) if callable(getter) else getattr(stats, getter)
 
 
-def probe_chart(report) -> str:
-    """Inline SVG: std of f_k and of dL/df_k per layer, measured (dots) and theory (lines)."""
-    layers = [s.index for s in report.layers]
+def _std_chart(report, quantities, xlabel: str, title: str) -> str:
+    """Inline SVG of two stds per row of ``report.layers``, measured (dots) and theory (lines):
+    ``quantities`` holds (name, measured attribute, theory attribute) for each."""
+    rows = [s.index for s in report.layers]
     series = []
-    for i, (name, measured, predicted) in enumerate((("f_k", "preactivation_std", "predicted_preactivation_std"),
-                                                     ("dL/df_k", "grad_preactivation_std", "predicted_backward_std"))):
-        color = ("#0072B2", "#D55E00")[i]
-        series.append(Series(f"std {name}", layers, [getattr(s, measured) for s in report.layers], color=color))
+    for (name, measured, predicted), color in zip(quantities, ("#0072B2", "#D55E00")):
+        series.append(Series(f"std {name}", rows, [getattr(s, measured) for s in report.layers], color=color))
         theory = [getattr(s, predicted) for s in report.layers]
         if any(v is not None for v in theory):
-            series.append(Series(f"theory {name}", layers, theory, color=color, markers=False, line=True))
-    return line_chart(series, xlabel="layer k", ylabel="std (log scale)", logy=True, integer_x=True,
-                      title="std per layer: measured and mean-field theory")
+            series.append(Series(f"theory {name}", rows, theory, color=color, markers=False, line=True))
+    return line_chart(series, xlabel=xlabel, ylabel="std (log scale)", logy=True, integer_x=True, title=title)
+
+
+def probe_chart(report) -> str:
+    """Inline SVG: std of f_k and of dL/df_k per layer, measured (dots) and theory (lines)."""
+    return _std_chart(report, (("f_k", "preactivation_std", "predicted_preactivation_std"),
+                               ("dL/df_k", "grad_preactivation_std", "predicted_backward_std")),
+                      "layer k", "std per layer: measured and mean-field theory")
+
+
+def _report_html(report, columns, chart: str, row_name: str, footnote: str) -> str:
+    """A probe report as an HTML block: summary line, verdict badge, diagnosis, table
+    (``columns``: (header, attribute or function) per column; rows from where the verdict
+    starts highlighted) beside ``chart``, and a footnote."""
+    source = f"loss {report.loss}" if report.loss else "a random unit-variance dL/d(output)"
+    where = "" if report.verdict_layer is None else f" from {row_name} {report.verdict_layer}"
+    rows = [[_value(stats, getter) for _, getter in columns] for stats in report.layers]
+    styles = [HIGHLIGHT if report.verdict_layer is not None and stats.index >= report.verdict_layer else None
+              for stats in report.layers]
+    table = _html.table([header.strip() for header, _ in columns], rows, row_styles=styles)
+    return _html.container(
+        _html.heading(f"probe: {len(report.layers)} {row_name}s, {report.n_samples} samples",
+                      _html.badge(report.verdict + where, report.verdict)),
+        _html.paragraph(report.diagnosis),
+        _html.side_by_side(table, chart),
+        _html.paragraph(f"input std {_html.number(report.input_std)}; backward pass from {source}. {footnote}",
+                        muted=True))
 
 
 def probe_html(report) -> str:
     """The report as an HTML block: summary line, verdict badge, diagnosis, table and chart."""
-    source = f"loss {report.loss}" if report.loss else "a random unit-variance dL/d(output)"
-    where = "" if report.verdict_layer is None else f" from layer {report.verdict_layer}"
-    rows, styles = [], []
-    for stats in report.layers:
-        rows.append([_value(stats, getter) for _, getter in PROBE_COLUMNS])
-        styles.append(HIGHLIGHT if report.verdict_layer is not None and stats.index >= report.verdict_layer else None)
-    table = _html.table([header.strip() for header, _ in PROBE_COLUMNS], rows, row_styles=styles)
-    return _html.container(
-        _html.heading(f"probe: {len(report.layers)} layers, {report.n_samples} samples",
-                      _html.badge(report.verdict + where, report.verdict)),
-        _html.paragraph(report.diagnosis),
-        _html.side_by_side(table, probe_chart(report)),
-        _html.paragraph(f"input std {_html.number(report.input_std)}; backward pass from {source}. "
+    return _report_html(report, PROBE_COLUMNS, probe_chart(report), "layer",
                         "Stds over every entry of the batch; theory: mean-field prediction "
-                        "(dl.theory.predicted_std). Highlighted: the layers from where the verdict starts.",
-                        muted=True))
+                        "(dl.theory.predicted_std). Highlighted: the layers from where the verdict starts.")
 
 
 BLOCK_COLUMNS = [  # (header, attribute of BlockStats or a function of it)
@@ -79,36 +90,17 @@ BLOCK_COLUMNS = [  # (header, attribute of BlockStats or a function of it)
 
 def probe_blocks_chart(report) -> str:
     """Inline SVG: std of each block's output and of dL/d(output), measured (dots) and theory (lines)."""
-    blocks = [s.index for s in report.layers]
-    series = []
-    for i, (name, measured, predicted) in enumerate((("output", "output_std", "predicted_output_std"),
-                                                     ("dL/d(output)", "grad_std", "predicted_grad_std"))):
-        color = ("#0072B2", "#D55E00")[i]
-        series.append(Series(f"std {name}", blocks, [getattr(s, measured) for s in report.layers], color=color))
-        theory = [getattr(s, predicted) for s in report.layers]
-        if any(v is not None for v in theory):
-            series.append(Series(f"theory {name}", blocks, theory, color=color, markers=False, line=True))
-    return line_chart(series, xlabel="block i (net.layers[i])", ylabel="std (log scale)", logy=True, integer_x=True,
-                      title="std per block: measured and mean-field theory")
+    return _std_chart(report, (("output", "output_std", "predicted_output_std"),
+                               ("dL/d(output)", "grad_std", "predicted_grad_std")),
+                      "block i (net.layers[i])", "std per block: measured and mean-field theory")
 
 
 def probe_blocks_html(report) -> str:
     """A :class:`~depthlab.signal.probe_blocks.BlockProbeReport` as an HTML block (as :func:`probe_html`)."""
-    source = f"loss {report.loss}" if report.loss else "a random unit-variance dL/d(output)"
-    where = "" if report.verdict_layer is None else f" from block {report.verdict_layer}"
-    rows = [[_value(stats, getter) for _, getter in BLOCK_COLUMNS] for stats in report.layers]
-    styles = [HIGHLIGHT if report.verdict_layer is not None and stats.index >= report.verdict_layer else None
-              for stats in report.layers]
-    table = _html.table([header.strip() for header, _ in BLOCK_COLUMNS], rows, row_styles=styles)
-    return _html.container(
-        _html.heading(f"probe: {len(report.layers)} blocks, {report.n_samples} samples",
-                      _html.badge(report.verdict + where, report.verdict)),
-        _html.paragraph(report.diagnosis),
-        _html.side_by_side(table, probe_blocks_chart(report)),
-        _html.paragraph(f"input std {_html.number(report.input_std)}; backward pass from {source}. One row per "
-                        "top-level layer; stds over every entry of the batch; branch share: Var(s·F) / (Var(skip) + "
-                        "Var(s·F)) of a residual block; theory: mean-field (depthlab.signal.block_theory).",
-                        muted=True))
+    return _report_html(report, BLOCK_COLUMNS, probe_blocks_chart(report), "block",
+                        "One row per top-level layer; stds over every entry of the batch; branch share: Var(s·F) / "
+                        "(Var(skip) + Var(s·F)) of a residual block; theory: mean-field "
+                        "(depthlab.signal.block_theory).")
 
 
 # --------------------------------------------------------------------------- theory results

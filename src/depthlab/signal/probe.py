@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -212,25 +213,28 @@ class ProbeReport:
     loss: str | None
     _arrays: dict = field(default_factory=dict, repr=False)
 
+    # the text table's columns, (header, getter) each, and what one row is (a subclass sets its own)
+    columns: ClassVar[list] = _COLUMNS
+    row_name: ClassVar[str] = "layer"
+
     def table(self) -> str:
-        """The per-layer table as text (stds over all entries; "(theory)": mean-field)."""
-        cells = [[header for header, _ in _COLUMNS]]
-        for stats in self.layers:
-            cells.append([getter(stats) for _, getter in _COLUMNS])
+        """The per-row table as text (stds over all entries; "(theory)": mean-field)."""
+        cells = [[header for header, _ in self.columns]]
+        cells += [[getter(stats) for _, getter in self.columns] for stats in self.layers]
         texts = [[c if isinstance(c, str) else _fmt(c).strip() for c in row] for row in cells]
-        widths = [max(len(row[i]) for row in texts) for i in range(len(_COLUMNS))]
+        widths = [max(len(row[i]) for row in texts) for i in range(len(self.columns))]
         lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in texts]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
 
     def __str__(self) -> str:
         source = f"loss {self.loss}" if self.loss else "random unit-variance dL/d(output)"
-        layer = "" if self.verdict_layer is None else f" (from layer {self.verdict_layer})"
+        where = "" if self.verdict_layer is None else f" (from {self.row_name} {self.verdict_layer})"
         return "\n".join([
-            f"probe: {len(self.layers)} layers, {self.n_samples} samples, input std "
+            f"probe: {len(self.layers)} {self.row_name}s, {self.n_samples} samples, input std "
             f"{_fmt(self.input_std).strip()}, backward from {source}",
             self.table(),
-            f"verdict: {self.verdict}{layer}",
+            f"verdict: {self.verdict}{where}",
             self.diagnosis,
         ])
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -103,23 +104,8 @@ class BlockProbeReport(ProbeReport):
 
     _block_arrays: dict = field(default_factory=dict, repr=False)  # "output", "grad_output": one array per block
 
-    def table(self) -> str:
-        """The per-block table as text (stds over all entries; "(theory)": mean-field)."""
-        cells = [[header for header, _ in BLOCK_COLUMNS]]
-        cells += [[getter(stats) for _, getter in BLOCK_COLUMNS] for stats in self.layers]
-        texts = [[c if isinstance(c, str) else format_number(c).strip() for c in row] for row in cells]
-        widths = [max(len(row[i]) for row in texts) for i in range(len(BLOCK_COLUMNS))]
-        lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in texts]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        source = f"loss {self.loss}" if self.loss else "random unit-variance dL/d(output)"
-        where = "" if self.verdict_layer is None else f" (from block {self.verdict_layer})"
-        return "\n".join([
-            f"probe: {len(self.layers)} blocks, {self.n_samples} samples, input std "
-            f"{format_number(self.input_std).strip()}, backward from {source}",
-            self.table(), f"verdict: {self.verdict}{where}", self.diagnosis])
+    columns: ClassVar[list] = BLOCK_COLUMNS
+    row_name: ClassVar[str] = "block"
 
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-block histograms: ``{"output": (counts, edges), "grad_output": (counts, edges)}``,

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.layer import input_jacobian
 from ..nn.model import Sequential
-from ..nn.residual import Dropout
 
 __all__ = ["jacobian_spectrum", "isometry", "layer_jacobian"]
 
@@ -26,34 +26,14 @@ def _refuse_mixed_samples(net) -> None:
             "jacobian_spectrum is per sample, but this network's batch norm normalizes with the batch's own "
             "statistics (train mode, or track_running_stats=False), so each output depends on every sample of the "
             "batch. Call net.eval() first (batch norm then uses its running statistics), and net.train() after.")
-    dropping = [layer for layer in net.layers_within() if isinstance(layer, Dropout) and layer.training and layer.p > 0]
-    if dropping:
+    if net.stochastic:
+        dropping = next(layer for layer in net.layers_within() if getattr(layer, "draws_random", False))
         raise ValueError(
-            f"jacobian_spectrum needs a deterministic network, but {dropping[0]!r} is in train mode and drops entries "
+            f"jacobian_spectrum needs a deterministic network, but {dropping!r} is in train mode and drops entries "
             "at random. Call net.eval() first (dropout is then the identity), and net.train() after.")
 
 
-def layer_jacobian(layer, h: np.ndarray) -> np.ndarray:
-    """∂layer(h)/∂h for every sample of h (N, D_in): shape (N, D_out, D_in).
-
-    Reverse mode on D_out copies of the batch through the layer's own forward and backward (one
-    one-hot dL/d(output) per copy); its parameters' gradients are left as they were.
-    """
-    n, d_in = h.shape
-    parameters = layer.parameters()
-    saved = [p.grad for p in parameters]
-    try:
-        d_out = layer.forward(h[:1], {}).shape[1]
-        copies = np.repeat(h[None], d_out, axis=0).reshape(d_out * n, d_in)
-        cache: dict = {}
-        output = layer.forward(copies, cache)
-        seed = np.zeros_like(output).reshape(d_out, n, d_out)
-        seed[np.arange(d_out), :, np.arange(d_out)] = 1
-        grad = layer.backward(seed.reshape(d_out * n, d_out), cache)
-    finally:
-        for p, before in zip(parameters, saved):
-            p.grad = before
-    return np.ascontiguousarray(grad.reshape(d_out, n, d_in).transpose(1, 0, 2))
+layer_jacobian = input_jacobian  # ∂layer(h)/∂h per sample, (N, D_out, D_in): see depthlab.nn.layer.input_jacobian
 
 
 def _singular_values(jacobian: np.ndarray, what: str) -> np.ndarray:
