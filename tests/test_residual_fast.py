@@ -129,3 +129,43 @@ def test_float32_stays_float32_through_a_training_step(norm, fast):
             branch = block.branch.forward(h, record=True)
             arrays += [*branch.layer_outputs, *block.branch.backward(np.ones_like(h)).layer_outputs]
     assert all(a.dtype == np.float32 for a in arrays), sorted({str(a.dtype) for a in arrays})
+
+
+class PassThrough(dl.Layer):
+    """The identity, with a fast variant that hands back the very arrays it was given."""
+
+    keeps_output = False
+
+    def forward(self, x, cache):
+        return x
+
+    def backward(self, grad_output, cache):
+        return grad_output
+
+    def forward_fast(self, x, work):
+        return x
+
+    def backward_fast(self, grad_output, work):
+        return grad_output
+
+
+@pytest.mark.parametrize("shortcut", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_a_branch_that_returns_its_input_is_never_written_over(scale, shortcut):
+    """shortcut(h) + s·F(h) with F(h) = h itself: the sum may not go in place of F(h) (h, which
+    the shortcut keeps), nor dL/dh in place of the branch's dL/d(input) (dL/d(output) itself)."""
+    results = []
+    for fast in (True, False):
+        skip = dl.Linear(4, 4, rng=2) if shortcut else None
+        net = dl.Sequential(dl.Linear(6, 4, rng=0), dl.Residual(PassThrough(), scale=scale, shortcut=skip),
+                            dl.Linear(4, 3, rng=1))
+        step = dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.1))
+        with dl.set_fast_paths(fast):
+            for _ in range(3):
+                step(X, LABELS)
+            trace = net.forward(X, record=True)
+        results.append([p.data.copy() for p in net.parameters()])
+        h = trace.layer_outputs[0]
+        np.testing.assert_allclose(trace.layer_outputs[1], (skip(h) if shortcut else h) + scale * h, rtol=1e-14)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

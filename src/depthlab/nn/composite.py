@@ -62,9 +62,23 @@ class _Taken:
         return self.take((self.prefix, key), shape, dtype)
 
 
-def _chain(layers, work: dict, name: str) -> tuple[list[bool], list[dict]]:
-    """(which sublayers run fast, their work dicts): stored in ``work`` under ``name`` on the
-    first call of a pass (the backward plan's ``work`` keeps them from step to step)."""
+def _plain_forward(layer):
+    def run(x, sub):
+        cache = sub["cache"] = {}
+        return layer.forward(x, cache)
+    return run
+
+
+def _plain_backward(layer):
+    def run(grad, sub):
+        return layer.backward(grad, sub["cache"])
+    return run
+
+
+def _chain(layers, work: dict, name: str) -> tuple:
+    """(which sublayers run fast, their work dicts, their forward and backward methods): stored
+    in ``work`` under ``name`` on the first call of a pass (the backward plan's ``work`` keeps
+    them from step to step)."""
     chain = work.get(name)
     if chain is None:
         fast = [runs_fast(layer) for layer in layers]
@@ -76,37 +90,34 @@ def _chain(layers, work: dict, name: str) -> tuple[list[bool], list[dict]]:
                   "kept": {} if training_step else None,
                   "take": None if take is None else _Taken(take, name, j)}
                  for j in range(len(layers))]
-        chain = work[name] = (fast, works)
+        forwards = [layer.forward_fast if run_fast else _plain_forward(layer) for layer, run_fast in zip(layers, fast)]
+        backwards = [layer.backward_fast if run_fast else _plain_backward(layer)
+                     for layer, run_fast in zip(layers, fast)]
+        chain = work[name] = (fast, works, forwards, backwards)
     return chain
 
 
 def chain_forward(layers, x: np.ndarray, work: dict, name: str = "chain") -> np.ndarray:
     """The output of ``layers`` applied in order to x, each through its fast variant where it
     has one; what their backward passes need stays in ``work[name]``."""
-    fast, works = _chain(layers, work, name)
-    for layer, run_fast, sub in zip(layers, fast, works):
-        if run_fast:
-            x = layer.forward_fast(x, sub)
-        else:
-            sub["cache"] = {}
-            x = layer.forward(x, sub["cache"])
+    _, works, forwards, _ = _chain(layers, work, name)
+    for run, sub in zip(forwards, works):
+        x = run(x, sub)
     return x
 
 
-def chain_backward(layers, grad: np.ndarray, work: dict, grad_owned: bool, input_grad: bool,
+def chain_backward(grad: np.ndarray, work: dict, grad_owned: bool, input_grad: bool,
                    name: str = "chain") -> tuple[np.ndarray | None, bool]:
     """(dL/dx of the chain, whether that array is the chain's own to overwrite) from dL/d(output)
-    ``grad`` (the chain may overwrite it when ``grad_owned``), after :func:`chain_forward`.
-    Each sublayer adds its parameters' gradients; dL/dx is None when not ``input_grad``."""
-    fast, works = work[name]
+    ``grad`` (the chain may overwrite it when ``grad_owned``), after :func:`chain_forward` stored
+    the chain in ``work[name]``. Each sublayer adds its parameters' gradients; dL/dx is None
+    when not ``input_grad`` (or whatever a plain sublayer returns)."""
+    fast, works, _, backwards = work[name]
     gradients = work["gradients"]
     owned = grad_owned
-    for j in range(len(layers) - 1, -1, -1):
+    for j in range(len(works) - 1, -1, -1):
         sub = works[j]
-        if fast[j]:
-            sub["overwrite_grad"], sub["input_grad"], sub["gradients"] = owned, input_grad or j > 0, gradients
-            grad = layers[j].backward_fast(grad, sub)
-        else:
-            grad = layers[j].backward(grad, sub["cache"])
+        sub["overwrite_grad"], sub["input_grad"], sub["gradients"] = owned, input_grad or j > 0, gradients
+        grad = backwards[j](grad, sub)
         owned = fast[j]
     return grad, owned

@@ -151,23 +151,26 @@ class Residual(Layer):
     def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`forward` with the branch's (and shortcut's) sublayers run through their fast
         variants (:func:`~depthlab.nn.composite.chain_forward`). In a training step with a fixed
-        scale the sum is written in place of F(h) (the last sublayer's own array; nothing
-        needs F(h) afterwards), else into an array of its own, F(h) kept for backward."""
+        scale the sum is written in place of F(h) when that is the last sublayer's own array
+        (nothing needs F(h) afterwards), else into an array of its own, F(h) kept for backward."""
         f = chain_forward(self.branch.layers, h, work, "branch")
         skip = h if self.shortcut is None else chain_forward((self.shortcut,), h, work, "shortcut")
         if f.shape != skip.shape:
             raise ValueError(f"Residual: the branch gives shape {f.shape} but the shortcut {skip.shape}; "
                              "they must match to be added.")
-        scale = self._scale()
-        last = self.branch.layers[-1]
-        if (work["kept"] is not None and not isinstance(self.scale, Parameter) and work["branch"][0][-1]
-                and not getattr(last, "keeps_output", True) and f is not h and f is not skip):
+        scale = self.scale
+        in_place = work.get("sum_in_place")
+        if in_place is None:
+            last = self.branch.layers[-1]
+            in_place = work["sum_in_place"] = (work["kept"] is not None and not isinstance(scale, Parameter)
+                                               and work["branch"][0][-1] and not getattr(last, "keeps_output", True))
+        if in_place and f is not h and f is not skip:
             out = f
             if scale != 1:
                 out *= scale
         else:
             work["f"] = f
-            out = np.multiply(f, scale, out=work_array(work, "output", f.shape, f.dtype))
+            out = np.multiply(f, self._scale(), out=work_array(work, "output", f.shape, f.dtype))
         out += skip
         return out
 
@@ -177,20 +180,21 @@ class Residual(Layer):
         own unless s = 1, and dL/dh = F'ᵀ(s g) + shortcut'ᵀ g in place of the branch's result
         when that array is the branch's own."""
         g = grad_output
-        if isinstance(self.scale, Parameter):  # dL/ds = Σ g ⊙ F(h)
+        scale = self.scale
+        if isinstance(scale, Parameter):  # dL/ds = Σ g ⊙ F(h)
             gradients = work["gradients"]
-            gradient = np.empty(1, self.scale.dtype) if gradients is None else gradients[self.scale]
+            gradient = np.empty(1, scale.dtype) if gradients is None else gradients[scale]
             gradient[0] = np.vdot(g, work["f"])
-            self.scale.grad = gradient if self.scale.grad is None else self.scale.grad + gradient
-        scale = self._scale()
+            scale.grad = gradient if scale.grad is None else scale.grad + gradient
+            scale = scale.data[0]
         input_grad = work["input_grad"]
         if scale == 1:
-            grad, owned = chain_backward(self.branch.layers, g, work, False, input_grad, "branch")
+            grad, owned = chain_backward(g, work, False, input_grad, "branch")
         else:
             scaled = np.multiply(g, scale, out=work_array(work, "scaled_grad", g.shape, g.dtype))
-            grad, owned = chain_backward(self.branch.layers, scaled, work, True, input_grad, "branch")
+            grad, owned = chain_backward(scaled, work, True, input_grad, "branch")
         if self.shortcut is not None:
-            g, _ = chain_backward((self.shortcut,), g, work, work["overwrite_grad"], input_grad, "shortcut")
+            g, _ = chain_backward(g, work, work["overwrite_grad"], input_grad, "shortcut")
         if not input_grad:
             return None
         if owned and grad is not g and grad is not grad_output:
