@@ -169,3 +169,29 @@ def test_a_branch_that_returns_its_input_is_never_written_over(scale, shortcut):
         np.testing.assert_allclose(trace.layer_outputs[1], (skip(h) if shortcut else h) + scale * h, rtol=1e-14)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _one_sample_step():
+    net = dl.ResMLP(6, 10, 2, 3, norm="batch", rng=0)
+    dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.1))(X[:1], LABELS[:1])
+
+
+def _mismatched_width_trace():
+    net = dl.Sequential(dl.Linear(6, 9, rng=0), dl.Residual(dl.BatchNorm(9), "relu", dl.Linear(9, 4, rng=1),
+                                                            shortcut=dl.Linear(9, 5, rng=2)))
+    net.forward(X, record=True)
+
+
+def _layer_norm_width_trace():
+    dl.Sequential(PassThrough(), dl.LayerNorm(4)).forward(X, record=True)   # x has 6 features
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("action, pattern", [
+    (_one_sample_step, r"more than 1 value per feature.*net.eval\(\)"),
+    (_mismatched_width_trace, r"the branch gives shape \(64, 4\) but the shortcut \(64, 5\)"),
+    (_layer_norm_width_trace, r"LayerNorm\(4.*expects inputs of shape \(N, 4\), got \(64, 6\)"),
+])
+def test_bad_input_is_refused_alike_on_both_paths(action, pattern, fast):
+    with dl.set_fast_paths(fast), pytest.raises(ValueError, match=pattern):
+        action()
