@@ -17,7 +17,7 @@ dx̂ = dL/dy ⊙ γ::
 
 Beside the plain math each has its fast variant (``forward_fast`` / ``backward_fast``, see
 :class:`~depthlab.nn.layer.Layer`): the same formulas into arrays the engine keeps, the sums as
-BLAS products with a vector of ones. Batch norm's folds γ and 1/σ into one factor per feature:
+BLAS products with a vector of ones. Batch norm folds γ and 1/σ into one factor per feature:
 it keeps x − μ rather than x̂, so its forward pass is y = (x − μ) ⊙ (γ/σ) + β and its backward
 pass, with g = dL/dy and c = x − μ (all sums over the batch)::
 
