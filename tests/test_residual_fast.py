@@ -196,3 +196,20 @@ def _layer_norm_width_trace():
 def test_bad_input_is_refused_alike_on_both_paths(action, pattern, fast):
     with dl.set_fast_paths(fast), pytest.raises(ValueError, match=pattern):
         action()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_refused_non_finite_training_step_leaves_the_running_statistics(fast):
+    net = dl.Sequential(dl.Linear(6, 4, rng=0), dl.BatchNorm(4), dl.Linear(4, 3, rng=1))
+    step = dl.TrainStep(net, "cross_entropy", dl.optim.SGD(net.parameters(), lr=0.1))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with dl.set_fast_paths(fast):
+        step(X, LABELS)
+        bn = net.layers[1]
+        before = bn.running_mean.copy(), bn.running_var.copy(), bn.num_batches_tracked
+        with pytest.raises((ValueError, FloatingPointError), match="NaN|non-finite"):
+            step(bad, LABELS)
+    np.testing.assert_array_equal(bn.running_mean, before[0])
+    np.testing.assert_array_equal(bn.running_var, before[1])
+    assert bn.num_batches_tracked == before[2] == 1
