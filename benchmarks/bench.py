@@ -6,7 +6,8 @@
 
 Sections (names for ``--only``): the training step on each network (``002``, ``mnist1d``,
 ``wide``, ``deep``, or ``steps`` for all four), ``resmlp`` (the training step of a residual
-MLP with and without batch norm), ``fit``, ``probe``, ``memory`` and ``profile``. How the timings are made fair is written into RESULTS.md ("Method").
+MLP with and without batch norm), ``fit``, ``probe``, ``memory`` and ``profile``. How the
+timings are made fair is written into RESULTS.md ("Method").
 """
 from __future__ import annotations
 
@@ -249,7 +250,8 @@ def bench_resmlp(settings: Settings, log) -> list[StepRow]:
         for dtype in settings.dtypes:
             batches = C.make_data(network, dtype, n_batches=2 if settings.smoke else 8)
             agreement = C.check_res_agreement(network, dtype, batches)
-            built = {(kind, opt): C.build_res(kind, network, dtype, opt) for opt in C.OPTIMIZERS for kind in C.RES_KINDS}
+            built = {(kind, opt): C.build_res(kind, network, dtype, opt)
+                     for opt in C.OPTIMIZERS for kind in C.RES_KINDS}
             calls = {key: cycling(contender.step, batches) for key, contender in built.items()}
             log(f"resmlp: {network.name} {dtype.__name__} ({len(calls)} contenders)")
             timings = measure(calls, settings)
@@ -1004,8 +1006,8 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     results = {}
-    runners = {"steps": bench_steps, "resmlp": bench_resmlp, "fit": bench_fit, "probe": bench_probe, "memory": bench_memory,
-               "profile": bench_profile}
+    runners = {"steps": bench_steps, "resmlp": bench_resmlp, "fit": bench_fit, "probe": bench_probe,
+               "memory": bench_memory, "profile": bench_profile}
     for name in SECTIONS:
         if name in settings.sections:
             results[name] = runners[name](settings, log)
