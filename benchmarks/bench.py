@@ -5,8 +5,9 @@
     python benchmarks/bench.py --only mnist1d --only fit --repeats 21 --out /tmp/r.md
 
 Sections (names for ``--only``): the training step on each network (``002``, ``mnist1d``,
-``wide``, ``deep``, or ``steps`` for all four), ``fit``, ``probe``, ``memory`` and
-``profile``. How the timings are made fair is written into RESULTS.md ("Method").
+``wide``, ``deep``, or ``steps`` for all four), ``resmlp`` (the training step of a residual
+MLP with and without batch norm), ``fit``, ``probe``, ``memory`` and ``profile``. How the
+timings are made fair is written into RESULTS.md ("Method").
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import contenders as C  # noqa: E402  (a sibling module of this script)
 
 import depthlab as dl  # noqa: E402
 
-SECTIONS = ("steps", "fit", "probe", "memory", "profile")
+SECTIONS = ("steps", "resmlp", "fit", "probe", "memory", "profile")
 FIT_TARGET, PROBE_TARGET_MS, HAND_TARGET = 1.15, 50.0, 1.10
 
 
@@ -57,6 +58,7 @@ class Settings:
     sections: set
     threads: int
     processes: int = 1        # fresh processes the fit section is measured in (median of their medians)
+    res_networks: dict = field(default_factory=dict)   # the resmlp section's networks
 
     @classmethod
     def from_args(cls, args, threads: int) -> "Settings":
@@ -80,6 +82,7 @@ class Settings:
             networks={name: net for name, net in networks.items() if name in chosen_networks},
             dtypes=(np.float32, np.float64), sections=sections, threads=threads,
             processes=args.processes or (1 if args.smoke else 5),
+            res_networks=C.SMOKE_RES_NETWORKS if args.smoke else C.RES_NETWORKS,
         )
 
 
@@ -234,6 +237,31 @@ def bench_steps(settings: Settings, log) -> list[StepRow]:
                 finite = all(np.isfinite(w).all() for (kind, o), c in built.items() if o == opt for w in c.weights())
                 rows.append(StepRow(network, np.dtype(dtype).name, opt,
                                     {kind: t for (kind, o), t in timings.items() if o == opt}, agreement, finite))
+    return rows
+
+
+# ============================================================================= the residual MLP's step
+
+def bench_resmlp(settings: Settings, log) -> list[StepRow]:
+    """The training step of ``dl.ResMLP`` (with and without batch norm) against the hand-written
+    NumPy loop and PyTorch, per dtype and optimizer, timed as :func:`bench_steps` does."""
+    rows = []
+    for network in settings.res_networks.values():
+        for dtype in settings.dtypes:
+            batches = C.make_data(network, dtype, n_batches=2 if settings.smoke else 8)
+            agreement = C.check_res_agreement(network, dtype, batches)
+            built = {(kind, opt): C.build_res(kind, network, dtype, opt)
+                     for opt in C.OPTIMIZERS for kind in C.RES_KINDS}
+            calls = {key: cycling(contender.step, batches) for key, contender in built.items()}
+            log(f"resmlp: {network.name} {dtype.__name__} ({len(calls)} contenders)")
+            timings = measure(calls, settings)
+            for opt in C.OPTIMIZERS:
+                weights = [w for (kind, o), c in built.items() if o == opt for w in c.weights()]
+                finite = all(np.isfinite(w).all() for w in weights)
+                kept = all(w.dtype == dtype for w in weights)
+                rows.append(StepRow(network, np.dtype(dtype).name, opt,
+                                    {kind: t for (kind, o), t in timings.items() if o == opt}, agreement,
+                                    finite and kept))
     return rows
 
 
@@ -620,6 +648,8 @@ def render(results: dict, meta: dict, settings: Settings) -> str:
     sections = []
     if "steps" in results:
         sections += _render_steps(results["steps"], checks, settings)
+    if "resmlp" in results:
+        sections += _render_resmlp(results["resmlp"], checks)
     if "fit" in results:
         sections += _render_fit(results["fit"], checks)
     if "probe" in results:
@@ -698,6 +728,48 @@ def _render_steps(rows: list[StepRow], checks: list[Check], settings: Settings) 
     bad = [f"{r.network.name} {r.dtype} {r.optimizer}" for r in rows if not r.finite]
     out += ["", "All weights stayed finite during timing." if not bad else
             f"**Non-finite weights after timing**: {', '.join(bad)} (those timings are not comparable)."]
+    return out
+
+
+def _render_resmlp(rows: list[StepRow], checks: list[Check]) -> list[str]:
+    out = ["", "## Training step: residual MLP", "",
+           "Median time of one training step of `dl.ResMLP(..., block=\"preact\", norm=None | \"batch\")` in "
+           "milliseconds (in brackets the interquartile range of the blocks / the median), measured as the training "
+           "step above: *depthlab* is `dl.TrainStep(net, \"cross_entropy\", opt)(x, y)`; *hand* the hand-written "
+           "NumPy loop for the same network (preallocated arrays, in-place ReLU, batch norm by the textbook "
+           "formulas, in-place updates); *PyTorch* the same blocks as `torch.nn` modules (each `h + branch(h)`, "
+           "`branch` an `nn.Sequential`; `nn.BatchNorm1d` in train mode) with `torch.optim`. Batch norm "
+           "updates its running statistics in every contender. Targets (issue 15): depthlab ≤ 1.15 × hand and "
+           "≤ 0.8 × PyTorch; float32 stays float32.", ""]
+    table = []
+    for row in rows:
+        t, network = row.timings, row.network
+        d = t["depthlab"].median
+        vs_hand, vs_torch = d / t["hand"].median, d / t["torch"].median
+        where = f"{network.name} {row.dtype} {row.optimizer}"
+        checks.append(Check(f"{where}: depthlab/hand ≤ {network.vs_hand:.2f}", f"{vs_hand:.2f}",
+                            vs_hand <= network.vs_hand))
+        checks.append(Check(f"{where}: depthlab/PyTorch ≤ {network.vs_torch:.1f}", f"{vs_torch:.2f}",
+                            vs_torch <= network.vs_torch))
+        cells = [f"{_ms(t[kind].median)} ({t[kind].spread:.0%})" for kind in ("depthlab", "hand", "torch")]
+        table.append([network.name, row.dtype, row.optimizer, *cells,
+                      f"{vs_hand:.2f} {_mark(vs_hand <= network.vs_hand)}",
+                      f"{vs_torch:.2f} {_mark(vs_torch <= network.vs_torch)}",
+                      f"{t['hand'].median / t['torch'].median:.2f}"])
+    out += _table(["network", "dtype", "optimizer", "depthlab ms", "hand NumPy ms", "PyTorch ms", "depthlab / hand",
+                   "depthlab / PyTorch", "hand / PyTorch"], table)
+    out += ["", "Networks (ReLU, He-normal initialization, cross-entropy on MNIST-1D inputs):", ""]
+    seen = {row.network.name: row.network for row in rows}
+    for name, network in seen.items():
+        lrs = ", ".join(f"{k} lr {v:g}" for k, v in network.lr.items())
+        out.append(f"- **{name}**: {network.label}; {lrs}.")
+    agreement = [f"{row.network.name} {row.dtype}: " + ", ".join(f"{k} {v:.1e}" for k, v in row.agreement.items())
+                 for row in rows if row.optimizer == "sgd"]
+    out += ["", "Same computation: relative difference of one SGD update of every parameter from depthlab's, from "
+                "the same weights on the same batch — " + "; ".join(agreement) + "."]
+    bad = [f"{r.network.name} {r.dtype} {r.optimizer}" for r in rows if not r.finite]
+    out += ["", "All weights stayed finite and in their dtype during timing." if not bad else
+            f"**Non-finite weights or a changed dtype after timing**: {', '.join(bad)}."]
     return out
 
 
@@ -839,6 +911,11 @@ METHOD = """
   /`Adam` (default single-tensor CPU path), `zero_grad(set_to_none=True)`. *scikit-learn*:
   `MLPClassifier(solver=..., alpha=0, momentum=0).partial_fit(x, y)` — one update per call, with its own
   input validation (its per-call cost is part of what a user pays).
+- **Residual MLP.** The same rules for `dl.ResMLP` (pre-activation blocks, with and without batch norm):
+  *hand* is the NumPy loop written for that network (batch norm's forward and backward by the textbook
+  formulas, running statistics updated), *PyTorch* the same blocks as `torch.nn` modules; every contender
+  starts from depthlab's initial parameters (γ, β of batch norm included) and the agreement of one SGD
+  update covers all of them.
 - **Memory.** Each framework in a fresh subprocess; peak resident set (VmHWM, reset with
   `/proc/self/clear_refs` after imports, two steps of a tiny network of the same kind — so lazy imports
   such as `torch._dynamo`, loaded by `torch.optim`, are not counted — and the data) minus the resident
@@ -929,8 +1006,8 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     results = {}
-    runners = {"steps": bench_steps, "fit": bench_fit, "probe": bench_probe, "memory": bench_memory,
-               "profile": bench_profile}
+    runners = {"steps": bench_steps, "resmlp": bench_resmlp, "fit": bench_fit, "probe": bench_probe,
+               "memory": bench_memory, "profile": bench_profile}
     for name in SECTIONS:
         if name in settings.sections:
             results[name] = runners[name](settings, log)

@@ -174,6 +174,27 @@ def _mse_grad(out, target):
     return out
 
 
+def _adam_update(params, grads, m_all, v_all, scratch, t: int, lr: float) -> None:
+    """One Adam update (step ``t``) in place, with the bias corrections folded into the step size."""
+    b1, b2 = BETAS
+    step_size = lr / (1 - b1 ** t)
+    root_correction = math.sqrt(1 - b2 ** t)
+    for p, g, m, v, s in zip(params, grads, m_all, v_all, scratch):
+        m *= b1
+        np.multiply(g, 1 - b1, out=s)
+        m += s
+        v *= b2
+        np.multiply(g, g, out=s)
+        s *= 1 - b2
+        v += s
+        np.sqrt(v, out=s)
+        s /= root_correction
+        s += EPS
+        np.divide(m, s, out=s)
+        s *= step_size
+        p -= s
+
+
 class Hand:
     """The minimal NumPy loop: forward with in-place ReLU, backward, in-place updates."""
 
@@ -224,23 +245,7 @@ class Hand:
 
     def _adam(self, grads):
         self.t += 1
-        b1, b2 = BETAS
-        step_size = self.lr / (1 - b1 ** self.t)
-        root_correction = math.sqrt(1 - b2 ** self.t)
-        for p, g, m, v, s in zip(self.W + self.b, grads, self.m, self.v, self.s):
-            m *= b1
-            np.multiply(g, 1 - b1, out=s)
-            m += s
-            v *= b2
-            np.multiply(g, g, out=s)
-            s *= 1 - b2
-            v += s
-            np.sqrt(v, out=s)
-            s /= root_correction
-            s += EPS
-            np.divide(m, s, out=s)
-            s *= step_size
-            p -= s
+        _adam_update(self.W + self.b, grads, self.m, self.v, self.s, self.t, self.lr)
 
     def weights(self):
         return self.W
@@ -363,6 +368,314 @@ def check_agreement(network: Network, dtype, batches) -> dict[str, float]:
         if kind == "depthlab":
             continue
         delta = [w.astype(np.float64) - s for w, s in zip(contender.weights(), start)]
+        error = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(delta, reference)))
+        differences[kind] = error / scale
+    return differences
+
+
+# ============================================================================= the residual MLP (issue 15)
+
+@dataclass(frozen=True)
+class ResNetwork:
+    """A benchmark ``dl.ResMLP``: D_0 → width, ``depth`` pre-activation blocks, → D_out.
+
+    Each block is h + F(h), F = [norm] → ReLU → Linear → [norm] → ReLU → Linear; the head is
+    [norm] → ReLU → Linear. ``norm`` is None or "batch" (batch norm in train mode).
+    """
+
+    name: str
+    in_features: int
+    width: int
+    depth: int
+    out_features: int
+    batch: int
+    norm: str | None
+    lr: dict
+    vs_hand: float = 1.15
+    vs_torch: float = 0.8
+    task: str = "classification"
+    data: str = "mnist1d"
+
+    @property
+    def widths(self) -> tuple[int, int, int]:  # what make_data reads
+        return (self.in_features, self.width, self.out_features)
+
+    @property
+    def label(self) -> str:
+        norm = "batch norm" if self.norm == "batch" else "no normalization"
+        return (f"{self.in_features}→{self.width}, {self.depth} pre-activation blocks, →{self.out_features}, "
+                f"{norm}, batch {self.batch}")
+
+
+RES_NETWORKS = {
+    "resmlp": ResNetwork("resmlp", 40, 100, 8, 10, 100, None, {"sgd": 1e-2, "adam": 1e-3}),
+    "resmlp-bn": ResNetwork("resmlp-bn", 40, 100, 8, 10, 100, "batch", {"sgd": 1e-2, "adam": 1e-3}),
+}
+SMOKE_RES_NETWORKS = {name: replace(net, width=12, depth=2, batch=16) for name, net in RES_NETWORKS.items()}
+
+
+def res_net(network: ResNetwork, dtype):
+    """depthlab's ``ResMLP`` for ``network`` (He-normal, seed 0): the shared initial weights."""
+    return dl.ResMLP(network.in_features, network.width, network.depth, network.out_features, block="preact",
+                     norm=network.norm, rng=0, dtype=dtype)
+
+
+def res_initial(network: ResNetwork, dtype) -> list[np.ndarray]:
+    """Copies of the initial parameters, in the order of ``net.parameters()``: the stem's Ω, β;
+    per block [γ, β of the first norm], Ω, β, [γ, β], Ω, β; the head's [γ, β], Ω, β."""
+    return [p.data.copy() for p in res_net(network, dtype).parameters()]
+
+
+def _optimizer(params, network, optimizer: str):
+    lr = network.lr[optimizer]
+    return dl.optim.SGD(params, lr=lr) if optimizer == "sgd" else dl.optim.Adam(params, lr=lr, betas=BETAS, eps=EPS)
+
+
+class ResDepthlab:
+    """``dl.TrainStep`` on ``dl.ResMLP``."""
+
+    name = "depthlab"
+
+    def __init__(self, network: ResNetwork, dtype, optimizer: str, params=None):
+        self.net = res_net(network, dtype)
+        if params is not None:
+            for p, value in zip(self.net.parameters(), params):
+                p.data[...] = value
+        self.opt = _optimizer(self.net.parameters(), network, optimizer)
+        self.train_step = dl.TrainStep(self.net, "cross_entropy", self.opt)
+
+    def step(self, x, y):
+        self.train_step(x, y)
+
+    def weights(self):
+        return [p.data for p in self.net.parameters()]
+
+
+class ResHand:
+    """The hand-written NumPy loop for the same network: preallocated arrays, in-place ReLU,
+    batch norm by the textbook formulas (biased batch variance to normalize, the unbiased one
+    into the running average), in-place SGD/Adam updates."""
+
+    name = "hand"
+    EPS_NORM, MOMENTUM = 1e-5, 0.1
+
+    def __init__(self, network: ResNetwork, dtype, optimizer: str, params=None):
+        params = res_initial(network, dtype) if params is None else params
+        self.params = [np.array(p, dtype=dtype) for p in params]
+        self.norm = network.norm == "batch"
+        self.lr, self.adam, self.t = network.lr[optimizer], optimizer == "adam", 0
+        it = iter(self.params)
+
+        def take(count):
+            return tuple(next(it) for _ in range(count))
+
+        bn = 2 if self.norm else 0
+        self.stem = take(2)
+        self.blocks = [(take(bn), take(2), take(bn), take(2)) for _ in range(network.depth)]
+        self.head = (take(bn), take(2))
+        n, d = network.batch, network.width
+        self.running = {}  # id(γ) -> [running mean, running var]
+        for gamma in [b[0][0] for b in self.blocks if b[0]] + [b[2][0] for b in self.blocks if b[2]] + (
+                [self.head[0][0]] if self.head[0] else []):
+            self.running[id(gamma)] = [np.zeros(d, dtype), np.ones(d, dtype)]
+
+        def new():
+            return np.empty((n, d), dtype)
+
+        # per block: input h, [xhat1, z1 → r1], f1, [xhat2], z2/r2, and the backward arrays
+        self.hs = [new() for _ in range(network.depth + 1)]
+        self.fwd = [{"xhat1": new(), "r1": new(), "f1": new(), "xhat2": new(), "r2": new()}
+                    for _ in range(network.depth + 1)]
+        self.g_r, self.g_z, self.g_in = new(), new(), new()
+        self.grads = [np.empty_like(p) for p in self.params]
+        if self.adam:
+            self.m = [np.zeros_like(p) for p in self.params]
+            self.v = [np.zeros_like(p) for p in self.params]
+            self.s = [np.empty_like(p) for p in self.params]
+        self.index = {id(p): i for i, p in enumerate(self.params)}
+
+    # -- batch norm, train mode --------------------------------------------------------
+    def _bn_forward(self, x, gamma, beta, xhat, out):
+        n = x.shape[0]
+        mean = x.mean(axis=0)
+        np.subtract(x, mean, out=xhat)
+        var = np.square(xhat).mean(axis=0)
+        inverse_std = 1.0 / np.sqrt(var + self.EPS_NORM)
+        xhat *= inverse_std
+        np.multiply(xhat, gamma, out=out)
+        out += beta
+        running_mean, running_var = self.running[id(gamma)]
+        m = self.MOMENTUM
+        running_mean *= 1 - m
+        running_mean += m * mean
+        running_var *= 1 - m
+        running_var += (m * n / (n - 1)) * var
+        return inverse_std
+
+    def _bn_backward(self, g, xhat, gamma, beta, inverse_std, out):
+        """dL/dx = γ/σ · (g − Σg/N − x̂ Σ(g x̂)/N); dL/dγ = Σ g x̂, dL/dβ = Σ g."""
+        n = g.shape[0]
+        grad_gamma, grad_beta = self._grad(gamma), self._grad(beta)
+        np.sum(g * xhat, axis=0, out=grad_gamma)
+        np.sum(g, axis=0, out=grad_beta)
+        np.multiply(xhat, grad_gamma / n, out=out)
+        out += grad_beta / n
+        np.subtract(g, out, out=out)
+        out *= gamma * inverse_std
+        return out
+
+    def _grad(self, p):
+        return self.grads[self.index[id(p)]]
+
+    def _linear_backward(self, g, h, weight, bias, out):
+        np.matmul(g.T, h, out=self._grad(weight))
+        np.sum(g, axis=0, out=self._grad(bias))
+        return None if out is None else np.matmul(g, weight, out=out)
+
+    # -- the step ----------------------------------------------------------------------
+    def step(self, x, y):
+        (w0, b0), hs, fwd = self.stem, self.hs, self.fwd
+        np.matmul(x, w0.T, out=hs[0])
+        hs[0] += b0
+        inverse_stds = []
+        for b, (norm1, (w1, b1), norm2, (w2, b2)) in enumerate(self.blocks):
+            h, a = hs[b], fwd[b]
+            if norm1:
+                inv1 = self._bn_forward(h, *norm1, a["xhat1"], a["r1"])
+                r1 = np.maximum(a["r1"], 0, out=a["r1"])
+            else:
+                inv1, r1 = None, np.maximum(h, 0, out=a["r1"])
+            f1 = np.matmul(r1, w1.T, out=a["f1"])
+            f1 += b1
+            if norm2:
+                inv2 = self._bn_forward(f1, *norm2, a["xhat2"], a["r2"])
+                r2 = np.maximum(a["r2"], 0, out=a["r2"])
+            else:
+                inv2, r2 = None, np.maximum(f1, 0, out=a["r2"])
+            out = np.matmul(r2, w2.T, out=hs[b + 1])
+            out += b2
+            out += h
+            inverse_stds.append((inv1, inv2))
+        norm, (w, bias) = self.head
+        a, h = fwd[-1], hs[-1]
+        if norm:
+            inv_head = self._bn_forward(h, *norm, a["xhat1"], a["r1"])
+            r = np.maximum(a["r1"], 0, out=a["r1"])
+        else:
+            r = np.maximum(h, 0, out=a["r1"])
+        logits = r @ w.T
+        logits += bias
+        g = _cross_entropy_grad(logits, y)
+        g_h, spare, other = self.g_in, self.g_r, self.g_z  # dL/dh and two scratch arrays
+        self._linear_backward(g, r, w, bias, spare)
+        spare *= r > 0
+        if norm:
+            self._bn_backward(spare, a["xhat1"], *norm, inv_head, g_h)
+        else:
+            g_h, spare = spare, g_h
+        for b in range(len(self.blocks) - 1, -1, -1):  # dL/dh_b = dL/dh_{b+1} + F'ᵀ dL/dh_{b+1}
+            norm1, (w1, b1), norm2, (w2, b2) = self.blocks[b]
+            a, (inv1, inv2) = fwd[b], inverse_stds[b]
+            self._linear_backward(g_h, a["r2"], w2, b2, spare)
+            spare *= a["r2"] > 0
+            if norm2:
+                self._bn_backward(spare, a["xhat2"], *norm2, inv2, other)
+                spare, other = other, spare
+            self._linear_backward(spare, a["r1"], w1, b1, other)
+            other *= a["r1"] > 0
+            if norm1:
+                self._bn_backward(other, a["xhat1"], *norm1, inv1, spare)
+                other, spare = spare, other
+            g_h += other
+        self._linear_backward(g_h, x, w0, b0, None)
+        if self.adam:
+            self.t += 1
+            _adam_update(self.params, self.grads, self.m, self.v, self.s, self.t, self.lr)
+        else:
+            for p, grad in zip(self.params, self.grads):
+                grad *= self.lr
+                p -= grad
+
+    def weights(self):
+        return self.params
+
+
+def _torch_resmlp(network: ResNetwork, dtype, params):
+    """``network`` as ``torch.nn`` modules: each block ``h + branch(h)`` with ``branch`` an
+    ``nn.Sequential`` (``dl.to_torch``'s residual module, without its multiplication by a
+    scale of 1), loaded with ``params`` in the order of ``net.parameters()``."""
+    import torch
+
+    nn = torch.nn
+    kind = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+
+    class Block(nn.Module):
+        def __init__(self, branch):
+            super().__init__()
+            self.branch = branch
+
+        def forward(self, h):
+            return h + self.branch(h)
+
+    def norm():
+        return [nn.BatchNorm1d(network.width, dtype=kind)] if network.norm == "batch" else []
+
+    def linear(d_in, d_out):
+        return nn.Linear(d_in, d_out, dtype=kind)
+
+    d = network.width
+    layers = [linear(network.in_features, d)]
+    for _ in range(network.depth):
+        layers.append(Block(nn.Sequential(*norm(), nn.ReLU(), linear(d, d), *norm(), nn.ReLU(), linear(d, d))))
+    layers += [*norm(), nn.ReLU(), linear(d, network.out_features)]
+    model = nn.Sequential(*layers)
+    with torch.no_grad():
+        for tensor, value in zip(model.parameters(), params, strict=True):
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return model
+
+
+class ResTorch(Torch):
+    """The same network in ``torch.nn`` with ``torch.optim`` on CPU."""
+
+    def __init__(self, network: ResNetwork, dtype, optimizer: str, params=None):
+        import torch
+
+        self.torch = torch
+        params = res_initial(network, dtype) if params is None else params
+        self.model = _torch_resmlp(network, dtype, params).train()
+        self.loss = torch.nn.CrossEntropyLoss()
+        lr = network.lr[optimizer]
+        parameters = self.model.parameters()
+        self.opt = torch.optim.SGD(parameters, lr=lr) if optimizer == "sgd" else torch.optim.Adam(
+            parameters, lr=lr, betas=BETAS, eps=EPS)
+        self._tensors = {}
+
+    def weights(self):
+        return [p.detach().numpy() for p in self.model.parameters()]
+
+
+RES_KINDS = {"depthlab": ResDepthlab, "hand": ResHand, "torch": ResTorch}
+
+
+def build_res(kind: str, network: ResNetwork, dtype, optimizer: str):
+    """A residual contender of ``kind`` ("depthlab", "hand", "torch") from the shared weights."""
+    return RES_KINDS[kind](network, dtype, optimizer, res_initial(network, dtype))
+
+
+def check_res_agreement(network: ResNetwork, dtype, batches) -> dict[str, float]:
+    """As :func:`check_agreement`, for the residual contenders: relative difference of one SGD
+    update of every parameter (batch norm's γ, β included) from depthlab's."""
+    x, y = batches[0]
+    start = [p.astype(np.float64) for p in res_initial(network, dtype)]
+    contenders = {kind: build_res(kind, network, dtype, "sgd") for kind in RES_KINDS}
+    for contender in contenders.values():
+        contender.step(x, y)
+    reference = [w.astype(np.float64) - s for w, s in zip(contenders["depthlab"].weights(), start)]
+    scale = math.sqrt(sum(float(np.sum(d * d)) for d in reference)) or 1.0
+    differences = {}
+    for kind in ("hand", "torch"):
+        delta = [w.astype(np.float64) - s for w, s in zip(contenders[kind].weights(), start, strict=True)]
         error = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(delta, reference)))
         differences[kind] = error / scale
     return differences

@@ -26,11 +26,12 @@ def test_smoke_run_writes_every_section(tmp_path):
     done = run("--smoke", "--threads", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr
     text = out.read_text()
-    for heading in ("## Machine", "## Targets", "## Training step", "## fit: one epoch of MNIST-1D", "## probe",
+    for heading in ("## Machine", "## Targets", "## Training step", "## Training step: residual MLP",
+                    "## fit: one epoch of MNIST-1D", "## probe",
                     "## Peak memory: training the wide network", "## Where the time goes", "## Method"):
         assert heading in text
     assert "**Smoke mode**" in text
-    for network in ("002", "mnist1d", "wide", "deep"):
+    for network in ("002", "mnist1d", "wide", "deep", "resmlp", "resmlp-bn"):
         for dtype in ("float32", "float64"):
             for optimizer in ("sgd", "adam"):
                 assert re.search(rf"\| {network} \| {dtype} \| {optimizer} \| [\d.]+ \(", text), (network, dtype)
@@ -39,6 +40,10 @@ def test_smoke_run_writes_every_section(tmp_path):
     summary = re.search(r"(\d+) of (\d+) targets met", text)
     assert summary and int(summary.group(2)) == len(rows) > 20
     assert "All weights stayed finite during timing." in text
+    assert "All weights stayed finite and in their dtype during timing." in text   # the residual MLP's section
+    for network in ("resmlp", "resmlp-bn"):
+        assert re.search(rf"^\| {network} float32 sgd: depthlab/hand ≤ 1\.15 \| [\d.]+ \| (PASS|\*\*MISS\*\*) \|$",
+                         text, flags=re.MULTILINE), network
     # the contenders compute the same update (float32 rounding at most)
     differences = [float(v) for v in re.findall(r"(?:hand|torch|sklearn) (\d\.\de[+-]\d+)", text)]
     assert differences and max(differences) < 1e-4

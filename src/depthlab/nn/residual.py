@@ -17,6 +17,8 @@ import math
 import numpy as np
 
 from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype, resolve_rng
+from .._fast.flat import pack
+from .composite import chain_backward, chain_forward, work_array
 from .layer import Layer
 from .layers import ActivationLayer, Linear
 from .normalization import BatchNorm, LayerNorm
@@ -143,6 +145,63 @@ class Residual(Layer):
             return grad + grad_output
         return grad + self.shortcut.backward(grad_output, cache["shortcut"])
 
+    # -- the same math, with the sublayers' fast variants (the engine's fast paths) --------
+    keeps_output = False  # backward needs F(h) at most (a learnable scale), never the block's output
+
+    def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
+        """:meth:`forward` with the branch's (and shortcut's) sublayers run through their fast
+        variants (:func:`~depthlab.nn.composite.chain_forward`). In a training step with a fixed
+        scale the sum is written in place of F(h) when that is the last sublayer's own array
+        (nothing needs F(h) afterwards), else into an array of its own, F(h) kept for backward."""
+        f = chain_forward(self.branch.layers, h, work, "branch")
+        skip = h if self.shortcut is None else chain_forward((self.shortcut,), h, work, "shortcut")
+        if f.shape != skip.shape:
+            raise ValueError(f"Residual: the branch gives shape {f.shape} but the shortcut {skip.shape}; "
+                             "they must match to be added.")
+        scale = self.scale
+        in_place = work.get("sum_in_place")
+        if in_place is None:
+            last = self.branch.layers[-1]
+            in_place = work["sum_in_place"] = (work["kept"] is not None and not isinstance(scale, Parameter)
+                                               and work["branch"][0][-1] and not getattr(last, "keeps_output", True))
+        if in_place and f is not h and f is not skip:
+            out = f
+            if scale != 1:
+                out *= scale
+        else:
+            work["f"] = f
+            out = np.multiply(f, self._scale(), out=work_array(work, "output", f.shape, f.dtype))
+        out += skip
+        return out
+
+    def backward_fast(self, grad_output: np.ndarray, work: dict):
+        """:meth:`backward` through the sublayers' fast variants
+        (:func:`~depthlab.nn.composite.chain_backward`): s · dL/d(output) in an array of its
+        own unless s = 1, and dL/dh = F'ᵀ(s g) + shortcut'ᵀ g in place of the branch's result
+        when that array is the branch's own."""
+        g = grad_output
+        scale = self.scale
+        if isinstance(scale, Parameter):  # dL/ds = Σ g ⊙ F(h)
+            gradients = work["gradients"]
+            gradient = np.empty(1, scale.dtype) if gradients is None else gradients[scale]
+            gradient[0] = np.vdot(g, work["f"])
+            scale.grad = gradient if scale.grad is None else scale.grad + gradient
+            scale = scale.data[0]
+        input_grad = work["input_grad"]
+        if scale == 1:
+            grad, owned = chain_backward(g, work, False, input_grad, "branch")
+        else:
+            scaled = np.multiply(g, scale, out=work_array(work, "scaled_grad", g.shape, g.dtype))
+            grad, owned = chain_backward(scaled, work, True, input_grad, "branch")
+        if self.shortcut is not None:
+            g, _ = chain_backward(g, work, work["overwrite_grad"], input_grad, "shortcut")
+        if not input_grad:
+            return None
+        if owned and grad is not g and grad is not grad_output:
+            grad += g
+            return grad
+        return np.add(grad, g, out=work_array(work, "grad_input", g.shape, g.dtype))
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.branch)
         extra = "" if self.shortcut is None else f", shortcut={self.shortcut!r}"
@@ -226,4 +285,6 @@ def ResMLP(in_features: int, width: int, depth: int, out_features: int, activati
     if block == "preact":
         layers += normalization() + [act()]
     layers.append(linear(width, out_features))
-    return Sequential(layers)
+    net = Sequential(layers)
+    pack(net.parameters())  # one flat array: the optimizer updates them as one (depthlab._fast.flat)
+    return net

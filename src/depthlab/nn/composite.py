@@ -1,0 +1,123 @@
+"""Fast variants of layers made of layers: a chain of sublayers run as the engine runs a network.
+
+A layer that holds other layers (``Residual``'s branch F) runs them itself. In its plain
+``forward(x, cache)`` it calls their plain methods; in its fast variant ``forward_fast(x, work)``
+it calls :func:`chain_forward`, which gives each sublayer its own ``work`` dict (the entries of
+:data:`~depthlab.nn.layer.WORK_KEYS`) and the same permissions the engine gives the layers of
+a network:
+
+=====================  =====================================================================
+entry                  a sublayer's, inside the chain
+=====================  =====================================================================
+``overwrite_input``    sublayer j > 0 may write over its input when sublayer j − 1 runs fast,
+                       keeps no reference to its output (``keeps_output = False``) and the pass
+                       is a training step's (the backward plan); sublayer 0 never (the
+                       composite layer still needs its input, e.g. for the skip connection)
+``overwrite_grad``     dL/d(output) is the chain's own array: the one a fast sublayer after it
+                       returned, or the composite's when it says so
+``input_grad``         True, except for sublayer 0 when the composite needs no dL/dx
+``kept``, ``take``     the composite's, with keys of their own (``kept`` per sublayer; ``take``
+                       keyed by (chain, j, key)), so arrays are kept or reused as for any layer
+``gradients``          the composite's: each parameter's view of the network's flat gradient array
+=====================  =====================================================================
+
+Sublayers without a fast variant run their plain methods with a fresh cache, as in the engine.
+Under the backward plan the composite's ``work`` dict lives from step to step, and so do the
+sublayers' dicts stored in it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def work_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
+    """Where a fast variant writes its result ``key``: under the backward plan an array kept
+    for this layer (made on first use: the plan is per batch size and dtype, so the shape is
+    fixed), under the trace plan one reused when nobody holds it any more, else None (NumPy
+    allocates)."""
+    kept = work["kept"]
+    if kept is not None:
+        array = kept.get(key)
+        if array is None:
+            array = kept[key] = np.empty(shape, dtype)
+        return array
+    take = work["take"]
+    return None if take is None else take(key, shape, dtype)
+
+
+def runs_fast(layer) -> bool:
+    """Whether ``layer`` has a fast variant (``forward_fast`` and ``backward_fast``)."""
+    return hasattr(layer, "forward_fast") and hasattr(layer, "backward_fast")
+
+
+class _Taken:
+    """The composite's ``take`` for sublayer ``j`` of chain ``name``: its keys prefixed."""
+
+    __slots__ = ("take", "prefix")
+
+    def __init__(self, take, name: str, j: int):
+        self.take, self.prefix = take, (name, j)
+
+    def __call__(self, key: str, shape: tuple, dtype) -> np.ndarray | None:
+        return self.take((self.prefix, key), shape, dtype)
+
+
+def _plain_forward(layer):
+    def run(x, sub):
+        cache = sub["cache"] = {}
+        return layer.forward(x, cache)
+    return run
+
+
+def _plain_backward(layer):
+    def run(grad, sub):
+        return layer.backward(grad, sub["cache"])
+    return run
+
+
+def _chain(layers, work: dict, name: str) -> tuple:
+    """(which sublayers run fast, their work dicts, their forward and backward methods): stored
+    in ``work`` under ``name`` on the first call of a pass (the backward plan's ``work`` keeps
+    them from step to step)."""
+    chain = work.get(name)
+    if chain is None:
+        fast = [runs_fast(layer) for layer in layers]
+        kept, take = work["kept"], work["take"]
+        training_step = kept is not None
+        works = [{"overwrite_input": training_step and j > 0 and fast[j - 1]
+                  and not getattr(layers[j - 1], "keeps_output", True),
+                  "overwrite_grad": False, "input_grad": True, "gradients": None,
+                  "kept": {} if training_step else None,
+                  "take": None if take is None else _Taken(take, name, j)}
+                 for j in range(len(layers))]
+        forwards = [layer.forward_fast if run_fast else _plain_forward(layer) for layer, run_fast in zip(layers, fast)]
+        backwards = [layer.backward_fast if run_fast else _plain_backward(layer)
+                     for layer, run_fast in zip(layers, fast)]
+        chain = work[name] = (fast, works, forwards, backwards)
+    return chain
+
+
+def chain_forward(layers, x: np.ndarray, work: dict, name: str = "chain") -> np.ndarray:
+    """The output of ``layers`` applied in order to x, each through its fast variant where it
+    has one; what their backward passes need stays in ``work[name]``."""
+    _, works, forwards, _ = _chain(layers, work, name)
+    for run, sub in zip(forwards, works):
+        x = run(x, sub)
+    return x
+
+
+def chain_backward(grad: np.ndarray, work: dict, grad_owned: bool, input_grad: bool,
+                   name: str = "chain") -> tuple[np.ndarray | None, bool]:
+    """(dL/dx of the chain, whether that array is the chain's own to overwrite) from dL/d(output)
+    ``grad`` (the chain may overwrite it when ``grad_owned``), after :func:`chain_forward` stored
+    the chain in ``work[name]``. Each sublayer adds its parameters' gradients; dL/dx is None
+    when not ``input_grad`` (or whatever a plain sublayer returns)."""
+    fast, works, _, backwards = work[name]
+    gradients = work["gradients"]
+    owned = grad_owned
+    for j in range(len(works) - 1, -1, -1):
+        sub = works[j]
+        sub["overwrite_grad"], sub["input_grad"], sub["gradients"] = owned, input_grad or j > 0, gradients
+        grad = backwards[j](grad, sub)
+        owned = fast[j]
+    return grad, owned
