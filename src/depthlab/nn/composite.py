@@ -30,21 +30,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def work_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
-    """Where a fast variant writes its result ``key``: under the backward plan an array kept
-    for this layer (made on first use: the plan is per batch size and dtype, so the shape is
-    fixed), under the trace plan one reused when nobody holds it any more, else None (NumPy
-    allocates)."""
-    kept = work["kept"]
-    if kept is not None:
-        array = kept.get(key)
-        if array is None:
-            array = kept[key] = np.empty(shape, dtype)
-        return array
-    take = work["take"]
-    return None if take is None else take(key, shape, dtype)
-
-
 def runs_fast(layer) -> bool:
     """Whether ``layer`` has a fast variant (``forward_fast`` and ``backward_fast``)."""
     return hasattr(layer, "forward_fast") and hasattr(layer, "backward_fast")

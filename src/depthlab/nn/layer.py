@@ -54,6 +54,26 @@ WORK_KEYS = {
 """The engine's entries in a ``work`` dict, read by layers' fast variants."""
 
 
+def work_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
+    """Where a fast variant writes its result ``key``: under the backward plan an array of the
+    engine's kept for this layer (made on first use: the plan is per batch size and dtype, so
+    the shape is fixed), under the trace plan one reused when nobody holds it any more, else
+    None (NumPy allocates)."""
+    kept = work["kept"]
+    if kept is not None and key in kept:  # the training plan's array, made by its first step
+        return kept[key]
+    return _new_array(work, key, shape, dtype)
+
+
+def _new_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
+    kept = work["kept"]
+    if kept is not None:
+        array = kept[key] = np.empty(shape, dtype)
+        return array
+    take = work["take"]
+    return None if take is None else take(key, shape, dtype)
+
+
 class Layer:
     """Base class of every layer: a forward and a backward pass, and the parameters they use.
 

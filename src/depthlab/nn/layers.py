@@ -23,7 +23,7 @@ from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import ones
 from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
-from .layer import Layer
+from .layer import Layer, work_array
 from .parameter import Parameter
 
 
@@ -137,9 +137,11 @@ class Linear(Layer):
 
     # -- the same math, into reused arrays (the engine's fast paths) ---------------------
     def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
-        """:meth:`forward` written into an array the engine keeps for f (see :func:`_array`)."""
+        """:meth:`forward` written into an array the engine keeps for f (see
+        :func:`~depthlab.nn.layer.work_array`)."""
         work["input"] = h
-        f = np.matmul(h, self.weight.data.T, out=_array(work, "f", (h.shape[0], self.weight.data.shape[0]), h.dtype))
+        f = np.matmul(h, self.weight.data.T,
+                      out=work_array(work, "f", (h.shape[0], self.weight.data.shape[0]), h.dtype))
         f += self.bias.data
         return f
 
@@ -156,7 +158,7 @@ class Linear(Layer):
         bias.grad = gradient if bias.grad is None else bias.grad + gradient
         if not work["input_grad"]:
             return None
-        return np.matmul(grad_f, weight.data, out=_array(work, "grad_input", h.shape, h.dtype))
+        return np.matmul(grad_f, weight.data, out=work_array(work, "grad_input", h.shape, h.dtype))
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"
@@ -187,14 +189,14 @@ class ActivationLayer(Layer):
             h = activation.function_out(f, f)
             work["f"] = work["h"] = h
             return h
-        out = None if activation.function_out is None else _array(work, "h", f.shape, f.dtype)
+        out = None if activation.function_out is None else work_array(work, "h", f.shape, f.dtype)
         work["f"], work["h"] = f, activation.forward(f, out)
         return work["h"]
 
     def backward_fast(self, grad_h: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`backward` in place of dL/dh when the engine allows it (through the activation's
         ``vjp`` where it has one: ReLU masks instead of multiplying)."""
-        out = grad_h if work["overwrite_grad"] else _array(work, "grad_input", grad_h.shape, grad_h.dtype)
+        out = grad_h if work["overwrite_grad"] else work_array(work, "grad_input", grad_h.shape, grad_h.dtype)
         return self.activation.backward(grad_h, work["f"], work["h"], out)
 
     def output_features(self, in_features: int) -> int:
@@ -202,23 +204,3 @@ class ActivationLayer(Layer):
 
     def __repr__(self) -> str:
         return f"ActivationLayer({self.activation!r})"
-
-
-def _array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
-    """Where a fast variant writes its result ``key``: under the backward plan an array of the
-    engine's kept for this layer (made on first use: the plan is per batch size and dtype, so
-    the shape is fixed), under the trace plan one reused when nobody holds it any more, else
-    None (NumPy allocates)."""
-    kept = work["kept"]
-    if kept is not None and key in kept:  # the training plan's array, made by its first step
-        return kept[key]
-    return _new_array(work, key, shape, dtype)
-
-
-def _new_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
-    kept = work["kept"]
-    if kept is not None:
-        array = kept[key] = np.empty(shape, dtype)
-        return array
-    take = work["take"]
-    return None if take is None else take(key, shape, dtype)

@@ -29,8 +29,7 @@ import numpy as np
 
 from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype
 from .._fast.buffers import batch_sum, ones
-from .composite import work_array
-from .layer import Layer
+from .layer import Layer, work_array
 from .parameter import Parameter
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype, resolve_rng
 from .._fast.flat import pack
-from .composite import chain_backward, chain_forward, work_array
-from .layer import Layer
+from .composite import chain_backward, chain_forward
+from .layer import Layer, work_array
 from .layers import ActivationLayer, Linear
 from .normalization import BatchNorm, LayerNorm
 from .parameter import Parameter
