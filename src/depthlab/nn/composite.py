@@ -47,16 +47,19 @@ class _Taken:
         return self.take((self.prefix, key), shape, dtype)
 
 
-def _plain_forward(layer):
-    def run(x, sub):
-        cache = sub["cache"] = {}
+def plain_forward(layer):
+    """``run(x, work)``: the layer's plain forward with a fresh cache, kept in ``work["cache"]``
+    (the engine's and a chain's way to run a layer without a fast variant)."""
+    def run(x, work):
+        cache = work["cache"] = {}
         return layer.forward(x, cache)
     return run
 
 
-def _plain_backward(layer):
-    def run(grad, sub):
-        return layer.backward(grad, sub["cache"])
+def plain_backward(layer):
+    """``run(grad, work)``: the layer's plain backward on the cache :func:`plain_forward` kept."""
+    def run(grad, work):
+        return layer.backward(grad, work["cache"])
     return run
 
 
@@ -75,8 +78,8 @@ def _chain(layers, work: dict, name: str) -> tuple:
                   "kept": {} if training_step else None,
                   "take": None if take is None else _Taken(take, name, j)}
                  for j in range(len(layers))]
-        forwards = [layer.forward_fast if run_fast else _plain_forward(layer) for layer, run_fast in zip(layers, fast)]
-        backwards = [layer.backward_fast if run_fast else _plain_backward(layer)
+        forwards = [layer.forward_fast if run_fast else plain_forward(layer) for layer, run_fast in zip(layers, fast)]
+        backwards = [layer.backward_fast if run_fast else plain_backward(layer)
                      for layer, run_fast in zip(layers, fast)]
         chain = work[name] = (fast, works, forwards, backwards)
     return chain

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import _fast
 from .._fast.buffers import Buffers, FlatArrays
+from .composite import plain_backward, plain_forward, runs_fast
 
 PLANS = ("nothing", "backward", "trace")
 DATA = attrgetter("data")
@@ -61,7 +62,7 @@ class Engine:
     def __init__(self, layers: list, parameters: list):
         self.layers = layers
         self.parameters = parameters
-        self.has_fast = [hasattr(layer, "forward_fast") and hasattr(layer, "backward_fast") for layer in layers]
+        self.has_fast = [runs_fast(layer) for layer in layers]
         # layer i may write over its input when layer i - 1 runs fast and keeps no reference to its output
         self.input_is_free = [i > 0 and self.has_fast[i - 1] and not getattr(layers[i - 1], "keeps_output", True)
                               for i in range(len(layers))]
@@ -120,7 +121,7 @@ class Engine:
         runs = self.runners.get(("forward", key))
         if runs is None:
             runs = self.runners[("forward", key)] = [
-                layer.forward_fast if run_fast else _plain_forward(layer) for layer, run_fast in zip(self.layers, fast)]
+                layer.forward_fast if run_fast else plain_forward(layer) for layer, run_fast in zip(self.layers, fast)]
         return runs
 
     def _backwards(self, fast: list[bool]) -> list:
@@ -129,7 +130,7 @@ class Engine:
         runs = self.runners.get(("backward", key))
         if runs is None:
             runs = self.runners[("backward", key)] = [
-                layer.backward_fast if run_fast else _plain_backward(layer) for layer, run_fast in zip(self.layers, fast)]
+                layer.backward_fast if run_fast else plain_backward(layer) for layer, run_fast in zip(self.layers, fast)]
         return runs
 
     def _fresh(self, plan: str) -> list[dict]:
@@ -226,19 +227,6 @@ class Engine:
         if flat is None or any(p.grad is not v for p, v in zip(self.parameters, flat.views)):
             return None
         return flat.flat
-
-
-def _plain_forward(layer):
-    def run(x, work):
-        cache = work["cache"] = {}
-        return layer.forward(x, cache)
-    return run
-
-
-def _plain_backward(layer):
-    def run(grad, work):
-        return layer.backward(grad, work["cache"])
-    return run
 
 
 class _Keyed:
