@@ -25,6 +25,7 @@ from ...optim import Adam
 from ...signal import residual_theory
 from ...training.data import mnist1d
 from ...training.step import TrainStep
+from ..._fast.flat import pack
 from .. import limits, plot
 from . import base
 
@@ -75,7 +76,9 @@ def build(config: Config, scale: str, norm: str, rng) -> Sequential:
         layers.append("relu")
         layers.append(Linear(config.width, config.width if k < config.depth - 1 else 10,
                              init=variance(scale, config.width), rng=rng))
-    return Sequential(layers)
+    net = Sequential(layers)
+    pack(net.parameters())  # one flat array, as dl.MLP's: Adam updates the 150 parameters as one
+    return net
 
 
 def measure(net: Sequential, x: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
