@@ -103,6 +103,14 @@ BAD_INPUT = [
     (["probe", "--init", "bogus"], r"Unknown initializer 'bogus'"),
     (["probe", "--init", "he_normal", "--sigma2", "2"], r"--sigma2 sets σ²_Ω of --init normal"),
     (["probe", "--depth", "3", "--samples", "1"], r"depthlab probe: .*sample"),
+    (["probe", "--block", "dense"], r"argument --block: invalid choice: 'dense'"),
+    (["probe", "--norm", "group"], r"argument --norm: invalid choice: 'group'"),
+    (["probe", "--block", "preact", "--residual-scale", "-1"], r"argument --residual-scale: .*>= 0 or '1/sqrt"),
+    (["probe", "--block", "preact", "--residual-scale", "nan"], r"argument --residual-scale"),
+    (["probe", "--residual-scale", "0.5"], r"--residual-scale weighs residual branches; add --block"),
+    (["probe", "--block", "preact", "--depth", "5000", "--width", "1000"], r"depthlab probe: .*numbers held exceeds"),
+    (["probe", "--block", "preact", "--depth", "5", "--width", "5000", "--samples", "500"],
+     r"depthlab probe: .*multiply-adds exceeds"),
     (["theory", "--bias-variance", "-0.1"], r"argument --bias-variance: must be a finite number >= 0"),
     (["theory", "--weight-variance", "0"], r"argument --weight-variance: must be a finite number > 0"),
     (["theory", "--activation", "bogus"], r"Unknown activation 'bogus'"),
@@ -150,6 +158,20 @@ def test_probe_prints_the_table_and_verdict(capsys):
     assert "verdict: exploding" in out
     code, out, _ = run(capsys, "probe", "--depth", "20", "--width", "32", "--init", "he_normal", "--samples", "200")
     assert code == 0 and "verdict: healthy" in out
+
+
+@pytest.mark.parametrize("flags, verdict", [
+    (["--block", "preact"], "verdict: exploding"),                                   # ×(1 + 1²) per block
+    (["--block", "preact", "--residual-scale", "1/sqrt(depth)"], "verdict: healthy"),
+    (["--block", "postact", "--norm", "layer"], "verdict: healthy"),
+    (["--norm", "batch", "--depth", "30"], "batch norm makes gradients explode toward the input"),
+])
+def test_probe_residual_and_normalized_networks(capsys, flags, verdict):
+    """The same network as dl.ResMLP / a normalized MLP with these settings, probed per block."""
+    code, out, err = run(capsys, "probe", "--depth", "16", "--width", "32", "--init", "he_normal", "--samples", "200",
+                         *flags)
+    assert code == 0, err
+    assert verdict in out and "block" in out.splitlines()[1]
 
 
 def test_theory_prints_the_critical_point(capsys):

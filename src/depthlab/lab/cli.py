@@ -219,11 +219,30 @@ def _configure_probe(parser):
     parser.add_argument("--in-features", type=positive_int, default=1,
                         help=f"input width D_i (default 1, as seed 000; at most {limits.MAX_UNITS:,})")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and inputs (default 0)")
+    parser.add_argument("--block", choices=("plain", "preact", "postact"), default="plain",
+                        help="plain (an MLP, default) or a residual network of --depth blocks of two layers: "
+                             "preact (ResNet v2 order) or postact (the original ResNet order)")
+    parser.add_argument("--norm", choices=("none", "batch", "layer"), default="none",
+                        help="batch or layer normalization after every Linear layer (in every residual branch); "
+                             "default none")
+    parser.add_argument("--residual-scale", type=_residual_scale, default=None,
+                        help="s, the weight of each residual branch: a number >= 0 (0: SkipInit) or "
+                             "'1/sqrt(depth)' (default 1; with --block preact or postact)")
+
+
+def _residual_scale(text: str):
+    from .probe_network import residual_scale
+
+    try:
+        return residual_scale(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _check_probe_sizes(args) -> None:
     """The caps of :mod:`depthlab.lab.limits` on what ``probe`` would allocate and compute."""
     from . import limits
+    from .probe_network import linear_layers
 
     try:
         for flag in ("depth", "width", "in_features"):
@@ -232,10 +251,11 @@ def _check_probe_sizes(args) -> None:
         for flag in ("sigma2", "bias_variance"):
             limits.check_at_most(getattr(args, flag), limits.MAX_VARIANCE, "--" + flag.replace("_", "-"),
                                  "beyond it the signal leaves float64's range within a few layers")
-        held = args.depth * max(args.width, args.in_features) * args.samples
+        layers = linear_layers(args.depth, args.block)
+        held = layers * max(args.width, args.in_features) * args.samples
         limits.check_product(held, limits.MAX_ENTRIES, "--depth × --width × --samples", "numbers held",
                              "--depth, --width or --samples")
-        work = args.samples * (args.depth * args.width ** 2 + args.in_features * args.width)
+        work = args.samples * (layers * args.width ** 2 + args.in_features * args.width)
         limits.check_product(work, limits.MAX_WORK, "--depth × --width² × --samples", "multiply-adds",
                              "--depth, --width or --samples")
     except ValueError as error:
@@ -249,16 +269,20 @@ def _probe(args) -> int:
 
     import depthlab as dl
 
+    from . import probe_network
+
     _check_probe_sizes(args)
     if args.init != "normal" and args.sigma2 is not None:
         raise UsageError(f"{PROG} probe: --sigma2 sets σ²_Ω of --init normal; it cannot be combined with "
                          f"--init {args.init}")
-    init = args.sigma2 if args.sigma2 is not None else (1.0 if args.init == "normal" else args.init)
-    bias = {"name": "normal", "variance": args.bias_variance} if args.bias_variance > 0 else "zeros"
+    if args.block == "plain" and args.residual_scale is not None:
+        raise UsageError(f"{PROG} probe: --residual-scale weighs residual branches; add --block preact or postact")
     rng = np.random.default_rng(args.seed)
     try:
-        net = dl.MLP(args.in_features, [args.width] * args.depth, 1, activation=args.activation, init=init,
-                     bias_init=bias, rng=rng)
+        net = probe_network.build(depth=args.depth, width=args.width, activation=args.activation, init=args.init,
+                                  sigma2=args.sigma2, bias_variance=args.bias_variance, block=args.block,
+                                  norm=args.norm, in_features=args.in_features, rng=rng,
+                                  residual_scale=1.0 if args.residual_scale is None else args.residual_scale)
         x = rng.standard_normal((args.samples, args.in_features))
         report = dl.probe(net, x)
     except (ValueError, TypeError) as error:
