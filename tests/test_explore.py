@@ -87,7 +87,9 @@ def test_view_reproduces_the_probe_command(client):
                              "bias_variance": 0.05, "samples": 90, "in_features": 1, "seed": 4,
                              "steps": 200, "lr": 0.01, "optimizer": "sgd"}
     again = client.get(f"/api/view?{query}").json()
-    assert again["layers"] == data["layers"] and again["histograms"] == data["histograms"]   # a link reproduces
+    assert again["layers"] == data["layers"]                                # a link reproduces
+    histogram = client.get(f"/api/histogram?{query}&layer=3").json()
+    assert histogram == {**client.get(f"/api/histogram?{query}&layer=3").json(), "seconds": histogram["seconds"]}
 
 
 def test_view_verdicts_of_the_seed_notebook(client):
@@ -111,29 +113,69 @@ def test_view_theory_is_dl_theory(client):
     assert data["phase_range"] == {"activation": "tanh", "w_max": 4.0, "b_max": 0.5}
 
 
-def test_view_histograms_equal_numpy(client):
-    data = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+def test_histograms_equal_numpy_at_every_layer(client):
     rng = np.random.default_rng(3)
     net = dl.MLP(1, [12] * 6, 1, activation="tanh", init=0.2, bias_init="zeros", rng=rng)
     trace = net.forward(rng.standard_normal((64, 1)), record=True)
-    for k, entry in enumerate(data["histograms"]):
+    view = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+    assert view["layers"]["index"] == list(range(7))             # f_0 … f_6: six hidden layers and the output
+    for k in range(7):
+        entry = client.get(f"/api/histogram?{SMALL}&activation=tanh&sigma2=0.2&seed=3&layer={k}").json()
+        assert entry["layer"] == k
         counts, edges = np.histogram(trace.preactivations[k], bins=compute.HISTOGRAM_BINS)
         assert entry["preactivation"]["counts"] == counts.tolist()
         np.testing.assert_allclose(entry["preactivation"]["edges"], edges, rtol=1e-12)
         h = trace.activations[k + 1] if k + 1 < len(trace.activations) else trace.output
         assert entry["activation"]["counts"] == np.histogram(h, bins=compute.HISTOGRAM_BINS)[0].tolist()
+    default = client.get(f"/api/histogram?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+    assert default["layer"] == 5                                 # the last hidden layer, depth − 1
+
+
+@pytest.mark.parametrize("query, message", [
+    (f"{SMALL}&layer=7", r"layer must be between 0 and 6"),
+    (f"{SMALL}&layer=-1", r"layer must be between 0 and 6"),
+    (f"{SMALL}&layer=x", r"layer must be a whole number \(0 … depth\), got 'x'"),
+    (f"{SMALL}&layer=1&layer=2", r"layer is given twice"),
+    ("depth=abc&layer=0", r"depth must be a whole number, got 'abc'"),
+    ("bins=3", r"unknown key 'bins'"),
+])
+def test_bad_histogram_queries(client, query, message):
+    response = client.get(f"/api/histogram?{query}")
+    assert response.status_code == 400 and re.search(message, response.json()["error"])
+
+
+def test_views_and_histograms_are_kept_per_state(client):
+    query = f"{SMALL}&activation=tanh&seed=11"
+    first = client.get(f"/api/view?{query}").json()
+    second = client.get(f"/api/view?{query}").json()                 # kept: the same numbers
+    assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
+    other = client.get(f"/api/view?{query.replace('seed=11', 'seed=12')}").json()
+    assert other["layers"]["preactivation_std"] != first["layers"]["preactivation_std"]
 
 
 @pytest.mark.parametrize("query", [
-    "activation=sigmoid&sigma2=1e-5&bias_variance=10000",      # every unit saturated: one value per layer
-    "activation=softplus&sigma2=1e-300",
+    "depth=3&width=8&activation=sigmoid&sigma2=1e-5&bias_variance=10000",   # every unit saturated
+    "depth=3&width=8&activation=softplus&sigma2=1e-300",
+    "depth=1&width=1&activation=sigmoid&sigma2=1e-6&bias_variance=10000&seed=39",  # h_1 within a few ulps
 ])
-def test_view_histograms_of_layers_equal_to_rounding(client, query):
-    data = client.get(f"/api/view?depth=3&width=8&samples=20&{query}").json()
-    for entry in data["histograms"][:-1]:
+def test_histograms_of_layers_equal_to_rounding(client, query):
+    assert client.get(f"/api/view?samples=20&{query}").status_code == 200
+    depth = int(re.search(r"depth=(\d+)", query).group(1))
+    for layer in range(depth):
+        entry = client.get(f"/api/histogram?samples=20&{query}&layer={layer}").json()
         counts, edges = entry["activation"]["counts"], entry["activation"]["edges"]
-        assert sum(counts) == 20 * 8 and len(edges) == compute.HISTOGRAM_BINS + 1
+        width = int(re.search(r"width=(\d+)", query).group(1))
+        assert sum(counts) == 20 * width and len(edges) == compute.HISTOGRAM_BINS + 1
         assert all(a < b for a, b in zip(edges, edges[1:]))
+
+
+def test_histogram_of_values_equal_to_rounding_widens_the_range():
+    rng = np.random.default_rng(39)        # the network of the last case above: h_1 = σ(f_0) ≈ 1 − 1e-13
+    net = dl.MLP(1, [1], 1, activation="sigmoid", init=1e-6, bias_init={"name": "normal", "variance": 10000.0}, rng=rng)
+    h = net.forward(rng.standard_normal((20, 1)), record=True).activations[1]
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(h, bins=compute.HISTOGRAM_BINS)              # why the explorer widens the range
+    assert 0 < h.max() - h.min() < 1e-12
 
 
 BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}

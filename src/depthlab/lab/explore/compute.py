@@ -44,14 +44,22 @@ def build_network(state: State, in_features: int, out_features: int, rng):
                   init=state.weight_init, bias_init=state.bias_init, rng=rng)
 
 
-def probe_network(state: State):
-    """The network, its input and the probe report, as ``depthlab probe`` makes them (same seed, same numbers)."""
-    import depthlab as dl
-
+def network_and_input(state: State):
+    """The network and its input batch, as ``depthlab probe`` makes them (same seed, same numbers)."""
     rng = np.random.default_rng(state.seed)
     try:
         net = build_network(state, state.in_features, 1, rng)
-        x = rng.standard_normal((state.samples, state.in_features))
+    except (ValueError, TypeError) as error:
+        raise StateError(" ".join(str(error).split())) from None
+    return net, rng.standard_normal((state.samples, state.in_features))
+
+
+def probe_network(state: State):
+    """The network, its input and the probe report, as ``depthlab probe`` makes them."""
+    import depthlab as dl
+
+    net, x = network_and_input(state)
+    try:
         return net, x, dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
@@ -76,33 +84,52 @@ def weight_variance(state: State) -> float:
     return NOMINAL_WEIGHT_VARIANCE[state.init]
 
 
-def histograms(report, net, x, bins: int = HISTOGRAM_BINS) -> list[dict]:
-    """Per-layer histograms of f_k and h_{k+1} over the batch (the probe's, as np.histogram bins them).
+def check_layer(state: State, layer: int) -> int:
+    """``layer`` if the state's network has it (0 … depth: f_0 … f_depth), else a StateError."""
+    if not 0 <= layer <= state.depth:
+        raise StateError(f"layer must be between 0 and {state.depth} (the depth: f_0 … f_{state.depth}), got {layer}.")
+    return layer
 
-    Returns one dict per layer k = 0 … K: ``{"preactivation": {"counts", "edges"},
-    "activation": {...}}``. Where a layer's values are equal to rounding (np.histogram then
-    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), the layers are binned
-    again from a recorded forward pass with the range widened by 1e-9 of their size.
+
+def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
+    """Histograms of f_k and h_{k+1} = a[f_k] at layer k over the batch, as np.histogram bins them.
+
+    The page asks for one layer at a time, beside the view (in parallel: the network is built
+    again here and run forward once, which costs less than binning every layer), so a view
+    does not wait for the histograms of layers nobody looks at.
+
+    Returns ``{"layer": k, "preactivation": {"counts", "edges"}, "activation": {...},
+    "seconds": ...}``: ``bins`` counts and ``bins + 1`` edges each, over the finite values.
+    The last 256 are kept, as views are.
     """
-    def entry(pairs):
-        return {kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)} for kind, (counts, edges) in pairs}
+    started = time.perf_counter()
+    data = dict(_histogram_of_layer(state, check_layer(state, layer), bins))
+    data["seconds"] = time.perf_counter() - started
+    return data
 
-    try:
-        return [entry((k, v) for k, v in layer.items() if k != "grad_preactivation")
-                for layer in report.histograms(bins=bins)]
-    except ValueError:
-        trace = net.forward(x, record=True)
-        outputs = trace.activations[1:] + [trace.output]
-        return [entry([("preactivation", _histogram(f, bins)), ("activation", _histogram(h, bins))])
-                for f, h in zip(trace.preactivations, outputs)]
+
+@functools.lru_cache(maxsize=256)
+def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
+    net, x = network_and_input(state)
+    trace = net.forward(x, record=True, allow_nonfinite=True)
+    outputs = trace.activations[1:] + [trace.output]
+    out = {"layer": layer}
+    for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
+        counts, edges = _histogram(values, bins)
+        out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+    return out
 
 
 def _histogram(values: np.ndarray, bins: int):
-    """np.histogram of the finite values, over a range at least 1e-9 of their size wide."""
+    """np.histogram of the finite values; where they are equal to rounding (np.histogram then
+    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), over a range widened to
+    1e-9 of their size."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.histogram(values, bins=bins, range=(0.0, 1.0))
+    try:
+        return np.histogram(values, bins=bins)
+    except ValueError:
+        pass
     low, high = float(values.min()), float(values.max())
     spread = 1e-9 * max(abs(low), abs(high), 1e-300)
     if high - low < spread:
@@ -188,8 +215,19 @@ def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
 # ----------------------------------------------------------------------------- the view
 
 def view(state: State) -> dict:
-    """Per-layer statistics, histograms, verdict and theory of the state's network."""
+    """Per-layer statistics, verdict and theory of the state's network (histograms: :func:`histogram`).
+
+    A state's view is computed once and kept (the last 64 states: a link reproduces the same
+    numbers, so going back to a setting costs nothing); ``seconds`` is the time of this call.
+    """
     started = time.perf_counter()
+    data = dict(_view(state))
+    data["seconds"] = time.perf_counter() - started
+    return data
+
+
+@functools.lru_cache(maxsize=64)
+def _view(state: State) -> dict:
     net, x, report = probe_network(state)
     layers = report.to_dict()["layers"]
     sw2 = weight_variance(state)
@@ -212,10 +250,8 @@ def view(state: State) -> dict:
             "dead_fraction": [s["dead_fraction"] for s in layers],
             "saturated_fraction": [s["saturated_fraction"] for s in layers],
         },
-        "histograms": histograms(report, net, x),
         "theory": mean_field(act_name, float(sw2), float(sb2)),
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
-        "seconds": time.perf_counter() - started,
     }
 
 
@@ -342,4 +378,4 @@ class TrainingJobs:
                 job.stop_requested.set()
 
 
-__all__ = ["view", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]
+__all__ = ["view", "histogram", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]
