@@ -413,3 +413,47 @@ def test_explore_in_a_notebook_shows_the_same_app_inline():
 def test_explore_refuses_bad_state(kwargs, error, message):
     with pytest.raises(error, match=message):
         dl.explore(**kwargs)
+
+
+# ----------------------------------------------------------------------------- results kept per key
+
+def test_memo_computes_once_while_several_threads_ask_and_keeps_the_last_results():
+    import threading
+
+    from depthlab.lab.explore.memo import Memo
+
+    calls, release = [], threading.Event()
+
+    def square(x):
+        calls.append(x)
+        release.wait(10)
+        return x * x
+
+    memo = Memo(square, size=2)
+    memo.start(3)                                           # in the background, blocked on release
+    answers = []
+    askers = [threading.Thread(target=lambda: answers.append(memo(3))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert answers == [9, 9, 9] and calls == [3]           # the askers waited for the one computation
+    assert memo(4) == 16 and memo(5) == 25 and memo(3) == 9  # 3 was dropped (size 2): computed again
+    assert calls == [3, 4, 5, 3]
+
+
+def test_memo_hands_an_error_to_its_callers_and_does_not_keep_it():
+    from depthlab.lab.explore.memo import Memo
+
+    attempts = []
+
+    def refuse(x):
+        attempts.append(x)
+        raise ValueError(f"no {x}")
+
+    memo = Memo(refuse, size=4)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no 7"):
+            memo(7)
+    assert attempts == [7, 7]

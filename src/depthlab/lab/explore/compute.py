@@ -16,6 +16,7 @@ import numpy as np
 
 from ...nn import activations
 from ...signal import theory
+from .memo import Memo
 from .state import CAPS, State, StateError
 
 HISTOGRAM_BINS = 40
@@ -139,9 +140,16 @@ def _histogram(values: np.ndarray, bins: int):
 
 # ----------------------------------------------------------------------------- the theory
 
-@functools.lru_cache(maxsize=256)
 def mean_field(activation: str, sw2: float, sb2: float) -> dict:
-    """χ₁, q*, c*, ξ_q, ξ_c and the phase at (σ_w², σ_b²); a note where the theory refuses."""
+    """χ₁, q*, c*, ξ_q, ξ_c and the phase at (σ_w², σ_b²); a note where the theory refuses.
+
+    Computed once per (activation, σ_w², σ_b²) (the last 256 kept), also when a view has
+    started it in the background.
+    """
+    return _MEAN_FIELD(activation, sw2, sb2)
+
+
+def _mean_field(activation: str, sw2: float, sb2: float) -> dict:
     out = {"sigma_w2": sw2, "sigma_b2": sb2, "chi1": None, "q_star": None, "c_star": None,
            "xi_q": None, "xi_c": None, "phase": None, "note": None}
     if sw2 <= 0:                       # all-zero weights: no signal, nothing to predict
@@ -174,6 +182,9 @@ def mean_field(activation: str, sw2: float, sb2: float) -> dict:
     return out
 
 
+_MEAN_FIELD = Memo(_mean_field, 256)
+
+
 def _phase(chi: float | None) -> str | None:
     if chi is None:
         return None
@@ -194,9 +205,16 @@ def phase_ranges(sw2: float, sb2: float) -> tuple[float, float]:
     return _nice_ceiling(max(4.0, 1.25 * sw2)), _nice_ceiling(max(0.5, 1.25 * sb2))
 
 
-@functools.lru_cache(maxsize=64)
 def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
-    """log10 χ₁ on a PHASE_POINTS² grid of (σ_w², σ_b²) ∈ (0, w_max] × [0, b_max], by dl.theory."""
+    """log10 χ₁ on a PHASE_POINTS² grid of (σ_w², σ_b²) ∈ (0, w_max] × [0, b_max], by dl.theory.
+
+    Computed once per grid (the last 64 kept); a view starts the grid it shows in the
+    background, so the page's request for it finds it ready or on its way.
+    """
+    return _PHASE_DIAGRAM(activation, w_max, b_max)
+
+
+def _phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
     w = np.linspace(w_max / PHASE_POINTS, w_max, PHASE_POINTS)
     b = np.linspace(0.0, b_max, PHASE_POINTS)
     started = time.perf_counter()
@@ -210,6 +228,9 @@ def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
             "log10_chi1": [_finite_list(row) for row in log_chi],
             "explodes": [[bool(v) for v in row] for row in explodes],
             "seconds": seconds}
+
+
+_PHASE_DIAGRAM = Memo(_phase_diagram, 64)
 
 
 # ----------------------------------------------------------------------------- the view
@@ -228,12 +249,13 @@ def view(state: State) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _view(state: State) -> dict:
-    net, x, report = probe_network(state)
-    layers = report.to_dict()["layers"]
-    sw2 = weight_variance(state)
-    sb2 = state.bias_variance
+    sw2, sb2 = float(weight_variance(state)), state.bias_variance
     act_name = activations.get(state.activation).name
     w_max, b_max = phase_ranges(sw2, sb2)
+    _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
+    _PHASE_DIAGRAM.start(act_name, w_max, b_max)  # what the page asks for next, if the grid is new
+    net, x, report = probe_network(state)
+    layers = report.to_dict()["layers"]
     return {
         "state": state.query(),
         "verdict": report.verdict,
@@ -250,7 +272,7 @@ def _view(state: State) -> dict:
             "dead_fraction": [s["dead_fraction"] for s in layers],
             "saturated_fraction": [s["saturated_fraction"] for s in layers],
         },
-        "theory": mean_field(act_name, float(sw2), float(sb2)),
+        "theory": mean_field(act_name, sw2, sb2),
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
     }
 

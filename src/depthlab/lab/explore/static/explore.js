@@ -211,7 +211,7 @@ async function update(query, since) {
   const drawing = [render(data)];
   drawing.push(fetchPhase(data.phase_range).then(([key, phase]) => phaseFigure(key, phase, data.theory))
                  .catch((problem) => { $("t-note").textContent = problem.message; }));
-  drawing.push(histogram.then((h) => (h ? histogramFigure(h) : null)));
+  drawing.push(histogram.then((h) => (h && h.layer === Number($("hist-layer").value) ? histogramFigure(h) : null)));
   await Promise.all(drawing);
   const ms = performance.now() - since;
   updates += 1;
@@ -240,7 +240,8 @@ async function histogramMoved() {
   while (histogramQueued) {
     histogramQueued = false;
     try {
-      await histogramFigure(await getJSON(`/api/histogram?${readControls()}&layer=${$("hist-layer").value}`));
+      const h = await getJSON(`/api/histogram?${readControls()}&layer=${$("hist-layer").value}`);
+      if (h.layer === Number($("hist-layer").value)) await histogramFigure(h);
     } catch (problem) { /* the view's message says what is wrong with the state */ }
   }
   histogramRunning = false;
