@@ -104,10 +104,15 @@ function histogramFigure(data) {
 // otherwise only the marker of this network moves: a layout shape, so plotly recomputes nothing.
 let phaseDrawn = null;
 
+const STAR = Array.from({ length: 10 }, (_, i) => {          // a five-pointed star, in pixels
+  const radius = i % 2 ? 4.5 : 11, angle = Math.PI / 2 + (i * Math.PI) / 5;
+  return `${(radius * Math.cos(angle)).toFixed(2)},${(radius * Math.sin(angle)).toFixed(2)}`;
+});
+const STAR_PATH = `M${STAR.join("L")}Z`;
+
 function marker(theory) {
-  return [{ type: "circle", xref: "x", yref: "y", xsizemode: "pixel", ysizemode: "pixel",
-            xanchor: theory.sigma_w2, yanchor: theory.sigma_b2, x0: -8, x1: 8, y0: -8, y1: 8,
-            fillcolor: "#ffd600", line: { color: "black", width: 2 } }];
+  return [{ type: "path", path: STAR_PATH, xref: "x", yref: "y", xsizemode: "pixel", ysizemode: "pixel",
+            xanchor: theory.sigma_w2, yanchor: theory.sigma_b2, fillcolor: "#ffd600", line: { color: "black", width: 1.5 } }];
 }
 
 async function fetchPhase(range) {
@@ -135,7 +140,7 @@ function phaseFigure(key, data, theory) {
       colorscale: [[0, "black"], [1, "black"]], name: "χ₁ = 1" },
   ];
   return Plotly.react("fig-phase", traces, {
-    title: { text: `order-to-chaos phase diagram (${data.activation}); the dot: this network`, font: { size: 14 } },
+    title: { text: `order-to-chaos phase diagram (${data.activation}); ★ this network`, font: { size: 14 } },
     margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false, shapes: marker(theory),
     xaxis: { title: { text: "σ_w² = fan_in·Var(Ω)" } }, yaxis: { title: { text: "σ_b²" } } }, plotConfig);
 }
