@@ -844,8 +844,10 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     the same variances for every point, so the Gaussian moments are computed once on that
     walk and each point's bracket is read off; then safeguarded Newton steps on
     q − σ_w² E[φ(√q z)²] − σ_b² (whose slope, d E[φ²]/dq, is one of the moments) run on all
-    points at once. A point that has not converged after ``max_iter`` steps is handed to the
-    scalar function.
+    points at once. They start from :func:`_starting_points` (about 1e-13 from the root), so
+    the first step is usually already within the tolerance: the quadrature runs once per
+    point, and that run is what the result and χ1 are checked against. A point that has not
+    converged after ``max_iter`` steps is handed to the scalar function.
     """
     form = closed_form(act)
     if form is not None:
