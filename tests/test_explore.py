@@ -92,6 +92,41 @@ def test_view_reproduces_the_probe_command(client):
     assert histogram == {**client.get(f"/api/histogram?{query}&layer=3").json(), "seconds": histogram["seconds"]}
 
 
+def test_kept_networks_give_a_fresh_networks_numbers(client):
+    # the second and third views borrow the first one's network (same shape) with new parameters
+    for seed, bias in ((21, 0.0), (22, 0.0), (23, 0.2)):
+        query = f"depth=5&width=9&activation=gelu&init=normal&sigma2=0.2&bias_variance={bias}&samples=40&seed={seed}"
+        data = client.get(f"/api/view?{query}").json()
+        report = _probe_as_cli(5, 9, "gelu", "normal", 0.2, 40, seed, bias)
+        assert data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+        assert data["layers"]["predicted_backward_std"] == [s.predicted_backward_std for s in report.layers]
+        assert data["diagnosis"] == report.diagnosis
+        rng = np.random.default_rng(seed)
+        net = dl.MLP(1, [9] * 5, 1, activation="gelu", init=0.2,
+                     bias_init={"name": "normal", "variance": bias} if bias else "zeros", rng=rng)
+        f = net.forward(rng.standard_normal((40, 1)), record=True).preactivations[2]
+        histogram = client.get(f"/api/histogram?{query}&layer=2").json()
+        assert histogram["preactivation"]["counts"] == np.histogram(f, bins=compute.HISTOGRAM_BINS)[0].tolist()
+
+
+def test_network_pool_keeps_one_network_per_shape_within_its_budget():
+    from depthlab.lab.explore.pool import NetworkPool
+
+    pool = NetworkPool(budget=100)
+    a, b = dl.MLP(1, [3], 1, rng=0), dl.MLP(1, [3], 1, rng=1)
+    with pool.lend("s", a, 60) as lent:
+        assert lent is a                                       # nothing kept yet: the built one
+    with pool.lend("s", b, 60) as lent:
+        assert lent is a                                       # the kept one, with b's parameters
+        np.testing.assert_array_equal(lent.linears[0].weight.data, b.linears[0].weight.data)
+    with pool.lend("t", dl.MLP(1, [3], 1, rng=2), 60):
+        pass                                                   # 60 + 60 > 100: "s" is dropped
+    assert list(pool.idle) == ["t"]
+    with pool.lend("u", dl.MLP(1, [3], 1, rng=3), 101):
+        pass                                                   # over the budget alone: not kept
+    assert list(pool.idle) == ["t"]
+
+
 def test_view_verdicts_of_the_seed_notebook(client):
     exploding = client.get("/api/view?depth=50&width=80&activation=relu&init=normal&sigma2=1&samples=300").json()
     healthy = client.get("/api/view?depth=50&width=80&activation=relu&init=he_normal&samples=300").json()

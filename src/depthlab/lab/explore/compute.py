@@ -5,6 +5,7 @@ plain JSON-ready data (non-finite numbers become ``None``). The web layer only m
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -17,6 +18,7 @@ import numpy as np
 from ...nn import activations
 from ...signal import theory
 from .memo import Memo
+from .pool import NetworkPool
 from .state import CAPS, State, StateError
 
 HISTOGRAM_BINS = 40
@@ -55,13 +57,26 @@ def network_and_input(state: State):
     return net, rng.standard_normal((state.samples, state.in_features))
 
 
-def probe_network(state: State):
-    """The network, its input and the probe report, as ``depthlab probe`` makes them."""
+# the networks the views and histograms probe, kept by shape so that their arrays are reused
+NETWORKS = NetworkPool(budget=CAPS["cells"])
+
+
+@contextlib.contextmanager
+def lend_network(state: State):
+    """``with lend_network(state) as (net, x)``: the state's network and input (a fresh build's
+    numbers, in a kept network of the same shape whose arrays are reused; see :mod:`.pool`)."""
+    built, x = network_and_input(state)
+    shape = (state.depth, state.width, state.activation, state.in_features, state.samples)
+    with NETWORKS.lend(shape, built, state.depth * state.width * state.samples) as net:
+        yield net, x
+
+
+def probe(net, x):
+    """``dl.probe(net, x)``, its refusals as :class:`StateError`."""
     import depthlab as dl
 
-    net, x = network_and_input(state)
     try:
-        return net, x, dl.probe(net, x)
+        return dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
 
@@ -111,13 +126,14 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
-    net, x = network_and_input(state)
-    trace = net.forward(x, record=True, allow_nonfinite=True)
-    outputs = trace.activations[1:] + [trace.output]
     out = {"layer": layer}
-    for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
-        counts, edges = _histogram(values, bins)
-        out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+    with lend_network(state) as (net, x):
+        trace = net.forward(x, record=True, allow_nonfinite=True)
+        outputs = trace.activations[1:] + [trace.output]
+        for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
+            counts, edges = _histogram(values, bins)
+            out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+        del trace, outputs, values                  # the network's arrays are free for the next pass
     return out
 
 
@@ -254,13 +270,16 @@ def _view(state: State) -> dict:
     w_max, b_max = phase_ranges(sw2, sb2)
     _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
     _PHASE_DIAGRAM.start(act_name, w_max, b_max)  # what the page asks for next, if the grid is new
-    net, x, report = probe_network(state)
-    layers = report.to_dict()["layers"]
+    with lend_network(state) as (net, x):
+        report = probe(net, x)
+        verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
+        layers = report.to_dict()["layers"]
+        del report                                  # the network's arrays are free for the next probe
     return {
         "state": state.query(),
-        "verdict": report.verdict,
-        "verdict_layer": report.verdict_layer,
-        "diagnosis": report.diagnosis,
+        "verdict": verdict,
+        "verdict_layer": verdict_layer,
+        "diagnosis": diagnosis,
         "layers": {
             "index": [s["index"] for s in layers],
             "preactivation_std": [s["preactivation_std"] for s in layers],
