@@ -114,11 +114,14 @@ def test_network_pool_keeps_one_network_per_shape_within_its_budget():
 
     pool = NetworkPool(budget=100)
     a, b = dl.MLP(1, [3], 1, rng=0), dl.MLP(1, [3], 1, rng=1)
-    with pool.lend("s", a, 60) as lent:
-        assert lent is a                                       # nothing kept yet: the built one
+    a_weight = a.linears[0].weight.data.copy()
+    with pool.lend("s", a, 60) as first:
+        assert first is not a                                  # nothing kept yet: a copy (a is only read)
+        np.testing.assert_array_equal(first.linears[0].weight.data, a_weight)
     with pool.lend("s", b, 60) as lent:
-        assert lent is a                                       # the kept one, with b's parameters
+        assert lent is first                                   # the kept one, with b's parameters
         np.testing.assert_array_equal(lent.linears[0].weight.data, b.linears[0].weight.data)
+    np.testing.assert_array_equal(a.linears[0].weight.data, a_weight)
     with pool.lend("t", dl.MLP(1, [3], 1, rng=2), 60):
         pass                                                   # 60 + 60 > 100: "s" is dropped
     assert list(pool.idle) == ["t"]

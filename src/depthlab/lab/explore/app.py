@@ -8,7 +8,7 @@ Routes
 ``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
 ``GET /api/view?<state>``      per-layer statistics, verdict and theory (JSON)
 ``GET /api/histogram?<state>&layer=k``  histograms of f_k and h_{k+1} over the batch (JSON);
-                               the page asks for it beside the view, in parallel
+                               the page asks for it when the view has come
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
 ``POST /api/train?<state>``    start training on MNIST-1D; ``GET /api/train/{id}`` polls it,
                                ``POST /api/train/{id}/stop`` stops it

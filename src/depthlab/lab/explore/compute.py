@@ -58,16 +58,31 @@ def network_and_input(state: State):
 
 
 # the networks the views and histograms probe, kept by shape so that their arrays are reused
-NETWORKS = NetworkPool(budget=CAPS["cells"])
+# (numbers held: 32M float64, 256 MB; a 50×80 network probed on 1000 samples holds 12M)
+NETWORKS = NetworkPool(budget=32_000_000)
+# a state's network as built (read only), shared by its view and its histogram, which the page
+# asks for at once; only networks of up to SHARED_PARAMETERS parameters (32 MB) are kept
+_BUILT = Memo(network_and_input, 2)
+SHARED_PARAMETERS = 4_000_000
+
+
+def network_size(state: State) -> tuple[int, int]:
+    """(parameters, numbers a probed network holds: its parameters and about f, h, dL/df of every layer)."""
+    d, w = state.depth, state.width
+    parameters = (d - 1) * w * w + (state.in_features + d + 1) * w + 1
+    return parameters, parameters + 3 * (d + 1) * w * state.samples
 
 
 @contextlib.contextmanager
-def lend_network(state: State):
-    """``with lend_network(state) as (net, x)``: the state's network and input (a fresh build's
-    numbers, in a kept network of the same shape whose arrays are reused; see :mod:`.pool`)."""
-    built, x = network_and_input(state)
-    shape = (state.depth, state.width, state.activation, state.in_features, state.samples)
-    with NETWORKS.lend(shape, built, state.depth * state.width * state.samples) as net:
+def lend_network(state: State, purpose: str):
+    """``with lend_network(state, purpose) as (net, x)``: the state's network and input (a fresh
+    build's numbers, in a kept network of the same shape whose arrays are reused; see
+    :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and its
+    histogram run at the same time."""
+    parameters, size = network_size(state)
+    built, x = _BUILT(state) if parameters <= SHARED_PARAMETERS else network_and_input(state)
+    shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples)
+    with NETWORKS.lend(shape, built, size) as net:
         yield net, x
 
 
@@ -110,9 +125,9 @@ def check_layer(state: State, layer: int) -> int:
 def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
     """Histograms of f_k and h_{k+1} = a[f_k] at layer k over the batch, as np.histogram bins them.
 
-    The page asks for one layer at a time, beside the view (in parallel: the network is built
-    again here and run forward once, which costs less than binning every layer), so a view
-    does not wait for the histograms of layers nobody looks at.
+    The page asks for one layer at a time, after the view (the network it built is shared, and
+    run forward once more here while the page draws the view), so a view does not wait for the
+    histograms of layers nobody looks at.
 
     Returns ``{"layer": k, "preactivation": {"counts", "edges"}, "activation": {...},
     "seconds": ...}``: ``bins`` counts and ``bins + 1`` edges each, over the finite values.
@@ -127,7 +142,7 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
 @functools.lru_cache(maxsize=256)
 def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
     out = {"layer": layer}
-    with lend_network(state) as (net, x):
+    with lend_network(state, "forward") as (net, x):
         trace = net.forward(x, record=True, allow_nonfinite=True)
         outputs = trace.activations[1:] + [trace.output]
         for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
@@ -270,7 +285,7 @@ def _view(state: State) -> dict:
     w_max, b_max = phase_ranges(sw2, sb2)
     _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
     _PHASE_DIAGRAM.start(act_name, w_max, b_max)  # what the page asks for next, if the grid is new
-    with lend_network(state) as (net, x):
+    with lend_network(state, "probe") as (net, x):
         report = probe(net, x)
         verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
         layers = report.to_dict()["layers"]

@@ -161,8 +161,9 @@ function render(data) {
 
 // ----------------------------------------------------------------------------- updates
 // One view request at a time: changes made while one is on its way are merged into the next.
-// The view, the histogram of the chosen layer and (for a new grid) the phase diagram are
-// asked for at once and drawn as each arrives.
+// When the view arrives, the histogram of the chosen layer and (for a new grid) the phase
+// diagram are asked for (the server computes them while the page draws the view) and
+// everything is drawn as it arrives.
 
 let running = false;
 let queued = null;
@@ -198,10 +199,6 @@ function histogramLayer(depth) {
 }
 
 async function update(query, since) {
-  const params = new URLSearchParams(query);
-  const depth = Number(params.get("depth") || $("depth").value);
-  const layer = histogramLayer(Number.isInteger(depth) && depth >= 1 ? depth : 1);
-  const histogram = getJSON(`/api/histogram?${query}&layer=${layer}`).catch(() => null);
   let data;
   try {
     data = await getJSON(`/api/view?${query}`);
@@ -210,9 +207,11 @@ async function update(query, since) {
     document.body.dataset.state = "error";
     return;
   }
+  // asked for now, the histogram is computed on the server while the view's figures are drawn here
+  const layer = histogramLayer(data.state.depth);
+  const histogram = getJSON(`/api/histogram?${query}&layer=${layer}`).catch(() => null);
   showMessage("");
   if (!queued) writeControls(data.state);          // else the controls already show a newer state
-  histogramLayer(data.state.depth);
   const drawing = [render(data)];
   drawing.push(fetchPhase(data.phase_range).then(([key, phase]) => phaseFigure(key, phase, data.theory))
                  .catch((problem) => { $("t-note").textContent = problem.message; }));
