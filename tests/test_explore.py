@@ -109,6 +109,15 @@ def test_kept_networks_give_a_fresh_networks_numbers(client):
         assert histogram["preactivation"]["counts"] == np.histogram(f, bins=compute.HISTOGRAM_BINS)[0].tolist()
 
 
+def test_a_network_too_big_to_share_is_probed_as_built(client):
+    query = "depth=17&width=512&activation=tanh&init=xavier_normal&samples=4&seed=2"   # 4.2M parameters
+    assert compute.network_size(explore_state.parse(dict(p.split("=") for p in query.split("&"))))[0] > \
+        compute.SHARED_PARAMETERS
+    data = client.get(f"/api/view?{query}").json()
+    report = _probe_as_cli(17, 512, "tanh", "xavier_normal", None, 4, 2)
+    assert data["layers"]["activation_std"] == [s.activation_std for s in report.layers]
+
+
 def test_network_pool_keeps_one_network_per_shape_within_its_budget():
     from depthlab.lab.explore.pool import NetworkPool
 
@@ -125,9 +134,10 @@ def test_network_pool_keeps_one_network_per_shape_within_its_budget():
     with pool.lend("t", dl.MLP(1, [3], 1, rng=2), 60):
         pass                                                   # 60 + 60 > 100: "s" is dropped
     assert list(pool.idle) == ["t"]
-    with pool.lend("u", dl.MLP(1, [3], 1, rng=3), 101):
-        pass                                                   # over the budget alone: not kept
-    assert list(pool.idle) == ["t"]
+    c = dl.MLP(1, [3], 1, rng=3)
+    with pool.lend("u", c, 101, shared=False) as lent:
+        assert lent is c                                       # not shared with another thread: itself
+    assert list(pool.idle) == ["t"]                            # over the budget alone: not kept
 
 
 def test_view_verdicts_of_the_seed_notebook(client):

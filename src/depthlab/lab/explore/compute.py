@@ -80,9 +80,10 @@ def lend_network(state: State, purpose: str):
     :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and its
     histogram run at the same time."""
     parameters, size = network_size(state)
-    built, x = _BUILT(state) if parameters <= SHARED_PARAMETERS else network_and_input(state)
+    shared = parameters <= SHARED_PARAMETERS
+    built, x = _BUILT(state) if shared else network_and_input(state)
     shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples)
-    with NETWORKS.lend(shape, built, size) as net:
+    with NETWORKS.lend(shape, built, size, shared=shared) as net:
         yield net, x
 
 

@@ -33,9 +33,10 @@ class NetworkPool:
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def lend(self, shape, built, size: int):
+    def lend(self, shape, built, size: int, *, shared: bool = True):
         """A network equal to ``built``, for this block only: a kept one given ``built``'s
-        parameters, or a copy of ``built`` (which is only read).
+        parameters, or else a copy of ``built`` (``built`` itself when it is not ``shared``
+        with another thread; a shared one is only read).
 
         Drop what holds the network's arrays (a probe report, a trace) before the block ends,
         or the next borrower allocates new ones.
@@ -43,7 +44,7 @@ class NetworkPool:
         with self.lock:
             kept = self.idle.pop(shape, None)
         if kept is None:
-            net = copy.deepcopy(built)
+            net = copy.deepcopy(built) if shared else built
         else:
             net = kept[0]
             net.load_state_dict(built.state_dict())
