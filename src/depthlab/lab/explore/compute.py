@@ -58,8 +58,9 @@ def network_and_input(state: State):
 
 
 # the networks the views and histograms probe, kept by shape so that their arrays are reused
-# (numbers held: 32M float64, 256 MB; a 50×80 network probed on 1000 samples holds 12M)
-NETWORKS = NetworkPool(budget=32_000_000)
+# (numbers held: 24M float64, 192 MB: a 50×80 network probed on 1000 samples holds 12M, and
+# the one its histograms run forward 8M)
+NETWORKS = NetworkPool(budget=24_000_000)
 # a state's network as built (read only), shared by its view and its histogram, which the page
 # asks for at once; only networks of up to SHARED_PARAMETERS parameters (32 MB) are kept
 _BUILT = Memo(network_and_input, 2)
