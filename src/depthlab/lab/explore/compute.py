@@ -67,11 +67,14 @@ _BUILT = Memo(network_and_input, 2)
 SHARED_PARAMETERS = 4_000_000
 
 
+# arrays of (depth + 1) · width · samples numbers (about) that a network keeps after each use
+KEPT_ARRAYS = {"probe": 3, "forward": 2}          # f, h and dL/df of every layer; f and h
+
+
 def network_size(state: State) -> tuple[int, int]:
-    """(parameters, numbers a probed network holds: its parameters and about f, h, dL/df of every layer)."""
+    """(parameters, about the numbers of one array of every layer's outputs on the batch)."""
     d, w = state.depth, state.width
-    parameters = (d - 1) * w * w + (state.in_features + d + 1) * w + 1
-    return parameters, parameters + 3 * (d + 1) * w * state.samples
+    return (d - 1) * w * w + (state.in_features + d + 1) * w + 1, (d + 1) * w * state.samples
 
 
 @contextlib.contextmanager
@@ -80,7 +83,8 @@ def lend_network(state: State, purpose: str):
     build's numbers, in a kept network of the same shape whose arrays are reused; see
     :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and its
     histogram run at the same time."""
-    parameters, size = network_size(state)
+    parameters, cells = network_size(state)
+    size = parameters + KEPT_ARRAYS[purpose] * cells
     shared = parameters <= SHARED_PARAMETERS
     built, x = _BUILT(state) if shared else network_and_input(state)
     shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples)
