@@ -61,8 +61,9 @@ def network_and_input(state: State):
 # (numbers held: 24M float64, 192 MB: a 50×80 network probed on 1000 samples holds 12M, and
 # the one its histograms run forward 8M)
 NETWORKS = NetworkPool(budget=24_000_000)
-# a state's network as built (read only), shared by its view and its histogram, which the page
-# asks for at once; only networks of up to SHARED_PARAMETERS parameters (32 MB) are kept
+# a state's network as built (read only), shared by its view and its histograms (the page asks
+# for one as soon as the view has come); only networks of up to SHARED_PARAMETERS parameters
+# (32 MB) are kept
 _BUILT = Memo(network_and_input, 2)
 SHARED_PARAMETERS = 4_000_000
 
@@ -81,8 +82,8 @@ def network_size(state: State) -> tuple[int, int]:
 def lend_network(state: State, purpose: str):
     """``with lend_network(state, purpose) as (net, x)``: the state's network and input (a fresh
     build's numbers, in a kept network of the same shape whose arrays are reused; see
-    :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and its
-    histogram run at the same time."""
+    :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and a
+    histogram of the same state may run at the same time."""
     parameters, cells = network_size(state)
     size = parameters + KEPT_ARRAYS[purpose] * cells
     shared = parameters <= SHARED_PARAMETERS
