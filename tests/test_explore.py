@@ -87,7 +87,57 @@ def test_view_reproduces_the_probe_command(client):
                              "bias_variance": 0.05, "samples": 90, "in_features": 1, "seed": 4,
                              "steps": 200, "lr": 0.01, "optimizer": "sgd"}
     again = client.get(f"/api/view?{query}").json()
-    assert again["layers"] == data["layers"] and again["histograms"] == data["histograms"]   # a link reproduces
+    assert again["layers"] == data["layers"]                                # a link reproduces
+    histogram = client.get(f"/api/histogram?{query}&layer=3").json()
+    assert histogram == {**client.get(f"/api/histogram?{query}&layer=3").json(), "seconds": histogram["seconds"]}
+
+
+def test_kept_networks_give_a_fresh_networks_numbers(client):
+    # the second and third views borrow the first one's network (same shape) with new parameters
+    for seed, bias in ((21, 0.0), (22, 0.0), (23, 0.2)):
+        query = f"depth=5&width=9&activation=gelu&init=normal&sigma2=0.2&bias_variance={bias}&samples=40&seed={seed}"
+        data = client.get(f"/api/view?{query}").json()
+        report = _probe_as_cli(5, 9, "gelu", "normal", 0.2, 40, seed, bias)
+        assert data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+        assert data["layers"]["predicted_backward_std"] == [s.predicted_backward_std for s in report.layers]
+        assert data["diagnosis"] == report.diagnosis
+        rng = np.random.default_rng(seed)
+        net = dl.MLP(1, [9] * 5, 1, activation="gelu", init=0.2,
+                     bias_init={"name": "normal", "variance": bias} if bias else "zeros", rng=rng)
+        f = net.forward(rng.standard_normal((40, 1)), record=True).preactivations[2]
+        histogram = client.get(f"/api/histogram?{query}&layer=2").json()
+        assert histogram["preactivation"]["counts"] == np.histogram(f, bins=compute.HISTOGRAM_BINS)[0].tolist()
+
+
+def test_a_network_too_big_to_share_is_probed_as_built(client):
+    query = "depth=17&width=512&activation=tanh&init=xavier_normal&samples=4&seed=2"   # 4.2M parameters
+    assert compute.network_size(explore_state.parse(dict(p.split("=") for p in query.split("&"))))[0] > \
+        compute.SHARED_PARAMETERS
+    data = client.get(f"/api/view?{query}").json()
+    report = _probe_as_cli(17, 512, "tanh", "xavier_normal", None, 4, 2)
+    assert data["layers"]["activation_std"] == [s.activation_std for s in report.layers]
+
+
+def test_network_pool_keeps_one_network_per_shape_within_its_budget():
+    from depthlab.lab.explore.pool import NetworkPool
+
+    pool = NetworkPool(budget=100)
+    a, b = dl.MLP(1, [3], 1, rng=0), dl.MLP(1, [3], 1, rng=1)
+    a_weight = a.linears[0].weight.data.copy()
+    with pool.lend("s", a, 60) as first:
+        assert first is not a                                  # nothing kept yet: a copy (a is only read)
+        np.testing.assert_array_equal(first.linears[0].weight.data, a_weight)
+    with pool.lend("s", b, 60) as lent:
+        assert lent is first                                   # the kept one, with b's parameters
+        np.testing.assert_array_equal(lent.linears[0].weight.data, b.linears[0].weight.data)
+    np.testing.assert_array_equal(a.linears[0].weight.data, a_weight)
+    with pool.lend("t", dl.MLP(1, [3], 1, rng=2), 60):
+        pass                                                   # 60 + 60 > 100: "s" is dropped
+    assert list(pool.idle) == ["t"]
+    c = dl.MLP(1, [3], 1, rng=3)
+    with pool.lend("u", c, 101, shared=False) as lent:
+        assert lent is c                                       # not shared with another thread: itself
+    assert list(pool.idle) == ["t"]                            # over the budget alone: not kept
 
 
 def test_view_verdicts_of_the_seed_notebook(client):
@@ -111,29 +161,69 @@ def test_view_theory_is_dl_theory(client):
     assert data["phase_range"] == {"activation": "tanh", "w_max": 4.0, "b_max": 0.5}
 
 
-def test_view_histograms_equal_numpy(client):
-    data = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+def test_histograms_equal_numpy_at_every_layer(client):
     rng = np.random.default_rng(3)
     net = dl.MLP(1, [12] * 6, 1, activation="tanh", init=0.2, bias_init="zeros", rng=rng)
     trace = net.forward(rng.standard_normal((64, 1)), record=True)
-    for k, entry in enumerate(data["histograms"]):
+    view = client.get(f"/api/view?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+    assert view["layers"]["index"] == list(range(7))             # f_0 … f_6: six hidden layers and the output
+    for k in range(7):
+        entry = client.get(f"/api/histogram?{SMALL}&activation=tanh&sigma2=0.2&seed=3&layer={k}").json()
+        assert entry["layer"] == k
         counts, edges = np.histogram(trace.preactivations[k], bins=compute.HISTOGRAM_BINS)
         assert entry["preactivation"]["counts"] == counts.tolist()
         np.testing.assert_allclose(entry["preactivation"]["edges"], edges, rtol=1e-12)
         h = trace.activations[k + 1] if k + 1 < len(trace.activations) else trace.output
         assert entry["activation"]["counts"] == np.histogram(h, bins=compute.HISTOGRAM_BINS)[0].tolist()
+    default = client.get(f"/api/histogram?{SMALL}&activation=tanh&sigma2=0.2&seed=3").json()
+    assert default["layer"] == 5                                 # the last hidden layer, depth − 1
+
+
+@pytest.mark.parametrize("query, message", [
+    (f"{SMALL}&layer=7", r"layer must be between 0 and 6"),
+    (f"{SMALL}&layer=-1", r"layer must be between 0 and 6"),
+    (f"{SMALL}&layer=x", r"layer must be a whole number \(0 … depth\), got 'x'"),
+    (f"{SMALL}&layer=1&layer=2", r"layer is given twice"),
+    ("depth=abc&layer=0", r"depth must be a whole number, got 'abc'"),
+    ("bins=3", r"unknown key 'bins'"),
+])
+def test_bad_histogram_queries(client, query, message):
+    response = client.get(f"/api/histogram?{query}")
+    assert response.status_code == 400 and re.search(message, response.json()["error"])
+
+
+def test_views_and_histograms_are_kept_per_state(client):
+    query = f"{SMALL}&activation=tanh&seed=11"
+    first = client.get(f"/api/view?{query}").json()
+    second = client.get(f"/api/view?{query}").json()                 # kept: the same numbers
+    assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
+    other = client.get(f"/api/view?{query.replace('seed=11', 'seed=12')}").json()
+    assert other["layers"]["preactivation_std"] != first["layers"]["preactivation_std"]
 
 
 @pytest.mark.parametrize("query", [
-    "activation=sigmoid&sigma2=1e-5&bias_variance=10000",      # every unit saturated: one value per layer
-    "activation=softplus&sigma2=1e-300",
+    "depth=3&width=8&activation=sigmoid&sigma2=1e-5&bias_variance=10000",   # every unit saturated
+    "depth=3&width=8&activation=softplus&sigma2=1e-300",
+    "depth=1&width=1&activation=sigmoid&sigma2=1e-6&bias_variance=10000&seed=39",  # h_1 within a few ulps
 ])
-def test_view_histograms_of_layers_equal_to_rounding(client, query):
-    data = client.get(f"/api/view?depth=3&width=8&samples=20&{query}").json()
-    for entry in data["histograms"][:-1]:
+def test_histograms_of_layers_equal_to_rounding(client, query):
+    assert client.get(f"/api/view?samples=20&{query}").status_code == 200
+    depth = int(re.search(r"depth=(\d+)", query).group(1))
+    for layer in range(depth):
+        entry = client.get(f"/api/histogram?samples=20&{query}&layer={layer}").json()
         counts, edges = entry["activation"]["counts"], entry["activation"]["edges"]
-        assert sum(counts) == 20 * 8 and len(edges) == compute.HISTOGRAM_BINS + 1
+        width = int(re.search(r"width=(\d+)", query).group(1))
+        assert sum(counts) == 20 * width and len(edges) == compute.HISTOGRAM_BINS + 1
         assert all(a < b for a, b in zip(edges, edges[1:]))
+
+
+def test_histogram_of_values_equal_to_rounding_widens_the_range():
+    rng = np.random.default_rng(39)        # the network of the last case above: h_1 = σ(f_0) ≈ 1 − 1e-13
+    net = dl.MLP(1, [1], 1, activation="sigmoid", init=1e-6, bias_init={"name": "normal", "variance": 10000.0}, rng=rng)
+    h = net.forward(rng.standard_normal((20, 1)), record=True).activations[1]
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(h, bins=compute.HISTOGRAM_BINS)              # why the explorer widens the range
+    assert 0 < h.max() - h.min() < 1e-12
 
 
 BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}
@@ -371,3 +461,47 @@ def test_explore_in_a_notebook_shows_the_same_app_inline():
 def test_explore_refuses_bad_state(kwargs, error, message):
     with pytest.raises(error, match=message):
         dl.explore(**kwargs)
+
+
+# ----------------------------------------------------------------------------- results kept per key
+
+def test_memo_computes_once_while_several_threads_ask_and_keeps_the_last_results():
+    import threading
+
+    from depthlab.lab.explore.memo import Memo
+
+    calls, release = [], threading.Event()
+
+    def square(x):
+        calls.append(x)
+        release.wait(10)
+        return x * x
+
+    memo = Memo(square, size=2)
+    memo.start(3)                                           # in the background, blocked on release
+    answers = []
+    askers = [threading.Thread(target=lambda: answers.append(memo(3))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert answers == [9, 9, 9] and calls == [3]           # the askers waited for the one computation
+    assert memo(4) == 16 and memo(5) == 25 and memo(3) == 9  # 3 was dropped (size 2): computed again
+    assert calls == [3, 4, 5, 3]
+
+
+def test_memo_hands_an_error_to_its_callers_and_does_not_keep_it():
+    from depthlab.lab.explore.memo import Memo
+
+    attempts = []
+
+    def refuse(x):
+        attempts.append(x)
+        raise ValueError(f"no {x}")
+
+    memo = Memo(refuse, size=4)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no 7"):
+            memo(7)
+    assert attempts == [7, 7]

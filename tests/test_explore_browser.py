@@ -49,7 +49,8 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     assert page.inner_text("#verdict") == "exploding"
     assert page.input_value("#depth") == "50" and page.input_value("#sigma2") == "1"
     assert page.inner_text("#t-phase") == "explodes"
-    assert page.evaluate("document.getElementById('fig-phase').data.length") == 4   # heatmap, grey, χ₁ = 1, marker
+    assert page.evaluate("document.getElementById('fig-phase').data.length") == 3   # heatmap, grey, χ₁ = 1
+    assert page.evaluate("document.getElementById('fig-phase').layout.shapes[0].xanchor") == 80.0   # the dot: σ_w²
 
     _load(page, f"{base_url}?{SEED_NOTEBOOK.replace('init=normal&sigma2=1', 'init=he_normal')}")
     assert page.inner_text("#verdict") == "healthy"
@@ -62,6 +63,8 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
     assert page.url != before_url and query["activation"] == ["tanh"] and query["init"] == ["he_normal"]
     assert _forward_y(page) != before_y
+    assert page.evaluate("document.getElementById('fig-phase').layout.title.text").startswith(
+        "order-to-chaos phase diagram (tanh)")
     assert page.inner_text("#verdict") in ("healthy", "exploding", "vanishing", "dead", "saturated")
     assert float(page.evaluate("document.body.dataset.updateMs")) > 0
 
@@ -71,6 +74,13 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
     assert "depth=12" in page.url and len(_forward_y(page)) == 13
     assert page.inner_text("#depth-value") == "12"
+    assert page.evaluate("document.getElementById('fig-hist').data[0].name") == "f_12"   # the slider kept to 0 … depth
+
+    page.evaluate("const s = document.getElementById('hist-layer'); s.value = '3'; "
+                  "s.dispatchEvent(new Event('input', {bubbles: true}))")
+    page.wait_for_function("document.getElementById('fig-hist').data[0].name === 'f_3'")
+    counts = page.evaluate("document.getElementById('fig-hist').data[0].y")
+    assert len(counts) == 40 and sum(counts) == 1000 * 80
 
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"

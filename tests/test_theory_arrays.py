@@ -50,6 +50,22 @@ def test_phase_diagram_equals_scalar_calls(name):
             assert diagram.chi1[i, j] == pytest.approx(theory.chi1(name, sw2, sb2), rel=ROOT_TOL)
 
 
+@pytest.mark.parametrize("name, w_max, b_max", [("tanh", 4.0, 0.5), ("tanh", 100.0, 20.0), ("gelu", 4.0, 5.0),
+                                                ("sigmoid", 200.0, 0.5)])
+def test_explorer_grids_equal_scalar_calls_at_sampled_points(name, w_max, b_max):
+    """The explorer's 100×100 grids (brackets walked up and down, Newton from interpolated starts)."""
+    w, b = np.linspace(w_max / 100, w_max, 100), np.linspace(0.0, b_max, 100)
+    diagram = theory.phase_diagram(name, w, b)
+    rng = np.random.default_rng(17)
+    for i, j in zip(rng.integers(0, 100, 8), rng.integers(0, 100, 8)):
+        q = _scalar_or_inf(theory.fixed_point, name, float(w[j]), float(b[i]))
+        if math.isinf(q):
+            assert diagram.q_star[i, j] == math.inf
+            continue
+        assert diagram.q_star[i, j] == pytest.approx(q, rel=ROOT_TOL, abs=1e-300)
+        assert diagram.chi1[i, j] == pytest.approx(theory.chi1(name, float(w[j]), float(b[i])), rel=ROOT_TOL)
+
+
 def test_fixed_point_and_chi1_broadcast_like_numpy():
     w = np.linspace(0.5, 3.0, 4)
     b = np.array([[0.0], [0.1]])

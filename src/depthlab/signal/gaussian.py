@@ -243,7 +243,7 @@ def moments(activation: activations.Activation, q: float) -> Moments:
                         _dot(w, z * phi * grad) / root)
 
 
-_ROWS_AT_ONCE = 400_000     # most quadrature points evaluated at once by moments_array
+_ROWS_AT_ONCE = 100_000     # most quadrature points evaluated at once by moments_array (temporaries stay in cache)
 
 
 def _levels_array(roots: np.ndarray) -> np.ndarray:

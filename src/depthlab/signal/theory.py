@@ -769,31 +769,63 @@ def _hermite_root(t, e0, e1, d0, d1, steps: int = 4):
     return t
 
 
-def _starting_points(excess_on, low, high, active) -> np.ndarray:
-    """The root of a cubic interpolant of the excess on a shared geometric sub-grid of each bracket.
+def _chebyshev_grid(low: float, high: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chebyshev–Lobatto points in log q on [low, high] (ascending, ends exact) and their barycentric weights."""
+    x = -np.cos(np.pi * np.arange(n + 1) / n)
+    grid = np.exp(0.5 * (math.log(low) + math.log(high)) + 0.5 * (math.log(high) - math.log(low)) * x)
+    grid[0], grid[-1] = low, high
+    weights = np.where(np.arange(n + 1) % 2 == 0, 1.0, -1.0)
+    weights[0] *= 0.5
+    weights[-1] *= 0.5
+    return grid, weights
 
-    Points with the same bracket share one evaluation of the moments, so a whole grid of
-    (σ_w², σ_b²) costs a few hundred Gaussian moments; Newton's method then starts within
-    about 1e-7 (relative) of the root and needs two steps.
+
+def _barycentric(nodes: np.ndarray, weights: np.ndarray, table: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The polynomials through the columns of ``table`` (shape (n, m)) at ``nodes`` (n,), at ``at`` (r,).
+
+    Returns shape (r, m); NaN in the rows where ``at`` is exactly a node (the callers keep
+    their previous value there).
+    """
+    terms = at[:, None] - nodes[None, :]
+    np.divide(weights, terms, out=terms)
+    values = terms @ np.concatenate([table, np.ones((table.shape[0], 1))], axis=1)
+    return values[:, :-1] / values[:, -1:]
+
+
+def _starting_points(second_moments, sw2, sb2, low, high, active) -> np.ndarray:
+    """q* of each active point to about 1e-13 (relative), from moments shared by its bracket.
+
+    The moments E[φ(√q z)²] and their slope are computed once per bracket [low, high], on
+    Chebyshev points in log q, so a whole grid of (σ_w², σ_b²) costs a few hundred Gaussian
+    moments. Each point's root is first placed within about 1e-7 by a cubic interpolant of
+    the excess between the two grid points that straddle it, then polished by one Newton
+    step on the Chebyshev interpolant of the moments (accurate to rounding on a bracket of a
+    factor 4 or 1000), so that Newton on the quadrature itself confirms it in one step.
     """
     q = np.empty(active.size)
-    pairs = np.stack([low[active], high[active]], axis=1)
-    brackets, which = np.unique(pairs, axis=0, return_inverse=True)
-    for b, (lo, hi) in enumerate(brackets):
-        members = np.flatnonzero(which.reshape(-1) == b)
+    brackets, which = np.unique(low[active] + 1j * high[active], return_inverse=True)   # (low, high) pairs
+    for b, bracket in enumerate(brackets):
+        lo, hi = bracket.real, bracket.imag
+        members = np.flatnonzero(which == b)
         rows = active[members]
-        grid = np.geomspace(lo, hi, _SUBDIVISIONS + 1)
-        grid[0], grid[-1] = lo, hi
-        gaps, slopes = excess_on(grid, rows)
-        k = np.clip(_first(gaps <= 0.0), 1, grid.size - 1)      # gaps[k - 1] > 0 >= gaps[k]
-        i = np.arange(rows.size)
-        width = grid[k] - grid[k - 1]
-        e0, e1 = gaps[i, k - 1], gaps[i, k]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        grid, weights = _chebyshev_grid(lo, hi, _SUBDIVISIONS)
+        second, second_slope = second_moments(grid)
+        w, s = sw2[rows], sb2[rows]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            gaps = w[:, None] * second[None, :]
+            gaps += s[:, None]
+            gaps -= grid[None, :]
+            k = np.clip(_first(gaps <= 0.0), 1, grid.size - 1)      # gaps[k - 1] > 0 >= gaps[k]
+            i = np.arange(rows.size)
+            width = grid[k] - grid[k - 1]
+            e0, e1 = gaps[i, k - 1], gaps[i, k]
             chord = np.clip(e0 / (e0 - e1), 0.0, 1.0)
-        t = _hermite_root(np.where(np.isfinite(chord), chord, 0.5), e0, e1,
-                          slopes[i, k - 1] * width, slopes[i, k] * width)
-        q[members] = grid[k - 1] + t * width
+            t = _hermite_root(np.where(np.isfinite(chord), chord, 0.5), e0, e1,
+                              (w * second_slope[k - 1] - 1.0) * width, (w * second_slope[k] - 1.0) * width)
+            guess = grid[k - 1] + t * width
+            m = _barycentric(np.log(grid), weights, np.stack([second, second_slope], axis=1), np.log(guess))
+            polished = guess - (w * m[:, 0] + s - guess) / (w * m[:, 1] - 1.0)
+        q[members] = np.where(np.isfinite(polished) & (polished > lo) & (polished < hi), polished, guess)
     good = np.isfinite(q) & (q > low[active]) & (q < high[active])
     return np.where(good, q, np.sqrt(low[active]) * np.sqrt(high[active]))
 
@@ -812,8 +844,10 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     the same variances for every point, so the Gaussian moments are computed once on that
     walk and each point's bracket is read off; then safeguarded Newton steps on
     q − σ_w² E[φ(√q z)²] − σ_b² (whose slope, d E[φ²]/dq, is one of the moments) run on all
-    points at once. A point that has not converged after ``max_iter`` steps is handed to the
-    scalar function.
+    points at once. They start from :func:`_starting_points` (about 1e-13 from the root), so
+    the first step is usually already within the tolerance: the quadrature runs once per
+    point, and that run is what the result and χ1 are checked against. A point that has not
+    converged after ``max_iter`` steps is handed to the scalar function.
     """
     form = closed_form(act)
     if form is not None:
@@ -823,17 +857,19 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
         at_one = np.abs(slope - 1.0) <= 1e-12
         return np.where(at_one, np.where(sb2 == 0.0, q0, np.inf), steady), np.full(sw2.shape, form.square)
 
-    def excess_on(grid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def second_moments(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = moments_array(act, grid)
+        return m.second, m.second_slope
+
+    def excess_on(grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            gaps = sw2[rows, None] * m.second[None, :] + sb2[rows, None] - grid[None, :]
-            return gaps, sw2[rows, None] * m.second_slope[None, :] - 1.0
+            return sw2[rows, None] * moments_array(act, grid).second[None, :] + sb2[rows, None] - grid[None, :]
 
     n = sw2.size
     result = np.full(n, np.nan)
     low, high = np.full(n, q0), np.full(n, q0)
     low_gap, high_gap = np.zeros(n), np.zeros(n)
-    start = excess_on(np.array([q0]), np.arange(n))[0][:, 0]
+    start = excess_on(np.array([q0]), np.arange(n))[:, 0]
     result[start == 0.0] = q0
     with np.errstate(over="ignore"):
         ceiling = 1e15 * np.maximum(max(1.0, q0), np.maximum(sb2, sw2))
@@ -847,7 +883,7 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
             if not rows.size:
                 break
             chunk = grid[first:first + _WALK_CHUNK]
-            gaps = excess_on(chunk, rows)[0]
+            gaps = excess_on(chunk, rows)
             k = _first(gaps <= 0.0)
             stop = _first((chunk[None, :] > ceiling[rows, None]) | (chunk[None, :] == _Q_MAX))
             bracketed = (k < chunk.size) & (k <= stop)
@@ -866,7 +902,7 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     falling = np.flatnonzero(start < 0.0)
     if falling.size:                               # walk down by 1000 until excess >= 0
         grid = _walk(q0, lambda q: q / 1000.0, lambda q: q < 1e-300)
-        gaps = excess_on(grid, falling)[0]
+        gaps = excess_on(grid, falling)
         k = _first(gaps >= 0.0)
         bracketed = k < grid.size
         found, kk = falling[bracketed], k[bracketed]
@@ -881,7 +917,7 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     rtol = max(tol, 4 * np.finfo(float).eps)
     active = np.flatnonzero(np.isnan(result))
     grad_second = np.full(n, np.nan)
-    q = _starting_points(excess_on, low, high, active)
+    q = _starting_points(second_moments, sw2, sb2, low, high, active)
     for _ in range(max_iter):
         if not active.size:
             break

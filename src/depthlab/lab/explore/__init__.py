@@ -4,7 +4,8 @@
     >>> dl.explore(depth=50, activation="tanh")   # the same explorer inline in Jupyter
 
 Modules: :mod:`.state` (the query string, checked and capped), :mod:`.compute` (views from
-dl.MLP, dl.probe and dl.theory; training jobs), :mod:`.app` (the Starlette application),
+dl.MLP, dl.probe and dl.theory; training jobs), :mod:`.memo` (results kept per key, computed
+once even when several requests ask at once), :mod:`.app` (the Starlette application),
 :mod:`.server` (uvicorn in the foreground or in a thread). The web packages (the 'web' extra)
 are imported only when a server starts.
 """

@@ -6,7 +6,9 @@ Routes
 ``GET /static/plotly.min.js``  plotly's bundled script, served from the installed package (no CDN)
 ``GET /static/explore.js``     the page's script; ``/static/explore.css`` its style
 ``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
-``GET /api/view?<state>``      per-layer statistics, histograms, verdict and theory (JSON)
+``GET /api/view?<state>``      per-layer statistics, verdict and theory (JSON)
+``GET /api/histogram?<state>&layer=k``  histograms of f_k and h_{k+1} over the batch (JSON);
+                               the page asks for it when the view has come
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
 ``POST /api/train?<state>``    start training on MNIST-1D; ``GET /api/train/{id}`` polls it,
                                ``POST /api/train/{id}/stop`` stops it
@@ -86,6 +88,16 @@ def create_app():
         except StateError as problem:
             return error(str(problem))
 
+    async def histogram(request: Request) -> Response:
+        try:
+            query = _single(request.query_params)
+            layer = query.pop("layer", None)
+            state = parse(query)
+            layer = state.depth - 1 if layer is None else _layer(layer)
+            return JSONResponse(await run_in_threadpool(compute.histogram, state, layer))
+        except StateError as problem:
+            return error(str(problem))
+
     async def phase(request: Request) -> Response:
         try:
             query = _single(request.query_params)
@@ -132,6 +144,7 @@ def create_app():
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/static/{name}", asset),
         Route("/api/view", view),
+        Route("/api/histogram", histogram),
         Route("/api/phase", phase),
         Route("/api/train", train, methods=["POST"]),
         Route("/api/train/{job}", train_status),
@@ -155,6 +168,13 @@ def _single(query) -> dict:
             raise StateError(f"{key} is given twice in the link ({seen[key]!r} and {value!r}); keep one.")
         seen[key] = value
     return seen
+
+
+def _layer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise StateError(f"layer must be a whole number (0 … depth), got {text!r}.") from None
 
 
 def _positive(query, key: str, default: str, cap: float) -> float:

@@ -5,6 +5,7 @@ plain JSON-ready data (non-finite numbers become ``None``). The web layer only m
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -16,6 +17,8 @@ import numpy as np
 
 from ...nn import activations
 from ...signal import theory
+from .memo import Memo
+from .pool import NetworkPool
 from .state import CAPS, State, StateError
 
 HISTOGRAM_BINS = 40
@@ -44,15 +47,58 @@ def build_network(state: State, in_features: int, out_features: int, rng):
                   init=state.weight_init, bias_init=state.bias_init, rng=rng)
 
 
-def probe_network(state: State):
-    """The network, its input and the probe report, as ``depthlab probe`` makes them (same seed, same numbers)."""
-    import depthlab as dl
-
+def network_and_input(state: State):
+    """The network and its input batch, as ``depthlab probe`` makes them (same seed, same numbers)."""
     rng = np.random.default_rng(state.seed)
     try:
         net = build_network(state, state.in_features, 1, rng)
-        x = rng.standard_normal((state.samples, state.in_features))
-        return net, x, dl.probe(net, x)
+    except (ValueError, TypeError) as error:
+        raise StateError(" ".join(str(error).split())) from None
+    return net, rng.standard_normal((state.samples, state.in_features))
+
+
+# the networks the views and histograms probe, kept by shape so that their arrays are reused
+# (numbers held: 24M float64, 192 MB: a 50×80 network probed on 1000 samples holds 12M, and
+# the one its histograms run forward 8M)
+NETWORKS = NetworkPool(budget=24_000_000)
+# a state's network as built (read only), shared by its view and its histograms (the page asks
+# for one as soon as the view has come); only networks of up to SHARED_PARAMETERS parameters
+# (32 MB) are kept
+_BUILT = Memo(network_and_input, 2)
+SHARED_PARAMETERS = 4_000_000
+
+
+# arrays of (depth + 1) · width · samples numbers (about) that a network keeps after each use
+KEPT_ARRAYS = {"probe": 3, "forward": 2}          # f, h and dL/df of every layer; f and h
+
+
+def network_size(state: State) -> tuple[int, int]:
+    """(parameters, about the numbers of one array of every layer's outputs on the batch)."""
+    d, w = state.depth, state.width
+    return (d - 1) * w * w + (state.in_features + d + 1) * w + 1, (d + 1) * w * state.samples
+
+
+@contextlib.contextmanager
+def lend_network(state: State, purpose: str):
+    """``with lend_network(state, purpose) as (net, x)``: the state's network and input (a fresh
+    build's numbers, in a kept network of the same shape whose arrays are reused; see
+    :mod:`.pool`). Each purpose ("probe", "forward") keeps its own networks: a view and a
+    histogram of the same state may run at the same time."""
+    parameters, cells = network_size(state)
+    size = parameters + KEPT_ARRAYS[purpose] * cells
+    shared = parameters <= SHARED_PARAMETERS
+    built, x = _BUILT(state) if shared else network_and_input(state)
+    shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples)
+    with NETWORKS.lend(shape, built, size, shared=shared) as net:
+        yield net, x
+
+
+def probe(net, x):
+    """``dl.probe(net, x)``, its refusals as :class:`StateError`."""
+    import depthlab as dl
+
+    try:
+        return dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
 
@@ -76,33 +122,53 @@ def weight_variance(state: State) -> float:
     return NOMINAL_WEIGHT_VARIANCE[state.init]
 
 
-def histograms(report, net, x, bins: int = HISTOGRAM_BINS) -> list[dict]:
-    """Per-layer histograms of f_k and h_{k+1} over the batch (the probe's, as np.histogram bins them).
+def check_layer(state: State, layer: int) -> int:
+    """``layer`` if the state's network has it (0 … depth: f_0 … f_depth), else a StateError."""
+    if not 0 <= layer <= state.depth:
+        raise StateError(f"layer must be between 0 and {state.depth} (the depth: f_0 … f_{state.depth}), got {layer}.")
+    return layer
 
-    Returns one dict per layer k = 0 … K: ``{"preactivation": {"counts", "edges"},
-    "activation": {...}}``. Where a layer's values are equal to rounding (np.histogram then
-    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), the layers are binned
-    again from a recorded forward pass with the range widened by 1e-9 of their size.
+
+def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
+    """Histograms of f_k and h_{k+1} = a[f_k] at layer k over the batch, as np.histogram bins them.
+
+    The page asks for one layer at a time, after the view (the network it built is shared, and
+    run forward once more here while the page draws the view), so a view does not wait for the
+    histograms of layers nobody looks at.
+
+    Returns ``{"layer": k, "preactivation": {"counts", "edges"}, "activation": {...},
+    "seconds": ...}``: ``bins`` counts and ``bins + 1`` edges each, over the finite values.
+    The last 256 are kept, as views are.
     """
-    def entry(pairs):
-        return {kind: {"counts": [int(c) for c in counts], "edges": _finite_list(edges)} for kind, (counts, edges) in pairs}
+    started = time.perf_counter()
+    data = dict(_histogram_of_layer(state, check_layer(state, layer), bins))
+    data["seconds"] = time.perf_counter() - started
+    return data
 
-    try:
-        return [entry((k, v) for k, v in layer.items() if k != "grad_preactivation")
-                for layer in report.histograms(bins=bins)]
-    except ValueError:
-        trace = net.forward(x, record=True)
+
+@functools.lru_cache(maxsize=256)
+def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
+    out = {"layer": layer}
+    with lend_network(state, "forward") as (net, x):
+        trace = net.forward(x, record=True, allow_nonfinite=True)
         outputs = trace.activations[1:] + [trace.output]
-        return [entry([("preactivation", _histogram(f, bins)), ("activation", _histogram(h, bins))])
-                for f, h in zip(trace.preactivations, outputs)]
+        for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
+            counts, edges = _histogram(values, bins)
+            out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+        del trace, outputs, values                  # the network's arrays are free for the next pass
+    return out
 
 
 def _histogram(values: np.ndarray, bins: int):
-    """np.histogram of the finite values, over a range at least 1e-9 of their size wide."""
+    """np.histogram of the finite values; where they are equal to rounding (np.histogram then
+    cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), over a range widened to
+    1e-9 of their size."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.histogram(values, bins=bins, range=(0.0, 1.0))
+    try:
+        return np.histogram(values, bins=bins)
+    except ValueError:
+        pass
     low, high = float(values.min()), float(values.max())
     spread = 1e-9 * max(abs(low), abs(high), 1e-300)
     if high - low < spread:
@@ -112,9 +178,16 @@ def _histogram(values: np.ndarray, bins: int):
 
 # ----------------------------------------------------------------------------- the theory
 
-@functools.lru_cache(maxsize=256)
 def mean_field(activation: str, sw2: float, sb2: float) -> dict:
-    """χ₁, q*, c*, ξ_q, ξ_c and the phase at (σ_w², σ_b²); a note where the theory refuses."""
+    """χ₁, q*, c*, ξ_q, ξ_c and the phase at (σ_w², σ_b²); a note where the theory refuses.
+
+    Computed once per (activation, σ_w², σ_b²) (the last 256 kept), also when a view has
+    started it in the background.
+    """
+    return _MEAN_FIELD(activation, sw2, sb2)
+
+
+def _mean_field(activation: str, sw2: float, sb2: float) -> dict:
     out = {"sigma_w2": sw2, "sigma_b2": sb2, "chi1": None, "q_star": None, "c_star": None,
            "xi_q": None, "xi_c": None, "phase": None, "note": None}
     if sw2 <= 0:                       # all-zero weights: no signal, nothing to predict
@@ -147,6 +220,9 @@ def mean_field(activation: str, sw2: float, sb2: float) -> dict:
     return out
 
 
+_MEAN_FIELD = Memo(_mean_field, 256)
+
+
 def _phase(chi: float | None) -> str | None:
     if chi is None:
         return None
@@ -167,9 +243,16 @@ def phase_ranges(sw2: float, sb2: float) -> tuple[float, float]:
     return _nice_ceiling(max(4.0, 1.25 * sw2)), _nice_ceiling(max(0.5, 1.25 * sb2))
 
 
-@functools.lru_cache(maxsize=64)
 def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
-    """log10 χ₁ on a PHASE_POINTS² grid of (σ_w², σ_b²) ∈ (0, w_max] × [0, b_max], by dl.theory."""
+    """log10 χ₁ on a PHASE_POINTS² grid of (σ_w², σ_b²) ∈ (0, w_max] × [0, b_max], by dl.theory.
+
+    Computed once per grid (the last 64 kept); a view starts the grid it shows in the
+    background, so the page's request for it finds it ready or on its way.
+    """
+    return _PHASE_DIAGRAM(activation, w_max, b_max)
+
+
+def _phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
     w = np.linspace(w_max / PHASE_POINTS, w_max, PHASE_POINTS)
     b = np.linspace(0.0, b_max, PHASE_POINTS)
     started = time.perf_counter()
@@ -185,22 +268,40 @@ def phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
             "seconds": seconds}
 
 
+_PHASE_DIAGRAM = Memo(_phase_diagram, 64)
+
+
 # ----------------------------------------------------------------------------- the view
 
 def view(state: State) -> dict:
-    """Per-layer statistics, histograms, verdict and theory of the state's network."""
+    """Per-layer statistics, verdict and theory of the state's network (histograms: :func:`histogram`).
+
+    A state's view is computed once and kept (the last 64 states: a link reproduces the same
+    numbers, so going back to a setting costs nothing); ``seconds`` is the time of this call.
+    """
     started = time.perf_counter()
-    net, x, report = probe_network(state)
-    layers = report.to_dict()["layers"]
-    sw2 = weight_variance(state)
-    sb2 = state.bias_variance
+    data = dict(_view(state))
+    data["seconds"] = time.perf_counter() - started
+    return data
+
+
+@functools.lru_cache(maxsize=64)
+def _view(state: State) -> dict:
+    sw2, sb2 = float(weight_variance(state)), state.bias_variance
     act_name = activations.get(state.activation).name
     w_max, b_max = phase_ranges(sw2, sb2)
+    _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
+    _PHASE_DIAGRAM.start(act_name, w_max, b_max)  # what the page asks for next, if the grid is new
+    with lend_network(state, "probe") as (net, x):
+        report = probe(net, x)
+        verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
+        layers = report.to_dict()["layers"]
+        del report                                  # the network's arrays are free for the next probe
     return {
         "state": state.query(),
-        "verdict": report.verdict,
-        "verdict_layer": report.verdict_layer,
-        "diagnosis": report.diagnosis,
+        "verdict": verdict,
+        "verdict_layer": verdict_layer,
+        "diagnosis": diagnosis,
         "layers": {
             "index": [s["index"] for s in layers],
             "preactivation_std": [s["preactivation_std"] for s in layers],
@@ -212,10 +313,8 @@ def view(state: State) -> dict:
             "dead_fraction": [s["dead_fraction"] for s in layers],
             "saturated_fraction": [s["saturated_fraction"] for s in layers],
         },
-        "histograms": histograms(report, net, x),
-        "theory": mean_field(act_name, float(sw2), float(sb2)),
+        "theory": mean_field(act_name, sw2, sb2),
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
-        "seconds": time.perf_counter() - started,
     }
 
 
@@ -342,4 +441,4 @@ class TrainingJobs:
                 job.stop_requested.set()
 
 
-__all__ = ["view", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]
+__all__ = ["view", "histogram", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]

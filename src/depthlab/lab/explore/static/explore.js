@@ -6,10 +6,7 @@ const KEYS = ["depth", "width", "activation", "init", "sigma2", "bias_variance",
 const $ = (id) => document.getElementById(id);
 const plotConfig = { displaylogo: false, responsive: true };
 const phaseCache = new Map();
-let lastView = null;
-let requestNumber = 0;
 let updates = 0;
-let debounce = null;
 let trainJob = null;
 
 // ----------------------------------------------------------------------------- the state
@@ -65,6 +62,18 @@ function renderTheory(theory) {
 }
 
 // ----------------------------------------------------------------------------- figures
+// A figure is drawn in full once (Plotly.react); an update only moves its data (Plotly.update),
+// which skips plotly's diffing of the whole figure.
+
+const drawn = new Set();
+
+function draw(id, traces, layout, data, layoutChanges) {
+  if (!drawn.has(id)) {
+    drawn.add(id);
+    return Plotly.react(id, traces, layout, plotConfig);
+  }
+  return Plotly.update(id, data, layoutChanges || {});
+}
 
 function layerFigure(id, title, index, measured, predicted, yTitle) {
   const traces = [
@@ -74,54 +83,69 @@ function layerFigure(id, title, index, measured, predicted, yTitle) {
   const layout = { title: { text: title, font: { size: 14 } }, margin: { t: 36, r: 10, b: 40, l: 60 },
                    xaxis: { title: { text: "layer k" } }, yaxis: { type: "log", title: { text: yTitle } },
                    legend: { orientation: "h", y: -0.25 } };
-  Plotly.react(id, traces, layout, plotConfig);
+  return draw(id, traces, layout, { x: [index, index], y: [measured, predicted] });
 }
 
-function histogramFigure() {
-  if (!lastView) return;
-  const slider = $("hist-layer");
-  const k = Math.min(Number(slider.value), lastView.histograms.length - 1);
-  $("hist-layer-value").textContent = String(k);
-  const entry = lastView.histograms[k];
-  const bars = (h, name) => {
-    const centers = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
-    return { x: centers, y: h.counts, type: "bar", name, opacity: 0.6 };
-  };
-  Plotly.react("fig-hist", [bars(entry.preactivation, `f_${k}`), bars(entry.activation, `h_${k + 1} = a[f_${k}]`)],
-               { title: { text: `histograms at layer ${k} (${lastView.state.samples} samples × width)`, font: { size: 14 } },
-                 barmode: "overlay", bargap: 0, margin: { t: 36, r: 10, b: 40, l: 60 },
-                 legend: { orientation: "h", y: -0.25 } }, plotConfig);
+function histogramFigure(data) {
+  const k = data.layer;
+  const title = `histograms at layer ${k} (${$("samples").value} samples × width)`;
+  const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
+  const pre = data.preactivation, act = data.activation;
+  const names = [`f_${k}`, `h_${k + 1} = a[f_${k}]`];
+  const traces = [{ x: bars(pre), y: pre.counts, type: "bar", name: names[0], opacity: 0.6 },
+                  { x: bars(act), y: act.counts, type: "bar", name: names[1], opacity: 0.6 }];
+  const layout = { title: { text: title, font: { size: 14 } }, barmode: "overlay", bargap: 0,
+                   margin: { t: 36, r: 10, b: 40, l: 60 }, legend: { orientation: "h", y: -0.25 } };
+  return draw("fig-hist", traces, layout, { x: [traces[0].x, traces[1].x], y: [pre.counts, act.counts], name: names },
+              { "title.text": title });
 }
 
-async function phaseFigure(range, theory) {
+// The phase diagram is drawn in full only when its grid changes (another activation or range);
+// otherwise only the marker of this network moves: a layout shape, so plotly recomputes nothing.
+let phaseDrawn = null;
+
+const STAR = Array.from({ length: 10 }, (_, i) => {          // a five-pointed star, in pixels
+  const radius = i % 2 ? 4.5 : 11, angle = Math.PI / 2 + (i * Math.PI) / 5;
+  return `${(radius * Math.cos(angle)).toFixed(2)},${(radius * Math.sin(angle)).toFixed(2)}`;
+});
+const STAR_PATH = `M${STAR.join("L")}Z`;
+
+function marker(theory) {
+  return [{ type: "path", path: STAR_PATH, xref: "x", yref: "y", xsizemode: "pixel", ysizemode: "pixel",
+            xanchor: theory.sigma_w2, yanchor: theory.sigma_b2, fillcolor: "#ffd600", line: { color: "black", width: 1.5 } }];
+}
+
+async function fetchPhase(range) {
   const key = `activation=${encodeURIComponent(range.activation)}&w_max=${range.w_max}&b_max=${range.b_max}`;
   if (!phaseCache.has(key)) {
     const response = await fetch(`/api/phase?${key}`);
     const data = await response.json();
-    if (!response.ok) { $("t-note").textContent = data.error; return; }
+    if (!response.ok) throw new Error(data.error);
+    data.grey = data.explodes.map((row) => row.map((e) => (e ? 1 : null)));
     phaseCache.set(key, data);
   }
-  const data = phaseCache.get(key);
-  const grey = data.explodes.map((row) => row.map((e) => (e ? 1 : null)));
+  return [key, phaseCache.get(key)];
+}
+
+function phaseFigure(key, data, theory) {
+  if (phaseDrawn === key) return Plotly.relayout("fig-phase", { shapes: marker(theory) });
+  phaseDrawn = key;
   const traces = [
     { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: data.log10_chi1, zmid: 0, colorscale: "RdBu",
       reversescale: true, colorbar: { title: { text: "log₁₀ χ₁" } }, name: "log₁₀ χ₁" },
-    { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: grey, showscale: false, hoverinfo: "skip",
+    { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: data.grey, showscale: false, hoverinfo: "skip",
       colorscale: [[0, "#bbb"], [1, "#bbb"]], name: "explodes" },
     { type: "contour", x: data.sigma_w2, y: data.sigma_b2, z: data.log10_chi1, showscale: false, hoverinfo: "skip",
       contours: { start: 0, end: 0, size: 1, coloring: "lines" }, line: { width: 2.5 },
       colorscale: [[0, "black"], [1, "black"]], name: "χ₁ = 1" },
-    { type: "scatter", mode: "markers", x: [theory.sigma_w2], y: [theory.sigma_b2], name: "this network",
-      marker: { size: 13, color: "#ffd600", line: { color: "black", width: 2 }, symbol: "star" } },
   ];
-  Plotly.react("fig-phase", traces, {
-    title: { text: `order-to-chaos phase diagram (${data.activation})`, font: { size: 14 } },
-    margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false,
+  return Plotly.react("fig-phase", traces, {
+    title: { text: `order-to-chaos phase diagram (${data.activation}); ★ this network`, font: { size: 14 } },
+    margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false, shapes: marker(theory),
     xaxis: { title: { text: "σ_w² = fan_in·Var(Ω)" } }, yaxis: { title: { text: "σ_b²" } } }, plotConfig);
 }
 
 function render(data) {
-  lastView = data;
   const verdict = $("verdict");
   verdict.textContent = data.verdict;
   verdict.className = `verdict ${data.verdict}`;
@@ -129,33 +153,71 @@ function render(data) {
   $("diagnosis").textContent = data.diagnosis;
   renderTheory(data.theory);
   const L = data.layers;
-  layerFigure("fig-forward", "forward: std of f_k", L.index, L.preactivation_std, L.predicted_preactivation_std, "std");
-  layerFigure("fig-backward", "backward: std of dL/df_k", L.index, L.grad_preactivation_std, L.predicted_backward_std, "std");
-  const slider = $("hist-layer");
-  slider.max = String(data.histograms.length - 1);
-  if (Number(slider.value) > data.histograms.length - 1) slider.value = String(data.histograms.length - 1);
-  histogramFigure();
+  return Promise.all([
+    layerFigure("fig-forward", "forward: std of f_k", L.index, L.preactivation_std, L.predicted_preactivation_std, "std"),
+    layerFigure("fig-backward", "backward: std of dL/df_k", L.index, L.grad_preactivation_std, L.predicted_backward_std, "std"),
+  ]);
 }
 
 // ----------------------------------------------------------------------------- updates
+// One view request at a time: changes made while one is on its way are merged into the next.
+// When the view arrives, the histogram of the chosen layer and (for a new grid) the phase
+// diagram are asked for (the server computes them while the page draws the view) and
+// everything is drawn as it arrives.
 
-async function update(query) {
-  const number = ++requestNumber;
-  const started = performance.now();
-  const response = await fetch(`/api/view?${query}`);
+let running = false;
+let queued = null;
+
+function schedule(query, since) {
+  queued = { query, since: queued ? queued.since : since };
+  if (!running) pump();
+}
+
+async function pump() {
+  running = true;
+  while (queued) {
+    const job = queued;
+    queued = null;
+    try { await update(job.query, job.since); } catch (problem) { showMessage(String(problem.message || problem)); }
+  }
+  running = false;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url);
   const data = await response.json();
-  if (number !== requestNumber) return;              // a newer request is on its way
-  if (!response.ok) {
-    showMessage(data.error || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function histogramLayer(depth) {
+  const slider = $("hist-layer");
+  slider.max = String(depth);
+  if (Number(slider.value) > depth) slider.value = String(depth);
+  $("hist-layer-value").textContent = slider.value;
+  return Number(slider.value);
+}
+
+async function update(query, since) {
+  let data;
+  try {
+    data = await getJSON(`/api/view?${query}`);
+  } catch (problem) {
+    showMessage(problem.message);
     document.body.dataset.state = "error";
     return;
   }
+  // asked for now, the histogram is computed on the server while the view's figures are drawn here
+  const layer = histogramLayer(data.state.depth);
+  const histogram = getJSON(`/api/histogram?${query}&layer=${layer}`).catch(() => null);
   showMessage("");
-  writeControls(data.state);
-  render(data);
-  await phaseFigure(data.phase_range, data.theory);
-  if (number !== requestNumber) return;
-  const ms = performance.now() - started;
+  if (!queued) writeControls(data.state);          // else the controls already show a newer state
+  const drawing = [render(data)];
+  drawing.push(fetchPhase(data.phase_range).then(([key, phase]) => phaseFigure(key, phase, data.theory))
+                 .catch((problem) => { $("t-note").textContent = problem.message; }));
+  drawing.push(histogram.then((h) => (h && h.layer === Number($("hist-layer").value) ? histogramFigure(h) : null)));
+  await Promise.all(drawing);
+  const ms = performance.now() - since;
   updates += 1;
   $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${(1000 * data.seconds).toFixed(0)} ms)`;
   document.body.dataset.updateMs = ms.toFixed(1);
@@ -165,12 +227,28 @@ async function update(query) {
 
 function controlsChanged() {
   syncLabels();
-  clearTimeout(debounce);
-  debounce = setTimeout(() => {
-    const query = readControls().toString();
-    history.replaceState(null, "", `?${query}`);
-    update(query);
-  }, 60);
+  const query = readControls().toString();
+  history.replaceState(null, "", `?${query}`);
+  schedule(query, performance.now());
+}
+
+// The histogram slider asks for one layer; moves made while one is on its way are merged.
+let histogramRunning = false;
+let histogramQueued = false;
+
+async function histogramMoved() {
+  $("hist-layer-value").textContent = $("hist-layer").value;
+  histogramQueued = true;
+  if (histogramRunning) return;
+  histogramRunning = true;
+  while (histogramQueued) {
+    histogramQueued = false;
+    try {
+      const h = await getJSON(`/api/histogram?${readControls()}&layer=${$("hist-layer").value}`);
+      if (h.layer === Number($("hist-layer").value)) await histogramFigure(h);
+    } catch (problem) { /* the view's message says what is wrong with the state */ }
+  }
+  histogramRunning = false;
 }
 
 // ----------------------------------------------------------------------------- training
@@ -220,8 +298,8 @@ async function stopTraining() {
 for (const key of KEYS) {
   $(key).addEventListener(key === "depth" || key === "width" ? "input" : "change", controlsChanged);
 }
-$("hist-layer").addEventListener("input", histogramFigure);
+$("hist-layer").addEventListener("input", histogramMoved);
 $("train").addEventListener("click", startTraining);
 $("stop").addEventListener("click", stopTraining);
 syncLabels();
-update(new URLSearchParams(location.search).toString());     // the link, exactly as given
+schedule(new URLSearchParams(location.search).toString(), performance.now());     // the link, exactly as given
