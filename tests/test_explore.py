@@ -18,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import depthlab as dl
+from depthlab.lab import cli, probe_network
 from depthlab.lab.explore import compute, state as explore_state
 from depthlab.lab.explore.app import create_app
 from depthlab.signal import theory
@@ -85,11 +86,61 @@ def test_view_reproduces_the_probe_command(client):
     assert data["layers"]["predicted_backward_std"] == [s.predicted_backward_std for s in report.layers]
     assert data["state"] == {"depth": 7, "width": 10, "activation": "tanh", "init": "normal", "sigma2": 0.3,
                              "bias_variance": 0.05, "samples": 90, "in_features": 1, "seed": 4,
-                             "steps": 200, "lr": 0.01, "optimizer": "sgd"}
+                             "steps": 200, "lr": 0.01, "optimizer": "sgd", "block": "plain", "norm": "none"}
     again = client.get(f"/api/view?{query}").json()
     assert again["layers"] == data["layers"]                                # a link reproduces
     histogram = client.get(f"/api/histogram?{query}&layer=3").json()
     assert histogram == {**client.get(f"/api/histogram?{query}&layer=3").json(), "seconds": histogram["seconds"]}
+
+
+@pytest.mark.parametrize("query, flags", [
+    ("block=preact&residual_scale=1/sqrt(depth)", ["--block", "preact", "--residual-scale", "1/sqrt(depth)"]),
+    ("block=postact&norm=layer", ["--block", "postact", "--norm", "layer"]),
+    ("norm=batch", ["--norm", "batch"]),
+])
+def test_residual_and_normalized_views_reproduce_the_probe_command(client, capsys, query, flags):
+    """The view of a residual or normalized network is `depthlab probe` with the same flags: one
+    row per top-level layer, the same numbers; its histograms are those of each row's input and output."""
+    base = "depth=6&width=12&activation=relu&init=he_normal&samples=64&seed=5"
+    data = client.get(f"/api/view?{base}&{query}").json()
+    rng = np.random.default_rng(5)
+    net = probe_network.build(depth=6, width=12, activation="relu", init="he_normal", rng=rng,
+                              block=net_settings(query)["block"], norm=net_settings(query)["norm"],
+                              residual_scale=net_settings(query)["residual_scale"])
+    x = rng.standard_normal((64, 1))
+    report = dl.probe(net, x)
+    assert data["rows"] == "block" and data["layers"]["index"] == list(range(len(net.layers)))
+    assert data["layers"]["preactivation_std"] == [s.output_std for s in report.layers]
+    assert data["layers"]["predicted_backward_std"] == [s.predicted_grad_std for s in report.layers]
+    assert data["verdict"] == report.verdict and data["diagnosis"] == report.diagnosis
+    assert cli.main(["probe", "--depth", "6", "--width", "12", "--init", "he_normal", "--samples", "64", "--seed", "5",
+                     *flags]) == 0
+    assert f"verdict: {report.verdict}" in capsys.readouterr().out
+    trace = net.forward(x, record=True)
+    last = len(net.layers) - 1
+    entry = client.get(f"/api/histogram?{base}&{query}&layer={last}").json()
+    assert entry["activation"]["counts"] == np.histogram(trace.output, bins=compute.HISTOGRAM_BINS)[0].tolist()
+    assert entry["preactivation"]["counts"] == np.histogram(trace.layer_outputs[-2],
+                                                            bins=compute.HISTOGRAM_BINS)[0].tolist()
+    assert client.get(f"/api/histogram?{base}&{query}&layer={last + 1}").status_code == 400
+
+
+def net_settings(query: str) -> dict:
+    values = dict(p.split("=", 1) for p in query.split("&"))
+    return {"block": values.get("block", "plain"), "norm": values.get("norm", "none"),
+            "residual_scale": probe_network.residual_scale(values.get("residual_scale", "1"))}
+
+
+def test_a_residual_network_trains_and_records_its_blocks(client):
+    response = client.post("/api/train?depth=2&width=16&block=preact&norm=batch&init=he_normal&steps=20&lr=0.05"
+                           "&optimizer=adam&seed=1")
+    assert response.status_code == 202
+    job = _wait(client, response.json()["id"])
+    assert job["status"] == "done" and job["steps_done"] == 20
+    net = probe_network.build(depth=2, width=16, block="preact", norm="batch", init="he_normal", in_features=40,
+                              out_features=10)
+    assert len(job["forward_std"][0]) == len(net.layers)
+    assert np.mean(job["loss"][-5:]) < np.mean(job["loss"][:5])
 
 
 def test_kept_networks_give_a_fresh_networks_numbers(client):
@@ -235,7 +286,14 @@ BAD_VIEWS = [  # (query, message pattern): HTTP 400 with {"error": message}
     ("width=1.5", r"width must be a whole number"),
     ("samples=1", r"samples must be between 2 and 5000"),
     ("samples=5001", r"samples must be between 2 and 5000"),
-    ("depth=200&width=512&samples=5000", r"depth × width × samples = 512,000,000 exceeds .* 8,000,000"),
+    ("depth=200&width=512&samples=5000", r"Linear layers × width × samples = 514,560,000 exceeds .* 8,000,000"),
+    ("block=preact&depth=200&width=512&samples=100", r"Linear layers × width × samples = 20,582,400 exceeds"),
+    ("block=dense", r"block must be one of plain, preact, postact; got 'dense'"),
+    ("norm=group", r"norm must be one of none, batch, layer; got 'group'"),
+    ("block=preact&residual_scale=-1", r"residual_scale must be a number >= 0 or '1/sqrt\(depth\)', got '-1'"),
+    ("block=preact&residual_scale=inf", r"residual_scale must be a number >= 0"),
+    ("block=preact&residual_scale=1/depth", r"residual_scale must be a number >= 0"),
+    ("residual_scale=0.5", r"residual_scale weighs residual branches; it needs block=preact or block=postact"),
     ("activation=swish2", r"activation must be one of identity, relu"),
     ("activation=", r"activation must be one of"),
     ("init=kaiming_bogus", r"init must be one of normal, he_normal"),
@@ -341,7 +399,7 @@ def test_training_divergence_is_reported_not_raised(client):
 
 
 @pytest.mark.parametrize("query, message", [
-    ("depth=200&width=512&samples=10&steps=2000", r"training steps × depth × width² = .* exceeds the explorer's cap"),
+    ("depth=200&width=512&samples=10&steps=2000", r"training steps × Linear layers × width² = .* exceeds the explorer's cap"),
     ("steps=0", r"steps must be between 1 and 2000"),
     ("lr=-1", r"lr must be > 0"),
 ])

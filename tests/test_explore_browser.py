@@ -85,6 +85,15 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
 
+    assert page.is_hidden("#residual_scale-label")         # a residual block's scale: only with a residual block
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.select_option("#block", "preact")                 # a residual network of 12 blocks, per block
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+    assert query["block"] == ["preact"] and query["residual_scale"] == ["1"] and page.is_visible("#residual_scale-label")
+    assert page.evaluate("document.getElementById('fig-forward').layout.xaxis.title.text").startswith("block i")
+    assert len(_forward_y(page)) == 12 + 3                 # stem, 12 blocks, final activation, head
+
 
 @pytest.mark.slow
 def test_an_invalid_link_shows_a_message_in_the_page(page, base_url):

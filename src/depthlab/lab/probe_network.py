@@ -53,8 +53,9 @@ def linear_layers(depth: int, block: str) -> int:
 
 def build(*, depth: int, width: int, activation="relu", init="normal", sigma2: float | None = None,
           bias_variance: float = 0.0, block: str = "plain", norm: str = "none", residual_scale=1.0,
-          in_features: int = 1, rng=0) -> Sequential:
-    """The network of these settings, one output unit (as ``depthlab probe``)."""
+          in_features: int = 1, out_features: int = 1, rng=0) -> Sequential:
+    """The network of these settings (one output unit, as ``depthlab probe``, unless told).
+    ``init`` is ``"normal"`` or anything :func:`depthlab.nn.init.get` takes."""
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}.")
     if norm not in NORMS:
@@ -62,14 +63,14 @@ def build(*, depth: int, width: int, activation="relu", init="normal", sigma2: f
     weights = (1.0 if sigma2 is None else sigma2) if init == "normal" else init
     bias = {"name": "normal", "variance": bias_variance} if bias_variance > 0 else "zeros"
     if block != "plain":
-        return ResMLP(in_features, width, depth, 1, activation=activation, block=block,
+        return ResMLP(in_features, width, depth, out_features, activation=activation, block=block,
                       norm=None if norm == "none" else norm, residual_scale=residual_scale, init=weights, rng=rng,
                       bias_init=bias)
     if norm == "none":
-        return MLP(in_features, [width] * depth, 1, activation=activation, init=weights, bias_init=bias, rng=rng)
+        return MLP(in_features, [width] * depth, out_features, activation=activation, init=weights, bias_init=bias, rng=rng)
     layers = []
     for k in range(depth):  # Linear → normalization → activation, as a normalized MLP
         layers += [Linear(in_features if k == 0 else width, width, init=weights, bias_init=bias, rng=rng),
                    NORMS[norm](width), activation]
-    layers.append(Linear(width if depth else in_features, 1, init=weights, bias_init=bias, rng=rng))
+    layers.append(Linear(width if depth else in_features, out_features, init=weights, bias_init=bias, rng=rng))
     return Sequential(layers)

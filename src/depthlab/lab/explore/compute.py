@@ -17,6 +17,7 @@ import numpy as np
 
 from ...nn import activations
 from ...signal import theory
+from .. import probe_network
 from .memo import Memo
 from .pool import NetworkPool
 from .state import CAPS, State, StateError
@@ -40,11 +41,13 @@ def _finite_list(values) -> list:
 # ----------------------------------------------------------------------------- the network
 
 def build_network(state: State, in_features: int, out_features: int, rng):
-    """The MLP of a state: ``depth`` hidden layers of ``width`` units, as ``depthlab probe`` builds it."""
-    import depthlab as dl
-
-    return dl.MLP(in_features, [state.width] * state.depth, out_features, activation=state.activation,
-                  init=state.weight_init, bias_init=state.bias_init, rng=rng)
+    """The state's network, as ``depthlab probe`` builds it (:func:`depthlab.lab.probe_network.build`):
+    an MLP of ``depth`` hidden layers, or a residual network of ``depth`` blocks."""
+    return probe_network.build(depth=state.depth, width=state.width, activation=state.activation,
+                               init="normal" if state.init == "normal" else state.weight_init, sigma2=state.sigma2,
+                               bias_variance=state.bias_variance, block=state.block, norm=state.norm,
+                               residual_scale=state.residual_scale, in_features=in_features,
+                               out_features=out_features, rng=rng)
 
 
 def network_and_input(state: State):
@@ -74,8 +77,9 @@ KEPT_ARRAYS = {"probe": 3, "forward": 2}          # f, h and dL/df of every laye
 
 def network_size(state: State) -> tuple[int, int]:
     """(parameters, about the numbers of one array of every layer's outputs on the batch)."""
-    d, w = state.depth, state.width
-    return (d - 1) * w * w + (state.in_features + d + 1) * w + 1, (d + 1) * w * state.samples
+    layers, w = state.linear_layers, state.width
+    per_layer = 2 if state.norm != "none" else 1          # a normalization layer keeps its own outputs
+    return (layers - 2) * w * w + (state.in_features + layers) * w + 1, per_layer * layers * w * state.samples
 
 
 @contextlib.contextmanager
@@ -88,7 +92,8 @@ def lend_network(state: State, purpose: str):
     size = parameters + KEPT_ARRAYS[purpose] * cells
     shared = parameters <= SHARED_PARAMETERS
     built, x = _BUILT(state) if shared else network_and_input(state)
-    shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples)
+    shape = (purpose, state.depth, state.width, state.activation, state.in_features, state.samples, state.block,
+             state.norm, state.residual_scale)
     with NETWORKS.lend(shape, built, size, shared=shared) as net:
         yield net, x
 
@@ -122,10 +127,20 @@ def weight_variance(state: State) -> float:
     return NOMINAL_WEIGHT_VARIANCE[state.init]
 
 
+def rows(state: State) -> int:
+    """How many rows a view has: the Linear layers f_0 … f_depth of a plain MLP, else the
+    top-level layers (blocks) of the network."""
+    if state.block == "plain" and state.norm == "none":
+        return state.depth + 1
+    return len(_BUILT(state)[0].layers)
+
+
 def check_layer(state: State, layer: int) -> int:
-    """``layer`` if the state's network has it (0 … depth: f_0 … f_depth), else a StateError."""
-    if not 0 <= layer <= state.depth:
-        raise StateError(f"layer must be between 0 and {state.depth} (the depth: f_0 … f_{state.depth}), got {layer}.")
+    """``layer`` if the state's network has that row (0 … rows − 1), else a StateError."""
+    last = rows(state) - 1
+    if not 0 <= layer <= last:
+        what = f"f_0 … f_{last}" if state.block == "plain" and state.norm == "none" else "its blocks"
+        raise StateError(f"layer must be between 0 and {last} ({what}), got {layer}.")
     return layer
 
 
@@ -151,11 +166,18 @@ def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
     out = {"layer": layer}
     with lend_network(state, "forward") as (net, x):
         trace = net.forward(x, record=True, allow_nonfinite=True)
-        outputs = trace.activations[1:] + [trace.output]
-        for kind, values in (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer])):
+        if state.block == "plain" and state.norm == "none":      # f_k and h_{k+1} = a[f_k]
+            outputs = trace.activations[1:] + [trace.output]
+            pairs = (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer]))
+            out["names"] = [f"f_{layer}", f"h_{layer + 1} = a[f_{layer}]"]
+        else:                                                      # a block's input and output
+            inputs = [x] + trace.layer_outputs[:-1]
+            pairs = (("preactivation", inputs[layer]), ("activation", trace.layer_outputs[layer]))
+            out["names"] = [f"input of block {layer}", f"output of block {layer} ({net.layers[layer]!r})"[:60]]
+        for kind, values in pairs:
             counts, edges = _histogram(values, bins)
             out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
-        del trace, outputs, values                  # the network's arrays are free for the next pass
+        del trace, pairs, values                    # the network's arrays are free for the next pass
     return out
 
 
@@ -297,25 +319,33 @@ def _view(state: State) -> dict:
         verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
         layers = report.to_dict()["layers"]
         del report                                  # the network's arrays are free for the next probe
+    plain = state.block == "plain" and state.norm == "none"
+    columns = PLAIN_COLUMNS if plain else BLOCK_COLUMNS
     return {
         "state": state.query(),
         "verdict": verdict,
         "verdict_layer": verdict_layer,
         "diagnosis": diagnosis,
-        "layers": {
-            "index": [s["index"] for s in layers],
-            "preactivation_std": [s["preactivation_std"] for s in layers],
-            "predicted_preactivation_std": [s["predicted_preactivation_std"] for s in layers],
-            "activation_std": [s["activation_std"] for s in layers],
-            "predicted_activation_std": [s["predicted_activation_std"] for s in layers],
-            "grad_preactivation_std": [s["grad_preactivation_std"] for s in layers],
-            "predicted_backward_std": [s["predicted_backward_std"] for s in layers],
-            "dead_fraction": [s["dead_fraction"] for s in layers],
-            "saturated_fraction": [s["saturated_fraction"] for s in layers],
-        },
-        "theory": mean_field(act_name, sw2, sb2),
+        "rows": "layer" if plain else "block",
+        "layers": {key: [s[name] for s in layers] for key, name in columns.items()},
+        "theory": mean_field(act_name, sw2, sb2) if plain else {**mean_field(act_name, sw2, sb2), "note": BLOCK_NOTE},
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
     }
+
+
+BLOCK_NOTE = ("These numbers and the phase diagram describe a plain network of this activation and initialization; "
+              "the theory lines of the figures follow this network's blocks (a residual block adds its branch: "
+              "the stream's variance grows ×(1 + s²) per block with He-initialized ReLU branches).")
+
+# the view's per-row series: its key -> the probe report's field (a plain MLP: per Linear layer k;
+# a residual or normalized network: per top-level layer, as dl.probe reports it)
+PLAIN_COLUMNS = {key: key for key in (
+    "index", "preactivation_std", "predicted_preactivation_std", "activation_std", "predicted_activation_std",
+    "grad_preactivation_std", "predicted_backward_std", "dead_fraction", "saturated_fraction")}
+BLOCK_COLUMNS = {"index": "index", "kind": "kind", "preactivation_std": "output_std",
+                 "predicted_preactivation_std": "predicted_output_std", "grad_preactivation_std": "grad_std",
+                 "predicted_backward_std": "predicted_grad_std", "branch_fraction": "branch_fraction",
+                 "dead_fraction": "dead_fraction", "saturated_fraction": "saturated_fraction"}
 
 
 # ----------------------------------------------------------------------------- training
@@ -327,9 +357,9 @@ SNAPSHOTS = 40                                # per-layer statistics recorded th
 
 
 def check_training(state: State) -> None:
-    cost = state.steps * state.depth * state.width ** 2
+    cost = state.steps * state.linear_layers * state.width ** 2
     if cost > TRAIN_COST_CAP:
-        raise StateError(f"training steps × depth × width² = {cost:,} exceeds the explorer's cap of "
+        raise StateError(f"training steps × Linear layers × width² = {cost:,} exceeds the explorer's cap of "
                          f"{TRAIN_COST_CAP:,} (about half a minute of compute); use fewer steps or a smaller network.")
 
 
@@ -363,10 +393,12 @@ class TrainingJob:
         import depthlab as dl
 
         report = dl.probe(net, probe_x, theory=False, rng=0)
+        plain = self.state.block == "plain" and self.state.norm == "none"
+        forward, backward = ("preactivation_std", "grad_preactivation_std") if plain else ("output_std", "grad_std")
         with self.lock:
             self.snapshot_steps.append(self.steps_done)
-            self.forward_std.append([s.preactivation_std for s in report.layers])
-            self.backward_std.append([s.grad_preactivation_std for s in report.layers])
+            self.forward_std.append([getattr(s, forward) for s in report.layers])
+            self.backward_std.append([getattr(s, backward) for s in report.layers])
 
     def run(self) -> None:
         """Train (cross-entropy, minibatches of 64) and record the loss and per-layer stds."""

@@ -3,6 +3,8 @@
 The keys and meanings are those of ``depthlab probe``'s flags (``--bias-variance`` is
 ``bias_variance``), so ``?depth=50&width=80&activation=relu&init=normal&sigma2=1`` shows what
 ``depthlab probe --depth 50 --width 80 --activation relu --init normal --sigma2 1`` prints.
+Residual and normalized networks add ``block``, ``norm`` and ``residual_scale`` (``--block``,
+``--norm``, ``--residual-scale``; :mod:`depthlab.lab.probe_network` builds the network for both).
 Training adds ``steps``, ``lr`` and ``optimizer``. Every value a user can type is either
 accepted or refused with a message that names the key, what came and what is allowed.
 """
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from ...nn import activations, init as initializers
+from .. import probe_network
 
 # Caps: a link cannot ask for a network that exhausts memory or minutes of compute.
 CAPS = {
@@ -20,7 +23,7 @@ CAPS = {
     "width": 512,
     "samples": 5000,
     "in_features": 64,
-    "cells": 8_000_000,           # depth · width · samples (the probe keeps f, h, dL/df: ~200 MB)
+    "cells": 8_000_000,           # Linear layers · width · samples (the probe keeps f, h, dL/df: ~200 MB)
     "variance": 1e4,              # sigma2 and bias_variance
     "seed": 2**32 - 1,
     "steps": 2000,
@@ -52,13 +55,23 @@ class State:
     steps: int = 200
     lr: float = 0.01
     optimizer: str = "sgd"
+    block: str = "plain"
+    norm: str = "none"
+    residual_scale: float | str = 1.0
 
     def query(self) -> dict:
-        """The state as query parameters (``sigma2`` only with ``init=normal``)."""
+        """The state as query parameters (``sigma2`` only with ``init=normal``, ``residual_scale``
+        only with a residual ``block``)."""
         data = asdict(self)
         if self.init != "normal":
             data.pop("sigma2")
+        if self.block == "plain":
+            data.pop("residual_scale")
         return data
+
+    @property
+    def linear_layers(self) -> int:
+        return probe_network.linear_layers(self.depth, self.block)
 
     @property
     def weight_init(self):
@@ -104,6 +117,13 @@ def _choice(key: str, text: str, options) -> str:
     return name
 
 
+def _residual_scale(text: str) -> float | str:
+    try:
+        return probe_network.residual_scale(text.strip())
+    except ValueError as error:
+        raise StateError(str(error)) from None
+
+
 _PARSERS = {
     "depth": lambda t: _integer("depth", t, 1, CAPS["depth"]),
     "width": lambda t: _integer("width", t, 1, CAPS["width"]),
@@ -117,6 +137,9 @@ _PARSERS = {
     "steps": lambda t: _integer("steps", t, 1, CAPS["steps"]),
     "lr": lambda t: _real("lr", t, low=0.0, high=CAPS["lr"], low_open=True),
     "optimizer": lambda t: _choice("optimizer", t, OPTIMIZERS),
+    "block": lambda t: _choice("block", t, probe_network.BLOCKS),
+    "norm": lambda t: _choice("norm", t, tuple(probe_network.NORMS)),
+    "residual_scale": lambda t: _residual_scale(t),
 }
 KEYS = tuple(f.name for f in fields(State))
 
@@ -137,11 +160,15 @@ def parse(query: Mapping[str, str]) -> State:
     if values.get("init", "normal") != "normal" and "sigma2" in values:
         raise StateError(f"sigma2 sets σ²_Ω of init=normal; it cannot be combined with init={values['init']} "
                          "(as in depthlab probe). Remove sigma2 or use init=normal.")
+    if values.get("block", "plain") == "plain" and "residual_scale" in values:
+        raise StateError("residual_scale weighs residual branches; it needs block=preact or block=postact "
+                         "(as in depthlab probe).")
     state = State(**values)
-    cells = state.depth * state.width * state.samples
+    cells = state.linear_layers * state.width * state.samples
     if cells > CAPS["cells"]:
-        raise StateError(f"depth × width × samples = {cells:,} exceeds the explorer's cap of {CAPS['cells']:,} "
-                         "(the probe keeps every layer's activations and gradients); use fewer samples or layers.")
+        raise StateError(f"Linear layers × width × samples = {cells:,} exceeds the explorer's cap of "
+                         f"{CAPS['cells']:,} (the probe keeps every layer's activations and gradients); use fewer "
+                         "samples or layers.")
     if state.init not in ("normal", "critical", "zeros"):
         initializers.get(state.init)          # registered (a typo is caught by _choice already)
     return state
@@ -150,5 +177,6 @@ def parse(query: Mapping[str, str]) -> State:
 def caps_text() -> str:
     """The caps as one sentence for the page."""
     return (f"Caps: depth ≤ {CAPS['depth']}, width ≤ {CAPS['width']}, samples ≤ {CAPS['samples']}, "
-            f"depth × width × samples ≤ {CAPS['cells']:,}, σ² and σ_b² ≤ {CAPS['variance']:g}, "
+            f"Linear layers × width × samples ≤ {CAPS['cells']:,} (a residual block has two), "
+            f"σ² and σ_b² ≤ {CAPS['variance']:g}, "
             f"training steps ≤ {CAPS['steps']}.")

@@ -2,7 +2,7 @@
 "use strict";
 
 const KEYS = ["depth", "width", "activation", "init", "sigma2", "bias_variance", "samples",
-              "in_features", "seed", "steps", "lr", "optimizer"];
+              "in_features", "seed", "steps", "lr", "optimizer", "block", "norm", "residual_scale"];
 const $ = (id) => document.getElementById(id);
 const plotConfig = { displaylogo: false, responsive: true };
 const phaseCache = new Map();
@@ -15,6 +15,7 @@ function readControls() {
   const params = new URLSearchParams();
   for (const key of KEYS) {
     if (key === "sigma2" && $("init").value !== "normal") continue;
+    if (key === "residual_scale" && $("block").value === "plain") continue;
     params.set(key, $(key).value.trim());
   }
   return params;
@@ -31,6 +32,7 @@ function syncLabels() {
   $("depth-value").textContent = $("depth").value;
   $("width-value").textContent = $("width").value;
   $("sigma2-label").hidden = $("init").value !== "normal";
+  $("residual_scale-label").hidden = $("block").value === "plain";
 }
 
 function showMessage(text) {
@@ -75,23 +77,25 @@ function draw(id, traces, layout, data, layoutChanges) {
   return Plotly.update(id, data, layoutChanges || {});
 }
 
-function layerFigure(id, title, index, measured, predicted, yTitle) {
+function layerFigure(id, title, index, measured, predicted, yTitle, xTitle) {
   const traces = [
     { x: index, y: measured, mode: "lines+markers", name: "measured", marker: { size: 5 } },
     { x: index, y: predicted, mode: "lines", name: "theory", line: { dash: "dash", color: "#444" } },
   ];
   const layout = { title: { text: title, font: { size: 14 } }, margin: { t: 36, r: 10, b: 40, l: 60 },
-                   xaxis: { title: { text: "layer k" } }, yaxis: { type: "log", title: { text: yTitle } },
+                   xaxis: { title: { text: xTitle } }, yaxis: { type: "log", title: { text: yTitle } },
                    legend: { orientation: "h", y: -0.25 } };
-  return draw(id, traces, layout, { x: [index, index], y: [measured, predicted] });
+  return draw(id, traces, layout, { x: [index, index], y: [measured, predicted] },
+              { "title.text": title, "xaxis.title.text": xTitle });
 }
 
 function histogramFigure(data) {
   const k = data.layer;
-  const title = `histograms at layer ${k} (${$("samples").value} samples × width)`;
+  const where = $("block").value === "plain" && $("norm").value === "none" ? "layer" : "block";
+  const title = `histograms at ${where} ${k} (${$("samples").value} samples × width)`;
   const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
   const pre = data.preactivation, act = data.activation;
-  const names = [`f_${k}`, `h_${k + 1} = a[f_${k}]`];
+  const names = data.names || [`f_${k}`, `h_${k + 1} = a[f_${k}]`];
   const traces = [{ x: bars(pre), y: pre.counts, type: "bar", name: names[0], opacity: 0.6 },
                   { x: bars(act), y: act.counts, type: "bar", name: names[1], opacity: 0.6 }];
   const layout = { title: { text: title, font: { size: 14 } }, barmode: "overlay", bargap: 0,
@@ -149,13 +153,17 @@ function render(data) {
   const verdict = $("verdict");
   verdict.textContent = data.verdict;
   verdict.className = `verdict ${data.verdict}`;
-  $("verdict-layer").textContent = data.verdict_layer === null ? "" : `from layer ${data.verdict_layer}`;
+  $("verdict-layer").textContent = data.verdict_layer === null ? "" : `from ${data.rows} ${data.verdict_layer}`;
   $("diagnosis").textContent = data.diagnosis;
   renderTheory(data.theory);
   const L = data.layers;
+  const plain = data.rows === "layer";
+  const x = plain ? "layer k" : "block i (net.layers[i])";
   return Promise.all([
-    layerFigure("fig-forward", "forward: std of f_k", L.index, L.preactivation_std, L.predicted_preactivation_std, "std"),
-    layerFigure("fig-backward", "backward: std of dL/df_k", L.index, L.grad_preactivation_std, L.predicted_backward_std, "std"),
+    layerFigure("fig-forward", plain ? "forward: std of f_k" : "forward: std of each block's output", L.index,
+                L.preactivation_std, L.predicted_preactivation_std, "std", x),
+    layerFigure("fig-backward", plain ? "backward: std of dL/df_k" : "backward: std of dL/d(block output)", L.index,
+                L.grad_preactivation_std, L.predicted_backward_std, "std", x),
   ]);
 }
 
@@ -190,10 +198,11 @@ async function getJSON(url) {
   return data;
 }
 
-function histogramLayer(depth) {
+function histogramLayer(last, rows) {
   const slider = $("hist-layer");
-  slider.max = String(depth);
-  if (Number(slider.value) > depth) slider.value = String(depth);
+  slider.max = String(last);
+  if (Number(slider.value) > last) slider.value = String(last);
+  $("hist-layer-name").textContent = rows === "layer" ? "layer k" : "block i";
   $("hist-layer-value").textContent = slider.value;
   return Number(slider.value);
 }
@@ -208,7 +217,7 @@ async function update(query, since) {
     return;
   }
   // asked for now, the histogram is computed on the server while the view's figures are drawn here
-  const layer = histogramLayer(data.state.depth);
+  const layer = histogramLayer(data.layers.index.length - 1, data.rows);
   const histogram = getJSON(`/api/histogram?${query}&layer=${layer}`).catch(() => null);
   showMessage("");
   if (!queued) writeControls(data.state);          // else the controls already show a newer state
@@ -261,9 +270,10 @@ function trainFigures(job) {
   const z = job.forward_std.length ? job.forward_std[0].map((_, layer) =>
     job.forward_std.map((row) => (row[layer] > 0 ? Math.log10(row[layer]) : null))) : [];
   Plotly.react("fig-train-std", [{ type: "heatmap", x: job.snapshot_steps, z, colorscale: "Viridis",
-                                    colorbar: { title: { text: "log₁₀ std f_k" } } }], {
-    title: { text: "how the per-layer std of f_k moves while training", font: { size: 14 } },
-    margin: { t: 36, r: 10, b: 40, l: 60 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: "layer k" } } },
+                                    colorbar: { title: { text: "log₁₀ std" } } }], {
+    title: { text: "how the per-layer std of the outputs moves while training", font: { size: 14 } },
+    margin: { t: 36, r: 10, b: 40, l: 60 }, xaxis: { title: { text: "step" } },
+    yaxis: { title: { text: $("block").value === "plain" && $("norm").value === "none" ? "layer k" : "block i" } } },
     plotConfig);
   const accuracy = job.test_accuracy === null ? "" : `, test accuracy ${(100 * job.test_accuracy).toFixed(1)}%`;
   $("train-status").textContent = `training: ${job.status}, ${job.steps_done}/${job.steps} steps${accuracy}` +
