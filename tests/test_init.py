@@ -417,3 +417,22 @@ BAD = [
 def test_bad_input(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+def test_an_unhashable_callable_initializer_works_and_settings_are_checked_every_time():
+    """Initializers' signatures are kept per function, but an unhashable callable is read each time;
+    a bad hyperparameter value of a built-in is refused however often the same setting is asked."""
+    class Scaled:
+        __hash__ = None
+
+        def __init__(self, scale):
+            self.scale = scale
+
+        def __call__(self, shape, rng):
+            return self.scale * rng.standard_normal(shape)
+
+    net = dl.MLP(3, [4], 2, init=Scaled(0.5), rng=0)
+    assert net.linears[0].weight.data.shape == (4, 3)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            dl.nn.init.get("normal", variance=-1.0)

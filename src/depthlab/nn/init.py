@@ -564,7 +564,20 @@ class Initializer:
 
 
 def _accepted(function) -> tuple[inspect.Signature | None, bool]:
-    """The signature (None if it cannot be read) and whether it takes **kwargs."""
+    """The signature (None if it cannot be read) and whether it takes **kwargs (kept per function:
+    a network reads its initializer's once per layer; an unhashable callable is read each time)."""
+    try:
+        return _accepted_kept(function)
+    except TypeError:
+        return _read_signature(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_kept(function) -> tuple[inspect.Signature | None, bool]:
+    return _read_signature(function)
+
+
+def _read_signature(function) -> tuple[inspect.Signature | None, bool]:
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
@@ -650,8 +663,23 @@ def _bind(name: str, function: Callable, hyperparameters: Mapping) -> Initialize
                             f"it takes {takes}.")
     bound = Initializer(name, function, hyperparameters)
     if name in _BUILTIN and function is INITIALIZERS[name]:
-        bound((2, 2), rng=np.random.default_rng(0))  # bad hyperparameter values fail now
+        key = _values_key(name, hyperparameters)
+        if key is None or key not in _CHECKED:
+            bound((2, 2), rng=np.random.default_rng(0))  # bad hyperparameter values fail now
+            if key is not None:
+                _CHECKED.add(key)  # a network builds one per layer: check each setting once
     return bound
+
+
+_CHECKED: set = set()  # (name, hyperparameters) of built-in initializers whose values passed
+
+
+def _values_key(name: str, hyperparameters: Mapping):
+    """A hashable key of plain-number and text hyperparameters, or None (then checked every time)."""
+    items = tuple(sorted(hyperparameters.items()))
+    if not all(type(v) in (int, float, str, bool) for _, v in items):
+        return None
+    return name, items
 
 
 def _from_number(value, hyperparameters) -> Initializer:
