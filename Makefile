@@ -39,14 +39,15 @@ test: $(STAMP) browser
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 # One BLAS/PyTorch thread for every contender: on a shared 2-core machine two threads per
-# process make OpenBLAS and PyTorch's OpenMP pool fight, and timings swing by 2-5x.
+# process make OpenBLAS and PyTorch's OpenMP pool fight, and timings swing by 2-5x. The explorer
+# has no contender: it runs as `depthlab explore` does, BLAS with its default threads (one per core).
 # Some machines pin OpenBLAS to an older kernel (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) to work
 # around old OpenBLAS builds; NumPy's current OpenBLAS detects the CPU itself, so the benchmark
 # unsets both (RESULTS.md names the kernel that ran). `make bench BENCH_ENV=` keeps them.
 BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: $(STAMP)
 	$(BENCH_ENV) $(PY) benchmarks/bench.py --threads 1
-	$(BENCH_ENV) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/explore_bench.py --out benchmarks/EXPLORE_RESULTS.md
+	$(BENCH_ENV) $(PY) benchmarks/explore_bench.py --out benchmarks/EXPLORE_RESULTS.md
 
 # The documentation site, offline, into site/ (open site/index.html): runs the tutorials and
 # every experiment (--quick) for the gallery; strict, so any warning fails. A few minutes.

@@ -244,6 +244,14 @@ class ProbeReport:
         data["layers"] = [asdict(stats) for stats in self.layers]
         return _json_safe(data)
 
+    def values(self, name: str, k: int) -> np.ndarray:
+        """The measured array behind row k: ``"preactivation"`` (f_k), ``"activation"`` (h_{k+1},
+        the output for the last row) or ``"grad_preactivation"`` (dL/df_k), shape (N, D_{k+1}).
+        It is the network's own (its next pass may reuse it): copy it to keep it."""
+        if name not in self._arrays:
+            raise ValueError(f"values: name must be one of {', '.join(self._arrays)}, got {name!r}.")
+        return self._arrays[name][k]
+
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-layer histograms of f_k, h_{k+1} and dL/df_k.
 

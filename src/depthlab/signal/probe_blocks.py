@@ -107,6 +107,13 @@ class BlockProbeReport(ProbeReport):
     columns: ClassVar[list] = BLOCK_COLUMNS
     row_name: ClassVar[str] = "block"
 
+    def values(self, name: str, k: int) -> np.ndarray:
+        """The measured array behind row k: ``"output"`` (the block's output) or ``"grad_output"``
+        (dL/d(that output)), shape (N, D). The network's own: copy it to keep it."""
+        if name not in self._block_arrays:
+            raise ValueError(f"values: name must be one of {', '.join(self._block_arrays)}, got {name!r}.")
+        return self._block_arrays[name][k]
+
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-block histograms: ``{"output": (counts, edges), "grad_output": (counts, edges)}``,
         counts of shape (bins,), edges (bins + 1,) as ``np.histogram`` gives them."""

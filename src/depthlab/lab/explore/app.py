@@ -6,9 +6,10 @@ Routes
 ``GET /static/plotly.min.js``  plotly's bundled script, served from the installed package (no CDN)
 ``GET /static/explore.js``     the page's script; ``/static/explore.css`` its style
 ``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
-``GET /api/view?<state>``      per-layer statistics, verdict and theory (JSON)
+``GET /api/view?<state>[&layer=k]``  per-layer statistics, verdict and theory (JSON); with
+                               ``layer``, that row's histograms too (from the same pass)
 ``GET /api/histogram?<state>&layer=k``  histograms of f_k and h_{k+1} over the batch (JSON);
-                               the page asks for it when the view has come
+                               the page asks for it when the layer slider moves
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
 ``POST /api/train?<state>``    start training on MNIST-1D; ``GET /api/train/{id}`` polls it,
                                ``POST /api/train/{id}/stop`` stops it
@@ -83,8 +84,11 @@ def create_app():
 
     async def view(request: Request) -> Response:
         try:
-            state = parse(_single(request.query_params))
-            return JSONResponse(await run_in_threadpool(compute.view, state))
+            query = _single(request.query_params)
+            layer = query.pop("layer", None)
+            state = parse(query)
+            layer = None if layer is None else _layer(layer)
+            return JSONResponse(await run_in_threadpool(compute.view, state, layer))
         except StateError as problem:
             return error(str(problem))
 

@@ -163,22 +163,45 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
-    out = {"layer": layer}
     with lend_network(state, "forward") as (net, x):
         trace = net.forward(x, record=True, allow_nonfinite=True)
-        if state.block == "plain" and state.norm == "none":      # f_k and h_{k+1} = a[f_k]
+        if _plain(state):
             outputs = trace.activations[1:] + [trace.output]
-            pairs = (("preactivation", trace.preactivations[layer]), ("activation", outputs[layer]))
-            out["names"] = [f"f_{layer}", f"h_{layer + 1} = a[f_{layer}]"]
-        else:                                                      # a block's input and output
+            out = _layer_histograms(state, net, layer, trace.preactivations[layer], outputs[layer], bins)
+        else:
             inputs = [x] + trace.layer_outputs[:-1]
-            pairs = (("preactivation", inputs[layer]), ("activation", trace.layer_outputs[layer]))
-            out["names"] = [f"input of block {layer}", f"output of block {layer} ({net.layers[layer]!r})"[:60]]
-        for kind, values in pairs:
-            counts, edges = _histogram(values, bins)
-            out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
-        del trace, pairs, values                    # the network's arrays are free for the next pass
+            out = _layer_histograms(state, net, layer, inputs[layer], trace.layer_outputs[layer], bins)
+        del trace                                   # the network's arrays are free for the next pass
     return out
+
+
+def _layer_histograms(state: State, net, layer: int, first: np.ndarray, second: np.ndarray, bins: int) -> dict:
+    """Row ``layer``'s two histograms: f_k and h_{k+1} = a[f_k] of a plain MLP, a block's input and
+    output otherwise."""
+    out = {"layer": layer}
+    if _plain(state):
+        out["names"] = [f"f_{layer}", f"h_{layer + 1} = a[f_{layer}]"]
+    else:
+        out["names"] = [f"input of block {layer}", f"output of block {layer} ({net.layers[layer]!r})"[:60]]
+    for kind, values in (("preactivation", first), ("activation", second)):
+        counts, edges = _histogram(values, bins)
+        out[kind] = {"counts": [int(c) for c in counts], "edges": _finite_list(edges)}
+    return out
+
+
+def _plain(state: State) -> bool:
+    """Whether the state's network is a plain MLP (rows are its Linear layers), not one of blocks."""
+    return state.block == "plain" and state.norm == "none"
+
+
+def _report_histograms(state: State, net, x: np.ndarray, report, layer: int) -> dict:
+    """:func:`_histogram_of_layer` from a probe report's arrays (the view's own pass: no second one)."""
+    if _plain(state):
+        first, second = report.values("preactivation", layer), report.values("activation", layer)
+    else:
+        first = x if layer == 0 else report.values("output", layer - 1)
+        second = report.values("output", layer)
+    return _layer_histograms(state, net, layer, first, second, HISTOGRAM_BINS)
 
 
 def _histogram(values: np.ndarray, bins: int):
@@ -295,20 +318,23 @@ _PHASE_DIAGRAM = Memo(_phase_diagram, 64)
 
 # ----------------------------------------------------------------------------- the view
 
-def view(state: State) -> dict:
-    """Per-layer statistics, verdict and theory of the state's network (histograms: :func:`histogram`).
+def view(state: State, layer: int | None = None) -> dict:
+    """Per-layer statistics, verdict and theory of the state's network, and with ``layer`` that
+    row's histograms (as :func:`histogram` gives them, from the view's own pass).
 
     A state's view is computed once and kept (the last 64 states: a link reproduces the same
     numbers, so going back to a setting costs nothing); ``seconds`` is the time of this call.
     """
     started = time.perf_counter()
-    data = dict(_view(state))
+    if layer is not None and not 0 <= layer < rows(state):
+        layer = rows(state) - 1                     # the slider's row past a shallower network: its last row
+    data = dict(_view(state, layer))
     data["seconds"] = time.perf_counter() - started
     return data
 
 
 @functools.lru_cache(maxsize=64)
-def _view(state: State) -> dict:
+def _view(state: State, layer: int | None) -> dict:
     sw2, sb2 = float(weight_variance(state)), state.bias_variance
     act_name = activations.get(state.activation).name
     w_max, b_max = phase_ranges(sw2, sb2)
@@ -318,8 +344,9 @@ def _view(state: State) -> dict:
         report = probe(net, x)
         verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
         layers = report.to_dict()["layers"]
+        histograms = None if layer is None else _report_histograms(state, net, x, report, layer)
         del report                                  # the network's arrays are free for the next probe
-    plain = state.block == "plain" and state.norm == "none"
+    plain = _plain(state)
     columns = PLAIN_COLUMNS if plain else BLOCK_COLUMNS
     return {
         "state": state.query(),
@@ -330,6 +357,7 @@ def _view(state: State) -> dict:
         "layers": {key: [s[name] for s in layers] for key, name in columns.items()},
         "theory": mean_field(act_name, sw2, sb2) if plain else {**mean_field(act_name, sw2, sb2), "note": BLOCK_NOTE},
         "phase_range": {"activation": act_name, "w_max": w_max, "b_max": b_max},
+        **({} if histograms is None else {"histogram": histograms}),
     }
 
 

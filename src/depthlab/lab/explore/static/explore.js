@@ -67,13 +67,16 @@ function renderTheory(theory) {
 // A figure is drawn in full once (Plotly.react); an update only moves its data (Plotly.update),
 // which skips plotly's diffing of the whole figure.
 
-const drawn = new Set();
+const drawn = new Map();   // figure id -> the layout changes it was last given
 
 function draw(id, traces, layout, data, layoutChanges) {
+  const changes = JSON.stringify(layoutChanges || {});
   if (!drawn.has(id)) {
-    drawn.add(id);
+    drawn.set(id, changes);
     return Plotly.react(id, traces, layout, plotConfig);
   }
+  if (drawn.get(id) === changes) return Plotly.restyle(id, data);    // only the data: no axes or titles redone
+  drawn.set(id, changes);
   return Plotly.update(id, data, layoutChanges || {});
 }
 
@@ -131,7 +134,12 @@ async function fetchPhase(range) {
   return [key, phaseCache.get(key)];
 }
 
+let markerAt = null;
+
 function phaseFigure(key, data, theory) {
+  const at = `${theory.sigma_w2},${theory.sigma_b2}`;
+  if (phaseDrawn === key && markerAt === at) return null;            // same grid, the star where it was
+  markerAt = at;
   if (phaseDrawn === key) return Plotly.relayout("fig-phase", { shapes: marker(theory) });
   phaseDrawn = key;
   const traces = [
@@ -169,9 +177,9 @@ function render(data) {
 
 // ----------------------------------------------------------------------------- updates
 // One view request at a time: changes made while one is on its way are merged into the next.
-// When the view arrives, the histogram of the chosen layer and (for a new grid) the phase
-// diagram are asked for (the server computes them while the page draws the view) and
-// everything is drawn as it arrives.
+// The view brings the histograms of the slider's layer; when it arrives, the phase diagram
+// is asked for if its grid is new (the server has started it with the view), and everything
+// is drawn as it arrives.
 
 let running = false;
 let queued = null;
@@ -209,16 +217,15 @@ function histogramLayer(last, rows) {
 
 async function update(query, since) {
   let data;
-  try {
-    data = await getJSON(`/api/view?${query}`);
+  try {              // the slider's row comes with the view: its histograms are made from the view's own pass
+    data = await getJSON(`/api/view?${query}&layer=${$("hist-layer").value}`);
   } catch (problem) {
     showMessage(problem.message);
     document.body.dataset.state = "error";
     return;
   }
-  // asked for now, the histogram is computed on the server while the view's figures are drawn here
-  const layer = histogramLayer(data.layers.index.length - 1, data.rows);
-  const histogram = getJSON(`/api/histogram?${query}&layer=${layer}`).catch(() => null);
+  histogramLayer(data.layers.index.length - 1, data.rows);
+  const histogram = Promise.resolve(data.histogram);
   showMessage("");
   if (!queued) writeControls(data.state);          // else the controls already show a newer state
   const drawing = [render(data)];
