@@ -50,7 +50,7 @@ class Config:
     # the depth-100 comparison (depth_trainability_residual): six networks, the same signals and minibatches
     compare_depth: int = 100     # hidden layers (the residual networks: compare_depth / 2 blocks of two)
     compare_width: int = 32
-    compare_epochs: int = 8      # 320 Adam steps per network at the defaults; ~50 s for all six on one core
+    compare_epochs: int = 4      # 160 Adam steps per network at the defaults; ~25 s for all six on one core
     compare_batch_size: int = 100
     compare_lr: float = 0.005    # Adam, the same for every network
     seed: int = 0
