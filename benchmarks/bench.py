@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,9 @@ import contenders as C  # noqa: E402  (a sibling module of this script)
 import depthlab as dl  # noqa: E402
 
 SECTIONS = ("steps", "resmlp", "fit", "probe", "memory", "profile")
+# cpu: the CPU time of this process (all its threads), which a neighbour on a shared machine (another
+# process, another virtual machine's steal) does not add to; wall: elapsed time
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 FIT_TARGET, PROBE_TARGET_MS, HAND_TARGET = 1.15, 50.0, 1.10
 
 
@@ -58,6 +61,7 @@ class Settings:
     sections: set
     threads: int
     processes: int = 1        # fresh processes the fit section is measured in (median of their medians)
+    clock: object = time.process_time   # what a timed block reads: this process's CPU time, or wall time
     res_networks: dict = field(default_factory=dict)   # the resmlp section's networks
 
     @classmethod
@@ -83,6 +87,7 @@ class Settings:
             dtypes=(np.float32, np.float64), sections=sections, threads=threads,
             processes=args.processes or (1 if args.smoke else 5),
             res_networks=C.SMOKE_RES_NETWORKS if args.smoke else C.RES_NETWORKS,
+            clock=CLOCKS[args.clock],
         )
 
 
@@ -183,11 +188,12 @@ def measure(calls: dict, settings: Settings) -> dict[str, Timing]:
     gc.freeze()   # everything alive now (PyTorch's many module objects) is left out of collections
     timings = {}
     for name, call in calls.items():
-        count, start = 0, time.perf_counter()
+        clock = settings.clock
+        count, start = 0, clock()
         while True:
             call()
             count += 1
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if count >= 2 and elapsed >= settings.warmup or settings.smoke:
                 break
         per_call = elapsed / count
@@ -200,10 +206,10 @@ def measure(calls: dict, settings: Settings) -> dict[str, Timing]:
             gc.collect()
             gc.disable()
             try:
-                start = time.perf_counter()
+                start = clock()
                 for _ in range(timing.per_block):
                     call()
-                elapsed = time.perf_counter() - start
+                elapsed = clock() - start
             finally:
                 gc.enable()
             timing.samples.append(elapsed / timing.per_block)
@@ -313,7 +319,8 @@ def _fit_ratio(row: dict, kind: str, reference: str) -> float:
 def _fit_process(settings: Settings, dtype: str) -> dict[str, float]:
     """:func:`fit_timings` in a fresh process: each contender's median seconds per epoch."""
     command = [sys.executable, str(Path(__file__).resolve()), "--fit-process", dtype, "--threads",
-               str(settings.threads), "--repeats", str(settings.repeats), "--min-block", str(settings.min_block)]
+               str(settings.threads), "--repeats", str(settings.repeats), "--min-block", str(settings.min_block),
+               "--clock", next(name for name, clock in CLOCKS.items() if clock is settings.clock)]
     command += ["--smoke"] if settings.smoke else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -405,8 +412,9 @@ def bench_probe(settings: Settings, log) -> list[dict]:
         if _usable_cores() > settings.threads:  # what a user gets with BLAS's default threads
             from threadpoolctl import threadpool_limits
 
-            with threadpool_limits(_usable_cores()):
-                every_core = measure({"probe": lambda: dl.probe(net, x)}, settings)["probe"].median
+            with threadpool_limits(_usable_cores()):   # several threads: their CPU times add, so the wall clock
+                every_core = measure({"probe": lambda: dl.probe(net, x)},
+                                     replace(settings, clock=time.perf_counter))["probe"].median
         rows.append({"depth": depth, "width": width, "samples": samples, "dtype": name, "cold": cold,
                      "timing": timings["probe"], "passes": timings["passes"].median, "floor": floor,
                      "every_core": every_core, "cores": _usable_cores()})
@@ -639,6 +647,8 @@ def render(results: dict, meta: dict, settings: Settings) -> str:
         ["CPU", meta["cpu"]],
         ["logical cores (usable)", f"{meta['cores']} ({meta['usable_cores']})"],
         ["BLAS (NumPy)", f"{meta['blas']}, {settings.threads} threads"],
+        ["clock", "this process's CPU time (time.process_time)" if settings.clock is time.process_time
+         else "wall time (time.perf_counter)"],
         ["PyTorch intra-op threads", f"{meta['torch_threads']} (set to NumPy's BLAS threads)"],
         ["load average (1/5/15 min) at start; at end", f"{meta['load_start']}; {meta['load_end']}"],
         ["versions", ", ".join(f"{k} {v}" for k, v in meta["versions"].items())],
@@ -885,6 +895,11 @@ METHOD = """
   of steps per block is then chosen so that a block lasts about `--min-block` seconds (default 0.1 s).
 - **Median of blocks.** The time per step is the median over `--repeats` blocks (default 15); the
   interquartile range of the blocks is shown as a fraction of the median.
+- **CPU time.** A block is timed by the process's CPU time (`time.process_time`, every thread of the
+  process), not by the wall clock: on a shared or virtual machine another tenant's work (or the
+  hypervisor's steal) stretches wall time by 10-60% at random, and would decide ratios of a few
+  percent; it does not add to this process's CPU time. Each contender runs on one thread here, so
+  its CPU time is its time. `--clock wall` times by the wall clock instead.
 - **Fresh processes for fit.** An epoch of `fit` allocates and frees more than a step, and where the
   allocator places things differs from process to process: one process's fit ratio moves by up to ±0.05.
   As pyperf does for every benchmark, the fit section therefore runs
@@ -944,6 +959,9 @@ def parse_args(argv=None):
                              + ", ".join([*C.NETWORKS, *SECTIONS]))
     parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="BLAS and PyTorch threads (default: NumPy's current BLAS thread count)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
+                        help="cpu: this process's CPU time (default; what other tenants of a shared machine do "
+                             "not add to), wall: elapsed time")
     parser.add_argument("--processes", type=_positive_int, metavar="N",
                         help="fresh processes the fit section is measured in (default 5; 1 with --smoke)")
     # internal: one fresh-process memory measurement, one fresh-process fit measurement
