@@ -376,13 +376,13 @@ class Sequential(Layer):
             copied.train(self.training)
             return copied
         copied = copy.deepcopy(self)  # any layers: their structure, modes and random generators
-        for parameter in copied.parameters():
-            parameter.data, parameter.grad = parameter.data.astype(dtype), None
+        for parameter in copied.parameters():  # the deep copy's own arrays: converted, never copied twice
+            parameter.data, parameter.grad = parameter.data.astype(dtype, copy=False), None
         for layer in copied.layers_within():
             for name in layer.buffer_names:
                 value = getattr(layer, name)
                 if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                    setattr(layer, name, value.astype(dtype))
+                    setattr(layer, name, value.astype(dtype, copy=False))
         result = Sequential(copied.layers)  # a fresh engine for the new arrays
         result.training = self.training     # its own flag only: the layers kept theirs
         return result

@@ -84,20 +84,15 @@ def create_app():
 
     async def view(request: Request) -> Response:
         try:
-            query = _single(request.query_params)
-            layer = query.pop("layer", None)
-            state = parse(query)
-            layer = None if layer is None else _layer(layer)
+            state, layer = _state_and_layer(request)
             return JSONResponse(await run_in_threadpool(compute.view, state, layer))
         except StateError as problem:
             return error(str(problem))
 
     async def histogram(request: Request) -> Response:
         try:
-            query = _single(request.query_params)
-            layer = query.pop("layer", None)
-            state = parse(query)
-            layer = state.depth - 1 if layer is None else _layer(layer)
+            state, layer = _state_and_layer(request)
+            layer = state.depth - 1 if layer is None else layer
             return JSONResponse(await run_in_threadpool(compute.histogram, state, layer))
         except StateError as problem:
             return error(str(problem))
@@ -172,6 +167,13 @@ def _single(query) -> dict:
             raise StateError(f"{key} is given twice in the link ({seen[key]!r} and {value!r}); keep one.")
         seen[key] = value
     return seen
+
+
+def _state_and_layer(request) -> tuple:
+    """The checked state of a request's query and its ``layer`` (None when not given)."""
+    query = _single(request.query_params)
+    layer = query.pop("layer", None)
+    return parse(query), None if layer is None else _layer(layer)
 
 
 def _layer(text: str) -> int:

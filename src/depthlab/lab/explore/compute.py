@@ -130,7 +130,7 @@ def weight_variance(state: State) -> float:
 def rows(state: State) -> int:
     """How many rows a view has: the Linear layers f_0 … f_depth of a plain MLP, else the
     top-level layers (blocks) of the network."""
-    if state.block == "plain" and state.norm == "none":
+    if state.plain:
         return state.depth + 1
     return len(_BUILT(state)[0].layers)
 
@@ -139,7 +139,7 @@ def check_layer(state: State, layer: int) -> int:
     """``layer`` if the state's network has that row (0 … rows − 1), else a StateError."""
     last = rows(state) - 1
     if not 0 <= layer <= last:
-        what = f"f_0 … f_{last}" if state.block == "plain" and state.norm == "none" else "its blocks"
+        what = f"f_0 … f_{last}" if state.plain else "its blocks"
         raise StateError(f"layer must be between 0 and {last} ({what}), got {layer}.")
     return layer
 
@@ -165,7 +165,7 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
 def _histogram_of_layer(state: State, layer: int, bins: int) -> dict:
     with lend_network(state, "forward") as (net, x):
         trace = net.forward(x, record=True, allow_nonfinite=True)
-        if _plain(state):
+        if state.plain:
             outputs = trace.activations[1:] + [trace.output]
             out = _layer_histograms(state, net, layer, trace.preactivations[layer], outputs[layer], bins)
         else:
@@ -179,7 +179,7 @@ def _layer_histograms(state: State, net, layer: int, first: np.ndarray, second: 
     """Row ``layer``'s two histograms: f_k and h_{k+1} = a[f_k] of a plain MLP, a block's input and
     output otherwise."""
     out = {"layer": layer}
-    if _plain(state):
+    if state.plain:
         out["names"] = [f"f_{layer}", f"h_{layer + 1} = a[f_{layer}]"]
     else:
         out["names"] = [f"input of block {layer}", f"output of block {layer} ({net.layers[layer]!r})"[:60]]
@@ -189,14 +189,9 @@ def _layer_histograms(state: State, net, layer: int, first: np.ndarray, second: 
     return out
 
 
-def _plain(state: State) -> bool:
-    """Whether the state's network is a plain MLP (rows are its Linear layers), not one of blocks."""
-    return state.block == "plain" and state.norm == "none"
-
-
 def _report_histograms(state: State, net, x: np.ndarray, report, layer: int) -> dict:
     """:func:`_histogram_of_layer` from a probe report's arrays (the view's own pass: no second one)."""
-    if _plain(state):
+    if state.plain:
         first, second = report.values("preactivation", layer), report.values("activation", layer)
     else:
         first = x if layer == 0 else report.values("output", layer - 1)
@@ -326,8 +321,9 @@ def view(state: State, layer: int | None = None) -> dict:
     numbers, so going back to a setting costs nothing); ``seconds`` is the time of this call.
     """
     started = time.perf_counter()
-    if layer is not None and not 0 <= layer < rows(state):
-        layer = rows(state) - 1                     # the slider's row past a shallower network: its last row
+    last = None if layer is None else rows(state) - 1
+    if layer is not None and not 0 <= layer <= last:
+        layer = last                                # the slider's row past a shallower network: its last row
     data = dict(_view(state, layer))
     data["seconds"] = time.perf_counter() - started
     return data
@@ -346,7 +342,7 @@ def _view(state: State, layer: int | None) -> dict:
         layers = report.to_dict()["layers"]
         histograms = None if layer is None else _report_histograms(state, net, x, report, layer)
         del report                                  # the network's arrays are free for the next probe
-    plain = _plain(state)
+    plain = state.plain
     columns = PLAIN_COLUMNS if plain else BLOCK_COLUMNS
     return {
         "state": state.query(),
@@ -421,7 +417,7 @@ class TrainingJob:
         import depthlab as dl
 
         report = dl.probe(net, probe_x, theory=False, rng=0)
-        plain = self.state.block == "plain" and self.state.norm == "none"
+        plain = self.state.plain
         forward, backward = ("preactivation_std", "grad_preactivation_std") if plain else ("output_std", "grad_std")
         with self.lock:
             self.snapshot_steps.append(self.steps_done)

@@ -70,6 +70,11 @@ class State:
         return data
 
     @property
+    def plain(self) -> bool:
+        """Whether the network is a plain MLP (rows: its Linear layers), not one of blocks."""
+        return self.block == "plain" and self.norm == "none"
+
+    @property
     def linear_layers(self) -> int:
         return probe_network.linear_layers(self.depth, self.block)
 

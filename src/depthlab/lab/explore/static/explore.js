@@ -35,6 +35,10 @@ function syncLabels() {
   $("residual_scale-label").hidden = $("block").value === "plain";
 }
 
+function plainNetwork() {    // rows are Linear layers; else the network's blocks (as the view's "rows" says)
+  return $("block").value === "plain" && $("norm").value === "none";
+}
+
 function showMessage(text) {
   const box = $("message");
   box.hidden = !text;
@@ -94,7 +98,7 @@ function layerFigure(id, title, index, measured, predicted, yTitle, xTitle) {
 
 function histogramFigure(data) {
   const k = data.layer;
-  const where = $("block").value === "plain" && $("norm").value === "none" ? "layer" : "block";
+  const where = plainNetwork() ? "layer" : "block";
   const title = `histograms at ${where} ${k} (${$("samples").value} samples × width)`;
   const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
   const pre = data.preactivation, act = data.activation;
@@ -280,7 +284,7 @@ function trainFigures(job) {
                                     colorbar: { title: { text: "log₁₀ std" } } }], {
     title: { text: "how the per-layer std of the outputs moves while training", font: { size: 14 } },
     margin: { t: 36, r: 10, b: 40, l: 60 }, xaxis: { title: { text: "step" } },
-    yaxis: { title: { text: $("block").value === "plain" && $("norm").value === "none" ? "layer k" : "block i" } } },
+    yaxis: { title: { text: plainNetwork() ? "layer k" : "block i" } } },
     plotConfig);
   const accuracy = job.test_accuracy === null ? "" : `, test accuracy ${(100 * job.test_accuracy).toFixed(1)}%`;
   $("train-status").textContent = `training: ${job.status}, ${job.steps_done}/${job.steps} steps${accuracy}` +
