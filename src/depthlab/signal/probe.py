@@ -119,16 +119,15 @@ class LayerStats:
 # --------------------------------------------------------------------------- theory
 
 def _theory_layers(net) -> list[tuple] | None:
-    """What the theory reads from a float64 net: per layer (activation, Var(Ω_k), Var(β_k),
-    fan_in, fan_out), the variances over all entries by :func:`_mean_std` (a pass for Σx and one
-    for Σx², ~4× faster than ``np.var``; equal to it up to rounding). None for a float32 net, or
-    where a variance is not finite: the theory then reads the net itself."""
-    if net.dtype != np.float64:
-        return None
+    """What the theory reads from a net: per layer (activation, Var(Ω_k), Var(β_k), fan_in,
+    fan_out), the variances over all entries by :func:`_mean_std` in float64 (a pass for Σx and
+    one for Σx², ~4× faster than ``np.var``; equal to it up to rounding). None where a variance
+    is not finite: the theory then reads the net itself."""
     layers = []
     with np.errstate(over="ignore", invalid="ignore"):
         for activation, linear in zip(net.layer_activations, net.linears):
-            weight_variance, bias_variance = (_mean_std(p.data)[1] ** 2 for p in linear.parameters())
+            weight_variance, bias_variance = (_mean_std(p.data.astype(np.float64, copy=False))[1] ** 2
+                                              for p in linear.parameters())
             if not (math.isfinite(weight_variance) and math.isfinite(bias_variance)):
                 return None
             layers.append((activation, weight_variance, bias_variance, linear.in_features,
@@ -455,9 +454,10 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) do not
     stay in cache, so the cost is the number of passes over them. Each h_{k+1} is read once
     for its column sums Σ_n h_{k+1} (its mean, ReLU's dead units, and Σf_{k+1} below) and
-    once for Σh². In float64 the other means come from small arrays, so f_k and the gradients
-    are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough against the
-    std for their rounding not to matter):
+    once for Σh². The other means come from small arrays (summed in float64), so f_k and the
+    gradients are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough
+    against the std for their rounding — in float32 that of a BLAS sum, as Σx itself would
+    be — not to matter):
 
         Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
         Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
@@ -465,18 +465,18 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     """
     stats, constant = [], []
     acts = net.layer_activations
-    borrow = net.dtype == np.float64  # float32 bias gradients are float32 sums: not exact enough
     n = trace.preactivations[0].shape[0]
     previous_f_std, column_sums = x_std, None
     for k, linear in enumerate(net.linears):
         f, h, activation = trace.preactivations[k], outputs[k], acts[k]
-        weight, grad_bias = linear.weight.data, gradients.biases[k]
-        f_total = grad_f_total = grad_h_total = None
-        if borrow:
-            grad_f_total = np.add.reduce(grad_bias)
-            grad_h_total = grad_bias @ np.add.reduce(weight, axis=1)
-            if column_sums is not None:  # Σ_n h_k, from layer k − 1
-                f_total = column_sums @ np.add.reduce(weight, axis=0) + n * np.add.reduce(linear.bias.data)
+        weight = linear.weight.data.astype(np.float64, copy=False)
+        grad_bias = gradients.biases[k].astype(np.float64, copy=False)
+        grad_f_total = np.add.reduce(grad_bias)
+        grad_h_total = grad_bias @ np.add.reduce(weight, axis=1)
+        f_total = None
+        if column_sums is not None:  # Σ_n h_k, from layer k − 1
+            f_total = (column_sums.astype(np.float64, copy=False) @ np.add.reduce(weight, axis=0)
+                       + n * np.add.reduce(linear.bias.data, dtype=np.float64))
         grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
         grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
         f_mean, f_std = _mean_std(f, f_total)
