@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layer import checked_input_grad, checked_output
+
 
 def runs_fast(layer) -> bool:
     """Whether ``layer`` has a fast variant (``forward_fast`` and ``backward_fast``)."""
@@ -49,17 +51,21 @@ class _Taken:
 
 def plain_forward(layer):
     """``run(x, work)``: the layer's plain forward with a fresh cache, kept in ``work["cache"]``
-    (the engine's and a chain's way to run a layer without a fast variant)."""
+    (the engine's and a chain's way to run a layer without a fast variant); what it returns is
+    checked (:func:`~depthlab.nn.layer.checked_output`), so a user layer's slip is named."""
     def run(x, work):
         cache = work["cache"] = {}
-        return layer.forward(x, cache)
+        work["input_spec"] = (x.shape, x.dtype)
+        return checked_output(layer, x, layer.forward(x, cache))
     return run
 
 
 def plain_backward(layer):
-    """``run(grad, work)``: the layer's plain backward on the cache :func:`plain_forward` kept."""
+    """``run(grad, work)``: the layer's plain backward on the cache :func:`plain_forward` kept;
+    dL/dx must have the input's shape and dtype (:func:`~depthlab.nn.layer.checked_input_grad`)."""
     def run(grad, work):
-        return layer.backward(grad, work["cache"])
+        shape, dtype = work["input_spec"]
+        return checked_input_grad(layer, layer.backward(grad, work["cache"]), shape, dtype, work["input_grad"])
     return run
 
 

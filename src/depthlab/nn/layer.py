@@ -74,6 +74,39 @@ def _new_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
     return None if take is None else take(key, shape, dtype)
 
 
+def checked_output(layer, x: np.ndarray, output) -> np.ndarray:
+    """``output`` of ``layer.forward(x, cache)``, or a TypeError/ValueError naming the layer when
+    it is not an array of x's dtype with one row per sample (a user layer's slip)."""
+    if type(output) is not np.ndarray or output.dtype != x.dtype or output.ndim == 0 or len(output) != len(x):
+        _refuse_result(layer, "forward", "its output", output, x.shape, x.dtype, batch_only=True)
+    return output
+
+
+def checked_input_grad(layer, grad, shape: tuple, dtype, required: bool = True):
+    """``grad``, the dL/dx that ``layer.backward`` returned, or a TypeError/ValueError naming the
+    layer when it is not an array of x's ``shape`` and ``dtype`` (None is accepted when not ``required``)."""
+    if grad is None and not required:
+        return grad
+    if type(grad) is not np.ndarray or grad.dtype != dtype or grad.shape != shape:
+        _refuse_result(layer, "backward", "dL/dx", grad, shape, dtype, batch_only=False)
+    return grad
+
+
+def _refuse_result(layer, method: str, what: str, value, shape: tuple, dtype, batch_only: bool):
+    name = f"{type(layer).__name__}.{method}"
+    if not isinstance(value, np.ndarray):
+        hint = " (it must end with `return ...`)" if value is None else ""
+        raise TypeError(f"{name} returned {type(value).__name__}{hint}, but the layer protocol needs {what} as a "
+                        f"NumPy array of dtype {dtype} (x has shape {shape}). Return np.asarray(...) of the input's dtype.")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} returned {what} of dtype {value.dtype} for an input of dtype {dtype}; a layer keeps "
+                        f"the network's dtype. Return an array of x.dtype (e.g. result.astype(x.dtype)).")
+    expected = f"one row per sample ({shape[0]} rows, x has shape {shape})" if batch_only else f"x's shape {shape}"
+    raise ValueError(f"{name} returned {what} of shape {value.shape}, but it must have {expected}. "
+                     + ("Keep the batch on the first axis." if batch_only else
+                        "dL/dx has one entry per entry of the layer's input; sum only over what forward broadcast."))
+
+
 class Layer:
     """Base class of every layer: a forward and a backward pass, and the parameters they use.
 

@@ -29,7 +29,7 @@ from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, 
 from .._fast.buffers import entry_sum
 from .._fast.flat import pack
 from .engine import PLANS, Engine
-from .layer import Layer, input_jacobian
+from .layer import Layer, checked_input_grad, checked_output, input_jacobian
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter, new_values
 
@@ -64,6 +64,7 @@ class Trace:
     input: np.ndarray
     _linear_positions: list = field(repr=False)
     _pass: object = field(default=None, repr=False)
+    _engine: object = field(default=None, repr=False)  # the network's engine that made the pass
 
     @property
     def preactivations(self) -> list[np.ndarray]:
@@ -437,21 +438,49 @@ class Sequential(Layer):
         if plan not in PLANS:
             raise ValueError(f"keep must be one of {PLANS}, got {keep!r}.")
         x = self.check_input(x, "x", finite=False)
-        output, outputs, done = self._engine.forward(x, plan, remember=not detached)
+        try:
+            output, outputs, done = self._engine.forward(x, plan, remember=not detached)
+        except Exception:
+            found = self._protocol_error(x)
+            if found is None:
+                raise
+            raise found from None
+        if type(output) is not np.ndarray:
+            raise self._protocol_error(x) or TypeError(f"the network's output is a {type(output).__name__}, not an array.")
         if not allow_nonfinite and not math.isfinite(entry_sum(output)) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
             self._raise_non_finite(x)
         if plan == "trace":
-            return Trace(output, outputs, x, self._linear_positions, done)
+            return Trace(output, outputs, x, self._linear_positions, done, self._engine)
         return output
 
     def _forward_as_layer(self, x, cache: dict):
         caches = cache["layers"] = []
+        specs = cache["input_specs"] = []
         for layer in self.layers:
             caches.append({})
-            x = layer.forward(x, caches[-1])
+            specs.append((x.shape, x.dtype))
+            x = checked_output(layer, x, layer.forward(x, caches[-1]))
         return x
+
+    def _protocol_error(self, x: np.ndarray) -> Exception | None:
+        """After a forward pass failed or returned something other than an array: rerun the
+        layers one by one in eval mode (no random draws, no running statistics updated) and
+        return the error naming the first layer whose forward returned what the layer protocol
+        refuses (None when each returned an array, or a layer refused its input itself)."""
+        h = x
+        with self.mode(False), np.errstate(over="ignore", invalid="ignore"):
+            for layer in self.layers:
+                try:
+                    output = layer.forward(h, {})
+                except Exception:
+                    return None  # the layer refused its input: the pass's own error says it
+                try:
+                    h = checked_output(layer, h, output)
+                except (TypeError, ValueError) as error:
+                    return error
+        return None
 
     def _raise_non_finite(self, x: np.ndarray):
         if not np.isfinite(x).all():
@@ -509,6 +538,12 @@ class Sequential(Layer):
         """
         if isinstance(input_grad, dict):  # the layer protocol: backward(grad, cache) inside another network
             return self._backward_as_layer(grad_output, input_grad)
+        if trace is not None and not isinstance(trace, Trace):
+            raise TypeError(f"backward(trace=...) needs the Trace that net.forward(x, record=True, detached=True) "
+                            f"returned, got {type(trace).__name__}.")
+        if trace is not None and trace._engine is not self._engine:
+            raise ValueError("backward(trace=...) got a Trace recorded by another network (or by this one before it "
+                             "was copied or unpickled); backpropagate it through the network that recorded it.")
         last = self._engine.last if trace is None else trace._pass
         if last is None:
             raise RuntimeError(
@@ -531,7 +566,12 @@ class Sequential(Layer):
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
                 p.grad = None
-        grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
+        try:
+            grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
+        except BaseException:  # a refused pass adds nothing: each grad is as it was
+            for p, previous in zip(parameters, before):
+                p.grad = previous
+            raise
         own = list(map(GRAD, parameters))
         if accumulate:
             for p, previous, new in zip(parameters, before, own):
@@ -542,8 +582,9 @@ class Sequential(Layer):
                          grad_input if input_grad else None, own, self._linear_positions)
 
     def _backward_as_layer(self, grad, cache: dict):
-        for layer, layer_cache in zip(reversed(self.layers), reversed(cache["layers"])):
-            grad = layer.backward(grad, layer_cache)
+        for layer, layer_cache, (shape, dtype) in zip(reversed(self.layers), reversed(cache["layers"]),
+                                                      reversed(cache["input_specs"])):
+            grad = checked_input_grad(layer, layer.backward(grad, layer_cache), shape, dtype)
         return grad
 
     def flat_gradients(self) -> np.ndarray | None:

@@ -31,12 +31,24 @@ class Parameter:
     optimizer can serve any number of layers.
     """
 
-    __slots__ = ("data", "grad", "name", "__weakref__")
+    __slots__ = ("_data", "grad", "name", "__weakref__")
 
     def __init__(self, data, name: str | None = None):
-        self.data = as_float_array(data, "Parameter data", finite=False)
+        self._data = as_float_array(data, "Parameter data", finite=False)
         self.grad: np.ndarray | None = None
         self.name = name
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        """Replace the values (as PyTorch's ``p.data = ...``): a float array is kept as is, anything
+        else converted as in the constructor (a list or an integer array becomes float64)."""
+        if type(value) is not np.ndarray or value.dtype.kind != "f":
+            value = as_float_array(value, "Parameter.data", finite=False)
+        self._data = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -58,8 +70,23 @@ class Parameter:
             self.grad.fill(0)
 
     def accumulate(self, gradient: np.ndarray) -> None:
-        """Add ``gradient`` to ``grad`` (the first call stores it without a copy)."""
+        """Add ``gradient`` (an array of the parameter's shape) to ``grad``; the first call stores
+        it without a copy. Another float dtype or an integer array is converted to the
+        parameter's dtype; another shape is refused (nothing is added)."""
+        data = self._data
+        if type(gradient) is not np.ndarray or gradient.dtype != data.dtype or gradient.shape != data.shape:
+            gradient = self._checked(gradient)
         self.grad = gradient if self.grad is None else self.grad + gradient
+
+    def _checked(self, gradient) -> np.ndarray:
+        label = f"{self!r}.accumulate(gradient)"
+        gradient = as_float_array(gradient, label, dtype=self._data.dtype, finite=False)
+        if gradient.shape != self._data.shape:
+            hint = (" Sum it over the batch axis first: gradient.sum(axis=0)."
+                    if gradient.shape[1:] == self._data.shape else "")
+            raise ValueError(f"{label} got an array of shape {gradient.shape}; it must have the parameter's shape "
+                             f"{self._data.shape} (dL/dθ summed over the batch).{hint}")
+        return gradient
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
