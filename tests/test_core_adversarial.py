@@ -169,3 +169,92 @@ def test_parameter_data_replaced_by_a_list_is_an_array_and_trains():
     assert net[0].weight.data.dtype == np.float64
     step(np.ones((4, 2)), np.zeros((4, 1)))
     assert not np.array_equal(net[0].weight.data, [[1, 0], [0, 1], [1, 1]])
+
+
+class Holder(dl.Layer):
+    """Parameters and a sublayer kept in containers (PyTorch's ParameterList / ModuleList)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gains = [dl.Parameter(np.full(3, 2.0)), dl.Parameter(np.full(3, 0.5))]
+        self.inner = {"scale": Scale(3)}
+
+    def forward(self, x, cache):
+        cache["x"] = x
+        return self.inner["scale"].forward(x * self.gains[0].data * self.gains[1].data, cache.setdefault("inner", {}))
+
+    def backward(self, grad_output, cache):
+        grad = self.inner["scale"].backward(grad_output, cache["inner"])
+        a, b = self.gains[0].data, self.gains[1].data
+        self.gains[0].accumulate((grad * cache["x"] * b).sum(axis=0))
+        self.gains[1].accumulate((grad * cache["x"] * a).sum(axis=0))
+        return grad * a * b
+
+
+def test_parameters_and_layers_in_lists_and_dicts_are_found_trained_and_saved():
+    holder = Holder()
+    net = dl.Sequential(dl.Linear(3, 3, rng=0), holder, "tanh", dl.Linear(3, 2, rng=1))
+    names = [name for name, _ in net.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.gains.0", "1.gains.1", "1.inner.scale.gain", "3.weight", "3.bias"]
+    assert dl.gradcheck(net, X, Y).passed
+    net.eval()
+    assert not holder.inner["scale"].training
+    before = holder.gains[0].data.copy()
+    dl.TrainStep(net, "mse", dl.optim.SGD(net.parameters(), lr=0.1))(X, Y)
+    assert not np.array_equal(holder.gains[0].data, before)
+    state = net.state_dict()
+    fresh = dl.Sequential(dl.Linear(3, 3, rng=5), Holder(), "tanh", dl.Linear(3, 2, rng=6))
+    fresh.load_state_dict(state)
+    np.testing.assert_array_equal(fresh(X), net(X))
+
+
+def test_a_layer_that_forgot_super_init_still_has_a_mode():
+    class NoInit(dl.Layer):
+        def __init__(self):
+            self.gain = dl.Parameter(np.ones(3))
+
+        def forward(self, x, cache):
+            return x * self.gain.data
+
+        def backward(self, grad_output, cache):
+            self.gain.accumulate(np.zeros(3))
+            return grad_output * self.gain.data
+
+    net = dl.Sequential(dl.Linear(3, 3, rng=0), NoInit())
+    with net.mode(False):
+        assert not net[1].training
+    assert net[1].training
+
+
+@pytest.mark.parametrize("build, pattern", [
+    (lambda a: dl.Sequential(a, dl.Sequential(a)), r"'1\.0\.weight' is the one already at '0\.weight'"),
+    (lambda a: dl.Sequential(a, "tanh", dl.Residual(a, "tanh")), r"'2\.branch\.0\.weight' is the one already"),
+])
+def test_a_layer_with_parameters_nested_twice_is_refused(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build(dl.Linear(2, 2, rng=0))
+
+
+@pytest.mark.parametrize("build, pattern", [
+    (lambda: dl.Sequential(dl.Linear(2, 3), dl.Sequential(dl.Linear(4, 1))),
+     r"layers\[1\] \(Sequential\) cannot take the 3 features.*Linear\(4, 1\) expects 4"),
+    (lambda: dl.Sequential(dl.Sequential(dl.Linear(2, 3)), dl.Linear(4, 1)),
+     r"layers\[1\] \(Linear\(4, 1\)\) expects 4 input features.*give 3"),
+    (lambda: dl.Sequential(dl.Linear(2, 3), dl.Sequential(dl.Linear(3, 5)), dl.Linear(4, 1)),
+     r"layers\[2\] \(Linear\(4, 1\)\) expects 4 input features.*give 5"),
+])
+def test_nested_networks_that_do_not_chain_are_refused_when_built(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def test_a_network_without_linear_layers_has_no_widths_and_a_repr():
+    net = dl.Sequential(Scale(3), "tanh")
+    assert net.widths == []
+    assert "TrainStep" in repr(dl.TrainStep(net, "mse", dl.optim.SGD(net.parameters(), lr=0.1)))
+
+
+def test_load_state_dict_strict_must_be_a_bool():
+    net = dl.MLP(2, [3], 1, rng=0)
+    with pytest.raises(TypeError, match=r"strict=.*True or False, got str 'no'"):
+        net.load_state_dict({}, strict="no")

@@ -107,6 +107,20 @@ def _refuse_result(layer, method: str, what: str, value, shape: tuple, dtype, ba
                         "dL/dx has one entry per entry of the layer's input; sum only over what forward broadcast."))
 
 
+def _attributes(layer) -> Iterator[tuple[str, object]]:
+    """``(name, value)`` of the layer's attributes, the items of list, tuple and dict attributes
+    named ``"<attribute>.<index or key>"`` (one level), in order."""
+    for name, value in vars(layer).items():
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                yield f"{name}.{i}", item
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield f"{name}.{key}", item
+        else:
+            yield name, value
+
+
 class Layer:
     """Base class of every layer: a forward and a backward pass, and the parameters they use.
 
@@ -117,6 +131,7 @@ class Layer:
     """
 
     buffer_names: tuple[str, ...] = ()
+    training = True  # also for a subclass whose __init__ forgot super().__init__()
 
     def __init__(self):
         self.training = True
@@ -143,8 +158,10 @@ class Layer:
 
     # -- structure -----------------------------------------------------------------------
     def children(self) -> Iterator[tuple[str, Layer]]:
-        """``(name, sublayer)`` for each sublayer assigned as an attribute, in order."""
-        for name, value in vars(self).items():
+        """``(name, sublayer)`` for each sublayer assigned as an attribute, in order; sublayers
+        in a list, tuple or dict attribute are named ``"<attribute>.<index or key>"`` (as
+        PyTorch's ``ModuleList`` / ``ModuleDict``)."""
+        for name, value in _attributes(self):
             if isinstance(value, Layer):
                 yield name, value
 
@@ -159,11 +176,16 @@ class Layer:
                 yield name, parameter
 
     def _named_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
-        for name, value in vars(self).items():
+        for name, value in _attributes(self):
             if isinstance(value, Parameter):
                 yield prefix + name, value
         for name, child in self.children():
             yield from child._named_parameters(f"{prefix}{name}.")
+
+    def parameter_places(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(name, Parameter)`` for every place a parameter sits, as :meth:`named_parameters` but
+        a parameter (or layer) that sits in two places is given at each."""
+        return self._named_parameters(prefix)
 
     def parameters(self) -> list[Parameter]:
         """The trainable arrays, in the order of :meth:`named_parameters`."""
@@ -255,6 +277,8 @@ class Layer:
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"load_state_dict needs a mapping of name -> array, got {type(state).__name__}.")
+        if not isinstance(strict, (bool, np.bool_)):
+            raise TypeError(f"load_state_dict(strict=...) must be True or False, got {type(strict).__name__} {strict!r}.")
         own = dict(self.named_parameters())
         buffers = dict(self._buffer_owners(""))
         missing = [name for name in [*own, *buffers] if name not in state]

@@ -171,6 +171,15 @@ def _refuse_repeated_parameters(layers: list) -> None:
                 "for each place."
             )
         first.setdefault(id(layer), i)
+    places: dict[int, str] = {}
+    for i, layer in enumerate(layers):
+        for name, parameter in layer.parameter_places(f"{i}."):
+            if id(parameter) in places:
+                raise ValueError(
+                    f"the parameter {name!r} is the one already at {places[id(parameter)]!r}: a layer with parameters "
+                    "(or a Parameter) can appear once in a network, nested ones included (depthlab has no tied "
+                    "weights). Build a new layer for each place.")
+            places[id(parameter)] = name
 
 
 def _as_layer(layer, i: int) -> Layer:
@@ -230,20 +239,30 @@ class Sequential(Layer):
         self._bias_indices = [index[id(linear.bias)] for linear in self.linears]
 
     def _check_chain(self) -> None:
-        """Widths must agree wherever both sides are known (Linear layers know theirs; a layer
-        whose ``output_features`` returns None leaves the width unknown until the next Linear)."""
-        features = None
-        for layer in self.layers:
+        """Widths must agree wherever both sides are known (Linear layers know theirs, and so do
+        nested networks; a layer whose ``output_features`` returns None leaves the width unknown
+        until the next Linear)."""
+        features, giver = None, None
+        for i, layer in enumerate(self.layers):
             if isinstance(layer, Linear):
                 if features is not None and features != layer.in_features:
                     k = self.linears.index(layer)
-                    raise ValueError(
-                        f"Linear layers {k - 1} and {k} do not chain: layer {k - 1} gives {features} features "
-                        f"but layer {k} expects {layer.in_features} (in_features)."
-                    )
-                features = layer.out_features
+                    if giver is None:
+                        raise ValueError(f"layers[{i}] ({layer!r}) expects {layer.in_features} input features "
+                                         f"(in_features), but the layers before it give {features}.")
+                    raise ValueError(f"Linear layers {k - 1} and {k} do not chain: layer {k - 1} gives {features} "
+                                     f"features but layer {k} expects {layer.in_features} (in_features).")
+                features, giver = layer.out_features, layer
             elif features is not None:
-                features = layer.output_features(features)
+                try:
+                    width = layer.output_features(features)
+                except ValueError as error:
+                    raise ValueError(f"layers[{i}] ({type(layer).__name__}) cannot take the {features} features "
+                                     f"the layers before it give: {error}") from None
+                if width != features:  # not a pass-through (activation, norm): the width is this layer's
+                    features, giver = width, None
+            elif getattr(layer, "in_features", None) is not None:  # a nested network or block says its own
+                features, giver = layer.output_features(layer.in_features), None
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -301,7 +320,7 @@ class Sequential(Layer):
         features = in_features
         for layer in self.layers:
             if isinstance(layer, Linear):
-                features = layer.out_features
+                features = layer.out_features if features is None else layer.output_features(features)
             elif features is not None:
                 features = layer.output_features(features)
         return features
@@ -338,7 +357,9 @@ class Sequential(Layer):
 
     @property
     def widths(self) -> list[int]:
-        """[D_0, D_1, ..., D_{K+1}]: input, hidden and output widths (of the Linear layers)."""
+        """[D_0, D_1, ..., D_{K+1}]: input, hidden and output widths (of the Linear layers; [] without any)."""
+        if not self.linears:
+            return []
         return [self.linears[0].in_features] + [linear.out_features for linear in self.linears]
 
     @property
