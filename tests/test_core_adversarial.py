@@ -258,3 +258,103 @@ def test_load_state_dict_strict_must_be_a_bool():
     net = dl.MLP(2, [3], 1, rng=0)
     with pytest.raises(TypeError, match=r"strict=.*True or False, got str 'no'"):
         net.load_state_dict({}, strict="no")
+
+
+def test_a_user_loss_with_a_non_finite_gradient_leaves_the_weights_unchanged():
+    class NanGrad:
+        def value(self, output, target):
+            return 1.0
+
+        def grad(self, output, target):
+            return np.full_like(output, np.nan)
+
+    net = dl.MLP(3, [4], 2, rng=0)
+    before = net.state_dict()
+    with pytest.raises(ValueError, match="NaN or Inf.*the step was not taken"):
+        dl.TrainStep(net, NanGrad(), dl.optim.SGD(net.parameters(), lr=0.1))(X, Y)
+    assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_user_loss_whose_value_is_not_one_number_is_named():
+    class ArrayValue:
+        def value(self, output, target):
+            return (output - target) ** 2
+
+        def grad(self, output, target):
+            return 2 * (output - target)
+
+    net = dl.MLP(3, [4], 2, rng=0)
+    with pytest.raises(TypeError, match="must be one number"):
+        dl.TrainStep(net, ArrayValue(), dl.optim.SGD(net.parameters(), lr=0.1))(X, Y, return_loss=True)
+
+
+def test_an_optimizer_of_another_network_is_refused():
+    net, other = dl.MLP(3, [4], 2, rng=0), dl.MLP(3, [4], 2, rng=1)
+    with pytest.raises(ValueError, match="holds none of this network's 4 parameters"):
+        dl.TrainStep(net, "mse", dl.optim.SGD(other.parameters(), lr=0.1))
+
+
+def test_numerical_gradient_in_float32_uses_the_step_x_took():
+    x = np.array([1.0, 3.0, -7.0], np.float32)
+    grad = dl.numerical_gradient(lambda v: float((v.astype(np.float64) ** 2).sum()), x, eps=1e-6)
+    np.testing.assert_allclose(grad, 2 * x.astype(np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("f, x, error, pattern", [
+    (lambda v: v, np.ones(2), TypeError, r"f\(x\) must return one number.*shape \(2,\)"),
+    (3, np.ones(2), TypeError, "f must be a function"),
+    (lambda v: float(v.sum()), np.full(2, 1e20), ValueError, "below the resolution"),
+])
+def test_numerical_gradient_refuses_what_it_cannot_difference(f, x, error, pattern):
+    with pytest.raises(error, match=pattern):
+        dl.numerical_gradient(f, x, eps=1e-6)
+
+
+def test_gradcheck_refuses_a_layer_and_dropout_in_train_mode():
+    with pytest.raises(TypeError, match="needs a depthlab network.*got Linear"):
+        dl.gradcheck(dl.Linear(3, 2), X, Y)
+    with pytest.raises(TypeError, match="needs a depthlab network.*got Linear"):
+        dl.check_input_jacobian(dl.Linear(3, 2), X)
+    net = dl.Sequential(dl.Linear(3, 4, rng=0), "tanh", dl.Dropout(0.5, rng=0), dl.Linear(4, 2, rng=1))
+    with pytest.raises(ValueError, match="dropout.*net.eval"):
+        dl.gradcheck(net, X, Y)
+    assert dl.gradcheck(net.eval(), X, Y).passed
+
+
+def test_gradcheck_keeps_the_users_gradients_and_counts_an_unused_parameter_as_zero():
+    class Unused(Scale):
+        def backward(self, grad_output, cache):
+            return grad_output * self.gain.data  # gain does not change the output's gradient... nor gets one
+
+        def forward(self, x, cache):
+            return x * 1.0
+
+    net = dl.Sequential(dl.Linear(3, 3, rng=0), Unused(3), "tanh", dl.Linear(3, 2, rng=1))
+    net[1].gain.data[...] = 1.0
+    net[0].weight.grad = np.full((3, 3), 7.0)
+    result = dl.gradcheck(net, X, Y)
+    assert result["1.gain"].max_abs_error == 0.0 and result.passed
+    np.testing.assert_array_equal(net[0].weight.grad, np.full((3, 3), 7.0))
+    assert net[1].gain.grad is None
+
+
+def test_gradcheck_perturbs_parameters_whose_data_is_not_contiguous():
+    net = dl.Sequential(dl.Linear(3, 3, rng=0), "tanh", dl.Linear(3, 2, rng=1))
+    net[0].weight.data = np.asfortranarray(net[0].weight.data)
+    result = dl.gradcheck(net, X, Y)
+    assert result.passed and result["weights[0]"].scale > 0
+
+
+def test_gradcheck_leaves_the_weights_as_they_were_when_the_loss_raises():
+    class Raises:
+        def value(self, output, target):
+            raise RuntimeError("boom")
+
+        def grad(self, output, target):
+            return output - target
+
+    net = dl.MLP(3, [4], 2, activation="tanh", rng=0)
+    before = net.state_dict()
+    with pytest.raises(RuntimeError, match="boom"):
+        dl.gradcheck(net, X, Y, loss=Raises())
+    assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())

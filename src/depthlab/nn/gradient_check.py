@@ -37,18 +37,34 @@ def numerical_gradient(f, x, eps: float = 1e-6) -> np.ndarray:
     np.ndarray, same shape (and float dtype) as x
     """
     eps = check_real(eps, "eps", low=0, low_open=True)
+    if not callable(f):
+        raise TypeError(f"numerical_gradient(f, x): f must be a function of x returning a number, got "
+                        f"{type(f).__name__}.")
     point = as_float_array(x, "x", copy=True)
     grad = np.empty_like(point)
     flat, out = point.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         original = flat[i]
         flat[i] = original + eps
-        upper = float(f(point))
+        upper, high = _number(f(point), "f(x)"), float(flat[i])
         flat[i] = original - eps
-        lower = float(f(point))
+        lower, low = _number(f(point), "f(x)"), float(flat[i])
         flat[i] = original
-        out[i] = (upper - lower) / (2 * eps)
+        if high == low:
+            raise ValueError(f"numerical_gradient: eps={eps:g} is below the resolution of x's {point.dtype} at "
+                             f"x.flat[{i}] = {float(original):g} (x ± eps rounds to x); use a larger eps.")
+        out[i] = (upper - lower) / (high - low)  # the step x actually took (float32 rounds x ± eps)
     return grad
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float, or a TypeError saying that a function must return one number."""
+    try:
+        return float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        shape = f" of shape {np.shape(value)}" if isinstance(value, np.ndarray) else ""
+        raise TypeError(f"{name} must return one number (a scalar loss), got {type(value).__name__}{shape}; "
+                        "reduce it first, e.g. float(values.sum()).") from None
 
 
 def numerical_jacobian(f, x, eps: float = 1e-6) -> np.ndarray:
@@ -60,11 +76,11 @@ def numerical_jacobian(f, x, eps: float = 1e-6) -> np.ndarray:
     for i in range(flat.size):
         original = flat[i]
         flat[i] = original + eps
-        upper = np.asarray(f(point), dtype=float)
+        upper, high = np.asarray(f(point), dtype=float), float(flat[i])
         flat[i] = original - eps
-        lower = np.asarray(f(point), dtype=float)
+        lower, low = np.asarray(f(point), dtype=float), float(flat[i])
         flat[i] = original
-        columns.append((upper - lower) / (2 * eps))
+        columns.append((upper - lower) / (high - low))
     out_shape = columns[0].shape
     return np.stack(columns, axis=-1).reshape(out_shape + point.shape)
 
@@ -168,6 +184,7 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
     -------
     GradcheckResult
     """
+    _check_network(net, "gradcheck")
     loss = _losses.get(loss)
     eps = check_real(eps, "eps", low=0, low_open=True)
     tolerance = check_real(tolerance, "tolerance", low=0, low_open=True)
@@ -175,6 +192,9 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
         max_entries = check_positive_int(max_entries, "max_entries")
     rng = resolve_rng(rng)
     x = net.check_input(x, "x", finite=True)
+    if net.stochastic:
+        raise ValueError("gradcheck compares forward passes, but this network's dropout draws a new mask on every "
+                         "pass (train mode), so the differences would measure the masks; call net.eval() first.")
     notes = []
     if net.dtype == np.float32:
         message = ("gradcheck in float32 is unreliable: central differences keep only ~3 digits "
@@ -183,38 +203,15 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
         notes.append(message)
 
     saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
-    net.zero_grad()
-    trace = net.forward(x, record=True)
-    grads = net.backward(loss.grad(trace.output, y))
-    top = {id(p) for linear in net.linears for p in (linear.weight, linear.bias)}
-    named = [(param.name if id(param) in top else name, param, param.grad.copy())
-             for name, param in net.named_parameters()]
-    net.zero_grad()
-
-    def loss_at(point=x):
-        return loss.value(net.forward(point, allow_nonfinite=True), y)
-
-    resolution = 100 * np.finfo(net.dtype).eps * max(abs(loss_at()), 1.0) / (2 * eps)
-
-    rows = []
-    for name, param, analytic in named:
-        flat = param.data.reshape(-1)
-        indices = np.arange(flat.size)
-        if max_entries is not None and flat.size > max_entries:
-            indices = np.sort(rng.choice(flat.size, size=max_entries, replace=False))
-        numeric = np.empty(indices.size)
-        for j, i in enumerate(indices):
-            original = flat[i]
-            flat[i] = original + eps
-            upper = loss_at()
-            flat[i] = original - eps
-            lower = loss_at()
-            flat[i] = original
-            numeric[j] = (upper - lower) / (2 * eps)
-        errors = _errors(analytic.reshape(-1)[indices], numeric)
-        rows.append(GradcheckRow(name, param.shape, int(indices.size), *errors, resolution))
-    numeric_input = numerical_gradient(loss_at, x, eps)
-    rows.append(GradcheckRow("input", x.shape, int(x.size), *_errors(grads.input, numeric_input), resolution))
+    saved_grads = [(p, p.grad) for p in net.parameters()]
+    try:
+        rows, trace = _compare(net, x, y, loss, eps, max_entries, rng)
+    finally:  # the user's gradients and batch norm's running statistics as they were
+        for p, grad in saved_grads:
+            p.grad = grad
+        if saved_buffers:
+            net.load_state_dict(saved_buffers, strict=False)
+    resolution = rows[0].resolution
     unresolved = [row.name for row in rows if 0 < row.scale < 1e3 * resolution]
     if unresolved:
         notes.append(
@@ -229,9 +226,51 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
             "a perturbation of ±eps moves them across it, so the central difference mixes two slopes. "
             "Large errors there are expected, not a bug; use another batch or a smaller eps."
         )
-    if saved_buffers:  # the passes updated batch norm's running statistics: put them back
-        net.load_state_dict(saved_buffers, strict=False)
     return GradcheckResult(rows, tolerance, near, notes)
+
+
+def _check_network(net, owner: str) -> None:
+    if not all(hasattr(net, name) for name in ("check_input", "input_jacobian", "named_parameters")):
+        raise TypeError(f"{owner} needs a depthlab network (dl.Sequential or dl.MLP), got {type(net).__name__}; "
+                        "wrap a single layer as dl.Sequential(layer).")
+
+
+def _compare(net, x: np.ndarray, y, loss, eps: float, max_entries, rng) -> tuple[list, object]:
+    """The rows of :func:`gradcheck` (every parameter, then the input) and the recorded trace."""
+    net.zero_grad()
+    trace = net.forward(x, record=True)
+    grads = net.backward(loss.grad(trace.output, y))
+    top = {id(p) for linear in net.linears for p in (linear.weight, linear.bias)}
+    named = [(param.name if id(param) in top else name, param,
+              np.zeros(param.shape) if param.grad is None else param.grad.copy())  # unused by backward: zero
+             for name, param in net.named_parameters()]
+
+    def loss_at(point=x):
+        return _number(loss.value(net.forward(point, allow_nonfinite=True), y), "loss.value(output, y)")
+
+    resolution = 100 * np.finfo(net.dtype).eps * max(abs(loss_at()), 1.0) / (2 * eps)
+    rows = []
+    for name, param, analytic in named:
+        values = param.data.reshape(-1) if param.data.flags.c_contiguous else param.data.flat
+        indices = np.arange(param.size)
+        if max_entries is not None and param.size > max_entries:
+            indices = np.sort(rng.choice(param.size, size=max_entries, replace=False))
+        numeric = np.empty(indices.size)
+        for j, i in enumerate(indices):
+            original = values[i]
+            try:
+                values[i] = original + eps
+                upper, high = loss_at(), float(values[i])
+                values[i] = original - eps
+                lower, low = loss_at(), float(values[i])
+            finally:
+                values[i] = original
+            numeric[j] = (upper - lower) / (high - low)  # the step the entry took (rounded in float32)
+        errors = _errors(analytic.reshape(-1)[indices], numeric)
+        rows.append(GradcheckRow(name, param.shape, int(indices.size), *errors, resolution))
+    numeric_input = numerical_gradient(loss_at, x, eps)
+    rows.append(GradcheckRow("input", x.shape, int(x.size), *_errors(grads.input, numeric_input), resolution))
+    return rows, trace
 
 
 def _count_near_kinks(net, trace, eps: float) -> int:
@@ -259,6 +298,7 @@ def check_input_jacobian(net, x, eps: float = 1e-6) -> tuple[float, float]:
     The numerical Jacobian perturbs one input coordinate for the whole batch at once
     (samples are independent), costing 2·D_0 forward passes.
     """
+    _check_network(net, "check_input_jacobian")
     eps = check_real(eps, "eps", low=0, low_open=True)
     x = net.check_input(x, "x", finite=True)
     analytic = net.input_jacobian(x)
@@ -266,9 +306,14 @@ def check_input_jacobian(net, x, eps: float = 1e-6) -> tuple[float, float]:
     point = x.copy()
     for j in range(x.shape[1]):
         point[:, j] = x[:, j] + eps
-        upper = net.forward(point, allow_nonfinite=True)
+        high = point[:, j].astype(np.float64)
+        upper = net.forward(point, allow_nonfinite=True).astype(np.float64)
         point[:, j] = x[:, j] - eps
+        step = high - point[:, j]  # what x ± eps became in x's dtype (float32 rounds it)
         lower = net.forward(point, allow_nonfinite=True)
         point[:, j] = x[:, j]
-        numeric[:, :, j] = (upper - lower) / (2 * eps)
+        if not step.all():
+            raise ValueError(f"check_input_jacobian: eps={eps:g} is below the resolution of x's {x.dtype} in column "
+                             f"{j} (x ± eps rounds to x); use a larger eps.")
+        numeric[:, :, j] = (upper - lower) / step[:, None]
     return _errors(analytic, numeric)[:2]

@@ -63,11 +63,26 @@ class TrainStep:
                 f"optimizer must be a depthlab.optim optimizer, got {type(optimizer).__name__}. "
                 "Example: dl.optim.SGD(net.parameters(), lr=0.1)."
             )
-        self.net, self.loss, self.optimizer = net, _losses.get(loss), optimizer
+        loss = _losses.get(loss)
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        own = net.parameters()
+        if own and not any(id(p) in held for p in own):
+            raise ValueError(
+                f"the optimizer holds none of this network's {len(own)} parameters, so a step would change nothing "
+                "(was it built for another network, or for a copy?). Build it with this network's parameters: "
+                "dl.optim.SGD(net.parameters(), lr=0.1).")
+        self.net, self.loss, self.optimizer = net, loss, optimizer
         self._output: np.ndarray | None = None
 
     def __call__(self, x, y, *, return_loss: bool = False):
         value = self.gradients(x, y, return_loss=return_loss)
+        if not isinstance(self.loss, _losses.Loss):  # a user loss's gradient is not known to be finite
+            bad = next((name for name, p in self.net.named_parameters()
+                        if p.grad is not None and not np.isfinite(p.grad).all()), None)
+            if bad is not None:
+                raise ValueError(f"the gradient of {bad!r} holds NaN or Inf (the loss {self.loss!r} returned a "
+                                 "non-finite dL/d(output), or backward overflowed); the step was not taken, the "
+                                 "weights are unchanged. Check grad(output, target) and the targets.")
         self.optimizer.step()
         return value
 
@@ -123,4 +138,13 @@ def loss_gradient(loss, output: np.ndarray, y, return_loss: bool,
             f"the loss {loss!r} returned a gradient of shape {grad.shape} for an output of shape "
             f"{output.shape}; grad(output, target) must return dL/d(output) with the output's shape."
         )
-    return (None if value is None else float(value)), grad
+    return (None if value is None else _scalar(value, loss)), grad
+
+
+def _scalar(value, loss) -> float:
+    """A user loss's value as a float, or a TypeError saying what came instead."""
+    try:
+        return float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        raise TypeError(f"the loss {loss!r} returned {type(value).__name__} {value!r:.80} from value(output, target); "
+                        "it must be one number (e.g. return float(((output - target) ** 2).sum())).") from None
