@@ -358,3 +358,26 @@ def test_gradcheck_leaves_the_weights_as_they_were_when_the_loss_raises():
     with pytest.raises(RuntimeError, match="boom"):
         dl.gradcheck(net, X, Y, loss=Raises())
     assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def _trained(fast: bool, make, optimizer: str):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 3)), rng.standard_normal((40, 2))
+    with dl.set_fast_paths(fast):
+        net = make()
+        dl.fit(net, x, y, epochs=2, batch_size=16, optimizer=optimizer, verbose=0, rng=0)
+        trace = net.forward(x, record=True)
+        grads = net.backward(np.ones_like(trace.output))
+    return [p.data for p in net.parameters()] + trace.layer_outputs + grads.parameters + [grads.input]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("make", [
+    lambda: dl.MLP(3, [5, 5], 2, activation="tanh", rng=1),
+    lambda: dl.MLP(3, [5], 2, activation="relu", rng=1, dtype="float32"),
+    lambda: dl.Sequential(dl.Sequential(dl.Linear(3, 4, rng=0), "gelu"), Scale(4), dl.Linear(4, 2, rng=1)),
+], ids=["mlp", "mlp-float32", "nested-with-user-layer"])
+def test_the_fast_paths_give_the_same_numbers_bit_for_bit(make, optimizer):
+    fast, plain = _trained(True, make, optimizer), _trained(False, make, optimizer)
+    for a, b in zip(fast, plain):
+        np.testing.assert_array_equal(a, b)

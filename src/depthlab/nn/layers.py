@@ -144,7 +144,7 @@ class Linear(Layer):
         to the parameters' ``grad``."""
         h = cache["input"]
         self.weight.accumulate(grad_f.T @ h)
-        self.bias.accumulate(grad_f.sum(axis=0))
+        self.bias.accumulate(np.ones(grad_f.shape[0], grad_f.dtype) @ grad_f)  # Σ_n dL/df[n], as the fast path sums
         return grad_f @ self.weight.data
 
     # -- the same math, into reused arrays (the engine's fast paths) ---------------------
