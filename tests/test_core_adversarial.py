@@ -3,6 +3,7 @@ layer protocol, wrong calls on Sequential, Parameter, TrainStep and the gradient
 Each case is refused with a message naming what was wrong, and leaves the objects usable."""
 import numpy as np
 import pytest
+import torch
 
 import depthlab as dl
 
@@ -381,3 +382,22 @@ def test_the_fast_paths_give_the_same_numbers_bit_for_bit(make, optimizer):
     fast, plain = _trained(True, make, optimizer), _trained(False, make, optimizer)
     for a, b in zip(fast, plain):
         np.testing.assert_array_equal(a, b)
+
+
+def test_to_torch_and_from_torch_keep_modes_and_refuse_non_layers():
+    net = dl.Sequential(dl.Linear(3, 4, rng=0), "relu", dl.Dropout(0.5, rng=0), dl.Linear(4, 2, rng=1)).eval()
+    module = dl.to_torch(net)
+    assert not module.training and not any(m.training for m in module.modules())
+    back = dl.from_torch(module)
+    assert not back.training and not back[2].training
+    np.testing.assert_array_equal(back(X), net(X))
+    with pytest.raises(TypeError, match="to_torch needs a depthlab network or layer.*got NoneType"):
+        dl.to_torch(None)
+
+
+def test_from_torch_reads_bfloat16_and_matches_torch():
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LeakyReLU(0.3), torch.nn.Linear(4, 2)).bfloat16()
+    net = dl.from_torch(module)
+    reference = module.double()(torch.tensor(X)).detach().numpy()
+    np.testing.assert_allclose(net(X), reference, rtol=1e-12, atol=1e-12)

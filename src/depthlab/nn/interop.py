@@ -58,6 +58,14 @@ def _torch_residual_class(torch):
 
 
 def _to_torch_layer(layer, torch, dtype):
+    """One depthlab layer as a torch module in the layer's mode (its own flag: a Sequential in
+    eval mode may hold a layer in train mode, and so may the module)."""
+    module = _to_torch_module(layer, torch, dtype)
+    module.training = layer.training
+    return module
+
+
+def _to_torch_module(layer, torch, dtype):
     """One depthlab layer as a torch module (recursively for Sequential and Residual)."""
     from .model import Sequential
     from .normalization import BatchNorm, LayerNorm
@@ -116,12 +124,24 @@ def to_torch(net):
     module ``forward(h) = shortcut(h) + scale * branch(h)`` (``branch`` an ``nn.Sequential``,
     ``shortcut`` None for the identity, ``scale`` a float or a one-entry ``nn.Parameter``).
     """
+    from .layer import Layer
+
+    if not isinstance(net, Layer):
+        raise TypeError(f"to_torch needs a depthlab network or layer (e.g. dl.MLP(...)), got {type(net).__name__}.")
     torch = _torch()
-    dtype = torch.float64 if net.dtype == np.float64 else torch.float32
+    dtypes = {p.dtype for p in net.parameters()}
+    dtype = torch.float32 if dtypes == {np.dtype(np.float32)} else torch.float64
     return _to_torch_layer(net, torch, dtype)
 
 
 def _from_torch_layer(child, torch, where: str):
+    """One torch module as a depthlab layer in the module's mode (its own flag, as to_torch)."""
+    layer = _depthlab_layer(child, torch, where)
+    layer.training = child.training
+    return layer
+
+
+def _depthlab_layer(child, torch, where: str):
     from .model import Sequential
     from .normalization import BatchNorm, LayerNorm
     from .residual import Dropout, Residual
@@ -129,7 +149,10 @@ def _from_torch_layer(child, torch, where: str):
     nn = torch.nn
 
     def array(tensor):
-        return tensor.detach().cpu().numpy()
+        tensor = tensor.detach().cpu()
+        if tensor.dtype not in (torch.float32, torch.float64):  # float16, bfloat16: NumPy has no bfloat16
+            tensor = tensor.to(torch.float64)
+        return tensor.numpy()
 
     if isinstance(child, nn.Linear):
         weight = array(child.weight)
@@ -184,4 +207,6 @@ def from_torch(module):
         module = torch.nn.Sequential(module)
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"from_torch needs a torch.nn.Sequential (or nn.Linear), got {type(module).__name__}.")
-    return Sequential([_from_torch_layer(child, torch, f"module[{i}]") for i, child in enumerate(module)])
+    net = Sequential([_from_torch_layer(child, torch, f"module[{i}]") for i, child in enumerate(module)])
+    net.training = module.training
+    return net
