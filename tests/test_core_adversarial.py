@@ -401,3 +401,17 @@ def test_from_torch_reads_bfloat16_and_matches_torch():
     net = dl.from_torch(module)
     reference = module.double()(torch.tensor(X)).detach().numpy()
     np.testing.assert_allclose(net(X), reference, rtol=1e-12, atol=1e-12)
+
+
+def test_a_linear_layer_called_alone_converts_lists_and_names_a_wrong_width():
+    layer = dl.Linear(2, 3, rng=0)
+    np.testing.assert_array_equal(layer([[1, 2]]), np.array([[1.0, 2.0]]) @ layer.weight.data.T + layer.bias.data)
+    with pytest.raises(ValueError, match=r"got input of shape \(2,\): the last axis must be 3.*Linear\(2, 3\)"):
+        dl.Linear(3, 3)(np.ones(2))
+
+
+def test_save_with_its_arguments_swapped_says_so(tmp_path):
+    net = dl.MLP(2, [3], 1, rng=0)
+    with pytest.raises(TypeError, match=r"other way round: dl\.save\(net, path\)"):
+        dl.save(str(tmp_path / "net.npz"), net)
+    assert not list(tmp_path.iterdir())

@@ -124,20 +124,19 @@ class Linear(Layer):
     # -- the math ------------------------------------------------------------------------
     def forward(self, h: np.ndarray, cache: dict) -> np.ndarray:
         """f = h Ωᵀ + β for h of shape (N, D_in); returns f, shape (N, D_out)."""
-        if h.ndim != 2 or h.shape[1] != self.weight.data.shape[1]:
-            self._refuse_input(h)
+        if type(h) is not np.ndarray or h.shape[-1:] != self.weight.data.shape[1:]:
+            h = self._checked_input(h)
         cache["input"] = h
         return h @ self.weight.data.T + self.bias.data
 
-    def _refuse_input(self, h) -> None:
-        shape = getattr(h, "shape", None)
-        if shape is None:
-            raise TypeError(f"{self!r} needs its input as a NumPy array (N, {self.in_features}), got "
-                            f"{type(h).__name__}.")
-        if len(shape) == 2:
-            raise ValueError(f"{self!r} got input of shape {shape}: the last axis must be {self.in_features} "
-                             f"(in_features). Did you mean Linear({shape[1]}, {self.out_features})?")
-        raise ValueError(f"{self!r} needs a 2-D input (N, {self.in_features}), got shape {shape}.")
+    def _checked_input(self, h) -> np.ndarray:
+        """h as an array whose last axis is in_features, or a ValueError that names the width."""
+        h = as_float_array(h, f"{self!r}'s input", dtype=self.dtype, finite=False)
+        if h.shape[-1:] != (self.in_features,):
+            hint = f" Did you mean Linear({h.shape[-1]}, {self.out_features})?" if h.ndim else ""
+            raise ValueError(f"{self!r} got input of shape {h.shape}: the last axis must be {self.in_features} "
+                             f"(in_features).{hint}")
+        return h
 
     def backward(self, grad_f: np.ndarray, cache: dict) -> np.ndarray:
         """dL/dh = dL/df Ω from dL/df (N, D_out); adds dL/dΩ = (dL/df)ᵀ h and dL/dβ = Σ_n dL/df[n]
@@ -151,8 +150,8 @@ class Linear(Layer):
     def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`forward` written into an array the engine keeps for f (see
         :func:`~depthlab.nn.layer.work_array`)."""
-        if h.ndim != 2 or h.shape[1] != self.weight.data.shape[1]:
-            self._refuse_input(h)
+        if h.shape[-1:] != self.weight.data.shape[1:]:
+            h = self._checked_input(h)
         work["input"] = h
         f = np.matmul(h, self.weight.data.T,
                       out=work_array(work, "f", (h.shape[0], self.weight.data.shape[0]), h.dtype))

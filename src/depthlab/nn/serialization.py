@@ -218,10 +218,13 @@ def save(net, path) -> Path:
     OSError
         The write failed (e.g. a full disk); the previous file at ``path`` is unchanged.
     """
+    from .layer import Layer
     from .model import Sequential
 
     if not isinstance(net, Sequential):
-        raise TypeError(f"save() needs a depthlab Sequential network, got {type(net).__name__}.")
+        hint = (" The arguments are the other way round: dl.save(net, path)." if isinstance(path, Sequential) else
+                " Wrap a single layer as dl.Sequential(layer)." if isinstance(net, Layer) else "")
+        raise TypeError(f"save() needs a depthlab Sequential network, got {type(net).__name__}.{hint}")
     target = save_path(path)
     _check_finite(net)
     description = _describe(net)  # refuses layers of other kinds before anything is written
