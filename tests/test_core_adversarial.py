@@ -415,3 +415,9 @@ def test_save_with_its_arguments_swapped_says_so(tmp_path):
     with pytest.raises(TypeError, match=r"other way round: dl\.save\(net, path\)"):
         dl.save(str(tmp_path / "net.npz"), net)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_input_jacobian_too_large_for_memory_is_refused_before_allocating():
+    net = dl.MLP(2, [2], 100_000, rng=0)
+    with pytest.raises(ValueError, match=r"input_jacobian of 100000 samples.*would need.*pass fewer samples"):
+        net.input_jacobian(np.zeros((100_000, 2)))

@@ -629,6 +629,11 @@ class Sequential(Layer):
         if self.stochastic:
             raise ValueError("input_jacobian differentiates one pass, but this network's dropout draws a new mask on "
                              "every forward pass (train mode); call net.eval() first.")
+        d_out = self.out_features if self.out_features is not None else self.forward(x[:1]).shape[1]
+        widths = sum(self.widths) if self.linears else 2 * x.shape[1]
+        check_fits_in_memory(d_out * x.shape[0] * (x.shape[1] + widths), self.dtype.itemsize,
+                             f"input_jacobian of {x.shape[0]} samples ({d_out} copies of the batch through the network)",
+                             "pass fewer samples at a time")
         with np.errstate(over="ignore", invalid="ignore"):
             return input_jacobian(self, x)
 
