@@ -421,3 +421,16 @@ def test_an_input_jacobian_too_large_for_memory_is_refused_before_allocating():
     net = dl.MLP(2, [2], 100_000, rng=0)
     with pytest.raises(ValueError, match=r"input_jacobian of 100000 samples.*would need.*pass fewer samples"):
         net.input_jacobian(np.zeros((100_000, 2)))
+
+
+@pytest.mark.parametrize("count, error", [("abc", TypeError), (None, TypeError), ([1, 2], TypeError),
+                                          (-5, ValueError), (2.5, ValueError), (np.nan, ValueError)])
+def test_load_state_dict_refuses_a_counter_that_is_not_a_count_and_loads_nothing(count, error):
+    net = dl.Sequential(dl.Linear(2, 3, rng=0), dl.BatchNorm(3), dl.Linear(3, 1, rng=1))
+    state = net.state_dict()
+    changed = {name: value + 1 if name.endswith(("weight", "bias")) else value for name, value in state.items()}
+    with pytest.raises(error, match=r"num_batches_tracked'\] must be"):
+        net.load_state_dict({**changed, "1.num_batches_tracked": count})
+    assert all(np.array_equal(state[k], v) for k, v in net.state_dict().items())
+    net.load_state_dict({**changed, "1.num_batches_tracked": np.int64(7)})
+    assert net[1].num_batches_tracked == 7

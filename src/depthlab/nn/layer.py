@@ -121,6 +121,17 @@ def _attributes(layer) -> Iterator[tuple[str, object]]:
             yield name, value
 
 
+def _count(value, name: str) -> int:
+    """A counter buffer (batch norm's ``num_batches_tracked``) from a state dict: a whole number >= 0."""
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if array.shape != () or array.dtype.kind not in "iuf":
+        raise TypeError(f"load_state_dict: state[{name!r}] must be one whole number (a count), got "
+                        f"{type(value).__name__} {value!r:.60}.")
+    if not np.isfinite(array) or array < 0 or array != np.floor(array):
+        raise ValueError(f"load_state_dict: state[{name!r}] must be a whole number >= 0 (a count), got {value!r}.")
+    return int(array)
+
+
 class Layer:
     """Base class of every layer: a forward and a backward pass, and the parameters they use.
 
@@ -306,7 +317,7 @@ class Layer:
                     raise ValueError(f"load_state_dict: state[{name!r}] has shape {value.shape}, but the "
                                      f"buffer {name!r} has shape {current.shape}.")
             else:
-                value = int(np.asarray(state[name]))
+                value = _count(state[name], name)
             values[name] = value
         for name, array in arrays.items():  # all checked first: nothing is half loaded
             own[name].data[...] = array
