@@ -434,3 +434,11 @@ def test_load_state_dict_refuses_a_counter_that_is_not_a_count_and_loads_nothing
     assert all(np.array_equal(state[k], v) for k, v in net.state_dict().items())
     net.load_state_dict({**changed, "1.num_batches_tracked": np.int64(7)})
     assert net[1].num_batches_tracked == 7
+
+
+def test_training_monitor_before_fit_has_empty_arrays_and_refuses_a_non_bool_warn():
+    monitor = dl.TrainingMonitor()
+    assert {name: a.shape for name, a in monitor.arrays().items()} == {
+        "grad_norm": (0, 0), "update_ratio": (0, 0), "dead_fraction": (0, 0)}
+    with pytest.raises(TypeError, match="warn must be True or False, got str 'no'"):
+        dl.TrainingMonitor(warn="no")

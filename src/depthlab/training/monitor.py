@@ -123,6 +123,8 @@ class TrainingMonitor(Callback):
         self.update_band = (low, high)
         self.dead_threshold = check_real(dead_threshold, "dead_threshold", low=0, high=1, low_open=True)
         self.probe_size = check_positive_int(probe_size, "probe_size")
+        if not isinstance(warn, (bool, np.bool_)):
+            raise TypeError(f"warn must be True or False, got {type(warn).__name__} {warn!r}.")
         self.warn = bool(warn)
         self._x_given = x
         self.records: list[dict] = []
@@ -239,7 +241,9 @@ class TrainingMonitor(Callback):
     # -- results --------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """The records as float arrays of shape (epochs, layers) (NaN where not applicable)."""
+        width = len(self.records[0]["grad_norm"]) if self.records else 0  # (0, 0) before the first epoch
+
         def stack(name):
             return np.array([[math.nan if v is None else v for v in r[name]] for r in self.records],
-                            dtype=np.float64).reshape(len(self.records), -1)
+                            dtype=np.float64).reshape(len(self.records), width)
         return {name: stack(name) for name in ("grad_norm", "update_ratio", "dead_fraction")}
