@@ -159,6 +159,15 @@ def _mlp_positions(positions: list[int]) -> list[int]:
     return positions
 
 
+def _sums_finite(output: np.ndarray) -> bool:
+    """Whether the entries of ``output`` sum to a finite number (one BLAS pass; False when NumPy
+    raises or warns about the non-finite sum under the caller's error state)."""
+    try:
+        return math.isfinite(entry_sum(output))
+    except (FloatingPointError, RuntimeWarning):
+        return False
+
+
 def _refuse_repeated_parameters(layers: list) -> None:
     """A layer with parameters may appear once: its forward and backward would share one
     gradient array (depthlab has no tied weights). Layers without parameters may repeat."""
@@ -468,7 +477,7 @@ class Sequential(Layer):
             raise found from None
         if type(output) is not np.ndarray:
             raise self._protocol_error(x) or TypeError(f"the network's output is a {type(output).__name__}, not an array.")
-        if not allow_nonfinite and not math.isfinite(entry_sum(output)) and not np.isfinite(output).all():
+        if not allow_nonfinite and not _sums_finite(output) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
             self._raise_non_finite(x)
@@ -507,13 +516,15 @@ class Sequential(Layer):
         if not np.isfinite(x).all():
             as_float_array(x, "x")  # raises the standard NaN/Inf message
         h = x
+        stateful = any(layer.buffer_names or getattr(layer, "draws_random", False) for layer in self.layers_within())
+        layers = copy.deepcopy(self.layers) if stateful else self.layers  # the rerun leaves statistics and rngs alone
         with np.errstate(over="ignore", invalid="ignore"):
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(layers):
                 previous, h = h, layer.forward(h, {})
                 if np.isfinite(h).all():
                     continue
                 if isinstance(layer, Linear):
-                    k = self.linears.index(layer)
+                    k = self._linear_positions.index(i)
                     largest = np.max(np.abs(previous))
                     raise NonFiniteError(
                         f"the forward pass overflowed at layer {k}: f_{k} = β_{k} + Ω_{k} h_{k} has non-finite "
