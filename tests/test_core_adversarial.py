@@ -461,3 +461,15 @@ def test_an_overflow_of_mixed_signs_is_a_non_finite_error_under_strict_numpy_err
     net[0].weight.data[...] = [[1e308], [-1e308]]
     with pytest.raises(dl.NonFiniteError, match="overflowed at layer 0"):
         net(np.full((1, 1), 10.0))  # the conftest makes NumPy raise on invalid operations
+
+
+def test_parameter_data_set_to_float16_or_a_masked_array_becomes_a_plain_float_array():
+    p = dl.Parameter(np.ones(2))
+    p.data = np.array([1.5, 2.5], np.float16)
+    assert p.data.dtype == np.float64 and type(p.data) is np.ndarray
+    np.testing.assert_array_equal(p.data, [1.5, 2.5])
+    p.data = np.ma.masked_array([3.0, 4.0], mask=[False, False])
+    assert type(p.data) is np.ndarray
+    with pytest.raises(TypeError, match="masked"):
+        p.data = np.ma.masked_array([3.0, 4.0], mask=[True, False])
+    np.testing.assert_array_equal(p.data, [3.0, 4.0])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array
+from .._checks import FLOATING, as_float_array
 
 
 class Parameter:
@@ -46,7 +46,7 @@ class Parameter:
     def data(self, value) -> None:
         """Replace the values (as PyTorch's ``p.data = ...``): a float array is kept as is, anything
         else converted as in the constructor (a list or an integer array becomes float64)."""
-        if type(value) is not np.ndarray or value.dtype.kind != "f":
+        if type(value) is not np.ndarray or value.dtype not in FLOATING:  # float16 becomes float64, as in __init__
             value = as_float_array(value, "Parameter.data", finite=False)
         self._data = value
 
