@@ -473,3 +473,25 @@ def test_parameter_data_set_to_float16_or_a_masked_array_becomes_a_plain_float_a
     with pytest.raises(TypeError, match="masked"):
         p.data = np.ma.masked_array([3.0, 4.0], mask=[True, False])
     np.testing.assert_array_equal(p.data, [3.0, 4.0])
+
+
+class Shifted(dl.Linear):
+    """A subclass that changes the math but inherits Linear's fast variant."""
+
+    def forward(self, h, cache):
+        return super().forward(h + 1.0, cache)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_subclass_overriding_forward_runs_its_own_forward_on_every_path(fast):
+    x = np.zeros((2, 3))
+    with dl.set_fast_paths(fast):
+        net = dl.Sequential(Shifted(3, 2, rng=0))
+        expected = np.ones((2, 3)) @ net[0].weight.data.T + net[0].bias.data
+        np.testing.assert_allclose(net(x), expected, rtol=1e-15)
+        np.testing.assert_allclose(net.forward(x, record=True).output, expected, rtol=1e-15)
+        np.testing.assert_allclose(net.copy()(x), expected, rtol=1e-15)
+        net.backward(np.ones((2, 2)))
+        np.testing.assert_allclose(net[0].weight.grad, np.full((2, 3), 2.0))
+    with pytest.raises(TypeError, match="overrides Linear.forward"):
+        dl.to_torch(net)

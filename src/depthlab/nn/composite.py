@@ -33,8 +33,22 @@ from .layer import checked_input_grad, checked_output
 
 
 def runs_fast(layer) -> bool:
-    """Whether ``layer`` has a fast variant (``forward_fast`` and ``backward_fast``)."""
-    return hasattr(layer, "forward_fast") and hasattr(layer, "backward_fast")
+    """Whether ``layer`` has a fast variant (``forward_fast`` and ``backward_fast``) of its own
+    math: one defined beside or below the ``forward`` / ``backward`` it runs. A subclass that
+    overrides ``forward`` (``class Shifted(dl.Linear)``) but inherits ``forward_fast``, or a
+    ``forward`` set on the instance, runs its plain methods: the inherited variant computes
+    another function."""
+    cls = type(layer)
+    if "forward" in vars(layer) or "backward" in vars(layer):
+        return False
+    return _beside(cls, "forward_fast", "forward") and _beside(cls, "backward_fast", "backward")
+
+
+def _beside(cls: type, fast: str, plain: str) -> bool:
+    """Whether ``cls`` defines ``fast`` in the class that defines its ``plain`` or in a subclass of it."""
+    fast_owner = next((c for c in cls.__mro__ if fast in vars(c)), None)
+    plain_owner = next((c for c in cls.__mro__ if plain in vars(c)), None)
+    return fast_owner is not None and (plain_owner is None or issubclass(fast_owner, plain_owner))
 
 
 class _Taken:

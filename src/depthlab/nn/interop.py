@@ -72,6 +72,11 @@ def _to_torch_module(layer, torch, dtype):
     from .residual import Dropout, Residual
 
     nn = torch.nn
+    kinds = (Linear, ActivationLayer, Sequential, BatchNorm, LayerNorm, Dropout, Residual)
+    kind = next((k for k in kinds if isinstance(layer, k)), None)
+    if kind is not None and (type(layer).forward is not kind.forward or "forward" in vars(layer)):
+        raise TypeError(f"to_torch cannot convert {type(layer).__name__}: it overrides {kind.__name__}.forward, so "
+                        f"torch's {kind.__name__} would compute another function.")
 
     def copy(target, array):
         with torch.no_grad():

@@ -400,7 +400,7 @@ class Sequential(Layer):
         """A copy of the network in another dtype ("float64" or "float32"): every parameter and
         every buffer (batch norm's running statistics) converted, modes kept, no gradients."""
         dtype = resolve_dtype(dtype)
-        if all(isinstance(layer, (Linear, ActivationLayer)) for layer in self.layers):
+        if all(type(layer) in (Linear, ActivationLayer) for layer in self.layers):  # not their subclasses
             layers = [Linear.from_arrays(layer.weight.data, layer.bias.data, dtype=dtype) if isinstance(layer, Linear)
                       else ActivationLayer(layer.activation) for layer in self.layers]
             copied = Sequential(_packed(layers))  # a small plain network's parameters laid end to end
