@@ -495,3 +495,17 @@ def test_a_subclass_overriding_forward_runs_its_own_forward_on_every_path(fast):
         np.testing.assert_allclose(net[0].weight.grad, np.full((2, 3), 2.0))
     with pytest.raises(TypeError, match="overrides Linear.forward"):
         dl.to_torch(net)
+
+
+def test_slicing_a_network_gives_a_network_of_the_same_layers():
+    net = dl.MLP(3, [4, 5], 2, activation="tanh", rng=0)
+    head, tail = net[:2], net[2:]
+    assert isinstance(head, dl.Sequential) and head[0] is net[0]
+    assert [p.name for p in net.parameters()] == ["weights[0]", "biases[0]", "weights[1]", "biases[1]",
+                                                  "weights[2]", "biases[2]"]
+    np.testing.assert_allclose(tail(head(X)), net(X), rtol=1e-15)
+    with pytest.raises(IndexError, match="selects none"):
+        net[5:1]
+    with pytest.raises(TypeError, match=r"indexed by an int or a slice.*got str '0'"):
+        net["0"]
+    assert net[-1] is net.layers[-1] and net[np.int64(0)] is net.layers[0]

@@ -323,6 +323,22 @@ class Sequential(Layer):
         return len(self.layers)
 
     def __getitem__(self, index):
+        """``net[i]``: a layer; ``net[i:j]``: a Sequential of those layers (the same objects, as
+        PyTorch's slicing: training one trains the other)."""
+        if isinstance(index, slice):
+            layers = self.layers[index]
+            if not layers:
+                raise IndexError(f"net[{index.start}:{index.stop}:{index.step}] selects none of the network's "
+                                 f"{len(self.layers)} layers.")
+            names = [(p, p.name) for p in self.parameters()]
+            part = Sequential(layers)
+            for p, name in names:  # the layers keep their names in this network ("weights[1]", not [0])
+                p.name = name
+            part.training = self.training
+            return part
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"a network is indexed by an int or a slice (net[0], net[1:3]), got {type(index).__name__} "
+                            f"{index!r}; named_parameters() gives the parameters by name.")
         return self.layers[index]
 
     def output_features(self, in_features):
