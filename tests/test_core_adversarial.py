@@ -509,3 +509,11 @@ def test_slicing_a_network_gives_a_network_of_the_same_layers():
     with pytest.raises(TypeError, match=r"indexed by an int or a slice.*got str '0'"):
         net["0"]
     assert net[-1] is net.layers[-1] and net[np.int64(0)] is net.layers[0]
+
+
+def test_train_accepts_a_numpy_bool_and_refuses_other_values():
+    net = dl.MLP(2, [3], 1, rng=0)
+    assert net.train(np.bool_(False)).training is False and net[0].training is False
+    with pytest.raises(TypeError, match="mode must be True or False, got int 0"):
+        net.train(0)
+    assert net.training is False

@@ -215,8 +215,9 @@ class Layer:
         """Set training mode (``mode=True``) or evaluation mode on this layer and every
         sublayer; returns the layer. Layers whose math differs by mode (dropout, batch norm)
         read ``self.training``."""
-        if not isinstance(mode, bool):
+        if not isinstance(mode, (bool, np.bool_)):
             raise TypeError(f"train(mode): mode must be True or False, got {type(mode).__name__} {mode!r}.")
+        mode = bool(mode)
         self.training = mode
         for _, child in self.children():
             child.train(mode)
