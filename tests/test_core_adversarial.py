@@ -517,3 +517,28 @@ def test_train_accepts_a_numpy_bool_and_refuses_other_values():
     with pytest.raises(TypeError, match="mode must be True or False, got int 0"):
         net.train(0)
     assert net.training is False
+
+
+def test_a_layer_listing_its_own_sublayers_again_is_not_a_second_place():
+    class TwoSteps(dl.Layer):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = dl.Linear(3, 3, rng=0), dl.Linear(3, 3, rng=1)
+            self.steps = [self.first, self.second, self.first]  # aliases: first runs twice (tied)
+
+        def forward(self, x, cache):
+            caches = cache["steps"] = []
+            for step in self.steps:
+                caches.append({})
+                x = step.forward(x, caches[-1])
+            return x
+
+        def backward(self, grad, cache):
+            for step, step_cache in zip(reversed(self.steps), reversed(cache["steps"])):
+                grad = step.backward(grad, step_cache)
+            return grad
+
+    net = dl.Sequential(TwoSteps(), "tanh", dl.Linear(3, 2, rng=2))
+    assert [name for name, _ in net.named_parameters()] == [
+        "0.first.weight", "0.first.bias", "0.second.weight", "0.second.bias", "2.weight", "2.bias"]
+    assert dl.gradcheck(net, X, Y).passed

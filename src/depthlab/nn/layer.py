@@ -109,14 +109,15 @@ def _refuse_result(layer, method: str, what: str, value, shape: tuple, dtype, ba
 
 def _attributes(layer) -> Iterator[tuple[str, object]]:
     """``(name, value)`` of the layer's attributes, the items of list, tuple and dict attributes
-    named ``"<attribute>.<index or key>"`` (one level), in order."""
+    named ``"<attribute>.<index or key>"`` (one level), in order. A container item that is also
+    an attribute, or repeats in its container, is an alias, not another place: given once."""
+    seen = {id(value) for value in vars(layer).values() if isinstance(value, (Layer, Parameter))}
     for name, value in vars(layer).items():
-        if isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                yield f"{name}.{i}", item
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                yield f"{name}.{key}", item
+        if isinstance(value, (list, tuple, dict)):
+            for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+                if not isinstance(item, (Layer, Parameter)) or id(item) not in seen:
+                    seen.add(id(item))
+                    yield f"{name}.{key}", item
         else:
             yield name, value
 
