@@ -542,3 +542,21 @@ def test_a_layer_listing_its_own_sublayers_again_is_not_a_second_place():
     assert [name for name, _ in net.named_parameters()] == [
         "0.first.weight", "0.first.bias", "0.second.weight", "0.second.bias", "2.weight", "2.bias"]
     assert dl.gradcheck(net, X, Y).passed
+
+
+def test_a_user_loss_whose_value_and_grad_is_not_a_pair_is_named():
+    class Triple:
+        def value(self, output, target):
+            return float(((output - target) ** 2).sum())
+
+        def grad(self, output, target):
+            return 2 * (output - target)
+
+        def value_and_grad(self, output, target):
+            return self.value(output, target), self.grad(output, target), None
+
+    net = dl.MLP(3, [4], 2, rng=0)
+    step = dl.TrainStep(net, Triple(), dl.optim.SGD(net.parameters(), lr=0.1))
+    with pytest.raises(TypeError, match=r"value_and_grad\(output, target\) must return a pair.*tuple of 3 items"):
+        step(X, Y, return_loss=True)
+    step(X, Y)  # without return_loss only grad is called

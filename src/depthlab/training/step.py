@@ -129,7 +129,11 @@ def loss_gradient(loss, output: np.ndarray, y, return_loss: bool,
             return float(value), grad
         return None, loss.compute_grad(output, target)
     if return_loss and hasattr(loss, "value_and_grad"):
-        value, grad = loss.value_and_grad(output, y)
+        pair = loss.value_and_grad(output, y)
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError(f"the loss {loss!r}'s value_and_grad(output, target) must return a pair (L, dL/d(output)), "
+                            f"got {type(pair).__name__}{f' of {len(pair)} items' if isinstance(pair, tuple) else ''}.")
+        value, grad = pair
     else:
         value, grad = (loss.value(output, y) if return_loss else None), loss.grad(output, y)
     grad = as_float_array(grad, "loss.grad(output, y)", dtype=output.dtype, finite=False, copy=True)
