@@ -560,3 +560,14 @@ def test_a_user_loss_whose_value_and_grad_is_not_a_pair_is_named():
     with pytest.raises(TypeError, match=r"value_and_grad\(output, target\) must return a pair.*tuple of 3 items"):
         step(X, Y, return_loss=True)
     step(X, Y)  # without return_loss only grad is called
+
+
+def test_changing_a_networks_layer_list_is_refused_with_a_recipe():
+    net = dl.MLP(2, [3], 1, rng=0)
+    for change in (lambda: net.layers.append(dl.Linear(1, 1)), lambda: net.layers.__setitem__(1, "tanh"),
+                   lambda: net.layers.pop(), lambda: net.layers.extend([])):
+        with pytest.raises(TypeError, match=r"fixed when it is built.*dl\.Sequential\(\[\*net\.layers, new_layer\]\)"):
+            change()
+    assert len(net) == 3
+    longer = dl.Sequential([*net.layers, "tanh"])
+    np.testing.assert_array_equal(longer(np.ones((2, 2))), np.tanh(net(np.ones((2, 2)))))

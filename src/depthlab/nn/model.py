@@ -191,6 +191,25 @@ def _refuse_repeated_parameters(layers: list) -> None:
             places[id(parameter)] = name
 
 
+class LayerList(list):
+    """A Sequential's ``layers``: a list that refuses changes (the network's engine, its chain
+    check and its parameter list were made from it), with a hint to build a new network."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a Sequential's layers are fixed when it is built (its engine, widths and parameters "
+                        "come from them); build a new one instead, e.g. dl.Sequential([*net.layers, new_layer]) "
+                        "or dl.Sequential(net.layers[:2]).")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return LayerList, (list(self),)
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+
 def _as_layer(layer, i: int) -> Layer:
     if isinstance(layer, Layer):
         return layer
@@ -232,7 +251,7 @@ class Sequential(Layer):
             raise ValueError("Sequential needs at least one layer, got an empty list. "
                              "Example: dl.Sequential([dl.Linear(2, 8), 'relu', dl.Linear(8, 1)]).")
         _refuse_repeated_parameters(layers)
-        self.layers = layers
+        self.layers = layers = LayerList(layers)
         self.linears: list[Linear] = [layer for layer in layers if isinstance(layer, Linear)]
         self._check_chain()
         dtypes = {p.dtype for p in self.parameters()}
