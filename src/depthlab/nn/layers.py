@@ -150,11 +150,11 @@ class Linear(Layer):
     def forward_fast(self, h: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`forward` written into an array the engine keeps for f (see
         :func:`~depthlab.nn.layer.work_array`)."""
-        if h.shape[-1:] != self.weight.data.shape[1:]:
+        weight = self.weight.data
+        if h.shape[-1:] != weight.shape[1:]:
             h = self._checked_input(h)
         work["input"] = h
-        f = np.matmul(h, self.weight.data.T,
-                      out=work_array(work, "f", (h.shape[0], self.weight.data.shape[0]), h.dtype))
+        f = np.matmul(h, weight.T, out=work_array(work, "f", (h.shape[0], weight.shape[0]), h.dtype))
         f += self.bias.data
         return f
 
