@@ -231,8 +231,9 @@ def gradcheck(net, x, y, loss="sum_squares", eps: float = 1e-6, tolerance: float
 
 def _check_network(net, owner: str) -> None:
     if not all(hasattr(net, name) for name in ("check_input", "input_jacobian", "named_parameters")):
-        raise TypeError(f"{owner} needs a depthlab network (dl.Sequential or dl.MLP), got {type(net).__name__}; "
-                        "wrap a single layer as dl.Sequential(layer).")
+        got = "list" if isinstance(net, list) else type(net).__name__
+        raise TypeError(f"{owner} needs a depthlab network (dl.Sequential or dl.MLP), got {got}; "
+                        "wrap a single layer or a list of layers as dl.Sequential(...).")
 
 
 def _compare(net, x: np.ndarray, y, loss, eps: float, max_entries, rng) -> tuple[list, object]:

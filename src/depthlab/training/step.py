@@ -56,8 +56,9 @@ class TrainStep:
         from ..nn.model import Sequential
         from ..optim import Optimizer
         if not isinstance(net, Sequential):
-            raise TypeError(f"TrainStep needs a depthlab Sequential network (e.g. dl.MLP(...)), got "
-                            f"{type(net).__name__}.")
+            got = ("list of layers; wrap it: dl.Sequential(layers)" if isinstance(net, list) else
+                   f"{type(net).__name__}")
+            raise TypeError(f"TrainStep needs a depthlab Sequential network (e.g. dl.MLP(...)), got {got}.")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"optimizer must be a depthlab.optim optimizer, got {type(optimizer).__name__}. "
