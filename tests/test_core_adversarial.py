@@ -571,3 +571,12 @@ def test_changing_a_networks_layer_list_is_refused_with_a_recipe():
     assert len(net) == 3
     longer = dl.Sequential([*net.layers, "tanh"])
     np.testing.assert_array_equal(longer(np.ones((2, 2))), np.tanh(net(np.ones((2, 2)))))
+
+
+def test_a_buffer_name_without_its_attribute_is_named():
+    class Counting(Scale):
+        buffer_names = ("seen",)
+
+    net = dl.Sequential(Counting(3))
+    with pytest.raises(AttributeError, match=r"Counting\.buffer_names lists 'seen'.*set self\.seen in __init__"):
+        net.state_dict()

@@ -263,11 +263,18 @@ class Layer:
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         """``(name, value)`` of every buffer (``buffer_names``) of this layer and its sublayers."""
         for name in self.buffer_names:
-            value = getattr(self, name)
+            value = self._buffer(name)
             if value is not None:
                 yield prefix + name, value
         for name, child in self.children():
             yield from child.named_buffers(f"{prefix}{name}.")
+
+    def _buffer(self, name: str):
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__}.buffer_names lists {name!r}, but the layer has no attribute "
+                                 f"{name!r}; set self.{name} in __init__ (None while unused).") from None
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``{name: copy}`` of every parameter (in the order of :meth:`named_parameters`), then
@@ -332,7 +339,7 @@ class Layer:
 
     def _buffer_owners(self, prefix: str) -> Iterator[tuple[str, tuple[Layer, str]]]:
         for name in self.buffer_names:
-            if getattr(self, name) is not None:
+            if self._buffer(name) is not None:
                 yield prefix + name, (self, name)
         for name, child in self.children():
             yield from child._buffer_owners(f"{prefix}{name}.")
