@@ -239,7 +239,8 @@ class Sequential(Layer):
     >>> grads = net.backward(2 * (trace.output - y))     # sum-of-squares loss
 
     As a layer inside another network, ``forward(x, cache)`` and ``backward(grad, cache)``
-    follow the layer protocol.
+    follow the layer protocol. ``net[i]`` is a layer, ``net[i:j]`` a Sequential of the same
+    layers; ``net.layers`` is fixed once built (``dl.Sequential([*net.layers, layer])`` extends).
     """
 
     def __init__(self, *layers):
