@@ -181,6 +181,14 @@ def _as_layer(layer, i: int) -> Layer:
                     f"got {type(layer).__name__} {layer!r}.")
 
 
+def _check_watch(watch, plan: str) -> None:
+    if not callable(watch):
+        raise TypeError(f"watch must be a function watch(i, array) called after each layer, got {type(watch).__name__}.")
+    if plan == "backward":
+        raise ValueError("watch cannot follow a pass under keep='backward' (the training plan overwrites its "
+                         "arrays in place); record the pass with keep='trace' or record=True instead.")
+
+
 class Sequential(Layer):
     """A feed-forward network: layers applied in order.
 
@@ -404,7 +412,7 @@ class Sequential(Layer):
         return as_batch(x, name, self.in_features, dtype=self.dtype, finite=finite, owner=where)
 
     def forward(self, x, record=False, *, keep: str | None = None, allow_nonfinite: bool = False,
-                detached: bool = False):
+                detached: bool = False, watch=None):
         """Run the network on a batch.
 
         Parameters
@@ -423,6 +431,11 @@ class Sequential(Layer):
         detached : bool, default False
             Leave the network's last recorded pass as it is: backpropagate this one with
             ``backward(g, trace=this_trace)`` (instruments that must not disturb a user's pass).
+        watch : callable, optional
+            ``watch(i, output)`` is called right after top-level layer ``i`` with its output,
+            while that array is still in the CPU's cache: an instrument that reduces each
+            output (a sum, a histogram) reads it there instead of from memory later. Not with
+            ``keep="backward"``.
 
         Raises
         ------
@@ -436,8 +449,10 @@ class Sequential(Layer):
         plan = keep if keep is not None else ("trace" if record else "nothing")
         if plan not in PLANS:
             raise ValueError(f"keep must be one of {PLANS}, got {keep!r}.")
+        if watch is not None:
+            _check_watch(watch, plan)
         x = self.check_input(x, "x", finite=False)
-        output, outputs, done = self._engine.forward(x, plan, remember=not detached)
+        output, outputs, done = self._engine.forward(x, plan, remember=not detached, watch=watch)
         if not allow_nonfinite and not math.isfinite(entry_sum(output)) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
@@ -479,7 +494,7 @@ class Sequential(Layer):
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad_output, input_grad=True, intermediates: bool = True, *, trace: Trace | None = None,
-                 allow_nonfinite: bool = False) -> Gradients:
+                 allow_nonfinite: bool = False, watch=None) -> Gradients:
         """Backpropagate dL/d(output) through the last forward pass that kept its caches.
 
         Parameters
@@ -499,6 +514,10 @@ class Sequential(Layer):
             Backpropagate this recorded pass (one made with ``detached=True``) instead of the last.
         allow_nonfinite : bool, default False
             Accept NaN/Inf in ``grad_output`` (instruments that show an overflow).
+        watch : callable, optional
+            ``watch(i, grad_input)`` is called right after top-level layer ``i``'s backward with
+            dL/d(its input) — for i = 0 only with ``input_grad`` — while the array is still in
+            cache; layer i's parameters hold their gradients by then (see ``forward``'s ``watch``).
 
         Returns
         -------
@@ -509,6 +528,8 @@ class Sequential(Layer):
         """
         if isinstance(input_grad, dict):  # the layer protocol: backward(grad, cache) inside another network
             return self._backward_as_layer(grad_output, input_grad)
+        if watch is not None:
+            _check_watch(watch, "trace")
         last = self._engine.last if trace is None else trace._pass
         if last is None:
             raise RuntimeError(
@@ -531,7 +552,7 @@ class Sequential(Layer):
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
                 p.grad = None
-        grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
+        grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last, watch)
         own = list(map(GRAD, parameters))
         if accumulate:
             for p, previous, new in zip(parameters, before, own):

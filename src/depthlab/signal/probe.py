@@ -67,7 +67,7 @@ from .._checks import check_real, resolve_rng
 from .measure import (constant_columns as _constant_columns, first_crossing as _first_crossing,
                       format_number as _fmt, frobenius_norm as _norm, growth_rate as _rate, json_safe as _json_safe,
                       max_derivative as _max_derivative, mean_std as _mean_std, percent as _percent,
-                      ratio as _ratio)
+                      ratio as _ratio, square_sum as _square_sum)
 
 __all__ = ["probe", "ProbeReport", "LayerStats", "THRESHOLDS", "VERDICTS"]
 
@@ -448,16 +448,51 @@ def _relu_dead_fraction(h: np.ndarray, column_sums: np.ndarray) -> float:
 _DEAD_FRACTIONS = {"relu": _relu_dead_fraction}
 
 
-def _measure(net, trace, outputs, gradients, x_std: float, level: float):
+class _InCache:
+    """The passes over each big array the probe needs, taken by the forward and backward
+    passes' ``watch`` right after a layer made the array, while it is still in cache (read
+    again later, a network's arrays come from memory: ~3× slower).
+
+    Per Linear layer k: Σx² of f_k, h_{k+1}, dL/df_k and dL/dh_k (:func:`square_sum`) and the
+    column sums Σ_n h_{k+1}. An array no watch saw (f_K = h_{K+1} without an output
+    activation, dL/d(output)) is read by :func:`_measure` itself.
+    """
+
+    def __init__(self, net):
+        starts = [i for i, layer in enumerate(net.layers) if isinstance(layer, Linear)]
+        ends = starts[1:] + [len(net.layers)]
+        count = len(starts)
+        self.squares = {name: [None] * count for name in ("f", "h", "grad_f", "grad_h")}
+        self.column_sums = [None] * count
+        # top-level layer index -> (what its output / its input gradient is, Linear k)
+        self.outputs = {start: ("f", k) for k, start in enumerate(starts)}
+        self.outputs.update({end - 1: ("h", k) for k, (start, end) in enumerate(zip(starts, ends)) if end - 1 > start})
+        self.input_grads = {start: ("grad_h", k) for k, start in enumerate(starts)}
+        self.input_grads.update({start + 1: ("grad_f", k) for k, (start, end) in enumerate(zip(starts, ends))
+                                 if start + 1 < end})
+
+    def forward(self, i: int, output: np.ndarray) -> None:
+        found = self.outputs.get(i)
+        if found is not None:
+            self.squares[found[0]][found[1]] = _square_sum(output)
+            if found[0] == "h":
+                self.column_sums[found[1]] = batch_sum(output)
+
+    def backward(self, i: int, grad_input: np.ndarray) -> None:
+        found = self.input_grads.get(i)
+        if found is not None:
+            self.squares[found[0]][found[1]] = _square_sum(grad_input)
+
+
+def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache | None = None):
     """One LayerStats per Linear layer, and whether each layer's output is constant.
 
-    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) do not
-    stay in cache, so the cost is the number of passes over them. Each h_{k+1} is read once
-    for its column sums Σ_n h_{k+1} (its mean, ReLU's dead units, and Σf_{k+1} below) and
-    once for Σh². The other means come from small arrays (summed in float64), so f_k and the
-    gradients are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough
-    against the std for their rounding — in float32 that of a BLAS sum, as Σx itself would
-    be — not to matter):
+    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) cost
+    a pass each for Σx², and h_{k+1} one more for its column sums Σ_n h_{k+1} (its mean,
+    ReLU's dead units, and Σf_{k+1} below): ``seen`` (:class:`_InCache`) took them during the
+    passes. The other means come from small arrays (summed in float64) (:func:`_mean_std`
+    checks that the mean is small enough against the std for their rounding — in float32
+    that of a BLAS sum, as Σx itself would be — not to matter):
 
         Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
         Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
@@ -466,6 +501,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     stats, constant = [], []
     acts = net.layer_activations
     n = trace.preactivations[0].shape[0]
+    squares = seen.squares if seen is not None else {name: [None] * len(acts) for name in ("f", "h", "grad_f", "grad_h")}
     previous_f_std, column_sums = x_std, None
     for k, linear in enumerate(net.linears):
         f, h, activation = trace.preactivations[k], outputs[k], acts[k]
@@ -477,11 +513,11 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
         if column_sums is not None:  # Σ_n h_k, from layer k − 1
             f_total = (column_sums.astype(np.float64, copy=False) @ np.add.reduce(weight, axis=0)
                        + n * np.add.reduce(linear.bias.data, dtype=np.float64))
-        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
-        grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
-        f_mean, f_std = _mean_std(f, f_total)
-        column_sums = batch_sum(h)
-        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
+        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total, squares["grad_f"][k])[1]
+        grad_h_std = _mean_std(gradients.activations[k], grad_h_total, squares["grad_h"][k])[1]
+        f_mean, f_std = _mean_std(f, f_total, squares["f"][k])
+        column_sums = seen.column_sums[k] if seen is not None and seen.column_sums[k] is not None else batch_sum(h)
+        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64), squares["h"][k])
         single = len(net.blocks[k][1]) == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
         dead = saturated = None
@@ -608,15 +644,18 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
     blocks = not is_plain_mlp(net)
+    seen = None if blocks else _InCache(net)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
-            trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
+            trace = net.forward(x, record=True, allow_nonfinite=True, detached=True,
+                                watch=None if seen is None else seen.forward)
             if y is not None:
                 with np.errstate(over="ignore", invalid="ignore"):
                     grad_output = loss_object.grad(trace.output, y)
             else:
                 grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
-            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True,
+                                     watch=None if seen is None else seen.backward)
             if blocks:  # measured (and the theory walked) in the pass's mode, before the buffers come back
                 from .probe_blocks import probe_blocks
                 return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,
@@ -635,7 +674,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     outputs = trace.activations[1:] + [trace.output]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         x_std = _mean_std(x)[1]
-        stats, constant = _measure(net, trace, outputs, gradients, x_std, t["saturation_level"])
+        stats, constant = _measure(net, trace, outputs, gradients, x_std, t["saturation_level"], seen)
         if predicted is not None:
             for s, pf, ph, pb in zip(stats, *predicted):
                 s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb
