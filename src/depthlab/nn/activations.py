@@ -331,7 +331,7 @@ def get(spec, **params) -> Activation:
         key = spec.lower().replace("-", "_")
         key = ALIASES.get(key, key)
         factory = lookup(ACTIVATIONS, key if key in ACTIVATIONS else spec, "activation", "activation")  # errors echo spec
-        accepted = list(inspect.signature(factory).parameters)
+        accepted = _hyperparameters(factory)
         unexpected = sorted(set(params) - set(accepted))
         if unexpected:
             raise TypeError(f"activation {key!r} got unexpected hyperparameters {unexpected}; "
@@ -341,6 +341,12 @@ def get(spec, **params) -> Activation:
         f"activation must be a name (one of {', '.join(ACTIVATIONS)}), an Activation or None, "
         f"got {type(spec).__name__} {spec!r}."
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _hyperparameters(factory) -> list[str]:
+    """The keyword hyperparameters an activation's factory takes (read once per factory)."""
+    return list(inspect.signature(factory).parameters)
 
 
 def names() -> list[str]:

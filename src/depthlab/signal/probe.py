@@ -54,7 +54,7 @@ probed per top-level layer instead, with its own verdicts: see :mod:`depthlab.si
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -127,7 +127,7 @@ def _theory_layers(net) -> list[tuple] | None:
     with np.errstate(over="ignore", invalid="ignore"):
         for activation, linear in zip(net.layer_activations, net.linears):
             weight_variance, bias_variance = (_mean_std(p.data.astype(np.float64, copy=False))[1] ** 2
-                                              for p in linear.parameters())
+                                              for p in (linear.weight, linear.bias))
             if not (math.isfinite(weight_variance) and math.isfinite(bias_variance)):
                 return None
             layers.append((activation, weight_variance, bias_variance, linear.in_features,
@@ -240,7 +240,8 @@ class ProbeReport:
     def to_dict(self) -> dict:
         """A JSON-serializable dict (non-finite numbers become None)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        data["layers"] = [asdict(stats) for stats in self.layers]
+        names = [f.name for f in fields(LayerStats)]   # its fields are numbers and text: no deep copy (asdict) needed
+        data["layers"] = [{name: getattr(stats, name) for name in names} for stats in self.layers]
         return _json_safe(data)
 
     def values(self, name: str, k: int) -> np.ndarray:
@@ -500,11 +501,14 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
     """
     stats, constant = [], []
     acts = net.layer_activations
-    n = trace.preactivations[0].shape[0]
+    preactivations, grad_preactivations, grad_activations = (trace.preactivations, gradients.preactivations,
+                                                             gradients.activations)  # each a new list per read
+    n = preactivations[0].shape[0]
     squares = seen.squares if seen is not None else {name: [None] * len(acts) for name in ("f", "h", "grad_f", "grad_h")}
     previous_f_std, column_sums = x_std, None
+    block_sizes = [len(after) for _, after in net.blocks]
     for k, linear in enumerate(net.linears):
-        f, h, activation = trace.preactivations[k], outputs[k], acts[k]
+        f, h, activation = preactivations[k], outputs[k], acts[k]
         weight = linear.weight.data.astype(np.float64, copy=False)
         grad_bias = gradients.biases[k].astype(np.float64, copy=False)
         grad_f_total = np.add.reduce(grad_bias)
@@ -513,12 +517,12 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
         if column_sums is not None:  # Σ_n h_k, from layer k − 1
             f_total = (column_sums.astype(np.float64, copy=False) @ np.add.reduce(weight, axis=0)
                        + n * np.add.reduce(linear.bias.data, dtype=np.float64))
-        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total, squares["grad_f"][k])[1]
-        grad_h_std = _mean_std(gradients.activations[k], grad_h_total, squares["grad_h"][k])[1]
+        grad_f_std = _mean_std(grad_preactivations[k], grad_f_total, squares["grad_f"][k])[1]
+        grad_h_std = _mean_std(grad_activations[k], grad_h_total, squares["grad_h"][k])[1]
         f_mean, f_std = _mean_std(f, f_total, squares["f"][k])
         column_sums = seen.column_sums[k] if seen is not None and seen.column_sums[k] is not None else batch_sum(h)
         h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64), squares["h"][k])
-        single = len(net.blocks[k][1]) == 1  # h is a[f_k] itself
+        single = block_sizes[k] == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
         dead = saturated = None
         if dead_fraction is not None:
@@ -639,7 +643,8 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         loss_object = _losses.get(loss)
         loss_name = getattr(loss_object, "name", type(loss_object).__name__)
 
-    saved_grads = [p.grad for p in net.parameters()]
+    parameters = net.parameters()
+    saved_grads = [p.grad for p in parameters]
     saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
@@ -661,7 +666,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
                 return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,
                                     input_variance=input_variance)
     finally:
-        for p, g in zip(net.parameters(), saved_grads):
+        for p, g in zip(parameters, saved_grads):
             p.grad = g
         if saved_buffers:
             net.load_state_dict(saved_buffers, strict=False)
