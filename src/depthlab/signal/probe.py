@@ -240,8 +240,8 @@ class ProbeReport:
     def to_dict(self) -> dict:
         """A JSON-serializable dict (non-finite numbers become None)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        names = [f.name for f in fields(LayerStats)]   # its fields are numbers and text: no deep copy (asdict) needed
-        data["layers"] = [{name: getattr(stats, name) for name in names} for stats in self.layers]
+        # a row's fields are numbers and text: no deep copy (dataclasses.asdict) needed
+        data["layers"] = [{f.name: getattr(stats, f.name) for f in fields(stats)} for stats in self.layers]
         return _json_safe(data)
 
     def values(self, name: str, k: int) -> np.ndarray:
