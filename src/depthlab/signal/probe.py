@@ -54,6 +54,7 @@ probed per top-level layer instead, with its own verdicts: see :mod:`depthlab.si
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -63,7 +64,7 @@ from ..nn import losses as _losses
 from ..nn.layers import ActivationLayer, Linear
 from ..nn.model import Sequential
 from .._fast.buffers import batch_sum
-from .._checks import check_real, resolve_rng
+from .._checks import check_bins, check_index, check_real, resolve_rng
 from .measure import (constant_columns as _constant_columns, first_crossing as _first_crossing,
                       format_number as _fmt, frobenius_norm as _norm, growth_rate as _rate, json_safe as _json_safe,
                       max_derivative as _max_derivative, mean_std as _mean_std, percent as _percent,
@@ -250,7 +251,7 @@ class ProbeReport:
         It is the network's own (its next pass may reuse it): copy it to keep it."""
         if name not in self._arrays:
             raise ValueError(f"values: name must be one of {', '.join(self._arrays)}, got {name!r}.")
-        return self._arrays[name][k]
+        return self._arrays[name][check_index(k, len(self.layers))]
 
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-layer histograms of f_k, h_{k+1} and dL/df_k.
@@ -262,9 +263,7 @@ class ProbeReport:
             "grad_preactivation": (counts, edges)}``; counts of shape (bins,), edges (bins + 1,)
             as ``np.histogram`` gives them (non-finite entries left out).
         """
-        from .._checks import check_positive_int
-
-        bins = check_positive_int(bins, "bins")
+        bins = check_bins(bins)
         result = []
         for k in range(len(self.layers)):
             entry = {}
@@ -549,6 +548,12 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
     return stats, constant
 
 
+def _second_moment(a: np.ndarray) -> float:
+    """E[a²] over every entry in float64 (inf where it overflows, without NumPy's warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.mean(np.square(a, dtype=np.float64)))
+
+
 def is_plain_mlp(net) -> bool:
     """Whether ``net`` is Linear layers with activations between them, starting with a Linear
     layer (the plain probe's f_k / h_k rows apply); otherwise it is probed per block."""
@@ -620,19 +625,29 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
             f"probe needs a batch of at least 2 samples to measure statistics (means, stds, dead "
             f"units over the batch), got x of shape {x.shape}. Pass more samples — a few hundred "
             "give stable numbers, e.g. x = rng.standard_normal((1000, D_in)).")
+    if not isinstance(theory, (bool, np.bool_)):
+        raise TypeError(f"probe: theory must be True or False, got {theory!r}.")
+    if thresholds is not None and not isinstance(thresholds, Mapping):
+        raise TypeError(f"probe: thresholds must be a dict such as {{'rate': 1.2}}, got {type(thresholds).__name__}.")
     t = dict(THRESHOLDS)
     if thresholds:
         unknown = sorted(set(thresholds) - set(THRESHOLDS))
         if unknown:
             raise ValueError(f"thresholds got unknown keys {unknown}; valid: {', '.join(THRESHOLDS)}.")
         t.update({k: check_real(v, f"thresholds[{k!r}]", low=0, low_open=True) for k, v in thresholds.items()})
-    second_moment = float(np.mean(np.square(x, dtype=np.float64)))
+    second_moment = _second_moment(x)
     if input_variance is not None:
         input_variance = check_real(input_variance, "input_variance")
         if input_variance <= 0:
             raise ValueError(f"input_variance must be > 0 (the second moment E[x²] the theory "
                              f"propagates through the layers), got {input_variance:g}.")
-    elif second_moment > 0 or not theory:
+    elif not theory:
+        input_variance = second_moment
+    elif not math.isfinite(second_moment):
+        raise ValueError(f"probe cannot start the theory from x: its second moment E[x²] overflows float64 "
+                         f"(max |x| = {float(np.max(np.abs(x))):.3g}). Scale x down, pass input_variance, "
+                         "or theory=False.")
+    elif second_moment > 0:
         input_variance = second_moment
     else:
         raise ValueError("probe cannot predict anything from an all-zero x: its variance is 0, so "
@@ -673,8 +688,11 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
 
     predicted = None
     if theory:
-        grad_output_variance = float(np.mean(np.square(grad_output, dtype=np.float64)))
-        predicted = _predictions(net, input_variance, grad_output_variance)
+        grad_output_variance = _second_moment(grad_output)
+        if math.isfinite(grad_output_variance):
+            predicted = _predictions(net, input_variance, grad_output_variance)
+        else:  # dL/d(output) overflowed: no backward prediction can start from it
+            predicted = _predictions(net, input_variance, 1.0)[:2] + ([None] * len(net.linears),)
 
     outputs = trace.activations[1:] + [trace.output]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
