@@ -1,4 +1,4 @@
-"""dl.probe and its reports on inputs at the edges: clear refusals, no NumPy warnings, no huge allocations."""
+"""The instruments (probe, region maps) on inputs at the edges: clear refusals, no NumPy warnings, no huge allocations."""
 import warnings
 
 import numpy as np
@@ -74,3 +74,18 @@ def test_an_overflowing_loss_gradient_leaves_only_the_backward_prediction_out():
     assert report.verdict == "exploding"
     assert all(s.predicted_backward_std is None for s in report.layers)
     assert report.layers[0].predicted_preactivation_std is not None
+
+
+@pytest.mark.parametrize("make", [lambda: dl.ResMLP(2, 8, 2, 2, rng=0),
+                                  lambda: dl.Sequential([dl.Linear(2, 4, rng=0), dl.BatchNorm(4), "relu", dl.Linear(4, 1, rng=1)])])
+def test_region_tools_refuse_layers_they_cannot_walk(make):
+    net = make()
+    with pytest.raises(ValueError, match="walks plain networks of Linear and activation layers"):
+        dl.count_linear_regions(net, [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="walks plain networks"):
+        dl.linear_regions_2d(net)
+
+
+def test_region_map_resolution_beyond_memory_is_refused():
+    with pytest.raises(ValueError, match="linear_regions_2d's grid of resolution 1000000"):
+        dl.linear_regions_2d(dl.MLP(2, [8], 1, rng=0), resolution=10**6)
