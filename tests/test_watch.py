@@ -77,3 +77,25 @@ def test_probe_numbers_do_not_depend_on_where_the_sums_are_taken():
     for s, f, h in zip(report.layers, trace.preactivations, trace.activations[1:] + [trace.output]):
         np.testing.assert_allclose([s.preactivation_mean, s.preactivation_std, s.activation_std],
                                    [f.mean(), f.std(), h.std()], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("accumulated", [False, True])
+def test_an_error_inside_backward_leaves_the_gradients_as_they_were(accumulated):
+    net, x = _net_and_batch()
+    if accumulated:
+        net.forward(x, record=True)
+        net.backward(np.ones((9, 2)))
+    before = [None if p.grad is None else p.grad.copy() for p in net.parameters()]
+
+    def fail_midway(i, grad):
+        if i == 2:
+            raise KeyboardInterrupt
+
+    net.forward(x, record=True)
+    with pytest.raises(KeyboardInterrupt):
+        net.backward(np.ones((9, 2)), watch=fail_midway)
+    for p, old in zip(net.parameters(), before):
+        if old is None:
+            assert p.grad is None
+        else:
+            np.testing.assert_array_equal(p.grad, old)

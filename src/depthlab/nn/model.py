@@ -552,7 +552,12 @@ class Sequential(Layer):
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
                 p.grad = None
-        grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last, watch)
+        try:
+            grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last, watch)
+        except BaseException:  # a layer's or watch's error, Ctrl-C: the gradients stay as they were
+            for p, previous in zip(parameters, before):
+                p.grad = previous
+            raise
         own = list(map(GRAD, parameters))
         if accumulate:
             for p, previous, new in zip(parameters, before, own):
