@@ -181,6 +181,23 @@ def _as_layer(layer, i: int) -> Layer:
                     f"got {type(layer).__name__} {layer!r}.")
 
 
+def _buffers_of(layers: list) -> list | None:
+    """Copies of the buffers of those ``layers`` in train mode (None when there are none)."""
+    saved = [(layer, name, np.array(value, copy=True)) for layer in layers if layer.training
+             for name in layer.buffer_names if (value := getattr(layer, name)) is not None]
+    return saved or None
+
+
+def _restore_buffers(saved: list | None) -> None:
+    """Put back what :func:`_buffers_of` copied (arrays in place, so references to them stay valid)."""
+    for layer, name, value in saved or ():
+        current = getattr(layer, name)
+        if isinstance(current, np.ndarray) and current.shape == value.shape:
+            current[...] = value
+        else:
+            setattr(layer, name, value.item() if value.ndim == 0 else value)
+
+
 def _check_watch(watch, plan: str) -> None:
     if not callable(watch):
         raise TypeError(f"watch must be a function watch(i, array) called after each layer, got {type(watch).__name__}.")
@@ -232,6 +249,8 @@ class Sequential(Layer):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
         self._linear_positions = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
         self._engine = Engine(layers, self.parameters())
+        # layers whose forward pass in train mode updates buffers (batch norm's running statistics)
+        self._stateful = [layer for top in layers for layer in top.layers_within() if layer.buffer_names]
         index = {id(p): i for i, p in enumerate(self._engine.parameters)}
         self._weight_indices = [index[id(linear.weight)] for linear in self.linears]
         self._bias_indices = [index[id(linear.bias)] for linear in self.linears]
@@ -452,11 +471,19 @@ class Sequential(Layer):
         if watch is not None:
             _check_watch(watch, plan)
         x = self.check_input(x, "x", finite=False)
-        output, outputs, done = self._engine.forward(x, plan, remember=not detached, watch=watch)
+        saved = _buffers_of(self._stateful)  # a refused pass must not move the running statistics
+        try:
+            output, outputs, done = self._engine.forward(x, plan, remember=not detached, watch=watch)
+        except BaseException:
+            _restore_buffers(saved)
+            raise
         if not allow_nonfinite and not math.isfinite(entry_sum(output)) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
-            self._raise_non_finite(x)
+            try:
+                self._raise_non_finite(x)
+            finally:
+                _restore_buffers(saved)
         if plan == "trace":
             return Trace(output, outputs, x, self._linear_positions, done)
         return output

@@ -1,4 +1,4 @@
-"""``watch``: the forward and backward passes call back after each layer with the array it made."""
+"""The forward and backward passes: watch callbacks, and what a failed or refused pass leaves behind."""
 import numpy as np
 import pytest
 
@@ -99,3 +99,52 @@ def test_an_error_inside_backward_leaves_the_gradients_as_they_were(accumulated)
             assert p.grad is None
         else:
             np.testing.assert_array_equal(p.grad, old)
+
+
+def _bn_net_that_overflows():
+    net = dl.Sequential([dl.Linear(2, 4, rng=0), dl.BatchNorm(4), dl.ActivationLayer("relu"), dl.Linear(4, 3, rng=1),
+                         dl.ActivationLayer("relu"), dl.Linear(3, 1, rng=2)])
+    net.layers[3].weight.data[...] = 1e200
+    net.layers[5].weight.data[...] = 1e200      # f_2 = Ω_2 h_2 overflows to inf
+    return net
+
+
+@pytest.mark.parametrize("how", ["forward", "trace", "step"])
+def test_a_refused_pass_leaves_batch_norms_running_statistics_unchanged(how):
+    net = _bn_net_that_overflows()
+    bn = net.layers[1]
+    mean, var = bn.running_mean, bn.running_var
+    x = np.random.default_rng(0).normal(size=(8, 2))
+    calls = {"forward": lambda: net(x), "trace": lambda: net.forward(x, record=True),
+             "step": lambda: dl.TrainStep(net, "mse", dl.optim.SGD(net.parameters(), lr=0.1))(x, np.zeros((8, 1)))}
+    with pytest.raises(dl.NonFiniteError, match="layer 2"):
+        calls[how]()
+    assert bn.num_batches_tracked == 0
+    np.testing.assert_array_equal(bn.running_mean, 0.0)
+    np.testing.assert_array_equal(bn.running_var, 1.0)
+    assert bn.running_mean is mean and bn.running_var is var     # the same arrays, restored in place
+
+
+def test_an_error_in_a_later_layer_leaves_the_running_statistics_unchanged():
+    class Broken(dl.Layer):
+        def forward(self, x, cache):
+            raise RuntimeError("broken layer")
+
+        def backward(self, grad, cache):
+            return grad
+
+    net = dl.Sequential([dl.Linear(2, 4, rng=0), dl.BatchNorm(4), Broken()])
+    with pytest.raises(RuntimeError, match="broken layer"):
+        net.forward(np.random.default_rng(0).normal(size=(8, 2)), record=True)
+    assert net.layers[1].num_batches_tracked == 0
+    np.testing.assert_array_equal(net.layers[1].running_mean, 0.0)
+
+
+def test_a_finite_pass_still_updates_the_running_statistics_once():
+    net = dl.Sequential([dl.Linear(2, 4, rng=0), dl.BatchNorm(4), dl.ActivationLayer("relu"), dl.Linear(4, 1, rng=1)])
+    x = np.random.default_rng(0).normal(size=(8, 2))
+    net.forward(x, record=True)
+    bn = net.layers[1]
+    f = x @ net.layers[0].weight.data.T + net.layers[0].bias.data
+    assert bn.num_batches_tracked == 1
+    np.testing.assert_allclose(bn.running_mean, 0.1 * f.mean(axis=0), rtol=1e-12)
