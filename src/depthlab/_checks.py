@@ -163,6 +163,26 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+MAX_BINS = 100_000  # more histogram bins than a screen has pixels, and still a small array
+
+
+def check_bins(bins, name: str = "bins") -> int:
+    """A histogram's bin count: an int in [1, MAX_BINS] (a huge one would only exhaust memory)."""
+    bins = check_positive_int(bins, name)
+    if bins > MAX_BINS:
+        raise ValueError(f"{name} must be at most {MAX_BINS:,}, got {bins:,}; a few dozen bins show a distribution.")
+    return bins
+
+
+def check_index(k, count: int, name: str = "k") -> int:
+    """A row index into ``count`` rows, as Python indexes a list (negative counts from the end)."""
+    if isinstance(k, bool) or not isinstance(k, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int row index, got {type(k).__name__} {k!r}.")
+    if not -count <= k < count:
+        raise ValueError(f"{name} must be a row index in [0, {count - 1}] (or from -{count} counting from the end), got {k}.")
+    return int(k)
+
+
 def check_real(value, name: str, *, low: float | None = None, high: float | None = None,
                low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number inside the given bounds."""

@@ -181,6 +181,11 @@ def relu() -> Activation:
     )
 
 
+def _leaky_gain(slope: float) -> float:
+    """√(2 / (1 + slope²)) as PyTorch computes it (bit for bit), without squaring a huge slope."""
+    return math.sqrt(2.0 / (1 + slope**2)) if abs(slope) < 1e150 else math.sqrt(2.0) / math.hypot(1.0, slope)
+
+
 def leaky_relu(negative_slope: float = 0.01) -> Activation:
     """a[f] = f for f > 0, negative_slope·f otherwise."""
     slope = check_real(negative_slope, "negative_slope")
@@ -188,7 +193,7 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
         "leaky_relu",
         lambda f: np.where(f > 0, f, f * slope).astype(f.dtype, copy=False),
         lambda f, h: np.where(f > 0, 1.0, slope).astype(f.dtype, copy=False),
-        math.sqrt(2.0 / (1 + slope**2)),
+        _leaky_gain(slope),
         params={"negative_slope": slope}, kinks=(0.0,), piecewise_linear=True,
         torch=("LeakyReLU", {"negative_slope": slope}),
     )
@@ -331,7 +336,7 @@ def get(spec, **params) -> Activation:
         key = spec.lower().replace("-", "_")
         key = ALIASES.get(key, key)
         factory = lookup(ACTIVATIONS, key if key in ACTIVATIONS else spec, "activation", "activation")  # errors echo spec
-        accepted = list(inspect.signature(factory).parameters)
+        accepted = _hyperparameters(factory)
         unexpected = sorted(set(params) - set(accepted))
         if unexpected:
             raise TypeError(f"activation {key!r} got unexpected hyperparameters {unexpected}; "
@@ -341,6 +346,12 @@ def get(spec, **params) -> Activation:
         f"activation must be a name (one of {', '.join(ACTIVATIONS)}), an Activation or None, "
         f"got {type(spec).__name__} {spec!r}."
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _hyperparameters(factory) -> list[str]:
+    """The keyword hyperparameters an activation's factory takes (read once per factory)."""
+    return list(inspect.signature(factory).parameters)
 
 
 def names() -> list[str]:

@@ -81,14 +81,17 @@ class Engine:
         self.__init__(state["layers"], state["parameters"])
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, plan: str, remember: bool = True):
+    def forward(self, x: np.ndarray, plan: str, remember: bool = True, watch=None):
         """(output, every layer's output under the trace plan, the :class:`Pass`). With
-        ``remember`` the pass becomes the one ``backward`` uses by default."""
+        ``remember`` the pass becomes the one ``backward`` uses by default; ``watch(i, output)``
+        is called after layer i (not under the backward plan)."""
         if plan == "nothing":
             h = x
             with np.errstate(over="ignore", invalid="ignore"):
-                for layer in self.layers:
+                for i, layer in enumerate(self.layers):
                     h = layer.forward(h, {})
+                    if watch is not None:
+                        watch(i, h)
             return h, None, None
         if remember:
             self.last = None  # release the last pass: its arrays may be reused now
@@ -106,10 +109,12 @@ class Engine:
         outputs = [] if plan == "trace" else None
         h = x
         with np.errstate(over="ignore", invalid="ignore"):
-            for run, work in zip(self._forwards(fast), works):
+            for i, (run, work) in enumerate(zip(self._forwards(fast), works)):
                 h = run(h, work)
                 if outputs is not None:
                     outputs.append(h)
+                if watch is not None:
+                    watch(i, h)
         done = Pass(plan, works, fast, h.shape)
         if remember:
             self.last = done
@@ -158,28 +163,31 @@ class Engine:
         return program
 
     # -- backward --------------------------------------------------------------------------
-    def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None):
+    def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None,
+                 watch=None):
         """dL/dx (or None) and, with ``intermediates``, dL/d(each layer's output).
 
         Runs each layer's backward with the caches of the last forward pass; a backward pass
         uses them up only under the backward plan's permissions (in place), so a trace can be
-        backpropagated once per forward pass.
+        backpropagated once per forward pass. ``watch(i, grad_input)`` is called after layer i's
+        backward with dL/d(its input) (and its parameters' gradients set); for i = 0 only with
+        ``input_grad``.
         """
         last = self.last if done is None else done
         if last.plan == "backward":  # the training step: NumPy's warnings are its caller's
-            result = self._backward(grad, input_grad, intermediates, last)
+            result = self._backward(grad, input_grad, intermediates, last, watch)
             if last is self.last:
                 self.last = None
             return result
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._backward(grad, input_grad, intermediates, last)
+            return self._backward(grad, input_grad, intermediates, last, watch)
 
-    def _backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, last: Pass):
+    def _backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, last: Pass, watch):
         gradients = self._gradient_map() if True in last.fast else None
         flags = last.flags
         if flags is None or flags[0] != input_grad or flags[1] != intermediates or flags[2] is not gradients:
             self._prepare_backward(last, input_grad, intermediates, gradients)
-        if not intermediates:
+        if not intermediates and watch is None:
             for run, work in last.backwards:
                 grad = run(grad, work)
             return grad, None
@@ -187,7 +195,9 @@ class Engine:
         for i, (run, work) in zip(range(len(last.works) - 1, -1, -1), last.backwards):
             output_grads[i] = grad
             grad = run(grad, work)
-        return grad, output_grads
+            if watch is not None and (i > 0 or input_grad):
+                watch(i, grad)
+        return grad, output_grads if intermediates else None
 
     def _prepare_backward(self, last: Pass, input_grad: bool, intermediates: bool, gradients) -> None:
         """Write into each layer's work dict what its backward may do, and list the layers'

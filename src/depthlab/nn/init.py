@@ -40,7 +40,7 @@ import numpy as np
 from scipy import special
 
 from . import activations as _activations
-from .._checks import check_positive_int, check_real, lookup, resolve_dtype, resolve_rng
+from .._checks import check_fits_in_memory, check_positive_int, check_real, lookup, resolve_dtype, resolve_rng
 
 Array = np.ndarray
 _PROTOCOL = ("rng", "dtype", "fan_in", "fan_out")
@@ -61,7 +61,9 @@ def _check_shape(shape) -> tuple[int, ...]:
         if isinstance(d, bool) or not isinstance(d, (numbers.Integral, np.integer)) or d < 1:
             raise ValueError(f"shape must hold positive ints, got {dims!r}; a dense weight Ω has "
                              "shape (D_out, D_in) and a bias β has shape (D_out,).")
-    return tuple(int(d) for d in dims)
+    dims = tuple(int(d) for d in dims)
+    check_fits_in_memory(math.prod(dims), 8, f"an initializer's array of shape {dims}", "use a smaller shape")
+    return dims
 
 
 def fans(shape) -> tuple[int, int]:
@@ -91,8 +93,19 @@ def _resolve_fans(dims, fan_in, fan_out) -> dict[str, int | None]:
     """Explicit fans (checked) over shape-derived ones; None where neither exists."""
     derived = fans(dims) if len(dims) >= 2 else (None, None)
     given = {"fan_in": fan_in, "fan_out": fan_out}
-    return {key: derived_value if given[key] is None else check_positive_int(given[key], key)
+    return {key: derived_value if given[key] is None else _check_fan(given[key], key)
             for key, derived_value in zip(given, derived)}
+
+
+MAX_FAN = 2 ** 62  # more inputs than any array can index
+
+
+def _check_fan(value, key: str) -> int:
+    value = check_positive_int(value, key)
+    if value > MAX_FAN:
+        raise ValueError(f"{key} must be at most 2**62 (a layer's number of inputs or outputs), got a "
+                         f"{len(str(value))}-digit number.")
+    return value
 
 
 def _need_fans(initializer: str, dims, fan_in, fan_out, *needed: str) -> dict[str, int]:
@@ -170,8 +183,20 @@ _DISTRIBUTIONS: dict[str, Callable] = {
 def _scaled(dims, std: float, distribution: str, rng, dtype) -> Array:
     """std times a unit-variance draw, drawn in float64 and cast to ``dtype``."""
     values = _DISTRIBUTIONS[distribution](resolve_rng(rng), dims)
-    values *= std
-    return values.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values *= std
+    return _cast(values, dtype, f"a {distribution} draw of std {std:.3g}")
+
+
+def _cast(values: Array, dtype, what: str) -> Array:
+    """``values`` (float64) as ``dtype``, or a ValueError where an entry left its range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = values.astype(dtype, copy=False)
+    if not np.isfinite(values).all():
+        wider = " or dtype='float64'" if np.dtype(dtype) != np.float64 else ""
+        raise ValueError(f"{what} gives values beyond the range of {np.dtype(dtype).name} "
+                         f"(they would be inf). Use a smaller scale{wider}.")
+    return values
 
 
 def _check_gain(gain) -> float:
@@ -295,7 +320,8 @@ def constant(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None,
              value: float = 0.0) -> Array:
     """Every entry equal to ``value`` (a finite real). Returns an array of ``shape``."""
     dims, dtype = _prepare(shape, rng, dtype, fan_in, fan_out)
-    return np.full(dims, check_real(value, "value"), dtype=dtype)
+    value = check_real(value, "value")
+    return _cast(np.full(dims, value), dtype, f"constant(value={value:.3g})")
 
 
 # --------------------------------------------------------------------------- plain distributions
@@ -321,8 +347,9 @@ def normal(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None, mean:
     else:
         scale = 1.0 if std is None else check_real(std, "std", low=0.0)
     values = _scaled(dims, scale, "normal", rng, np.float64)
-    values += mean
-    return values.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values += mean
+    return _cast(values, dtype, f"normal(mean={mean:.3g}, std={scale:.3g})")
 
 
 def uniform(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None, low: float = 0.0,
@@ -332,7 +359,11 @@ def uniform(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None, low:
     low, high = check_real(low, "low"), check_real(high, "high")
     if not low < high:
         raise ValueError(f"uniform(): low must be < high, got low={low:g}, high={high:g}.")
-    return resolve_rng(rng).uniform(low, high, dims).astype(dtype, copy=False)
+    if not math.isfinite(high - low):
+        raise ValueError(f"uniform(): high − low must be within float64's range, got low={low:g}, high={high:g}.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = resolve_rng(rng).uniform(low, high, dims)
+    return _cast(values, dtype, f"uniform(low={low:.3g}, high={high:.3g})")
 
 
 def truncated_normal(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=None,
@@ -355,7 +386,9 @@ def truncated_normal(shape, *, rng=None, dtype="float64", fan_in=None, fan_out=N
     if not low < high:
         raise ValueError(f"truncated_normal(): low must be < high, got low={low:g}, high={high:g}.")
     z = _truncated_standard_normal(resolve_rng(rng), dims, (low - mean) / std, (high - mean) / std)
-    return np.clip(mean + std * z, low, high).astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.clip(mean + std * z, low, high)
+    return _cast(values, dtype, f"truncated_normal(mean={mean:.3g}, std={std:.3g}, low={low:.3g}, high={high:.3g})")
 
 
 # --------------------------------------------------------------------------- variance scaling

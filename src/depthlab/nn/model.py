@@ -219,6 +219,31 @@ def _as_layer(layer, i: int) -> Layer:
                     f"got {type(layer).__name__} {layer!r}.")
 
 
+def _buffers_of(layers: list) -> list | None:
+    """Copies of the buffers of those ``layers`` in train mode (None when there are none)."""
+    saved = [(layer, name, np.array(value, copy=True)) for layer in layers if layer.training
+             for name in layer.buffer_names if (value := getattr(layer, name)) is not None]
+    return saved or None
+
+
+def _restore_buffers(saved: list | None) -> None:
+    """Put back what :func:`_buffers_of` copied (arrays in place, so references to them stay valid)."""
+    for layer, name, value in saved or ():
+        current = getattr(layer, name)
+        if isinstance(current, np.ndarray) and current.shape == value.shape:
+            current[...] = value
+        else:
+            setattr(layer, name, value.item() if value.ndim == 0 else value)
+
+
+def _check_watch(watch, plan: str) -> None:
+    if not callable(watch):
+        raise TypeError(f"watch must be a function watch(i, array) called after each layer, got {type(watch).__name__}.")
+    if plan == "backward":
+        raise ValueError("watch cannot follow a pass under keep='backward' (the training plan overwrites its "
+                         "arrays in place); record the pass with keep='trace' or record=True instead.")
+
+
 class Sequential(Layer):
     """A feed-forward network: layers applied in order.
 
@@ -263,6 +288,8 @@ class Sequential(Layer):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
         self._linear_positions = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
         self._engine = Engine(layers, self.parameters())
+        # layers whose forward pass in train mode updates buffers (batch norm's running statistics)
+        self._stateful = [layer for top in layers for layer in top.layers_within() if layer.buffer_names]
         index = {id(p): i for i, p in enumerate(self._engine.parameters)}
         self._weight_indices = [index[id(linear.weight)] for linear in self.linears]
         self._bias_indices = [index[id(linear.bias)] for linear in self.linears]
@@ -471,7 +498,7 @@ class Sequential(Layer):
         return as_batch(x, name, self.in_features, dtype=self.dtype, finite=finite, owner=where)
 
     def forward(self, x, record=False, *, keep: str | None = None, allow_nonfinite: bool = False,
-                detached: bool = False):
+                detached: bool = False, watch=None):
         """Run the network on a batch.
 
         Parameters
@@ -490,6 +517,11 @@ class Sequential(Layer):
         detached : bool, default False
             Leave the network's last recorded pass as it is: backpropagate this one with
             ``backward(g, trace=this_trace)`` (instruments that must not disturb a user's pass).
+        watch : callable, optional
+            ``watch(i, output)`` is called right after top-level layer ``i`` with its output,
+            while that array is still in the CPU's cache: an instrument that reduces each
+            output (a sum, a histogram) reads it there instead of from memory later. Not with
+            ``keep="backward"``.
 
         Raises
         ------
@@ -503,20 +535,28 @@ class Sequential(Layer):
         plan = keep if keep is not None else ("trace" if record else "nothing")
         if plan not in PLANS:
             raise ValueError(f"keep must be one of {PLANS}, got {keep!r}.")
+        if watch is not None:
+            _check_watch(watch, plan)
         x = self.check_input(x, "x", finite=False)
+        saved = _buffers_of(self._stateful)  # a refused pass must not move the running statistics
         try:
-            output, outputs, done = self._engine.forward(x, plan, remember=not detached)
-        except Exception:
-            found = self._protocol_error(x)
+            output, outputs, done = self._engine.forward(x, plan, remember=not detached, watch=watch)
+        except BaseException as error:
+            _restore_buffers(saved)
+            found = self._protocol_error(x) if isinstance(error, Exception) else None
             if found is None:
                 raise
             raise found from None
         if type(output) is not np.ndarray:
+            _restore_buffers(saved)
             raise self._protocol_error(x) or TypeError(f"the network's output is a {type(output).__name__}, not an array.")
         if not allow_nonfinite and not _sums_finite(output) and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
-            self._raise_non_finite(x)
+            try:
+                self._raise_non_finite(x)
+            finally:
+                _restore_buffers(saved)
         if plan == "trace":
             return Trace(output, outputs, x, self._linear_positions, done, self._engine)
         return output
@@ -552,10 +592,8 @@ class Sequential(Layer):
         if not np.isfinite(x).all():
             as_float_array(x, "x")  # raises the standard NaN/Inf message
         h = x
-        stateful = any(layer.buffer_names or getattr(layer, "draws_random", False) for layer in self.layers_within())
-        layers = copy.deepcopy(self.layers) if stateful else self.layers  # the rerun leaves statistics and rngs alone
         with np.errstate(over="ignore", invalid="ignore"):
-            for i, layer in enumerate(layers):
+            for i, layer in enumerate(self.layers):
                 previous, h = h, layer.forward(h, {})
                 if np.isfinite(h).all():
                     continue
@@ -576,7 +614,7 @@ class Sequential(Layer):
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad_output, input_grad=True, intermediates: bool = True, *, trace: Trace | None = None,
-                 allow_nonfinite: bool = False) -> Gradients:
+                 allow_nonfinite: bool = False, watch=None) -> Gradients:
         """Backpropagate dL/d(output) through the last forward pass that kept its caches.
 
         Parameters
@@ -596,6 +634,10 @@ class Sequential(Layer):
             Backpropagate this recorded pass (one made with ``detached=True``) instead of the last.
         allow_nonfinite : bool, default False
             Accept NaN/Inf in ``grad_output`` (instruments that show an overflow).
+        watch : callable, optional
+            ``watch(i, grad_input)`` is called right after top-level layer ``i``'s backward with
+            dL/d(its input) — for i = 0 only with ``input_grad`` — while the array is still in
+            cache; layer i's parameters hold their gradients by then (see ``forward``'s ``watch``).
 
         Returns
         -------
@@ -606,6 +648,8 @@ class Sequential(Layer):
         """
         if isinstance(input_grad, dict):  # the layer protocol: backward(grad, cache) inside another network
             return self._backward_as_layer(grad_output, input_grad)
+        if watch is not None:
+            _check_watch(watch, "trace")
         if trace is not None and not isinstance(trace, Trace):
             raise TypeError(f"backward(trace=...) needs the Trace that net.forward(x, record=True, detached=True) "
                             f"returned, got {type(trace).__name__}.")
@@ -635,8 +679,8 @@ class Sequential(Layer):
             for p in parameters:
                 p.grad = None
         try:
-            grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last)
-        except BaseException:  # a refused pass adds nothing: each grad is as it was
+            grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last, watch)
+        except BaseException:  # a layer's or watch's error, Ctrl-C: the gradients stay as they were
             for p, previous in zip(parameters, before):
                 p.grad = previous
             raise

@@ -12,28 +12,39 @@ import numpy as np
 
 from .._fast.buffers import ones
 
-__all__ = ["mean_std", "constant_columns", "frobenius_norm", "max_derivative", "ratio", "first_crossing",
+__all__ = ["square_sum", "mean_std", "constant_columns", "frobenius_norm", "max_derivative", "ratio", "first_crossing",
            "growth_rate", "format_number", "percent", "json_safe"]
 
 
-def mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
+def square_sum(a: np.ndarray) -> float | None:
+    """Σx² over every entry of a float32 or float64 array, one BLAS dot product in its own
+    dtype: :func:`mean_std`'s first pass, taken early (the probe takes it while the pass that
+    made ``a`` still has it in cache). None for another dtype (mean_std converts those first)."""
+    if a.dtype != np.float64 and a.dtype != np.float32:
+        return None
+    flat = a.reshape(-1)
+    return float(np.vdot(flat, flat))
+
+
+def mean_std(a: np.ndarray, total: float | None = None, squares: float | None = None) -> tuple[float, float]:
     """Mean and population std over every entry (as ``np.std``), safe for huge or tiny values.
 
     One pass for Σx² and one for Σx (no temporary array); where the two nearly cancel
     (|mean| ≫ std) or the squares leave the float range, it falls back to the two-pass
     formula on rescaled deviations. ``total`` is Σx computed from smaller arrays (the probe
-    sums it from column sums and bias gradients); it saves the pass for Σx where the mean is at most ~10× the std, so that
-    its rounding (that of the arrays it came from) cannot reach the std.
+    sums it from column sums and bias gradients); it saves the pass for Σx where the mean is
+    at most ~10× the std, so that its rounding (that of the arrays it came from) cannot reach
+    the std. ``squares`` is :func:`square_sum` of ``a``, if already taken.
     """
     flat = a.reshape(-1)
     if flat.dtype == np.float32:
-        quick = _mean_std_float32(flat, total)
+        quick = _mean_std_float32(flat, total, squares)
         if quick is not None:
             return quick
     if flat.dtype != np.float64:
-        flat = flat.astype(np.float64)
+        flat, squares = flat.astype(np.float64), None
     n = flat.size
-    second = float(np.vdot(flat, flat)) / n
+    second = (float(np.vdot(flat, flat)) if squares is None else squares) / n
     if total is not None:
         mean = float(total) / n
         variance = second - mean * mean
@@ -53,7 +64,7 @@ def mean_std(a: np.ndarray, total: float | None = None) -> tuple[float, float]:
     return mean, largest * math.sqrt(float(np.vdot(deviation, deviation)) / n)
 
 
-def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, float] | None:
+def _mean_std_float32(flat: np.ndarray, total: float | None, squares: float | None) -> tuple[float, float] | None:
     """:func:`mean_std` of a float32 vector without a float64 copy, or None to take that path.
 
     Σx² and Σx come from BLAS dot products in float32 (their lanes of partial sums keep the
@@ -62,7 +73,7 @@ def _mean_std_float32(flat: np.ndarray, total: float | None) -> tuple[float, flo
     under- or overflows; elsewhere the float64 path decides.
     """
     n = flat.size
-    second = float(np.vdot(flat, flat)) / n
+    second = (float(np.vdot(flat, flat)) if squares is None else squares) / n
     mean = (float(total) if total is not None else float(np.dot(flat, ones(n, flat.dtype)))) / n
     variance = second - mean * mean
     if math.isfinite(second) and 1e-30 < second and variance > 1e-2 * second:

@@ -54,7 +54,8 @@ probed per top-level layer instead, with its own verdicts: see :mod:`depthlab.si
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -63,11 +64,11 @@ from ..nn import losses as _losses
 from ..nn.layers import ActivationLayer, Linear
 from ..nn.model import Sequential
 from .._fast.buffers import batch_sum
-from .._checks import check_real, resolve_rng
+from .._checks import check_bins, check_index, check_real, resolve_rng
 from .measure import (constant_columns as _constant_columns, first_crossing as _first_crossing,
                       format_number as _fmt, frobenius_norm as _norm, growth_rate as _rate, json_safe as _json_safe,
                       max_derivative as _max_derivative, mean_std as _mean_std, percent as _percent,
-                      ratio as _ratio)
+                      ratio as _ratio, square_sum as _square_sum)
 
 __all__ = ["probe", "ProbeReport", "LayerStats", "THRESHOLDS", "VERDICTS"]
 
@@ -127,7 +128,7 @@ def _theory_layers(net) -> list[tuple] | None:
     with np.errstate(over="ignore", invalid="ignore"):
         for activation, linear in zip(net.layer_activations, net.linears):
             weight_variance, bias_variance = (_mean_std(p.data.astype(np.float64, copy=False))[1] ** 2
-                                              for p in linear.parameters())
+                                              for p in (linear.weight, linear.bias))
             if not (math.isfinite(weight_variance) and math.isfinite(bias_variance)):
                 return None
             layers.append((activation, weight_variance, bias_variance, linear.in_features,
@@ -240,7 +241,8 @@ class ProbeReport:
     def to_dict(self) -> dict:
         """A JSON-serializable dict (non-finite numbers become None)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        data["layers"] = [asdict(stats) for stats in self.layers]
+        # a row's fields are numbers and text: no deep copy (dataclasses.asdict) needed
+        data["layers"] = [{f.name: getattr(stats, f.name) for f in fields(stats)} for stats in self.layers]
         return _json_safe(data)
 
     def values(self, name: str, k: int) -> np.ndarray:
@@ -249,7 +251,7 @@ class ProbeReport:
         It is the network's own (its next pass may reuse it): copy it to keep it."""
         if name not in self._arrays:
             raise ValueError(f"values: name must be one of {', '.join(self._arrays)}, got {name!r}.")
-        return self._arrays[name][k]
+        return self._arrays[name][check_index(k, len(self.layers))]
 
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-layer histograms of f_k, h_{k+1} and dL/df_k.
@@ -261,9 +263,7 @@ class ProbeReport:
             "grad_preactivation": (counts, edges)}``; counts of shape (bins,), edges (bins + 1,)
             as ``np.histogram`` gives them (non-finite entries left out).
         """
-        from .._checks import check_positive_int
-
-        bins = check_positive_int(bins, "bins")
+        bins = check_bins(bins)
         result = []
         for k in range(len(self.layers)):
             entry = {}
@@ -448,16 +448,51 @@ def _relu_dead_fraction(h: np.ndarray, column_sums: np.ndarray) -> float:
 _DEAD_FRACTIONS = {"relu": _relu_dead_fraction}
 
 
-def _measure(net, trace, outputs, gradients, x_std: float, level: float):
+class _InCache:
+    """The passes over each big array the probe needs, taken by the forward and backward
+    passes' ``watch`` right after a layer made the array, while it is still in cache (read
+    again later, a network's arrays come from memory: ~3× slower).
+
+    Per Linear layer k: Σx² of f_k, h_{k+1}, dL/df_k and dL/dh_k (:func:`square_sum`) and the
+    column sums Σ_n h_{k+1}. An array no watch saw (f_K = h_{K+1} without an output
+    activation, dL/d(output)) is read by :func:`_measure` itself.
+    """
+
+    def __init__(self, net):
+        starts = [i for i, layer in enumerate(net.layers) if isinstance(layer, Linear)]
+        ends = starts[1:] + [len(net.layers)]
+        count = len(starts)
+        self.squares = {name: [None] * count for name in ("f", "h", "grad_f", "grad_h")}
+        self.column_sums = [None] * count
+        # top-level layer index -> (what its output / its input gradient is, Linear k)
+        self.outputs = {start: ("f", k) for k, start in enumerate(starts)}
+        self.outputs.update({end - 1: ("h", k) for k, (start, end) in enumerate(zip(starts, ends)) if end - 1 > start})
+        self.input_grads = {start: ("grad_h", k) for k, start in enumerate(starts)}
+        self.input_grads.update({start + 1: ("grad_f", k) for k, (start, end) in enumerate(zip(starts, ends))
+                                 if start + 1 < end})
+
+    def forward(self, i: int, output: np.ndarray) -> None:
+        found = self.outputs.get(i)
+        if found is not None:
+            self.squares[found[0]][found[1]] = _square_sum(output)
+            if found[0] == "h":
+                self.column_sums[found[1]] = batch_sum(output)
+
+    def backward(self, i: int, grad_input: np.ndarray) -> None:
+        found = self.input_grads.get(i)
+        if found is not None:
+            self.squares[found[0]][found[1]] = _square_sum(grad_input)
+
+
+def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache | None = None):
     """One LayerStats per Linear layer, and whether each layer's output is constant.
 
-    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) do not
-    stay in cache, so the cost is the number of passes over them. Each h_{k+1} is read once
-    for its column sums Σ_n h_{k+1} (its mean, ReLU's dead units, and Σf_{k+1} below) and
-    once for Σh². The other means come from small arrays (summed in float64), so f_k and the
-    gradients are read once, for Σx² (:func:`_mean_std` checks that the mean is small enough
-    against the std for their rounding — in float32 that of a BLAS sum, as Σx itself would
-    be — not to matter):
+    The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) cost
+    a pass each for Σx², and h_{k+1} one more for its column sums Σ_n h_{k+1} (its mean,
+    ReLU's dead units, and Σf_{k+1} below): ``seen`` (:class:`_InCache`) took them during the
+    passes. The other means come from small arrays (summed in float64) (:func:`_mean_std`
+    checks that the mean is small enough against the std for their rounding — in float32
+    that of a BLAS sum, as Σx itself would be — not to matter):
 
         Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
         Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
@@ -465,10 +500,14 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     """
     stats, constant = [], []
     acts = net.layer_activations
-    n = trace.preactivations[0].shape[0]
+    preactivations, grad_preactivations, grad_activations = (trace.preactivations, gradients.preactivations,
+                                                             gradients.activations)  # each a new list per read
+    n = preactivations[0].shape[0]
+    squares = seen.squares if seen is not None else {name: [None] * len(acts) for name in ("f", "h", "grad_f", "grad_h")}
     previous_f_std, column_sums = x_std, None
+    block_sizes = [len(after) for _, after in net.blocks]
     for k, linear in enumerate(net.linears):
-        f, h, activation = trace.preactivations[k], outputs[k], acts[k]
+        f, h, activation = preactivations[k], outputs[k], acts[k]
         weight = linear.weight.data.astype(np.float64, copy=False)
         grad_bias = gradients.biases[k].astype(np.float64, copy=False)
         grad_f_total = np.add.reduce(grad_bias)
@@ -477,12 +516,12 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
         if column_sums is not None:  # Σ_n h_k, from layer k − 1
             f_total = (column_sums.astype(np.float64, copy=False) @ np.add.reduce(weight, axis=0)
                        + n * np.add.reduce(linear.bias.data, dtype=np.float64))
-        grad_f_std = _mean_std(gradients.preactivations[k], grad_f_total)[1]
-        grad_h_std = _mean_std(gradients.activations[k], grad_h_total)[1]
-        f_mean, f_std = _mean_std(f, f_total)
-        column_sums = batch_sum(h)
-        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64))
-        single = len(net.blocks[k][1]) == 1  # h is a[f_k] itself
+        grad_f_std = _mean_std(grad_preactivations[k], grad_f_total, squares["grad_f"][k])[1]
+        grad_h_std = _mean_std(grad_activations[k], grad_h_total, squares["grad_h"][k])[1]
+        f_mean, f_std = _mean_std(f, f_total, squares["f"][k])
+        column_sums = seen.column_sums[k] if seen is not None and seen.column_sums[k] is not None else batch_sum(h)
+        h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64), squares["h"][k])
+        single = block_sizes[k] == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None
         dead = saturated = None
         if dead_fraction is not None:
@@ -507,6 +546,12 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float):
     for below, above in zip(stats, stats[1:]):
         below.backward_growth = _ratio(below.grad_preactivation_std, above.grad_preactivation_std)
     return stats, constant
+
+
+def _second_moment(a: np.ndarray) -> float:
+    """E[a²] over every entry in float64 (inf where it overflows, without NumPy's warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.mean(np.square(a, dtype=np.float64)))
 
 
 def is_plain_mlp(net) -> bool:
@@ -580,19 +625,29 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
             f"probe needs a batch of at least 2 samples to measure statistics (means, stds, dead "
             f"units over the batch), got x of shape {x.shape}. Pass more samples — a few hundred "
             "give stable numbers, e.g. x = rng.standard_normal((1000, D_in)).")
+    if not isinstance(theory, (bool, np.bool_)):
+        raise TypeError(f"probe: theory must be True or False, got {theory!r}.")
+    if thresholds is not None and not isinstance(thresholds, Mapping):
+        raise TypeError(f"probe: thresholds must be a dict such as {{'rate': 1.2}}, got {type(thresholds).__name__}.")
     t = dict(THRESHOLDS)
     if thresholds:
         unknown = sorted(set(thresholds) - set(THRESHOLDS))
         if unknown:
             raise ValueError(f"thresholds got unknown keys {unknown}; valid: {', '.join(THRESHOLDS)}.")
         t.update({k: check_real(v, f"thresholds[{k!r}]", low=0, low_open=True) for k, v in thresholds.items()})
-    second_moment = float(np.mean(np.square(x, dtype=np.float64)))
+    second_moment = _second_moment(x)
     if input_variance is not None:
         input_variance = check_real(input_variance, "input_variance")
         if input_variance <= 0:
             raise ValueError(f"input_variance must be > 0 (the second moment E[x²] the theory "
                              f"propagates through the layers), got {input_variance:g}.")
-    elif second_moment > 0 or not theory:
+    elif not theory:
+        input_variance = second_moment
+    elif not math.isfinite(second_moment):
+        raise ValueError(f"probe cannot start the theory from x: its second moment E[x²] overflows float64 "
+                         f"(max |x| = {float(np.max(np.abs(x))):.3g}). Scale x down, pass input_variance, "
+                         "or theory=False.")
+    elif second_moment > 0:
         input_variance = second_moment
     else:
         raise ValueError("probe cannot predict anything from an all-zero x: its variance is 0, so "
@@ -603,39 +658,46 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         loss_object = _losses.get(loss)
         loss_name = getattr(loss_object, "name", type(loss_object).__name__)
 
-    saved_grads = [p.grad for p in net.parameters()]
+    parameters = net.parameters()
+    saved_grads = [p.grad for p in parameters]
     saved_buffers = {name: np.array(value, copy=True) for name, value in net.named_buffers()}
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
     blocks = not is_plain_mlp(net)
+    seen = None if blocks else _InCache(net)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
-            trace = net.forward(x, record=True, allow_nonfinite=True, detached=True)
+            trace = net.forward(x, record=True, allow_nonfinite=True, detached=True,
+                                watch=None if seen is None else seen.forward)
             if y is not None:
                 with np.errstate(over="ignore", invalid="ignore"):
                     grad_output = loss_object.grad(trace.output, y)
             else:
                 grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
-            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True)
+            gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True,
+                                     watch=None if seen is None else seen.backward)
             if blocks:  # measured (and the theory walked) in the pass's mode, before the buffers come back
                 from .probe_blocks import probe_blocks
                 return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,
                                     input_variance=input_variance)
     finally:
-        for p, g in zip(net.parameters(), saved_grads):
+        for p, g in zip(parameters, saved_grads):
             p.grad = g
         if saved_buffers:
             net.load_state_dict(saved_buffers, strict=False)
 
     predicted = None
     if theory:
-        grad_output_variance = float(np.mean(np.square(grad_output, dtype=np.float64)))
-        predicted = _predictions(net, input_variance, grad_output_variance)
+        grad_output_variance = _second_moment(grad_output)
+        if math.isfinite(grad_output_variance):
+            predicted = _predictions(net, input_variance, grad_output_variance)
+        else:  # dL/d(output) overflowed: no backward prediction can start from it
+            predicted = _predictions(net, input_variance, 1.0)[:2] + ([None] * len(net.linears),)
 
     outputs = trace.activations[1:] + [trace.output]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         x_std = _mean_std(x)[1]
-        stats, constant = _measure(net, trace, outputs, gradients, x_std, t["saturation_level"])
+        stats, constant = _measure(net, trace, outputs, gradients, x_std, t["saturation_level"], seen)
         if predicted is not None:
             for s, pf, ph, pb in zip(stats, *predicted):
                 s.predicted_preactivation_std, s.predicted_activation_std, s.predicted_backward_std = pf, ph, pb

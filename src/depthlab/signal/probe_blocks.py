@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .._checks import check_bins, check_index
 from ..nn.layers import ActivationLayer, Linear
 from ..nn.model import Sequential
 from ..nn.normalization import BatchNorm
@@ -112,14 +113,12 @@ class BlockProbeReport(ProbeReport):
         (dL/d(that output)), shape (N, D). The network's own: copy it to keep it."""
         if name not in self._block_arrays:
             raise ValueError(f"values: name must be one of {', '.join(self._block_arrays)}, got {name!r}.")
-        return self._block_arrays[name][k]
+        return self._block_arrays[name][check_index(k, len(self.layers))]
 
     def histograms(self, bins: int = 30) -> list[dict]:
         """Per-block histograms: ``{"output": (counts, edges), "grad_output": (counts, edges)}``,
         counts of shape (bins,), edges (bins + 1,) as ``np.histogram`` gives them."""
-        from .._checks import check_positive_int
-
-        bins = check_positive_int(bins, "bins")
+        bins = check_bins(bins)
         result = []
         for i in range(len(self.layers)):
             entry = {}

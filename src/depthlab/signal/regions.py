@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_float_array, check_positive_int, check_real
+from .._checks import as_float_array, check_fits_in_memory, check_positive_int, check_real
 from ..nn.layers import ActivationLayer, Linear
 
 __all__ = [
@@ -47,6 +47,10 @@ __all__ = [
 
 def _check_piecewise_linear(net, caller: str) -> None:
     for index, layer in enumerate(net.layers):
+        if not isinstance(layer, (Linear, ActivationLayer)):
+            raise ValueError(
+                f"{caller} walks plain networks of Linear and activation layers, but layer {index} is "
+                f"{type(layer).__name__} ({layer!r}). Count the regions of an MLP, e.g. dl.MLP(2, [8, 8], 1).")
         if isinstance(layer, ActivationLayer) and not layer.activation.piecewise_linear:
             raise ValueError(
                 f"{caller} needs a piecewise-linear network (activations identity, relu or "
@@ -315,6 +319,10 @@ def linear_regions_2d(net, box=((-1.0, 1.0), (-1.0, 1.0)), resolution: int = 200
                          f"{net.in_features}; for other inputs count regions along a segment "
                          "with count_linear_regions(net, start, end).")
     resolution = check_positive_int(resolution, "resolution", minimum=2)
+    widest = max(getattr(layer, "out_features", 0) for layer in net.layers)
+    check_fits_in_memory(resolution ** 2 * (2 + 2 * widest), np.dtype(net.dtype).itemsize,
+                         f"linear_regions_2d's grid of resolution {resolution} (and every layer's output on it)",
+                         "use a smaller resolution (a few hundred points per axis show the regions)")
     try:
         (x0, x1), (y0, y1) = box
     except (TypeError, ValueError):

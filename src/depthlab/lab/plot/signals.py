@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..._checks import check_positive_int
+from ..._checks import check_bins
 from .. import plots
 from ._common import canvas, vector, same_length, positive_or_nan, choice, number
 
@@ -174,7 +174,7 @@ def histogram(values, *, bins: int = 40, activation: str | None = None, ax=None,
     if values.size == 0 or not np.isfinite(values).all():
         raise ValueError("values must be a non-empty array of finite numbers (a layer's outputs), got "
                          f"{values.size} values{' with NaN or Inf' if values.size else ''}.")
-    bins = check_positive_int(bins, "bins")
+    bins = check_bins(bins)
     _, ax, result = canvas(ax, width=3.6, height=2.8)
     color = color or plots.color(0)
     low, high = float(values.min()), float(values.max())
@@ -346,7 +346,7 @@ def jacobian_spectrum(singular_values, *, squared: bool = False, bins: int = 50,
     if positive.size == 0:
         raise ValueError("every singular value is 0: the Jacobian vanishes, there is no spectrum to draw on a log axis.")
     low, high = float(positive.min()), float(positive.max())
-    edges = np.geomspace(low, high if high > low else low * 10, check_positive_int(bins, 'bins') + 1)
+    edges = np.geomspace(low, high if high > low else low * 10, check_bins(bins) + 1)
     _, ax, result = canvas(ax, width=5.6, height=3.6)
     for i, (label, values) in enumerate(pooled.items()):
         counts, _ = np.histogram(values[values > 0], bins=edges)
