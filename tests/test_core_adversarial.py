@@ -578,3 +578,10 @@ def test_a_buffer_name_without_its_attribute_is_named():
     net = dl.Sequential(Counting(3))
     with pytest.raises(AttributeError, match=r"Counting\.buffer_names lists 'seen'.*set self\.seen in __init__"):
         net.state_dict()
+
+
+def test_a_weight_replaced_by_another_shape_is_named_when_the_network_runs():
+    net = dl.MLP(2, [3], 1, rng=0)
+    net[0].weight.data = np.ones((4, 2))
+    with pytest.raises(ValueError, match=r"layers\[0\] \(Linear\) has a weight of shape \(4, 2\) but a bias of shape"):
+        net(np.ones((5, 2)))

@@ -577,7 +577,11 @@ class Sequential(Layer):
         refuses (None when each returned an array, or a layer refused its input itself)."""
         h = x
         with self.mode(False), np.errstate(over="ignore", invalid="ignore"):
-            for layer in self.layers:
+            for i, layer in enumerate(self.layers):
+                if isinstance(layer, Linear) and layer.bias.shape != (layer.weight.shape[0],):
+                    return ValueError(f"layers[{i}] ({type(layer).__name__}) has a weight of shape {layer.weight.shape} "
+                                      f"but a bias of shape {layer.bias.shape} (one was replaced through .data): "
+                                      "the bias needs one entry per row of the weight. Build a new Linear instead.")
                 try:
                     output = layer.forward(h, {})
                 except Exception:
