@@ -585,3 +585,13 @@ def test_a_weight_replaced_by_another_shape_is_named_when_the_network_runs():
     net[0].weight.data = np.ones((4, 2))
     with pytest.raises(ValueError, match=r"layers\[0\] \(Linear\) has a weight of shape \(4, 2\) but a bias of shape"):
         net(np.ones((5, 2)))
+
+
+def test_gradcheck_leaves_the_users_recorded_pass_for_backward():
+    net = dl.MLP(3, [4], 2, activation="tanh", rng=0)
+    trace = net.forward(X, record=True)
+    assert dl.gradcheck(net, X[:2], Y[:2]).passed
+    grads = net.backward(np.ones((5, 2)))  # the pass recorded before gradcheck, 5 samples
+    h = np.tanh(X @ net[0].weight.data.T + net[0].bias.data)
+    np.testing.assert_allclose(grads.weights[1], np.ones((5, 2)).T @ h, rtol=1e-12)
+    assert trace.output.shape == (5, 2)

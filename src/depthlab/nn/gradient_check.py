@@ -239,8 +239,8 @@ def _check_network(net, owner: str) -> None:
 def _compare(net, x: np.ndarray, y, loss, eps: float, max_entries, rng) -> tuple[list, object]:
     """The rows of :func:`gradcheck` (every parameter, then the input) and the recorded trace."""
     net.zero_grad()
-    trace = net.forward(x, record=True)
-    grads = net.backward(loss.grad(trace.output, y))
+    trace = net.forward(x, record=True, detached=True)  # the user's last recorded pass stays theirs
+    grads = net.backward(loss.grad(trace.output, y), trace=trace)
     top = {id(p) for linear in net.linears for p in (linear.weight, linear.bias)}
     named = [(param.name if id(param) in top else name, param,
               np.zeros(param.shape) if param.grad is None else param.grad.copy())  # unused by backward: zero
