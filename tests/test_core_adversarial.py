@@ -595,3 +595,10 @@ def test_gradcheck_leaves_the_users_recorded_pass_for_backward():
     h = np.tanh(X @ net[0].weight.data.T + net[0].bias.data)
     np.testing.assert_allclose(grads.weights[1], np.ones((5, 2)).T @ h, rtol=1e-12)
     assert trace.output.shape == (5, 2)
+
+
+def test_the_summary_of_a_network_without_linear_layers_says_what_it_knows():
+    net = dl.Sequential(Scale(3), "tanh")
+    assert net.depth == 0
+    text = str(net.summary())
+    assert "Input (N, ?) → output (N, ?), 0 hidden layers." in text

@@ -436,8 +436,8 @@ class Sequential(Layer):
 
     @property
     def depth(self) -> int:
-        """K, the number of hidden layers."""
-        return len(self.linears) - 1
+        """K, the number of hidden layers (0 without Linear layers)."""
+        return max(len(self.linears) - 1, 0)
 
     @property
     def dtype(self) -> np.dtype:

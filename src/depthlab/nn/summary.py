@@ -73,7 +73,7 @@ def totals(net) -> dict:
     count = net.n_parameters()
     return {"parameters": count, "trainable": count, "non-trainable": 0,
             "bytes": sum(p.data.nbytes for p in net.parameters()),
-            "input shape": f"(N, {net.in_features})", "output shape": f"(N, {net.out_features})",
+            "input shape": f"(N, {_width(net.in_features)})", "output shape": f"(N, {_width(net.out_features)})",
             "depth": net.depth}
 
 
@@ -129,3 +129,8 @@ def html(net) -> str:
         _html.heading(f"{type(net).__name__}: {net.depth} hidden layers, {net.n_parameters():,} parameters"),
         _html.table(list(COLUMNS), table),
         *(_html.paragraph(text, muted=True) for text in _footer(net)))
+
+
+def _width(features) -> str:
+    """A width for the tables: the number, or "?" when the layers do not say."""
+    return "?" if features is None else str(features)
