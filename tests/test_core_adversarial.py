@@ -602,3 +602,12 @@ def test_the_summary_of_a_network_without_linear_layers_says_what_it_knows():
     assert net.depth == 0
     text = str(net.summary())
     assert "Input (N, ?) → output (N, ?), 0 hidden layers." in text
+
+
+def test_a_trace_built_by_hand_is_data_and_is_refused_by_backward():
+    trace = dl.Trace(np.ones((2, 1)), [np.ones((2, 1))], np.ones((2, 3)))
+    assert trace.layer_outputs[0].shape == (2, 1)
+    with pytest.raises(ValueError, match="use layer_outputs instead"):
+        trace.preactivations
+    with pytest.raises(ValueError, match="built by hand, which holds no recorded pass"):
+        dl.MLP(3, [2], 1, rng=0).backward(np.ones((2, 1)), trace=trace)

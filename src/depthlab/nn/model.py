@@ -62,7 +62,7 @@ class Trace:
     output: np.ndarray
     layer_outputs: list
     input: np.ndarray
-    _linear_positions: list = field(repr=False)
+    _linear_positions: list = field(default_factory=list, repr=False)
     _pass: object = field(default=None, repr=False)
     _engine: object = field(default=None, repr=False)  # the network's engine that made the pass
 
@@ -118,7 +118,7 @@ class Gradients:
     layer_outputs: list | None
     input: np.ndarray | None
     parameters: list = field(repr=False)
-    _linear_positions: list = field(repr=False)
+    _linear_positions: list = field(default_factory=list, repr=False)
 
     @property
     def preactivations(self) -> list[np.ndarray] | None:
@@ -657,6 +657,9 @@ class Sequential(Layer):
         if trace is not None and not isinstance(trace, Trace):
             raise TypeError(f"backward(trace=...) needs the Trace that net.forward(x, record=True, detached=True) "
                             f"returned, got {type(trace).__name__}.")
+        if trace is not None and trace._pass is None:
+            raise ValueError("backward(trace=...) got a Trace built by hand, which holds no recorded pass; record one "
+                             "with net.forward(x, record=True, detached=True).")
         if trace is not None and trace._engine is not self._engine:
             raise ValueError("backward(trace=...) got a Trace recorded by another network (or by this one before it "
                              "was copied or unpickled); backpropagate it through the network that recorded it.")
