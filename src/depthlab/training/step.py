@@ -131,9 +131,10 @@ def loss_gradient(loss, output: np.ndarray, y, return_loss: bool,
         return None, loss.compute_grad(output, target)
     if return_loss and hasattr(loss, "value_and_grad"):
         pair = loss.value_and_grad(output, y)
-        if not isinstance(pair, tuple) or len(pair) != 2:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            items = f" of {len(pair)} items" if isinstance(pair, (tuple, list)) else ""
             raise TypeError(f"the loss {loss!r}'s value_and_grad(output, target) must return a pair (L, dL/d(output)), "
-                            f"got {type(pair).__name__}{f' of {len(pair)} items' if isinstance(pair, tuple) else ''}.")
+                            f"got {type(pair).__name__}{items}.")
         value, grad = pair
     else:
         value, grad = (loss.value(output, y) if return_loss else None), loss.grad(output, y)
