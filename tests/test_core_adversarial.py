@@ -611,3 +611,11 @@ def test_a_trace_built_by_hand_is_data_and_is_refused_by_backward():
         trace.preactivations
     with pytest.raises(ValueError, match="built by hand, which holds no recorded pass"):
         dl.MLP(3, [2], 1, rng=0).backward(np.ones((2, 1)), trace=trace)
+
+
+def test_a_state_of_parameters_loads_as_their_values():
+    source, target = dl.MLP(3, [4], 2, rng=0), dl.MLP(3, [4], 2, rng=1)
+    target.load_state_dict(dict(source.named_parameters()))
+    np.testing.assert_array_equal(target(X), source(X))
+    assert target[0].weight.data is not source[0].weight.data
+    np.testing.assert_array_equal(np.asarray(source[0].bias), source[0].bias.data)

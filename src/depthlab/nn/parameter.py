@@ -50,6 +50,12 @@ class Parameter:
             value = as_float_array(value, "Parameter.data", finite=False)
         self._data = value
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The values as an array (``np.asarray(p)``; ``load_state_dict(dict(other.named_parameters()))``)."""
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return np.asarray(self._data, dtype=dtype)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return self.data.shape
