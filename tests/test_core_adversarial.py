@@ -619,3 +619,11 @@ def test_a_state_of_parameters_loads_as_their_values():
     np.testing.assert_array_equal(target(X), source(X))
     assert target[0].weight.data is not source[0].weight.data
     np.testing.assert_array_equal(np.asarray(source[0].bias), source[0].bias.data)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int", "abc"])
+def test_linear_from_arrays_refuses_a_dtype_it_does_not_compute_in(dtype):
+    with pytest.raises(ValueError, match=r"dtype must be 'float64' or 'float32'"):
+        dl.Linear.from_arrays(np.ones((2, 2)), dtype=dtype)
+    with pytest.raises(ValueError, match=r"dtype must be 'float64' or 'float32'"):
+        dl.Sequential.from_arrays([np.ones((2, 2))], dtype=dtype)

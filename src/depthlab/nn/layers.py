@@ -76,6 +76,7 @@ class Linear(Layer):
 
         ``bias=None`` means zeros. The arrays are copied (the layer never aliases user data).
         """
+        dtype = None if dtype is None else resolve_dtype(dtype)
         weight = as_float_array(weight, name, dtype=dtype, copy=True)
         if weight.ndim != 2:
             raise ValueError(f"{name} must be 2-D (D_out, D_in), got shape {weight.shape}.")
