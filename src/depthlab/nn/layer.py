@@ -29,9 +29,14 @@ uses it only while the fast paths are on (:func:`depthlab.set_fast_paths`); the 
 methods are the reference, and the two must agree.
 
 Parameters and sublayers assigned as attributes are found in assignment order, as in
-PyTorch's ``nn.Module``; ``named_parameters()`` names them by attribute path
-(``"0.weight"`` in a Sequential), and ``state_dict()`` / ``load_state_dict()`` copy them out
-and in. ``train()`` / ``eval()`` set ``.training`` on a layer and its sublayers.
+PyTorch's ``nn.Module`` (also inside a list, tuple or dict attribute: ``"gains.0"``);
+``named_parameters()`` names them by attribute path (``"0.weight"`` in a Sequential), and
+``state_dict()`` / ``load_state_dict()`` copy them out and in. ``train()`` / ``eval()`` set
+``.training`` on a layer and its sublayers.
+
+The engine checks what the plain methods return (:func:`checked_output`,
+:func:`checked_input_grad`): forward an array of x's dtype with one row per sample, backward
+dL/dx of x's shape and dtype; anything else is refused with the layer's name.
 """
 from __future__ import annotations
 
