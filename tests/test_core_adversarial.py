@@ -93,12 +93,8 @@ def test_a_layer_breaking_the_protocol_is_named_on_every_path(layer, error, patt
         how = "backward"  # a recording forward pass does not run backward
     net = net_with(layer(3))
     before = net.state_dict()
-    dl.set_fast_paths(fast)
-    try:
-        with pytest.raises(error, match=pattern):
-            run(net, how)
-    finally:
-        dl.set_fast_paths(True)
+    with dl.set_fast_paths(fast), pytest.raises(error, match=pattern):
+        run(net, how)
     assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())
 
 
