@@ -630,3 +630,13 @@ def test_check_input_jacobian_of_a_float32_network_measures_the_jacobian_not_flo
     absolute, relative = dl.check_input_jacobian(net, X)
     assert relative < 1e-5  # float32's own rounding of the analytic Jacobian; differences in float32 gave ~4e-2
     assert net.dtype == np.float32 and absolute > 0
+
+
+@pytest.mark.parametrize("layer, pattern", [
+    (torch.nn.Linear(2, 3), r"got Linear .*dl\.from_torch\(module\)"),
+    (dl.Linear, r"Pass an instance: dl\.Linear\(3, 4\), not dl\.Linear"),
+    (None, r"layers\[1\] must be a depthlab Layer.*got NoneType None\.$"),
+])
+def test_sequential_names_what_is_not_a_layer_with_a_hint(layer, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        dl.Sequential(dl.Linear(3, 2, rng=0), layer)

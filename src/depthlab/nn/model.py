@@ -215,8 +215,10 @@ def _as_layer(layer, i: int) -> Layer:
         return layer
     if isinstance(layer, (str, _activations.Activation)):
         return ActivationLayer(layer)
+    hint = (" Convert a torch module with dl.from_torch(module)." if type(layer).__module__.startswith("torch") else
+            " Pass an instance: dl.Linear(3, 4), not dl.Linear." if isinstance(layer, type) else "")
     raise TypeError(f"layers[{i}] must be a depthlab Layer (e.g. dl.Linear(3, 4)) or an activation name, "
-                    f"got {type(layer).__name__} {layer!r}.")
+                    f"got {type(layer).__name__} {layer!r:.100}.{hint}")
 
 
 def _buffers_of(layers: list) -> list | None:
