@@ -640,3 +640,11 @@ def test_check_input_jacobian_of_a_float32_network_measures_the_jacobian_not_flo
 def test_sequential_names_what_is_not_a_layer_with_a_hint(layer, pattern):
     with pytest.raises(TypeError, match=pattern):
         dl.Sequential(dl.Linear(3, 2, rng=0), layer)
+
+
+def test_set_weights_names_an_unnamed_parameter_by_its_position():
+    net = dl.Sequential(dl.Linear(3, 3, rng=0), Scale(3))
+    with pytest.raises(ValueError, match=r"3 arrays \(one per parameter: weights\[0\], biases\[0\], parameter 2\), got 1"):
+        net.set_weights([np.ones((3, 3))])
+    with pytest.raises(ValueError, match=r"set_weights: parameter 2 has shape \(3,\), got an array of shape \(4,\)"):
+        net.set_weights([np.ones((3, 3)), np.ones(3), np.ones(4)])

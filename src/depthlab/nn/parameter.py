@@ -134,11 +134,16 @@ def new_values(arrays, params: list[Parameter], owner: str = "set_weights") -> l
     arrays = list(arrays)
     if len(arrays) != len(params):
         raise ValueError(f"{owner} needs {len(params)} arrays (one per parameter: "
-                         f"{', '.join(p.name for p in params)}), got {len(arrays)}.")
+                         f"{', '.join(_label(p, i) for i, p in enumerate(params))}), got {len(arrays)}.")
     checked = []
-    for param, array in zip(params, arrays):
-        value = as_float_array(array, f"{owner}: {param.name}", dtype=param.data.dtype)
+    for i, (param, array) in enumerate(zip(params, arrays)):
+        value = as_float_array(array, f"{owner}: {_label(param, i)}", dtype=param.data.dtype)
         if value.shape != param.shape:
-            raise ValueError(f"{owner}: {param.name} has shape {param.shape}, got an array of shape {value.shape}.")
+            raise ValueError(f"{owner}: {_label(param, i)} has shape {param.shape}, got an array of shape {value.shape}.")
         checked.append(value)
     return checked
+
+
+def _label(param: Parameter, i: int) -> str:
+    """A parameter's name for messages, or its position when it has none (a user layer's)."""
+    return param.name if param.name else f"parameter {i}"
