@@ -648,3 +648,13 @@ def test_set_weights_names_an_unnamed_parameter_by_its_position():
         net.set_weights([np.ones((3, 3))])
     with pytest.raises(ValueError, match=r"set_weights: parameter 2 has shape \(3,\), got an array of shape \(4,\)"):
         net.set_weights([np.ones((3, 3)), np.ones(3), np.ones(4)])
+
+
+def test_a_nested_network_backpropagated_with_a_cache_its_forward_never_filled_says_so():
+    inner = dl.Sequential(dl.Linear(3, 3, rng=0), "tanh")
+    with pytest.raises(RuntimeError, match=r"needs the cache that forward\(x, cache\) filled"):
+        inner.backward(np.ones((5, 3)), {})
+    cache = {}
+    out = inner.forward(X, cache)
+    grad = inner.backward(np.ones_like(out), cache)
+    np.testing.assert_allclose(grad, ((1 - out ** 2)) @ inner[0].weight.data, rtol=1e-12)

@@ -703,6 +703,9 @@ class Sequential(Layer):
                          grad_input if input_grad else None, own, self._linear_positions)
 
     def _backward_as_layer(self, grad, cache: dict):
+        if "layers" not in cache:
+            raise RuntimeError("Sequential.backward(grad_output, cache) needs the cache that forward(x, cache) filled "
+                               "(as a layer inside another one); this cache is empty or another layer's.")
         for layer, layer_cache, (shape, dtype) in zip(reversed(self.layers), reversed(cache["layers"]),
                                                       reversed(cache["input_specs"])):
             grad = checked_input_grad(layer, layer.backward(grad, layer_cache), shape, dtype)
