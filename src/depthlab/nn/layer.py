@@ -97,6 +97,12 @@ def checked_input_grad(layer, grad, shape: tuple, dtype, required: bool = True):
     return grad
 
 
+def missing_cache(layer) -> RuntimeError:
+    """The error for ``layer.backward(grad, cache)`` given a cache its forward never filled."""
+    return RuntimeError(f"{layer!r}.backward(grad_output, cache) needs the cache that its forward(x, cache) filled; "
+                        "this one is empty or another call's. Pass each layer's own cache dict to both methods.")
+
+
 def _refuse_result(layer, method: str, what: str, value, shape: tuple, dtype, batch_only: bool):
     name = f"{type(layer).__name__}.{method}"
     if not isinstance(value, np.ndarray):

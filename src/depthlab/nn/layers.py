@@ -23,7 +23,7 @@ from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import ones
 from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
-from .layer import Layer, work_array
+from .layer import Layer, missing_cache, work_array
 from .parameter import Parameter
 
 
@@ -142,7 +142,10 @@ class Linear(Layer):
     def backward(self, grad_f: np.ndarray, cache: dict) -> np.ndarray:
         """dL/dh = dL/df Ω from dL/df (N, D_out); adds dL/dΩ = (dL/df)ᵀ h and dL/dβ = Σ_n dL/df[n]
         to the parameters' ``grad``."""
-        h = cache["input"]
+        try:
+            h = cache["input"]
+        except KeyError:
+            raise missing_cache(self) from None
         self.weight.accumulate(grad_f.T @ h)
         self.bias.accumulate(np.ones(grad_f.shape[0], grad_f.dtype) @ grad_f)  # Σ_n dL/df[n], as the fast path sums
         return grad_f @ self.weight.data
@@ -193,7 +196,11 @@ class ActivationLayer(Layer):
 
     def backward(self, grad_h: np.ndarray, cache: dict) -> np.ndarray:
         """dL/df = dL/dh ⊙ a'[f]."""
-        return grad_h * self.activation.derivative(cache["f"], cache["h"])
+        try:
+            f, h = cache["f"], cache["h"]
+        except KeyError:
+            raise missing_cache(self) from None
+        return grad_h * self.activation.derivative(f, h)
 
     def forward_fast(self, f: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`forward` in place of f when f is the engine's own array and a'[f] can be had
