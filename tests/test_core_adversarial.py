@@ -660,7 +660,7 @@ def test_a_nested_network_backpropagated_with_a_cache_its_forward_never_filled_s
     np.testing.assert_allclose(grad, ((1 - out ** 2)) @ inner[0].weight.data, rtol=1e-12)
 
 
-@pytest.mark.parametrize("layer", [dl.Linear(3, 3, rng=0), dl.ActivationLayer("tanh")])
+@pytest.mark.parametrize("layer", [dl.Linear(3, 3, rng=0), dl.ActivationLayer("tanh"), dl.Dropout(0.5, rng=0)])
 def test_a_layer_backpropagated_with_an_empty_cache_says_so(layer):
     with pytest.raises(RuntimeError, match=r"backward\(grad_output, cache\) needs the cache that its forward"):
         layer.backward(np.ones((5, 3)), {})

@@ -19,7 +19,7 @@ import numpy as np
 from .._checks import check_fits_in_memory, check_positive_int, check_real, resolve_dtype, resolve_rng
 from .._fast.flat import pack
 from .composite import chain_backward, chain_forward
-from .layer import Layer, work_array
+from .layer import Layer, missing_cache, work_array
 from .layers import ActivationLayer, Linear
 from .normalization import BatchNorm, LayerNorm
 from .parameter import Parameter
@@ -59,6 +59,8 @@ class Dropout(Layer):
         return x * scale
 
     def backward(self, grad_output: np.ndarray, cache: dict) -> np.ndarray:
+        if "scale" not in cache:
+            raise missing_cache(self)
         scale = cache["scale"]
         return grad_output if scale is None else grad_output * scale
 
