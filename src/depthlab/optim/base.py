@@ -34,13 +34,35 @@ from .rules import FAST_RULES
 # keys a parameter group may carry besides "params" and the optimizer's hyperparameters
 EXTRA_GROUP_KEYS = ("initial_lr", "name")
 # state fields that hold a number rather than an array
-_SCALAR_FIELDS = {"step": int, "mu_product": float}
+_SCALAR_FIELDS = ("step", "mu_product")
+# state arrays that are sums or running means of squares (or of magnitudes): never negative
+_NON_NEGATIVE_FIELDS = ("sum", "square_avg", "acc_delta", "exp_avg_sq", "max_exp_avg_sq", "exp_inf")
+
+
+def _scalar_field(field: str, value, where: str):
+    """A loaded ``step`` (an integer >= 0; PyTorch saves it as a float tensor) or ``mu_product``
+    (a finite float)."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d array or tensor, a NumPy scalar
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__} {value!r}.")
+    number = float(value)
+    if field == "step":
+        if not (number >= 0 and number == int(number) if math.isfinite(number) else False):
+            raise ValueError(f"{where} must be a whole number of steps >= 0, got {value!r}.")
+        return int(number)
+    if not math.isfinite(number):
+        raise ValueError(f"{where} must be finite, got {value!r}.")
+    return number
 
 
 # ----------------------------------------------------------------- hyperparameter checks
 def _real(value, name: str) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value[()]  # a 0-d array holds one number
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}. "
+                        f"Example: {name}=0.01.")
     return float(value)
 
 
@@ -74,6 +96,8 @@ def _unit_interval(value):
 
 
 def _betas(value):
+    if isinstance(value, np.ndarray) and value.shape == (2,):
+        value = tuple(value)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(
             f"betas must be a pair of numbers (β₁, β₂), got {value!r}. Example: betas=(0.9, 0.999)."
@@ -272,7 +296,9 @@ class Optimizer:
         settings pays one tuple comparison per group.
         """
         params = group.get("params")
-        values = (tuple(group.items()), len(params) if isinstance(params, list) else None, _fast.enabled())
+        # the types too: True == 1.0 and an array == its value, but neither is a learning rate
+        values = (tuple(group.items()), tuple(map(type, group.values())),
+                  len(params) if isinstance(params, list) else None, _fast.enabled())
         seen = self._checked.get(id(group))
         try:
             if seen is not None and seen[0] is group and seen[1] == values:
@@ -282,16 +308,28 @@ class Optimizer:
         where = f"param_groups[{index}], changed after construction, at step {self._steps + 1}"
         self._check_keys(group, where)
         if not isinstance(params, list):
-            raise TypeError(f"{where}['params'] must stay a list of Parameters, got {_describe(params)}.")
+            raise TypeError(f"param_groups[{index}]['params'] must stay a list of Parameters, got {_describe(params)} "
+                            f"(changed after construction; checked at step {self._steps + 1}).")
         try:
             parameter_list(params, f"param_groups[{index}]['params']")
         except (TypeError, ValueError) as error:
             raise type(error)(f"{error} (changed after construction; checked at step {self._steps + 1})") from None
+        mine = {id(p) for p in params}
+        for other, group_ in enumerate(self.param_groups):
+            shared = [p for p in group_["params"] if id(p) in mine] if group_ is not group else []
+            if shared:
+                raise ValueError(
+                    f"param_groups[{index}]['params'] and param_groups[{other}]['params'] both hold {shared[0]!r} "
+                    f"(changed after construction; checked at step {self._steps + 1}); a parameter belongs to one "
+                    "group, or it would be updated twice per step. Remove it from one of them."
+                )
         missing = [name for name in self.defaults if name not in group]
         if missing:
             raise ValueError(f"{where} lacks {', '.join(map(repr, missing))}; a group needs every hyperparameter of "
                              f"{type(self).__name__} ({', '.join(self.defaults)}).")
-        self._check_hyperparameters({k: v for k, v in group.items() if k != "params"}, where)
+        checked = self._check_hyperparameters({k: v for k, v in group.items() if k != "params"}, where)
+        group.update(checked)  # plain Python numbers, as at construction (a 0-d array's value, not the array)
+        values = (tuple(group.items()), tuple(map(type, group.values())), len(params), _fast.enabled())
         rule = self._rule(group)
         self._checked[id(group)] = (group, values, rule)
         return rule
@@ -318,9 +356,14 @@ class Optimizer:
         params = group.pop("params")
         group = self._check_hyperparameters(group, f"param_groups[{index}]")
         group = {"params": params, **group}
-        taken = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in taken for p in params):
-            raise ValueError("some parameters appear in more than one parameter group")
+        taken = {id(p): number for number, g in enumerate(self.param_groups) for p in g["params"]}
+        for position, param in enumerate(params):
+            if id(param) in taken:
+                raise ValueError(
+                    f"some parameters appear in more than one parameter group: param_groups[{index}]['params']"
+                    f"[{position}] ({param!r}) is already in param_groups[{taken[id(param)]}]. A parameter "
+                    "belongs to one group; move it by editing the groups' 'params' lists instead."
+                )
         self.param_groups.append(group)
 
     # ------------------------------------------------------------------------ stepping
@@ -337,29 +380,48 @@ class Optimizer:
         -------
         The closure's value, or None.
         """
+        if closure is not None and not callable(closure):
+            raise TypeError(
+                f"closure must be a callable that recomputes the loss (and the gradients), or None; got "
+                f"{type(closure).__name__} {closure!r}. Example: opt.step(lambda: loss_and_backward())."
+            )
         loss = closure() if closure is not None else None
-        states, memory, init_state, ndarray = self.state, self._known, self.init_state, np.ndarray
         rules = [self._settings(index, group) for index, group in enumerate(self.param_groups)]
-        self._steps += 1
+        # every gradient is checked before any parameter moves: a refused step changes nothing
+        plan = []
         for group, (update, hyper) in zip(self.param_groups, rules):
-            if update is not self.update and self._flat_step(group, update, hyper):
+            flat = self._flat_group(group) if update is not self.update else None
+            plan.append((update, hyper, flat, None if flat is not None else self._gradients(group)))
+        self._steps += 1
+        states, init_state = self.state, self.init_state
+        for group, (update, hyper, flat, todo) in zip(self.param_groups, plan):
+            if flat is not None:
+                flat.step(update, hyper, states)
                 continue
-            for param in group["params"]:
-                grad = param.grad
-                if grad is None:
-                    continue
-                data = param.data
-                known = memory.get(param)
-                if known is None or known.data is not data:
-                    known = self._know(param, data)
-                if not isinstance(grad, ndarray) or grad.shape != known.shape or grad.dtype != known.dtype:
-                    self._refuse_gradient(param)
+            for param, data, grad, work in todo:
                 try:
                     state = states[param]
                 except KeyError:
                     state = init_state(data, group)
-                states[param] = update(data, grad, state, hyper, known.work)
+                states[param] = update(data, grad, state, hyper, work)
         return loss
+
+    def _gradients(self, group: dict) -> list[tuple]:
+        """``(param, data, grad, workspace)`` for each parameter of ``group`` with a gradient,
+        after checking that gradient's type, shape and dtype."""
+        memory, ndarray, todo = self._known, np.ndarray, []
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            data = param.data
+            known = memory.get(param)
+            if known is None or known.data is not data:
+                known = self._know(param, data)
+            if not isinstance(grad, ndarray) or grad.shape != known.shape or grad.dtype != known.dtype:
+                self._refuse_gradient(param)
+            todo.append((param, data, grad, known.work))
+        return todo
 
     def _rule(self, group: dict):
         """``(update, hyper)`` for a group: the fast rule with its scalars when ``rules.FAST_RULES``
@@ -378,18 +440,19 @@ class Optimizer:
                 return fast.update, cached[2]
         return self.update, group
 
-    def _flat_step(self, group: dict, update, hyper) -> bool:
-        """The group's update as one array when its parameters and gradients allow it (see
-        :mod:`depthlab._fast.flat`); False when the per-parameter loop must run."""
+    def _flat_group(self, group: dict) -> FlatGroup | None:
+        """The group's layout when its parameters and gradients lie end to end (see
+        :mod:`depthlab._fast.flat`), its update then one array; None when the per-parameter loop
+        must run. (Its gradients were checked when the layout was found.)"""
         params = group["params"]
         first = params[0].grad if params else None
         if first is None or getattr(first, "base", None) is None:  # separate gradient arrays
-            return False
+            return None
         flat = self._flat.get(id(group))
         if flat is None or flat[0] is not group or not flat[1].matches(params):
             previous = flat[1] if flat is not None and flat[0] is group else None
             flat = self._flat[id(group)] = (group, FlatGroup(params, self.work_buffers, previous))
-        return flat[1].step(update, hyper, self.state, self.init_state, group)
+        return flat[1] if flat[1].ready(self.state, self.init_state, group) else None
 
     def _know(self, param: Parameter, data: np.ndarray) -> _Known:
         """Remember a parameter's (new) data array with the workspace for its shape and dtype."""
@@ -437,6 +500,9 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient: ``None`` (the default, as PyTorch) or zeros."""
+        if not isinstance(set_to_none, (bool, np.bool_)):
+            raise TypeError(f"set_to_none must be True (gradients become None) or False (zeroed in place), "
+                            f"got {type(set_to_none).__name__} {set_to_none!r}.")
         for group in self.param_groups:
             if set_to_none:  # one C-level pass: a Python loop costs more than a small network's update
                 deque(map(setattr, group["params"], repeat("grad"), repeat(None)), maxlen=0)
@@ -475,7 +541,13 @@ class Optimizer:
         """
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as made by state_dict().")
-        saved_groups = list(state_dict["param_groups"])
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)):
+            raise TypeError(f"loaded state dict's 'param_groups' must be a list of group dicts (as state_dict() "
+                            f"makes), got {type(saved_groups).__name__}.")
+        if not isinstance(saved_state, Mapping):
+            raise TypeError(f"loaded state dict's 'state' must be a dict {{parameter index: state}} (as state_dict() "
+                            f"makes), got {type(saved_state).__name__}.")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"loaded state dict has a different number of parameter groups ({len(saved_groups)}) "
@@ -484,8 +556,16 @@ class Optimizer:
         by_index: dict[int, Parameter] = {}
         new_groups = []
         for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, Mapping) or "params" not in saved:
+            if not isinstance(saved, Mapping) or not isinstance(saved.get("params"), (list, tuple)):
                 raise ValueError(f"loaded param_groups[{number}] must be a dict with a 'params' list of indices.")
+            for key in saved["params"]:
+                if isinstance(key, (bool, np.bool_)) or not isinstance(key, (numbers.Integral, np.integer)) \
+                        or key in by_index:
+                    raise ValueError(
+                        f"loaded param_groups[{number}]['params'] must list distinct integer indices (one per "
+                        f"parameter, as state_dict() numbers them), got {list(saved['params'])!r}."
+                    )
+                by_index[key] = None
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(
                     f"loaded state dict contains a parameter group that doesn't match the size of "
@@ -503,7 +583,7 @@ class Optimizer:
             hyper = self._check_hyperparameters({**self.defaults, **hyper}, f"loaded param_groups[{number}]")
             new_groups.append({"params": group["params"], **hyper})
         new_state = {}
-        for key, saved in dict(state_dict["state"]).items():
+        for key, saved in saved_state.items():
             if key not in by_index:
                 raise ValueError(f"loaded state refers to parameter {key!r}, which no parameter group lists.")
             param = by_index[key]
@@ -524,17 +604,26 @@ class Optimizer:
         values = {}
         for field in fields:
             value = saved[field]
+            where = f"loaded state {field!r} for parameter {key}"
             if field in _SCALAR_FIELDS:
-                values[field] = _SCALAR_FIELDS[field](value)
+                values[field] = _scalar_field(field, value, where)
             elif value is None:
                 values[field] = None
             else:
                 array = np.asarray(value)
+                if array.dtype.kind not in "fiu":
+                    raise TypeError(f"{where} must be an array of real numbers, got dtype {array.dtype}.")
                 if array.shape != param.data.shape:
                     raise ValueError(
-                        f"loaded state {field!r} for parameter {key} has shape {array.shape}, but the "
+                        f"{where} has shape {array.shape}, but the "
                         f"parameter {param!r} has shape {param.data.shape}."
                     )
+                if not np.isfinite(array).all():
+                    raise ValueError(f"{where} holds NaN or infinite values; the next step would spread them into "
+                                     "the parameter. Load a state saved before training diverged.")
+                if field in _NON_NEGATIVE_FIELDS and (array < 0).any():
+                    raise ValueError(f"{where} is a running mean or sum of squares but holds negative values "
+                                     f"(min {array.min()}); the next step would take its square root.")
                 values[field] = np.array(array, dtype=param.data.dtype, copy=True)
         return state_type(**values)
 

@@ -1,0 +1,175 @@
+"""Optimizers under hostile input: a refused call changes nothing, settings edited between steps
+are checked by type as well as value, state dicts are checked before they are trusted."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import depthlab as dl
+from depthlab import optim
+from depthlab._fast.buffers import flat_views
+
+
+def params_and_grads(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    params = [dl.Parameter(rng.standard_normal(shape).astype(dtype)) for shape in [(2, 3), (3,)]]
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(dtype)
+    return params
+
+
+def snapshot(params, opt):
+    return [p.data.copy() for p in params], copy.deepcopy(opt.state_dict())
+
+
+def assert_unchanged(params, opt, before):
+    datas, state = before
+    for p, data in zip(params, datas):
+        np.testing.assert_array_equal(p.data, data)
+    after = opt.state_dict()
+    assert after["state"].keys() == state["state"].keys()
+    for key, fields in state["state"].items():
+        for name, value in fields.items():
+            np.testing.assert_array_equal(after["state"][key][name], value)
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float32), np.ones(4), [1.0, 2.0, 3.0]])
+@pytest.mark.parametrize("kind", [optim.SGD, optim.Adam, optim.RMSprop])
+def test_a_refused_gradient_moves_no_parameter(kind, bad):
+    params = params_and_grads()
+    opt = kind(params, lr=0.1)
+    opt.step()
+    before = snapshot(params, opt)
+    params[1].grad = bad  # the second parameter's gradient is wrong; the first one's is fine
+    with pytest.raises((TypeError, ValueError), match="gradient|grad"):
+        opt.step()
+    assert_unchanged(params, opt, before)
+
+
+def test_a_refused_gradient_in_a_later_group_leaves_the_flat_group_unmoved():
+    shapes = [(2, 3), (3,)]
+    _, datas = flat_views(shapes, np.dtype(np.float64))
+    _, grads = flat_views(shapes, np.dtype(np.float64))
+    flat = [dl.Parameter(view) for view in datas]  # parameters and gradients end to end: one flat update
+    for p, g in zip(flat, grads):
+        p.data[...] = 1.0
+        g[...] = 0.5
+        p.grad = g
+    extra = dl.Parameter(np.ones(2))
+    opt = optim.Adam([{"params": flat}, {"params": [extra]}], lr=0.1)
+    extra.grad = np.ones(2)
+    opt.step()
+    before = snapshot(flat + [extra], opt)
+    extra.grad = np.ones(3)
+    with pytest.raises(ValueError, match="shape"):
+        opt.step()
+    assert_unchanged(flat + [extra], opt, before)
+
+
+def test_an_array_or_bool_written_into_a_group_is_checked_like_a_number():
+    params = params_and_grads()
+    opt = optim.SGD(params, lr=1.0)
+    opt.step()
+    opt.param_groups[0]["lr"] = True  # == 1.0, but not a learning rate
+    with pytest.raises(TypeError, match="lr must be a real number, got bool"):
+        opt.step()
+    opt.param_groups[0]["lr"] = np.array([1.0])  # == 1.0 as an array of one
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        opt.step()
+    opt.param_groups[0]["lr"] = np.array(0.5)  # a 0-d array is a number: used as its value
+    opt.step()
+    assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 0.5
+
+
+def test_zero_d_arrays_and_numpy_scalars_as_hyperparameters_match_floats():
+    a, b = params_and_grads(), params_and_grads()
+    ours = optim.Adam(a, lr=np.array(0.1), betas=np.array([0.8, 0.9]), eps=np.float32(1e-3))
+    plain = optim.Adam(b, lr=0.1, betas=(0.8, 0.9), eps=float(np.float32(1e-3)))
+    for _ in range(3):
+        ours.step()
+        plain.step()
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_a_parameter_moved_into_a_second_group_is_refused():
+    params = params_and_grads()
+    opt = optim.SGD([{"params": [params[0]]}, {"params": [params[1]]}], lr=0.1)
+    opt.param_groups[1]["params"].append(params[0])
+    before = [p.data.copy() for p in params]
+    with pytest.raises(ValueError, match="both hold"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_add_param_group_names_the_parameter_already_in_a_group():
+    params = params_and_grads()
+    opt = optim.SGD([params[0]])
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['params'\]\[1\].*already in param_groups\[0\]"):
+        opt.add_param_group({"params": [params[1], params[0]]})
+    assert len(opt.param_groups) == 1
+
+
+def test_step_refuses_a_closure_that_is_not_callable_and_zero_grad_a_non_bool():
+    params = params_and_grads()
+    opt = optim.SGD(params, lr=0.1)
+    before = snapshot(params, opt)
+    with pytest.raises(TypeError, match="closure must be a callable"):
+        opt.step(5)
+    assert_unchanged(params, opt, before)
+    with pytest.raises(TypeError, match="set_to_none must be True"):
+        opt.zero_grad(set_to_none="no")
+    assert params[0].grad is not None
+
+
+def trained_state(kind=optim.Adam, **options):
+    params = params_and_grads()
+    opt = kind(params, **options)
+    opt.step()
+    return params, opt, opt.state_dict()
+
+
+def corrupt(edit):
+    def make(sd):
+        sd = copy.deepcopy(sd)
+        edit(sd)
+        return sd
+    return make
+
+
+BAD_STATE_DICTS = {
+    "param_groups not a list": (corrupt(lambda sd: sd.update(param_groups=5)), TypeError, "param_groups"),
+    "state not a dict": (corrupt(lambda sd: sd.update(state=[1])), TypeError, "'state' must be a dict"),
+    "params not a list": (corrupt(lambda sd: sd["param_groups"][0].update(params=2)), ValueError, "'params' list"),
+    "repeated index": (corrupt(lambda sd: sd["param_groups"][0].update(params=[0, 0])), ValueError, "distinct"),
+    "step a string": (corrupt(lambda sd: sd["state"][0].update(step="1")), TypeError, "'step'.*number"),
+    "step fractional": (corrupt(lambda sd: sd["state"][0].update(step=1.5)), ValueError, "whole number"),
+    "step negative": (corrupt(lambda sd: sd["state"][0].update(step=-1)), ValueError, "whole number"),
+    "step None": (corrupt(lambda sd: sd["state"][0].update(step=None)), TypeError, "'step'"),
+    "complex moment": (corrupt(lambda sd: sd["state"][0].update(exp_avg=np.ones((2, 3), complex))), TypeError,
+                       "real numbers"),
+    "NaN moment": (corrupt(lambda sd: sd["state"][0].update(exp_avg=np.full((2, 3), np.nan))), ValueError, "NaN"),
+    "negative second moment": (corrupt(lambda sd: sd["state"][0].update(exp_avg_sq=-np.ones((2, 3)))),
+                               ValueError, "negative"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATE_DICTS))
+def test_load_state_dict_refuses_a_corrupt_state_and_changes_nothing(case):
+    make, error, message = BAD_STATE_DICTS[case]
+    params, opt, saved = trained_state()
+    opt.param_groups[0]["lr"] = 0.5
+    with pytest.raises(error, match=message):
+        opt.load_state_dict(make(saved))
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.state[params[0]].step == 1
+
+
+def test_load_state_dict_takes_a_step_saved_as_a_tensor_or_numpy_integer():
+    params, opt, saved = trained_state()
+    for step in (torch.tensor(1.0), np.int64(1), np.array(1.0)):
+        sd = copy.deepcopy(saved)
+        sd["state"][0]["step"] = step
+        opt.load_state_dict(sd)
+        assert type(opt.state[params[0]].step) is int and opt.state[params[0]].step == 1
