@@ -173,3 +173,65 @@ def test_load_state_dict_takes_a_step_saved_as_a_tensor_or_numpy_integer():
         sd["state"][0]["step"] = step
         opt.load_state_dict(sd)
         assert type(opt.state[params[0]].step) is int and opt.state[params[0]].step == 1
+
+
+@pytest.mark.parametrize("kind", [optim.SGD, optim.Adam, optim.RMSprop])
+def test_a_parameter_given_data_of_another_shape_is_refused_before_its_state_is_touched(kind):
+    param = dl.Parameter(np.ones(3))
+    opt = kind([param], lr=0.1, **({"momentum": 0.9} if kind is not optim.Adam else {}))
+    param.grad = np.ones(3)
+    opt.step()
+    before = [np.array(v, copy=True) for v in opt.state[param] if isinstance(v, np.ndarray)]
+    param.data, param.grad = np.ones(5), np.ones(5)
+    with pytest.raises(ValueError, match="replaced by an array of another shape"):
+        opt.step()
+    after = [v for v in opt.state[param] if isinstance(v, np.ndarray)]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_a_parameter_turned_float32_takes_its_state_along():
+    param = dl.Parameter(np.ones(3))
+    opt = optim.Adam([param], lr=0.1)
+    param.grad = np.ones(3)
+    opt.step()
+    param.data, param.grad = param.data.astype(np.float32), np.ones(3, np.float32)
+    opt.step()
+    assert param.data.dtype == opt.state[param].exp_avg.dtype == np.float32
+
+
+@pytest.mark.parametrize("data, error, message", [
+    (np.ones(3), ValueError, "read-only"), ([1.0, 2.0, 3.0], TypeError, "float ndarray")])
+def test_parameter_data_that_cannot_be_updated_in_place_is_refused(data, error, message):
+    param = dl.Parameter(np.zeros(3))
+    opt = optim.SGD([param], lr=0.1)
+    if isinstance(data, np.ndarray):
+        data.flags.writeable = False
+    param.data, param.grad = data, np.ones(3)
+    with pytest.raises(error, match=message):
+        opt.step()
+
+
+def test_a_masked_gradient_is_refused_and_a_plain_subclass_taken():
+    param = dl.Parameter(np.zeros(3))
+    opt = optim.SGD([param], lr=0.1)
+    param.grad = np.ma.masked_array(np.ones(3), mask=[0, 1, 0])
+    with pytest.raises(TypeError, match="masked"):
+        opt.step()
+    np.testing.assert_array_equal(param.data, 0.0)
+
+    class Grad(np.ndarray):
+        pass
+
+    param.grad = np.ones(3).view(Grad)
+    opt.step()
+    np.testing.assert_allclose(param.data, -0.1)
+
+
+def test_get_refuses_the_base_class_and_foreign_classes_and_groups_refuse_a_bad_initial_lr():
+    with pytest.raises(TypeError, match="no update rule"):
+        optim.get(optim.Optimizer, [dl.Parameter(np.ones(1))])
+    with pytest.raises(TypeError, match="torch.optim.*dl.optim"):
+        optim.resolve(torch.optim.Adam)
+    with pytest.raises(TypeError, match="initial_lr"):
+        optim.SGD([{"params": [dl.Parameter(np.ones(1))], "initial_lr": "x"}])

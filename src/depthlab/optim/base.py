@@ -136,6 +136,7 @@ HYPERPARAMETER_CHECKS = {
     "initial_accumulator_value": _non_negative("initial_accumulator_value value", "initial_accumulator_value"),
     "momentum_decay": _non_negative("momentum_decay value", "momentum_decay"),
     "betas": _betas,
+    "initial_lr": _non_negative("initial learning rate", "initial_lr"),  # set by a schedule
     "nesterov": _flag("nesterov"),
     "amsgrad": _flag("amsgrad"),
     "centered": _flag("centered"),
@@ -418,8 +419,8 @@ class Optimizer:
             known = memory.get(param)
             if known is None or known.data is not data:
                 known = self._know(param, data)
-            if not isinstance(grad, ndarray) or grad.shape != known.shape or grad.dtype != known.dtype:
-                self._refuse_gradient(param)
+            if type(grad) is not ndarray or grad.shape != known.shape or grad.dtype != known.dtype:
+                self._refuse_gradient(param)  # returns for a plain subclass of ndarray of the right kind
             todo.append((param, data, grad, known.work))
         return todo
 
@@ -455,7 +456,19 @@ class Optimizer:
         return flat[1] if flat[1].ready(self.state, self.init_state, group) else None
 
     def _know(self, param: Parameter, data: np.ndarray) -> _Known:
-        """Remember a parameter's (new) data array with the workspace for its shape and dtype."""
+        """Remember a parameter's (new) data array with the workspace for its shape and dtype,
+        after checking it can be updated in place and fits the state kept for it."""
+        if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
+            got = f"dtype {data.dtype}" if isinstance(data, np.ndarray) else type(data).__name__
+            label = f"Parameter {param.name!r}" if param.name else "a parameter"  # its repr reads .data.shape
+            raise TypeError(f"{label}'s .data must be a float ndarray (the optimizer updates it in place), got {got}. "
+                            "Assign a float array, e.g. param.data = np.asarray(values, dtype=float).")
+        if not data.flags.writeable:
+            raise ValueError(f"{param!r}.data is read-only, so the optimizer cannot update it in place. "
+                             "Give the parameter a writeable array, e.g. param.data = param.data.copy().")
+        state = self.state.get(param)
+        if state is not None:
+            self.state[param] = self._fit_state(param, state, data)
         key = (data.shape, data.dtype)
         work = self._workspaces.get(key)
         if work is None:
@@ -483,15 +496,36 @@ class Optimizer:
         self._clear_caches()
 
     @staticmethod
+    def _fit_state(param: Parameter, state, data: np.ndarray):
+        """The state of a parameter whose ``.data`` was replaced: its arrays in the new dtype
+        (as ``load_state_dict`` casts them); a new shape is refused (the state would not fit)."""
+        fields = state._asdict()
+        for field, value in fields.items():
+            if isinstance(value, np.ndarray) and value.shape != data.shape:
+                raise ValueError(
+                    f"{param!r}.data was replaced by an array of another shape ({value.shape} -> {data.shape}) "
+                    f"but the optimizer's state for it ({field!r}) has the old shape. Drop the old state first "
+                    "(del optimizer.state[param]) or build a new optimizer."
+                )
+            if isinstance(value, np.ndarray) and value.dtype != data.dtype:
+                fields[field] = value.astype(data.dtype)
+        return type(state)(**fields)
+
+    @staticmethod
     def _refuse_gradient(param: Parameter):
         grad = param.grad
         if not isinstance(grad, np.ndarray):
             raise TypeError(f"{param!r}.grad must be an ndarray or None, got {type(grad).__name__}.")
+        if isinstance(grad, np.ma.MaskedArray):
+            raise TypeError(f"{param!r}.grad is a masked array; an optimizer would ignore its mask. Fill the masked "
+                            "entries first: param.grad = grad.filled(0.0).")
         if grad.shape != param.data.shape:
             raise ValueError(
                 f"{param!r} has a gradient of shape {grad.shape}; it must have the parameter's "
                 f"shape {param.data.shape}."
             )
+        if grad.dtype == param.data.dtype:
+            return
         raise TypeError(
             f"{param!r} has a gradient of dtype {grad.dtype} but the parameter is {param.data.dtype}; "
             "depthlab never mixes dtypes silently. Compute the gradient in the parameter's dtype "
