@@ -47,12 +47,33 @@ def _metric(value) -> float:
     return value
 
 
+def _int(minimum: int):
+    """A check for a loaded count: an int >= ``minimum``."""
+    return lambda value, where: check_positive_int(value, where, minimum=minimum)
+
+
+def _real(low: float, high: float | None = None, **open_ends):
+    """A check for a loaded setting: a finite real number in the given bounds."""
+    return lambda value, where: check_real(value, where, low=low, high=high, **open_ends)
+
+
+def _choice(options: tuple):
+    def check(value, where):
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{where} must be one of {', '.join(map(repr, options))}, got {value!r}.")
+        return value
+    return check
+
+
 class LRScheduler:
     """Base class: ``base_lrs``, ``last_epoch``, ``step()``, ``get_last_lr()``, state dicts.
 
     Subclasses implement ``_next_lrs()``: the rates for epoch ``last_epoch`` given the
     current ``group["lr"]`` values (``_initial`` is true during the constructor's step).
     """
+
+    # attribute -> check of a loaded value (beside the rate lists, checked in _loaded)
+    _CHECKS = {"last_epoch": _int(-1), "_step_count": _int(0)}
 
     def __init__(self, optimizer):
         self.optimizer = _check_optimizer(optimizer)
@@ -101,9 +122,17 @@ class LRScheduler:
         self._last_lr = self._current_lrs()
 
     def _check_current_lrs(self) -> None:
-        """The rates a schedule reads must be numbers (a user may have written a group's "lr")."""
-        for index, group in enumerate(self.optimizer.param_groups):
+        """The rates a schedule reads must be numbers (a user may have written a group's "lr").
+        A group added to the optimizer since (``add_param_group``) joins the schedule with its
+        rate as its base rate."""
+        groups = self.optimizer.param_groups
+        if hasattr(self, "base_lrs") and len(self.base_lrs) < len(groups):
+            for group in groups[len(self.base_lrs):]:
+                self.base_lrs.append(group.setdefault("initial_lr", group.get("lr")))
+        for index, group in enumerate(groups):
             lr = group.get("lr")
+            if isinstance(lr, np.ndarray) and lr.ndim == 0 and lr.dtype.kind in "fiu":
+                lr = group["lr"] = float(lr)  # a 0-d array holds one rate
             if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (numbers.Real, np.floating, np.integer)):
                 raise TypeError(f"{type(self).__name__}.step(): param_groups[{index}]['lr'] is {lr!r}, not a number; "
                                 "set it to a learning rate before stepping the schedule.")
@@ -147,8 +176,33 @@ class LRScheduler:
                 f"state_dict has keys {sorted(unknown)} that {type(self).__name__} does not have; "
                 "was it saved from another schedule?"
             )
-        for key, value in state_dict.items():
-            setattr(self, key, list(value) if isinstance(value, list) else value)
+        checked = {key: self._loaded(key, value) for key, value in state_dict.items()}
+        for key, value in checked.items():  # only once every value passed: a refused dict changes nothing
+            setattr(self, key, value)
+
+    def _loaded(self, key: str, value):
+        """A value of a loaded state dict, checked as the constructor (or ``step``) would check it."""
+        where = f"{type(self).__name__}.load_state_dict: {key!r}"
+        groups = len(self.optimizer.param_groups)
+        if key in ("base_lrs", "_last_lr", "min_lrs"):
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= groups:
+                raise ValueError(f"{where} must be a list of rates, one per parameter group ({groups}), "
+                                 f"got {value!r}.")
+            return [check_real(lr, f"{where}[{index}]", low=0.0) for index, lr in enumerate(value)]
+        if key in ("_initial",):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{where} must be True or False, got {value!r}.")
+            return bool(value)
+        if key == "best":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)) \
+                    or math.isnan(value):
+                raise TypeError(f"{where} must be a real number (the best metric so far), got {value!r}.")
+            return float(value)
+        if key == "default_min_lr" and value is None:
+            return None
+        check = self._CHECKS.get(key) or LRScheduler._CHECKS.get(key)
+        return check(value, where) if check is not None else value
+
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
@@ -164,6 +218,8 @@ class StepLR(LRScheduler):
         Period of the decay, ≥ 1.
     gamma : float, default 0.1
     """
+
+    _CHECKS = {"step_size": _int(1), "gamma": _real(0.0, low_open=True)}
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         self.step_size = check_positive_int(step_size, "step_size")
@@ -184,6 +240,8 @@ class ExponentialLR(LRScheduler):
     optimizer : Optimizer
     gamma : float
     """
+
+    _CHECKS = {"gamma": _real(0.0, low_open=True)}
 
     def __init__(self, optimizer, gamma):
         self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
@@ -207,6 +265,8 @@ class LinearLR(LRScheduler):
         In [0, 1].
     total_iters : int, default 5
     """
+
+    _CHECKS = {"start_factor": _real(0.0, 1.0, low_open=True), "end_factor": _real(0.0, 1.0), "total_iters": _int(1)}
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
         start_factor = check_real(start_factor, "start_factor")
@@ -252,6 +312,8 @@ class CosineAnnealingLR(LRScheduler):
         Half period, ≥ 1.
     eta_min : float, default 0
     """
+
+    _CHECKS = {"T_max": _int(1), "eta_min": _real(0.0)}
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
         self.T_max = check_positive_int(T_max, "T_max")
@@ -302,6 +364,11 @@ class ReduceLROnPlateau(LRScheduler):
 
     _MODES = ("min", "max")
     _THRESHOLD_MODES = ("rel", "abs")
+
+    _CHECKS = {"factor": _real(0.0, 1.0, high_open=True), "mode": _choice(_MODES),
+                "threshold_mode": _choice(_THRESHOLD_MODES),
+                "threshold": _real(0.0), "patience": _int(0), "cooldown": _int(0), "eps": _real(0.0),
+                "default_min_lr": _real(0.0), "last_epoch": _int(0), "cooldown_counter": _int(0), "num_bad_epochs": _int(0)}
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8):
