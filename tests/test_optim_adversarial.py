@@ -235,3 +235,39 @@ def test_get_refuses_the_base_class_and_foreign_classes_and_groups_refuse_a_bad_
         optim.resolve(torch.optim.Adam)
     with pytest.raises(TypeError, match="initial_lr"):
         optim.SGD([{"params": [dl.Parameter(np.ones(1))], "initial_lr": "x"}])
+
+
+def test_clip_grad_norm_of_huge_gradients_is_their_norm_not_inf():
+    param = dl.Parameter(np.zeros(3))
+    param.grad = np.array([3e200, 4e200, 0.0])
+    total = optim.clip_grad_norm([param], 1.0)
+    assert total == pytest.approx(5e200, rel=1e-12)
+    np.testing.assert_allclose(param.grad, [0.6, 0.8, 0.0], rtol=1e-5)
+    param.grad = np.array([3e200, 4e200, 0.0])
+    assert optim.clip_grad_norm([param], 1.0, norm_type=3) == pytest.approx((27 + 64) ** (1 / 3) * 1e200, rel=1e-12)
+
+
+@pytest.mark.parametrize("grad, error, message", [
+    ([1.0, 2.0, 3.0], TypeError, "float ndarray"), (np.ones(3, int), TypeError, "int64"),
+    (np.ones(4), ValueError, "shape"), ("readonly", ValueError, "read-only")])
+def test_clip_grad_norm_checks_every_gradient_before_scaling_any(grad, error, message):
+    first, second = dl.Parameter(np.zeros(3)), dl.Parameter(np.zeros(3))
+    first.grad = np.full(3, 10.0)
+    if isinstance(grad, str):
+        grad = np.ones(3)
+        grad.flags.writeable = False
+    second.grad = grad
+    with pytest.raises(error, match=message):
+        optim.clip_grad_norm([first, second], 1.0)
+    np.testing.assert_array_equal(first.grad, 10.0)
+    with pytest.raises(TypeError, match="error_if_nonfinite"):
+        optim.clip_grad_norm([first], 1.0, error_if_nonfinite="yes")
+
+
+def test_passing_a_network_or_its_named_parameters_says_to_pass_parameters():
+    net = dl.MLP(2, [3], 1)
+    for wrong in (net, list(net), net.named_parameters()):
+        with pytest.raises(TypeError, match=r"net\.parameters\(\)"):
+            optim.SGD(wrong)
+    with pytest.raises(TypeError, match=r"net\.parameters\(\)"):
+        optim.clip_grad_norm(net, 1.0)

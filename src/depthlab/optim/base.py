@@ -165,13 +165,21 @@ def parameter_list(params, where: str) -> list[Parameter]:
             f"{where} must be a list of depthlab Parameters, got {_describe(params)}. "
             "Wrap arrays as parameters: dl.Parameter(array)."
         )
+    if callable(getattr(params, "parameters", None)):
+        raise TypeError(f"{where} must be a list of depthlab Parameters, got a {type(params).__name__} (a network "
+                        "or layer). Pass its parameters: net.parameters().")
     params = list(params)
     for index, param in enumerate(params):
         if not isinstance(param, Parameter):
+            if callable(getattr(param, "parameters", None)):
+                hint = "a layer: pass net.parameters() (or layer.parameters()), not the layers"
+            elif isinstance(param, tuple) and len(param) == 2 and isinstance(param[1], Parameter):
+                hint = "a (name, parameter) pair, as named_parameters() gives: pass net.parameters()"
+            else:
+                hint = "wrap arrays first: dl.Parameter(array) (the optimizer updates parameter.data in place)"
             raise TypeError(
                 f"optimizer can only optimize depthlab Parameters, but {where}[{index}] is "
-                f"{_describe(param)}. Wrap it first: dl.Parameter(array) (the optimizer updates "
-                "parameter.data in place using parameter.grad)."
+                f"{_describe(param)}: {hint}."
             )
     seen: set[int] = set()
     for index, param in enumerate(params):
