@@ -277,3 +277,16 @@ BAD_CALLS = [
 def test_bad_input(label, call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+def test_history_answers_in_and_iterates_over_its_log_names():
+    history = dl.callbacks.History()
+    history.record(0, {"loss": 1.0, "lr": 0.1})
+    assert "loss" in history and "val_loss" not in history and 0 not in history
+    assert list(history) == ["loss", "lr"] and list(history.keys()) == ["loss", "lr"]
+    assert len(history) == 1
+
+
+def test_early_stopping_refuses_a_non_bool_restore_best_weights():
+    with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
+        dl.callbacks.EarlyStopping(restore_best_weights="no")

@@ -27,6 +27,8 @@ import math
 import numbers
 import sys
 
+import numpy as np
+
 from .._checks import check_positive_int, check_real
 
 
@@ -253,6 +255,17 @@ class History(Callback):
         except KeyError:
             raise KeyError(f"no {name!r} in this history; it has {', '.join(self.history) or 'nothing yet'}.") from None
 
+    def __contains__(self, name) -> bool:
+        return name in self.history
+
+    def __iter__(self):
+        """The log names, as iterating ``history.history`` gives (``len`` counts the epochs)."""
+        return iter(self.history)
+
+    def keys(self):
+        """The log names (``history.history.keys()``)."""
+        return self.history.keys()
+
     def __len__(self) -> int:
         return len(self.epoch)
 
@@ -349,6 +362,9 @@ class EarlyStopping(Callback):
         self.start_from_epoch = check_positive_int(self.start_from_epoch, "start_from_epoch", minimum=0)
         self.verbose = check_positive_int(self.verbose, "verbose", minimum=0)
         self.baseline = None if self.baseline is None else check_real(self.baseline, "baseline")
+        if not isinstance(self.restore_best_weights, (bool, np.bool_)):
+            raise TypeError(f"restore_best_weights must be True or False, got "
+                            f"{type(self.restore_best_weights).__name__} {self.restore_best_weights!r}.")
         self.restore_best_weights = bool(self.restore_best_weights)
         self._resolved_mode = self.mode if self.mode != "auto" else _direction(self.monitor)
 

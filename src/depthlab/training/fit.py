@@ -130,6 +130,8 @@ def _reduction(loss) -> str:
 
 def _check_targets(x: Array, y, name: str) -> Array:
     """y as an array with one entry per sample of x; NaN/Inf refused."""
+    if y is None:
+        raise TypeError(f"{name} is None; pass the targets: one label or target row per sample of x.")
     y = y if isinstance(y, np.ndarray) else np.asarray(y)
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold numbers (labels or targets), got an array of dtype {y.dtype}.")
