@@ -659,3 +659,11 @@ def test_bad_input(label, call, error, pattern):
         call()
     for now, then in zip(NET.get_weights(), before):   # refused before any training
         np.testing.assert_array_equal(now, then)
+
+
+@pytest.mark.parametrize("name", ["lr", "val_loss", "loss", "size"])
+def test_a_metric_named_like_a_log_fit_writes_is_refused_not_overwritten(name):
+    x, y = np.ones((6, 2)), np.zeros((6, 1))
+    metric = dl.metrics.MeanOfBatches(lambda output, target: 1.0, name=name)
+    with pytest.raises(ValueError, match="another name"):
+        dl.fit(dl.MLP(2, [3], 1), x, y, metrics=[metric], validation_split=0.5, verbose=0)

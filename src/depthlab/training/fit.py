@@ -160,9 +160,14 @@ class _Objective:
             raise TypeError(f"metrics must be a list of names, e.g. ['accuracy'], got {type(metrics).__name__}.")
         self.metrics = [_metrics.get(m) for m in metrics]
         names = [m.name for m in self.metrics]
-        duplicate = next((n for n in names if names.count(n) > 1 or n == "loss"), None)
+        duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
-            raise ValueError(f"metrics lists {duplicate!r} twice (or names a metric 'loss'); pass each once.")
+            raise ValueError(f"metrics lists {duplicate!r} twice; pass each once.")
+        taken = next((n for n in names if n in ("loss", "lr", "size") or str(n).startswith("val_")), None)
+        if taken is not None:
+            raise ValueError(f"a metric is named {taken!r}, a name fit's logs already use ('loss', 'lr', 'size' and "
+                             "'val_<name>' for validation): its values would be overwritten. Give it another name, "
+                             "e.g. dl.metrics.MeanOfBatches(fn, name='my_metric').")
 
     def targets(self, net, x: Array, y, name: str) -> tuple[Array, list[Array]]:
         """(loss target, [metric targets]) for x's samples, each checked against the output shape."""
@@ -408,7 +413,8 @@ def _first_bad_forward(net: Sequential, trace) -> tuple[str, int | None, str | N
         return ("forward", None, None, f"the forward pass became non-finite at layers[{i}] ({layer!r})")
     with np.errstate(over="ignore", invalid="ignore"):
         largest = float(np.max(np.abs(trace.output)))
-    return ("loss", None, None, f"the outputs are finite (max |f_K| = {largest:.3g}) but the loss overflowed")
+    return ("loss", None, None, f"the outputs are finite (max |f_K| = {largest:.3g}) but the loss overflowed "
+                                f"(if the outputs are moderate, check the scale of the targets)")
 
 
 def _first_bad_gradient(net: Sequential) -> tuple[str, int | None, str | None, str] | None:
