@@ -271,3 +271,15 @@ def test_passing_a_network_or_its_named_parameters_says_to_pass_parameters():
             optim.SGD(wrong)
     with pytest.raises(TypeError, match=r"net\.parameters\(\)"):
         optim.clip_grad_norm(net, 1.0)
+
+
+def test_state_reads_by_field_name_as_pytorch_dicts_do():
+    param = dl.Parameter(np.ones(3))
+    opt = optim.Adam([param], lr=0.1)
+    param.grad = np.ones(3)
+    opt.step()
+    state = opt.state[param]
+    assert state["step"] == state.step == 1 and state["exp_avg"] is state.exp_avg and state[0] == 1
+    assert list(state.keys()) == ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+    with pytest.raises(KeyError, match="no field 'momentum_buffer'"):
+        state["momentum_buffer"]
