@@ -290,3 +290,11 @@ def test_history_answers_in_and_iterates_over_its_log_names():
 def test_early_stopping_refuses_a_non_bool_restore_best_weights():
     with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
         dl.callbacks.EarlyStopping(restore_best_weights="no")
+
+
+def test_history_display_survives_values_no_axis_can_span():
+    history = dl.callbacks.History()
+    history.record(0, {"loss": 1e308, "note": "text"})
+    history.record(1, {"loss": -1e308})
+    html = history._repr_html_()
+    assert "too far apart to draw" in html and "History: 2 epochs" in html
