@@ -179,3 +179,11 @@ def test_minimize_refuses_an_absurd_number_of_steps_and_a_gradient_that_is_not_r
 def test_compare_refuses_malformed_settings_with_an_example(settings):
     with pytest.raises(TypeError, match="Example"):
         optim.compare(settings=settings)
+
+
+@pytest.mark.parametrize("point", [[1 + 1j, 2.0], np.array([1, 2], dtype=object), "ab"])
+def test_test_functions_refuse_points_that_are_not_real(point):
+    with pytest.raises((TypeError, ValueError), match="real points|shape"):
+        FUNCTIONS["rosenbrock"](point)
+    with pytest.raises((TypeError, ValueError), match="real points|shape"):
+        FUNCTIONS["rosenbrock"].grad(point)
