@@ -9,7 +9,9 @@ A schedule changes ``group["lr"]`` of every parameter group of an optimizer. Cal
     ...     schedule.step()
 
 Constructing a schedule records each group's starting rate as ``group["initial_lr"]``
-(kept if already there) and takes one initial step, as PyTorch does. The updates are
+(kept if already there) and takes one initial step, as PyTorch does. ``last_epoch=k >= 0``
+resumes one, as PyTorch's does: every group must then hold ``initial_lr`` (the optimizer's
+loaded state dict has it), and the initial step is step k + 1. The updates are
 PyTorch's recursive ("chainable") forms, computed in Python floats, so values agree with
 PyTorch exactly.
 """
@@ -75,12 +77,24 @@ class LRScheduler:
     # attribute -> check of a loaded value (beside the rate lists, checked in _loaded)
     _CHECKS = {"last_epoch": _int(-1), "_step_count": _int(0)}
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = _check_optimizer(optimizer)
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+        last_epoch = check_positive_int(last_epoch, "last_epoch", minimum=-1)
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:  # resuming (PyTorch's rule): the groups must say where the schedule started
+            missing = [index for index, group in enumerate(optimizer.param_groups) if "initial_lr" not in group]
+            if missing:
+                raise ValueError(
+                    f"last_epoch={last_epoch} resumes a schedule, but param_groups[{missing[0]}] has no 'initial_lr' "
+                    "(the rate the schedule started from). Load the optimizer's state_dict saved with the schedule "
+                    "first, or start a new schedule with last_epoch=-1."
+                )
+            for index, group in enumerate(optimizer.param_groups):
+                check_real(group["initial_lr"], f"param_groups[{index}]['initial_lr']", low=0.0)
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
+        self.last_epoch = last_epoch
         self._step_count = 0
         self._initial = True
         self.step()
@@ -221,10 +235,10 @@ class StepLR(LRScheduler):
 
     _CHECKS = {"step_size": _int(1), "gamma": _real(0.0, low_open=True)}
 
-    def __init__(self, optimizer, step_size, gamma=0.1):
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = check_positive_int(step_size, "step_size")
         self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -243,9 +257,9 @@ class ExponentialLR(LRScheduler):
 
     _CHECKS = {"gamma": _real(0.0, low_open=True)}
 
-    def __init__(self, optimizer, gamma):
+    def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self._initial:
@@ -268,7 +282,7 @@ class LinearLR(LRScheduler):
 
     _CHECKS = {"start_factor": _real(0.0, 1.0, low_open=True), "end_factor": _real(0.0, 1.0), "total_iters": _int(1)}
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
         start_factor = check_real(start_factor, "start_factor")
         end_factor = check_real(end_factor, "end_factor")
         if not 0.0 < start_factor <= 1.0:
@@ -283,7 +297,7 @@ class LinearLR(LRScheduler):
             )
         self.start_factor, self.end_factor = start_factor, end_factor
         self.total_iters = check_positive_int(total_iters, "total_iters")
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self.last_epoch == 0:
@@ -315,10 +329,10 @@ class CosineAnnealingLR(LRScheduler):
 
     _CHECKS = {"T_max": _int(1), "eta_min": _real(0.0)}
 
-    def __init__(self, optimizer, T_max, eta_min=0.0):
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max = check_positive_int(T_max, "T_max")
         self.eta_min = check_real(eta_min, "eta_min", low=0.0)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         t, period, eta_min = self.last_epoch, self.T_max, self.eta_min
