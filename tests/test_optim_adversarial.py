@@ -283,3 +283,25 @@ def test_state_reads_by_field_name_as_pytorch_dicts_do():
     assert list(state.keys()) == ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
     with pytest.raises(KeyError, match="no field 'momentum_buffer'"):
         state["momentum_buffer"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "nadam"])
+def test_float32_and_float64_parameters_in_one_optimizer_each_match_pytorch(name):
+    rng = np.random.default_rng(3)
+    options = {"lr": 0.05, **({"momentum": 0.9} if name in ("sgd", "rmsprop") else {})}
+    values = [rng.standard_normal((2, 3)), rng.standard_normal(3)]
+    dtypes = [np.float32, np.float64]
+    ours = [dl.Parameter(v.astype(d)) for v, d in zip(values, dtypes)]
+    theirs = [torch.tensor(v.astype(d), requires_grad=True) for v, d in zip(values, dtypes)]
+    opt = optim.get(name, ours, **options)
+    reference = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
+                 "nadam": torch.optim.NAdam}[name](theirs, **options)
+    for _ in range(4):
+        for p, t in zip(ours, theirs):
+            g = rng.standard_normal(p.data.shape).astype(p.data.dtype)
+            p.grad, t.grad = g, torch.tensor(g)
+        opt.step()
+        reference.step()
+    for p, t, dtype in zip(ours, theirs, dtypes):
+        assert p.data.dtype == dtype
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
