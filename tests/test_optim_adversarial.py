@@ -148,6 +148,8 @@ BAD_STATE_DICTS = {
     "step fractional": (corrupt(lambda sd: sd["state"][0].update(step=1.5)), ValueError, "whole number"),
     "step negative": (corrupt(lambda sd: sd["state"][0].update(step=-1)), ValueError, "whole number"),
     "step None": (corrupt(lambda sd: sd["state"][0].update(step=None)), TypeError, "'step'"),
+    "step huge": (corrupt(lambda sd: sd["state"][0].update(step=10**400)), ValueError, "2\\*\\*53"),
+    "step inf": (corrupt(lambda sd: sd["state"][0].update(step=float("inf"))), ValueError, "whole number"),
     "complex moment": (corrupt(lambda sd: sd["state"][0].update(exp_avg=np.ones((2, 3), complex))), TypeError,
                        "real numbers"),
     "NaN moment": (corrupt(lambda sd: sd["state"][0].update(exp_avg=np.full((2, 3), np.nan))), ValueError, "NaN"),

@@ -33,6 +33,7 @@ from .rules import FAST_RULES
 
 # keys a parameter group may carry besides "params" and the optimizer's hyperparameters
 EXTRA_GROUP_KEYS = ("initial_lr", "name")
+_MAX_STEP = 2**53  # the largest step count a loaded state may hold
 # state fields that hold a number rather than an array
 _SCALAR_FIELDS = ("step", "mu_product")
 # state arrays that are sums or running means of squares (or of magnitudes): never negative
@@ -46,11 +47,12 @@ def _scalar_field(field: str, value, where: str):
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{where} must be a number, got {type(value).__name__} {value!r}.")
+    if field == "step":  # a count, exact in float64 (PyTorch keeps it as a float tensor)
+        whole = isinstance(value, (numbers.Integral, np.integer)) or float(value).is_integer()
+        if not (whole and 0 <= value <= _MAX_STEP):
+            raise ValueError(f"{where} must be a whole number of steps in [0, 2**53], got {str(value)[:40]}.")
+        return int(value)
     number = float(value)
-    if field == "step":
-        if not (number >= 0 and number == int(number) if math.isfinite(number) else False):
-            raise ValueError(f"{where} must be a whole number of steps >= 0, got {value!r}.")
-        return int(number)
     if not math.isfinite(number):
         raise ValueError(f"{where} must be finite, got {value!r}.")
     return number
