@@ -307,3 +307,18 @@ def test_float32_and_float64_parameters_in_one_optimizer_each_match_pytorch(name
     for p, t, dtype in zip(ours, theirs, dtypes):
         assert p.data.dtype == dtype
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_integers_beyond_float_range_are_refused_or_read_as_infinite_not_overflow_errors():
+    param = dl.Parameter(np.ones(3))
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        optim.SGD([param], lr=10**400)
+    with pytest.raises(ValueError, match=r"betas\[0\]"):
+        optim.Adam([param], betas=(10**400, 0.9))
+    param.grad = np.full(3, 2.0)
+    assert optim.clip_grad_norm([param], 10**400) == pytest.approx(12**0.5)  # no clipping, as for inf
+    assert optim.clip_grad_norm([param], 1.0, norm_type=10**400) == 2.0      # the largest entry, as for inf
+    schedule = optim.ReduceLROnPlateau(optim.SGD([param]), patience=0)
+    schedule.step(10**400)  # as large as a metric gets: no improvement on inf, no error
+    with pytest.raises(ValueError, match="GiB"):
+        optim.minimize("elliptic", [1.0, 2.0], steps=10**400)

@@ -65,7 +65,10 @@ def _real(value, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}. "
                         f"Example: {name}=0.01.")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(value))} digits.") from None
 
 
 def _non_negative(what: str, name: str):

@@ -24,6 +24,13 @@ def _norm(array: np.ndarray, norm_type: float) -> float:
     return norm
 
 
+def _beyond_float(value):
+    """An int too large for a float (10**400) as ±inf, its limit here; anything else as given."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool) and abs(value) > 2**1023:
+        return math.inf if value > 0 else -math.inf
+    return value
+
+
 def _gradients(params: list) -> list[np.ndarray]:
     """The gradients to scale in place, every one checked before any is touched."""
     grads = []
@@ -68,6 +75,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
         The total norm before clipping.
     """
     params = parameter_list(parameters, "parameters")
+    max_norm, norm_type = _beyond_float(max_norm), _beyond_float(norm_type)
     if isinstance(max_norm, bool) or not isinstance(max_norm, (numbers.Real, np.floating, np.integer)) \
             or not max_norm >= 0:
         raise ValueError(f"max_norm must be a number >= 0, got {max_norm!r}.")

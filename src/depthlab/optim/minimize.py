@@ -138,8 +138,8 @@ def minimize(f, x0, optimizer="adam", steps: int = 1000, grad=None, *, gtol: flo
     gtol = check_real(gtol, "gtol", low=0.0)
     if (steps + 1) * x.size * x.itemsize * 2 > _MAX_RECORD_BYTES:
         raise ValueError(
-            f"steps={steps} would record a trajectory and gradients of {(steps + 1) * x.size * x.itemsize * 2:.3g} "
-            f"bytes (more than {_MAX_RECORD_BYTES / 2**30:g} GiB). Use fewer steps, or call minimize in chunks, "
+            f"steps={str(steps)[:30]} would record a trajectory and gradients of more than "
+            f"{_MAX_RECORD_BYTES / 2**30:g} GiB. Use fewer steps, or call minimize in chunks, "
             "each starting from the previous result's x."
         )
     cls = resolve(optimizer)

@@ -41,7 +41,10 @@ def _metric(value) -> float:
         raise TypeError(
             f"metric must be a real number (e.g. the validation loss), got {type(value).__name__} {value!r}."
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float64: as large as a metric gets
+        value = math.inf if value > 0 else -math.inf
     if math.isnan(value):
         raise ValueError(
             "metric is NaN: the monitored quantity diverged; a learning-rate schedule cannot fix that."

@@ -64,8 +64,9 @@ def _check_size(what: str, *sizes: int) -> None:
     for size in sizes:
         total *= size
     if total > MAX_ENTRIES:
-        raise ValueError(f"{what} would allocate {total:.3g} numbers (shape {sizes}), more than the {MAX_ENTRIES:.3g} "
-                         "this function makes at once; ask for fewer samples or features.")
+        raise ValueError(f"{what} would allocate {float(min(total, 10**300)):.3g} numbers (shape "
+                         f"{str(sizes)[:60]}), more than the {MAX_ENTRIES:.3g} this function makes at once; ask for "
+                         "fewer samples or features.")
 
 
 def _check_flag(value, name: str) -> bool:
