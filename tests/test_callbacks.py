@@ -298,3 +298,15 @@ def test_history_display_survives_values_no_axis_can_span():
     history.record(1, {"loss": -1e308})
     html = history._repr_html_()
     assert "too far apart to draw" in html and "History: 2 epochs" in html
+
+
+@pytest.mark.parametrize("hooks", [{"on_epoch_end": lambda: None}, {"on_train_begin": lambda epoch, logs: None},
+                                   {"on_batch_end": lambda batch, logs, extra: None}])
+def test_lambda_callback_refuses_a_function_with_the_wrong_arguments_at_construction(hooks):
+    with pytest.raises(TypeError, match="is called as"):
+        LambdaCallback(**hooks)
+
+
+def test_lambda_callback_takes_functions_with_defaults_or_star_args():
+    LambdaCallback(on_epoch_end=lambda *args: None, on_batch_end=lambda batch, logs=None, *, extra=1: None,
+                   on_train_end=print)

@@ -23,6 +23,7 @@ current batch (from a batch hook) or epoch (from an epoch hook).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
@@ -154,6 +155,19 @@ class Callback:
         """Called after each optimizer step with ``{"loss": batch loss, "size": batch size}``."""
 
 
+def _check_arguments(hook: str, function) -> None:
+    """Refuse, at construction, a function that cannot take the hook's arguments."""
+    arguments = ("logs",) if hook.startswith("on_train") else (hook.split("_")[-2], "logs")
+    try:
+        inspect.signature(function).bind(*arguments)
+    except ValueError:  # no signature to read (some builtins): it will tell when called
+        return
+    except TypeError:
+        raise TypeError(f"LambdaCallback {hook} is called as {hook}({', '.join(arguments)}), but the function "
+                        f"takes {inspect.signature(function)}. Example: {hook}=lambda {', '.join(arguments)}: ...") \
+            from None
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions, with the hooks' signatures.
 
@@ -170,6 +184,8 @@ class LambdaCallback(Callback):
         for name, function in hooks.items():
             if function is not None and not callable(function):
                 raise TypeError(f"LambdaCallback {name} must be callable, got {type(function).__name__}.")
+            if function is not None:
+                _check_arguments(name, function)
         self._functions = {name: f for name, f in hooks.items() if f is not None}
 
     def handles(self, hook: str) -> bool:
