@@ -322,3 +322,21 @@ def test_integers_beyond_float_range_are_refused_or_read_as_infinite_not_overflo
     schedule.step(10**400)  # as large as a metric gets: no improvement on inf, no error
     with pytest.raises(ValueError, match="GiB"):
         optim.minimize("elliptic", [1.0, 2.0], steps=10**400)
+
+
+def test_a_parameter_replaced_inside_a_group_list_is_checked_again():
+    params = params_and_grads()
+    opt = optim.Adam(params, lr=0.1)
+    opt.step()
+    group = opt.param_groups[0]["params"]
+    group[0] = np.ones((2, 3))  # same list, same length: an array where a Parameter was
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\] is an ndarray"):
+        opt.zero_grad()
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\] is an ndarray"):
+        opt.step()
+    group[0] = params[1]  # now listed twice
+    with pytest.raises(ValueError, match="more than once"):
+        opt.step()
+    group[0] = params[0]
+    opt.step()
+    assert opt.state[params[0]].step == opt.state[params[1]].step == 2

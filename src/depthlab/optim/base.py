@@ -306,13 +306,14 @@ class Optimizer:
         A schedule, a callback or the user may write ``group["lr"]`` (or any hyperparameter)
         between steps; a NaN, negative or non-numeric value would turn every weight into NaN
         at the next step. The check runs at the point of use, but only when the group's values
-        differ (by identity, then equality) from those last checked: a step with unchanged
-        settings pays one tuple comparison per group.
+        differ (by identity, then equality and type) from those last checked, or a parameter
+        in its list was replaced: a step with unchanged settings pays a few tuple comparisons
+        per group.
         """
         params = group.get("params")
         # the types too: True == 1.0 and an array == its value, but neither is a learning rate
         values = (tuple(group.items()), tuple(map(type, group.values())),
-                  len(params) if isinstance(params, list) else None, _fast.enabled())
+                  tuple(params) if isinstance(params, list) else None, _fast.enabled())
         seen = self._checked.get(id(group))
         try:
             if seen is not None and seen[0] is group and seen[1] == values:
@@ -343,7 +344,7 @@ class Optimizer:
                              f"{type(self).__name__} ({', '.join(self.defaults)}).")
         checked = self._check_hyperparameters({k: v for k, v in group.items() if k != "params"}, where)
         group.update(checked)  # plain Python numbers, as at construction (a 0-d array's value, not the array)
-        values = (tuple(group.items()), tuple(map(type, group.values())), len(params), _fast.enabled())
+        values = (tuple(group.items()), tuple(map(type, group.values())), tuple(params), _fast.enabled())
         rule = self._rule(group)
         self._checked[id(group)] = (group, values, rule)
         return rule
@@ -550,12 +551,16 @@ class Optimizer:
         if not isinstance(set_to_none, (bool, np.bool_)):
             raise TypeError(f"set_to_none must be True (gradients become None) or False (zeroed in place), "
                             f"got {type(set_to_none).__name__} {set_to_none!r}.")
-        for group in self.param_groups:
-            if set_to_none:  # one C-level pass: a Python loop costs more than a small network's update
-                deque(map(setattr, group["params"], repeat("grad"), repeat(None)), maxlen=0)
-            else:
-                for param in group["params"]:
-                    param.zero_grad(False)
+        for index, group in enumerate(self.param_groups):
+            try:
+                if set_to_none:  # one C-level pass: a Python loop costs more than a small network's update
+                    deque(map(setattr, group["params"], repeat("grad"), repeat(None)), maxlen=0)
+                else:
+                    for param in group["params"]:
+                        param.zero_grad(False)
+            except AttributeError:  # something other than a Parameter was put in the group: say what
+                parameter_list(group["params"], f"param_groups[{index}]['params']")
+                raise
 
     # --------------------------------------------------------------------- state dict
     def state_dict(self) -> dict:
