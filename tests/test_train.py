@@ -667,3 +667,26 @@ def test_a_metric_named_like_a_log_fit_writes_is_refused_not_overwritten(name):
     metric = dl.metrics.MeanOfBatches(lambda output, target: 1.0, name=name)
     with pytest.raises(ValueError, match="another name"):
         dl.fit(dl.MLP(2, [3], 1), x, y, metrics=[metric], validation_split=0.5, verbose=0)
+
+
+def test_clip_grad_norm_in_fit_covers_only_the_trained_parameters_as_pytorch_with_a_frozen_layer():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    net = dl.MLP(3, [4], 2, activation="tanh")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        for param, value in zip([model[0].weight, model[0].bias, model[2].weight, model[2].bias], net.get_weights()):
+            param.copy_(torch.tensor(value))
+    model[0].weight.requires_grad_(False)
+    model[0].bias.requires_grad_(False)  # frozen: torch gives them no gradient, so no share of the norm
+    trained = net.parameters()[2:]
+    dl.fit(net, x, y, optimizer=dl.optim.SGD(trained, lr=0.1), epochs=3, batch_size=8, clip_grad_norm=0.01,
+           verbose=0)
+    reference = torch.optim.SGD([model[2].weight, model[2].bias], lr=0.1)
+    for _ in range(3):
+        reference.zero_grad()
+        F.mse_loss(model(torch.tensor(x)), torch.tensor(y)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        reference.step()
+    np.testing.assert_allclose(net.parameters()[2].data, model[2].weight.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(net.parameters()[0].data, model[0].weight.numpy())

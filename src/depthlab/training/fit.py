@@ -450,6 +450,9 @@ class _Run:
         self.train_step = TrainStep(net, objective.loss, optimizer)
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: fit clears their grads
+        # clipping covers what the optimizer trains, as PyTorch's clip_grad_norm_(model.parameters()) skips
+        # frozen parameters (their .grad is None there)
+        self.trained = [p for p in self.params if id(p) in owned]
         self.clip = clip_grad_norm
         self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), net.out_features,
                              net.dtype) if objective.metrics else None
@@ -509,7 +512,7 @@ class _Run:
                                 self.diverged(epoch, batch, culprit)
                             break
                 if clip_norm is not None:
-                    clip(params, clip_norm)
+                    clip(self.trained, clip_norm)
                 step()
             count = output.shape[0]
             seen += count
@@ -702,7 +705,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
         pass a function, e.g. ``lambda opt: dl.optim.StepLR(opt, 30)``.
     clip_grad_norm : float, optional
         Clip the gradients' global 2-norm to this value before each step
-        (``dl.optim.clip_grad_norm``).
+        (``dl.optim.clip_grad_norm``), over the parameters the optimizer updates.
     validation_batch_size : int, optional
         Evaluate validation data in chunks of this size (None: all at once).
 
