@@ -690,3 +690,16 @@ def test_clip_grad_norm_in_fit_covers_only_the_trained_parameters_as_pytorch_wit
         reference.step()
     np.testing.assert_allclose(net.parameters()[2].data, model[2].weight.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(net.parameters()[0].data, model[0].weight.numpy())
+
+
+@pytest.mark.parametrize("returned", ["x", np.ones(3)])
+def test_evaluate_names_a_custom_loss_whose_value_is_not_a_number(returned):
+    class Odd:
+        def value(self, output, target):
+            return returned
+
+        def grad(self, output, target):
+            return output - target
+
+    with pytest.raises(TypeError, match="Odd.value.*one real number"):
+        dl.evaluate(dl.MLP(2, [3], 1), np.ones((4, 2)), np.zeros((4, 1)), loss=Odd())

@@ -186,7 +186,12 @@ class _Objective:
     def value(self, output: Array, target: Array) -> float:
         if self.builtin:
             return self.loss.compute_value(output, target)
-        return float(self.loss.value(output, target))
+        value = self.loss.value(output, target)
+        number = np.asarray(value)
+        if number.size != 1 or number.dtype.kind not in "fiub":
+            raise TypeError(f"the loss {type(self.loss).__name__}.value(output, target) must return one real "
+                            f"number, got {type(value).__name__} {str(value)[:60]!r}.")
+        return float(number.reshape(()))
 
     def weight(self, size: int) -> int:
         """The factor of a batch's loss in the epoch's total (see the module docstring)."""
