@@ -703,3 +703,16 @@ def test_evaluate_names_a_custom_loss_whose_value_is_not_a_number(returned):
 
     with pytest.raises(TypeError, match="Odd.value.*one real number"):
         dl.evaluate(dl.MLP(2, [3], 1), np.ones((4, 2)), np.zeros((4, 1)), loss=Odd())
+
+
+def test_a_network_without_fixed_width_evaluates_predicts_and_fit_says_it_has_nothing_to_train():
+    net = dl.Sequential([dl.ActivationLayer("relu")])  # no Linear: no out_features
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    y = np.ones((5, 3))
+    expected = np.maximum(x, 0.0)
+    np.testing.assert_array_equal(dl.predict(net, x, batch_size=2), expected)
+    logs = dl.evaluate(net, x, y, metrics=["mae"], batch_size=2)
+    assert logs["loss"] == pytest.approx(np.mean((expected - y) ** 2), rel=1e-12)
+    assert logs["mae"] == pytest.approx(np.mean(np.abs(expected - y)), rel=1e-12)
+    with pytest.raises(ValueError, match="no parameters to train"):
+        dl.fit(net, x, y, verbose=0)

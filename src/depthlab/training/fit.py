@@ -172,7 +172,7 @@ class _Objective:
     def targets(self, net, x: Array, y, name: str) -> tuple[Array, list[Array]]:
         """(loss target, [metric targets]) for x's samples, each checked against the output shape."""
         y = _check_targets(x, y, name)
-        shape = (x.shape[0], net.out_features)
+        shape = (x.shape[0], _output_width(net, x))
         if self.builtin:
             output_like = np.broadcast_to(np.zeros((), dtype=net.dtype), shape)
             loss_target = self.loss.check_target(y, output_like)
@@ -196,6 +196,15 @@ class _Objective:
     def weight(self, size: int) -> int:
         """The factor of a batch's loss in the epoch's total (see the module docstring)."""
         return size if self.per_sample else 1
+
+
+def _output_width(net: Sequential, x: Array) -> int:
+    """D_out: ``net.out_features``, or, for a network of layers of any width (activations
+    only), the width of its output for x's first sample."""
+    if net.out_features is not None:
+        return net.out_features
+    with net.mode(False):
+        return net.forward(x[:1]).shape[1]
 
 
 def _split(x: Array, y, validation_split) -> tuple[Array, Array, Array, Array]:
@@ -230,6 +239,10 @@ def _check_callbacks(callbacks) -> list[Callback]:
 def _build_optimizer(net: Sequential, optimizer):
     from .. import optim
 
+    if not net.parameters():
+        raise ValueError(f"fit: the network has no parameters to train (its layers: "
+                         f"{', '.join(type(layer).__name__ for layer in net)}). Add a layer with weights, e.g. "
+                         "dl.Linear, or use dl.evaluate / dl.predict for a network that only computes.")
     if isinstance(optimizer, optim.Optimizer):
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         if not any(id(p) in owned for p in net.parameters()):
@@ -366,8 +379,10 @@ def predict(net, x, batch_size=None) -> Array:
     with net.mode(False):
         if batch_size is None or batch_size >= n:
             return net.forward(x)
-        output = np.empty((n, net.out_features), dtype=net.dtype)
-        for start in range(0, n, batch_size):
+        first = net.forward(x[:batch_size])
+        output = np.empty((n, first.shape[1]), dtype=first.dtype)
+        output[:batch_size] = first
+        for start in range(batch_size, n, batch_size):
             output[start:start + batch_size] = net.forward(x[start:start + batch_size])
         return output
 
@@ -459,7 +474,7 @@ class _Run:
         # frozen parameters (their .grad is None there)
         self.trained = [p for p in self.params if id(p) in owned]
         self.clip = clip_grad_norm
-        self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), net.out_features,
+        self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), _output_width(net, x),
                              net.dtype) if objective.metrics else None
         self.stopper = None  # the callback that set state.stop_training
 
