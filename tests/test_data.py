@@ -294,3 +294,8 @@ def test_flags_must_be_bools_so_a_string_does_not_shuffle():
 def test_train_test_split_refuses_what_it_cannot_split_faithfully(x, y, error, message):
     with pytest.raises(error, match=message):
         data.train_test_split(x, y, 0.5, stratify=True)
+
+
+def test_mnist1d_refuses_a_cache_dir_that_is_not_a_path():
+    with pytest.raises(TypeError, match="cache_dir must be a folder path"):
+        data.mnist1d(cache_dir=5)

@@ -361,6 +361,9 @@ def mnist1d(seed: int = 42, cache_dir=None, dtype=np.float64) -> Dataset:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
     dtype = resolve_dtype(dtype)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {type(cache_dir).__name__} "
+                        f"{cache_dir!r}.")
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"mnist1d_seed{int(seed)}.npz"
     arrays = _load_cached(path)
     if arrays is None:
