@@ -340,3 +340,30 @@ def test_a_parameter_replaced_inside_a_group_list_is_checked_again():
     group[0] = params[0]
     opt.step()
     assert opt.state[params[0]].step == opt.state[params[1]].step == 2
+
+
+def test_state_edited_after_a_refused_step_is_what_the_next_flat_step_uses():
+    shapes = [(2, 3), (3,)]
+    datas, grads = flat_views(shapes, np.dtype(np.float64))[1], flat_views(shapes, np.dtype(np.float64))[1]
+    flat = [dl.Parameter(view) for view in datas]
+    for p, g in zip(flat, grads):
+        p.data[...], g[...], p.grad = 1.0, 0.5, g
+    extra = dl.Parameter(np.ones(2))
+    opt = optim.Adam([{"params": flat}, {"params": [extra]}], lr=0.1)
+    extra.grad = np.ones(2)
+    opt.step()
+    opt.load_state_dict(opt.state_dict())  # per-parameter arrays again, to be gathered by the next step
+    extra.grad = np.ones(3)
+    with pytest.raises(ValueError, match="shape"):
+        opt.step()  # refused after the flat group gathered its state
+    opt.state[flat[0]].exp_avg[...] = 0.0  # an edit in the window between
+    opt.state[flat[0]].exp_avg_sq[...] = 0.0
+    reference = [dl.Parameter(flat[0].data.copy())]
+    check = optim.Adam(reference, lr=0.1)
+    reference[0].grad = np.full((2, 3), 0.5)
+    check.load_state_dict({"state": {0: opt.state_dict()["state"][0]}, "param_groups": [
+        {**opt.state_dict()["param_groups"][0], "params": [0]}]})
+    extra.grad = np.ones(2)
+    opt.step()
+    check.step()
+    np.testing.assert_array_equal(flat[0].data, reference[0].data)

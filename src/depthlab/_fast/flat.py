@@ -153,6 +153,11 @@ class FlatGroup:
             self.given = [states.get(p) for p in self.params]  # what was gathered
         return True
 
+    def regather(self) -> None:
+        """Gather the flat state from the parameters' own states again at the next :meth:`ready`
+        (a step that gathered it was refused before it ran)."""
+        self.given = None
+
     def _views(self, state) -> list[list]:
         """Per parameter, the fields of ``state`` with its arrays sliced to the parameter."""
         return [[value[begin:end].reshape(p.data.shape) if isinstance(value, np.ndarray) else value

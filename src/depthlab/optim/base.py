@@ -404,9 +404,15 @@ class Optimizer:
         rules = [self._settings(index, group) for index, group in enumerate(self.param_groups)]
         # every gradient is checked before any parameter moves: a refused step changes nothing
         plan = []
-        for group, (update, hyper) in zip(self.param_groups, rules):
-            flat = self._flat_group(group) if update is not self.update else None
-            plan.append((update, hyper, flat, None if flat is not None else self._gradients(group)))
+        try:
+            for group, (update, hyper) in zip(self.param_groups, rules):
+                flat = self._flat_group(group) if update is not self.update else None
+                plan.append((update, hyper, flat, None if flat is not None else self._gradients(group)))
+        except BaseException:
+            for _, _, flat, _ in plan:  # a flat state gathered for this step was not used: gather it again next time
+                if flat is not None:
+                    flat.regather()
+            raise
         self._steps += 1
         states, init_state = self.state, self.init_state
         for group, (update, hyper, flat, todo) in zip(self.param_groups, plan):
