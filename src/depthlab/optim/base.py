@@ -263,7 +263,8 @@ class Optimizer:
             parameter_list(params, "params")  # refuses sets with an explanation
         groups = list(params)
         if len(groups) == 0:
-            raise ValueError("optimizer got an empty parameter list")
+            raise ValueError(f"optimizer got an empty parameter list; pass the parameters to train, e.g. "
+                             f"{type(self).__name__}(net.parameters()) (a generator can be read only once).")
         if not isinstance(groups[0], Mapping):
             groups = [{"params": groups}]
         for group in groups:
