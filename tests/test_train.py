@@ -716,3 +716,12 @@ def test_a_network_without_fixed_width_evaluates_predicts_and_fit_says_it_has_no
     assert logs["mae"] == pytest.approx(np.mean(np.abs(expected - y)), rel=1e-12)
     with pytest.raises(ValueError, match="no parameters to train"):
         dl.fit(net, x, y, verbose=0)
+
+
+@pytest.mark.parametrize("y, error, message", [
+    ([[1.0, 2.0], [3.0], [4.0, 5.0]], ValueError, "rows of different lengths"),
+    ((value for value in range(3)), TypeError, "got generator"),
+])
+def test_fit_names_ragged_or_non_array_targets(y, error, message):
+    with pytest.raises(error, match=message):
+        dl.fit(dl.MLP(2, [3], 1), np.ones((3, 2)), y, verbose=0)

@@ -132,7 +132,15 @@ def _check_targets(x: Array, y, name: str) -> Array:
     """y as an array with one entry per sample of x; NaN/Inf refused."""
     if y is None:
         raise TypeError(f"{name} is None; pass the targets: one label or target row per sample of x.")
-    y = y if isinstance(y, np.ndarray) else np.asarray(y)
+    given = y
+    if not isinstance(y, np.ndarray):
+        try:
+            y = np.asarray(y)
+        except ValueError:  # rows of different lengths
+            raise ValueError(f"{name} has rows of different lengths; pass one label or one target row of the "
+                             "same length per sample.") from None
+    if y.dtype.kind == "O" and y.ndim == 0:
+        raise TypeError(f"{name} must be an array or a list of labels or targets, got {type(given).__name__}.")
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold numbers (labels or targets), got an array of dtype {y.dtype}.")
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
