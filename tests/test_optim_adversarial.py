@@ -367,3 +367,24 @@ def test_state_edited_after_a_refused_step_is_what_the_next_flat_step_uses():
     opt.step()
     check.step()
     np.testing.assert_array_equal(flat[0].data, reference[0].data)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_a_zero_d_parameter_takes_the_numpy_scalar_its_arithmetic_gives_as_gradient(name):
+    param = dl.Parameter(np.array(2.0))
+    reference = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    opt = optim.get(name, [param], lr=0.1)
+    torch_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[name](
+        [reference], lr=0.1)
+    for _ in range(3):
+        param.grad = 2 * param.data  # a NumPy float64, not a 0-d array
+        assert type(param.grad) is np.float64
+        reference.grad = 2 * reference.detach().clone()
+        opt.step()
+        torch_opt.step()
+    assert param.data.shape == () and param.data == pytest.approx(reference.item(), rel=1e-12)
+    param.grad = np.float32(1.0)  # the wrong dtype is still refused
+    with pytest.raises(TypeError, match="float32"):
+        opt.step()
+    param.grad = np.float64(30.0)
+    assert optim.clip_grad_norm([param], 1.0) == 30.0 and param.grad == pytest.approx(1.0, rel=1e-6)

@@ -441,7 +441,7 @@ class Optimizer:
             if known is None or known.data is not data:
                 known = self._know(param, data)
             if type(grad) is not ndarray or grad.shape != known.shape or grad.dtype != known.dtype:
-                self._refuse_gradient(param)  # returns for a plain subclass of ndarray of the right kind
+                grad = self._odd_gradient(param)  # a usable one (a NumPy scalar for a 0-d parameter), or refused
             todo.append((param, data, grad, known.work))
         return todo
 
@@ -533,8 +533,13 @@ class Optimizer:
         return type(state)(**fields)
 
     @staticmethod
-    def _refuse_gradient(param: Parameter):
+    def _odd_gradient(param: Parameter) -> np.ndarray:
+        """A gradient that is not a plain ndarray of the parameter's shape and dtype: a NumPy
+        scalar for a 0-d parameter (what arithmetic on a 0-d array gives) as a 0-d array, a
+        plain subclass of ndarray as it is; anything else refused with the reason."""
         grad = param.grad
+        if isinstance(grad, np.generic) and param.data.ndim == 0 and grad.dtype == param.data.dtype:
+            return np.asarray(grad)
         if not isinstance(grad, np.ndarray):
             raise TypeError(f"{param!r}.grad must be an ndarray or None, got {type(grad).__name__}.")
         if isinstance(grad, np.ma.MaskedArray):
@@ -546,7 +551,7 @@ class Optimizer:
                 f"shape {param.data.shape}."
             )
         if grad.dtype == param.data.dtype:
-            return
+            return grad
         raise TypeError(
             f"{param!r} has a gradient of dtype {grad.dtype} but the parameter is {param.data.dtype}; "
             "depthlab never mixes dtypes silently. Compute the gradient in the parameter's dtype "

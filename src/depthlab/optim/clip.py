@@ -38,6 +38,8 @@ def _gradients(params: list) -> list[np.ndarray]:
         grad = param.grad
         if grad is None:
             continue
+        if isinstance(grad, np.floating) and param.data.ndim == 0:  # arithmetic on a 0-d array gives a scalar
+            grad = param.grad = np.array(grad)
         if not isinstance(grad, np.ndarray) or grad.dtype.kind != "f":
             got = f"dtype {grad.dtype}" if isinstance(grad, np.ndarray) else type(grad).__name__
             raise TypeError(f"parameters[{index}].grad must be a float ndarray (it is scaled in place), got {got}.")
