@@ -170,7 +170,8 @@ class LRScheduler:
                 raise ValueError(
                     f"{self._settings()} at step {self.last_epoch} (last_epoch) computes a learning rate of {lr!r} for "
                     f"param_groups[{index}], not a finite number >= 0; the rates stay {current}. Choose settings "
-                    "that keep the rate finite (e.g. gamma <= 1 for a decay)."
+                    "that keep the rate finite and >= 0 (e.g. gamma <= 1 for a decay; with two schedules on one "
+                    "optimizer, an eta_min no larger than the rates the other one sets)."
                 )
 
     def get_last_lr(self) -> list[float]:
