@@ -725,3 +725,10 @@ def test_a_network_without_fixed_width_evaluates_predicts_and_fit_says_it_has_no
 def test_fit_names_ragged_or_non_array_targets(y, error, message):
     with pytest.raises(error, match=message):
         dl.fit(dl.MLP(2, [3], 1), np.ones((3, 2)), y, verbose=0)
+
+
+def test_fit_says_a_pytorch_scheduler_is_not_depthlab_s():
+    torch_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(TypeError, match="PyTorch scheduler"):
+        dl.fit(dl.MLP(2, [3], 1), np.ones((4, 2)), np.zeros((4, 1)), verbose=0,
+               lr_scheduler=torch.optim.lr_scheduler.StepLR(torch_opt, 1))

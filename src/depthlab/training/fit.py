@@ -282,7 +282,15 @@ def _build_scheduler(lr_scheduler, optimizer):
             "lr_scheduler must be a schedule with a step() method (e.g. dl.optim.StepLR(opt, 10)) or a "
             f"function optimizer -> schedule, got {type(lr_scheduler).__name__}."
         )
-    if getattr(lr_scheduler, "optimizer", optimizer) is not optimizer:
+    from ..optim import Optimizer
+
+    driven = getattr(lr_scheduler, "optimizer", optimizer)
+    if not isinstance(driven, Optimizer):
+        raise TypeError(
+            f"lr_scheduler drives a {type(driven).__module__}.{type(driven).__name__}, not a depthlab optimizer "
+            "(a PyTorch scheduler?); use depthlab's, e.g. lr_scheduler=lambda opt: dl.optim.StepLR(opt, 10)."
+        )
+    if driven is not optimizer:
         raise ValueError(
             "lr_scheduler drives another optimizer than the one fit uses; build it from the same one "
             "(or pass lr_scheduler=lambda opt: dl.optim.StepLR(opt, 10) with optimizer given by name)."
