@@ -228,8 +228,10 @@ class Optimizer:
 
     ``step`` skips parameters whose ``.grad`` is ``None`` (as PyTorch does): a layer that
     received no gradient is neither moved nor has its state (e.g. its step count)
-    advanced. A gradient must have the parameter's shape and dtype. The optimizer keeps
-    no reference to a gradient between steps.
+    advanced. A gradient must have the parameter's shape and dtype (a NumPy scalar is taken
+    for a 0-d parameter); every gradient is checked before any parameter moves, so a refused
+    ``step`` changes nothing. The optimizer keeps no reference to a gradient between steps.
+    ``state[p]`` reads by field name too (``state[p]["exp_avg"]``), as PyTorch's dicts do.
     """
 
     state_type = None
