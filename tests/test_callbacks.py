@@ -277,3 +277,36 @@ BAD_CALLS = [
 def test_bad_input(label, call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+def test_history_answers_in_and_iterates_over_its_log_names():
+    history = dl.callbacks.History()
+    history.record(0, {"loss": 1.0, "lr": 0.1})
+    assert "loss" in history and "val_loss" not in history and 0 not in history
+    assert list(history) == ["loss", "lr"] and list(history.keys()) == ["loss", "lr"]
+    assert len(history) == 1
+
+
+def test_early_stopping_refuses_a_non_bool_restore_best_weights():
+    with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
+        dl.callbacks.EarlyStopping(restore_best_weights="no")
+
+
+def test_history_display_survives_values_no_axis_can_span():
+    history = dl.callbacks.History()
+    history.record(0, {"loss": 1e308, "note": "text"})
+    history.record(1, {"loss": -1e308})
+    html = history._repr_html_()
+    assert "too far apart to draw" in html and "History: 2 epochs" in html
+
+
+@pytest.mark.parametrize("hooks", [{"on_epoch_end": lambda: None}, {"on_train_begin": lambda epoch, logs: None},
+                                   {"on_batch_end": lambda batch, logs, extra: None}])
+def test_lambda_callback_refuses_a_function_with_the_wrong_arguments_at_construction(hooks):
+    with pytest.raises(TypeError, match="is called as"):
+        LambdaCallback(**hooks)
+
+
+def test_lambda_callback_takes_functions_with_defaults_or_star_args():
+    LambdaCallback(on_epoch_end=lambda *args: None, on_batch_end=lambda batch, logs=None, *, extra=1: None,
+                   on_train_end=print)

@@ -267,3 +267,35 @@ BAD_INPUTS = [
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("make", [lambda: data.sine(10**12), lambda: data.gaussian_inputs(10**9, 10**3),
+                                  lambda: data.gaussian_regression(10**6, 10**6), lambda: data.piecewise_2d(10**11),
+                                  lambda: data.batches(10**12, 2)])
+def test_absurd_sizes_are_refused_before_allocating(make):
+    with pytest.raises(ValueError, match="would allocate"):
+        make()
+
+
+def test_flags_must_be_bools_so_a_string_does_not_shuffle():
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        data.batches(5, 2, shuffle="no")
+    with pytest.raises(TypeError, match="stratify must be True or False"):
+        data.train_test_split(np.ones((4, 1)), [0, 1, 0, 1], 0.5, stratify="yes")
+
+
+@pytest.mark.parametrize("x, y, error, message", [
+    ((i for i in range(4)), [0, 1, 0, 1], TypeError, "generator"),
+    ([[1, 2], [3], [4, 5], [6, 7]], [0, 1, 0, 1], ValueError, "different lengths"),
+    (np.ma.masked_array(np.ones((4, 1)), mask=[[0], [1], [0], [0]]), [0, 1, 0, 1], TypeError, "masked"),
+    (np.ones((4, 1)), np.array([0.0, np.nan, 1.0, 1.0]), TypeError, "NaN"),
+    (np.ones((4, 1)), np.array([None, 1, None, 1], dtype=object), TypeError, "class labels"),
+])
+def test_train_test_split_refuses_what_it_cannot_split_faithfully(x, y, error, message):
+    with pytest.raises(error, match=message):
+        data.train_test_split(x, y, 0.5, stratify=True)
+
+
+def test_mnist1d_refuses_a_cache_dir_that_is_not_a_path():
+    with pytest.raises(TypeError, match="cache_dir must be a folder path"):
+        data.mnist1d(cache_dir=5)

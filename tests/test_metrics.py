@@ -128,3 +128,20 @@ BAD_CALLS = [
 def test_bad_input(label, call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("threshold, error", [("x", TypeError), (None, TypeError), (float("nan"), ValueError)])
+def test_accuracy_threshold_must_be_a_finite_number(threshold, error):
+    with pytest.raises(error, match="threshold"):
+        metrics.Accuracy(threshold)
+
+
+@pytest.mark.parametrize("returned", ["x", np.ones(3), None])
+def test_a_metric_function_returning_no_number_is_named_in_the_error(returned):
+    def odd(output, target):
+        return returned
+
+    with pytest.raises(TypeError, match="metric 'odd'.*one real number"):
+        metrics.get(odd)(np.ones((4, 2)), np.ones((4, 2)))
+    with pytest.raises(TypeError, match="name must be a string"):
+        metrics.MeanOfBatches(odd, name=3)

@@ -165,3 +165,25 @@ def test_divergence_with_numerical_gradient_also_names_the_step():
 def test_non_finite_gradient_is_reported():
     with pytest.raises(FloatingPointError, match=r"the gradient is not finite at step 0"):
         optim.minimize(_elliptic, START, "sgd", 5, grad=lambda x: np.array([np.nan, 0.0]))
+
+
+def test_minimize_refuses_an_absurd_number_of_steps_and_a_gradient_that_is_not_real():
+    with pytest.raises(ValueError, match="GiB"):
+        optim.minimize("elliptic", [1.0, 2.0], steps=10**12)
+    for bad in (np.array([1j, 1j]), np.array([None, None])):
+        with pytest.raises(TypeError, match="real numbers"):
+            optim.minimize(lambda x: float(x @ x), [1.0, 2.0], steps=2, grad=lambda x, bad=bad: bad)
+
+
+@pytest.mark.parametrize("settings", [[1, 2], {"a": ("sgd",)}, {"a": ("sgd", 0.1, 10)}])
+def test_compare_refuses_malformed_settings_with_an_example(settings):
+    with pytest.raises(TypeError, match="Example"):
+        optim.compare(settings=settings)
+
+
+@pytest.mark.parametrize("point", [[1 + 1j, 2.0], np.array([1, 2], dtype=object), "ab"])
+def test_test_functions_refuse_points_that_are_not_real(point):
+    with pytest.raises((TypeError, ValueError), match="real points|shape"):
+        FUNCTIONS["rosenbrock"](point)
+    with pytest.raises((TypeError, ValueError), match="real points|shape"):
+        FUNCTIONS["rosenbrock"].grad(point)

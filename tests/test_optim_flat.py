@@ -49,7 +49,7 @@ def gradients(step: int, dtype, into=None) -> list[np.ndarray]:
 
 def per_parameter(optimizer):
     """The optimizer with its flat path switched off: the reference."""
-    optimizer._flat_step = lambda *args: False
+    optimizer._flat_group = lambda *args: None
     return optimizer
 
 
@@ -57,14 +57,14 @@ def per_parameter(optimizer):
 def flat_steps(monkeypatch):
     """How many group updates the flat path made."""
     made = []
-    original = flat_module.FlatGroup.step
+    original = flat_module.FlatGroup.ready
 
     def counting(self, *args):
         done = original(self, *args)
         made.append(done)
         return done
 
-    monkeypatch.setattr(flat_module.FlatGroup, "step", counting)
+    monkeypatch.setattr(flat_module.FlatGroup, "ready", counting)
     return made
 
 

@@ -170,3 +170,65 @@ def test_plateau_accepts_numpy_scalars_and_zero_dim_arrays():
     schedule.step(np.float32(1.0))
     schedule.step(np.array(2.0))
     assert schedule.get_last_lr() == pytest.approx([0.01, 0.005])
+
+
+@pytest.mark.parametrize("make, key, value, error", [
+    (lambda o: optim.StepLR(o, 2), "last_epoch", "x", TypeError),
+    (lambda o: optim.StepLR(o, 2), "step_size", 0, ValueError),
+    (lambda o: optim.ExponentialLR(o, 0.5), "gamma", float("nan"), ValueError),
+    (lambda o: optim.CosineAnnealingLR(o, 4), "base_lrs", ["a"], TypeError),
+    (lambda o: optim.LinearLR(o), "start_factor", 2.0, ValueError),
+    (lambda o: optim.ReduceLROnPlateau(o), "mode", "Min", ValueError),
+    (lambda o: optim.ReduceLROnPlateau(o), "patience", -1, ValueError),
+])
+def test_load_state_dict_checks_values_and_a_refused_dict_changes_nothing(make, key, value, error):
+    schedule = make(_opt())
+    before = schedule.state_dict()
+    saved = dict(before, **{key: value})
+    with pytest.raises(error, match=key):
+        schedule.load_state_dict(saved)
+    assert schedule.state_dict() == before
+
+
+def test_a_group_added_after_the_schedule_is_scheduled_from_its_own_rate():
+    opt = optim.SGD([dl.Parameter(np.ones(1))], lr=1.0)
+    torch_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    ours, theirs = optim.CosineAnnealingLR(opt, T_max=2), torch.optim.lr_scheduler.CosineAnnealingLR(torch_opt, 2)
+    opt.add_param_group({"params": [dl.Parameter(np.ones(1))], "lr": 0.5})
+    for _ in range(6):  # through the minimum, where the rate is rebuilt from the base rates
+        opt.step()
+        torch_opt.step()
+        ours.step()
+        theirs.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(torch_opt.param_groups[0]["lr"], rel=1e-12)
+        assert opt.param_groups[1]["lr"] == pytest.approx(0.5 * torch_opt.param_groups[0]["lr"], rel=1e-12)
+    assert ours.state_dict()["base_lrs"] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("make, theirs", [
+    (lambda o, e: optim.StepLR(o, 2, last_epoch=e), lambda o, e: torch.optim.lr_scheduler.StepLR(o, 2, last_epoch=e)),
+    (lambda o, e: optim.CosineAnnealingLR(o, 4, last_epoch=e),
+     lambda o, e: torch.optim.lr_scheduler.CosineAnnealingLR(o, 4, last_epoch=e)),
+    (lambda o, e: optim.LinearLR(o, 0.5, 0.1, 3, last_epoch=e),
+     lambda o, e: torch.optim.lr_scheduler.LinearLR(o, 0.5, 0.1, 3, last_epoch=e)),
+])
+@pytest.mark.parametrize("last_epoch", [-1, 0, 3])
+def test_last_epoch_resumes_a_schedule_as_pytorch_does(make, theirs, last_epoch):
+    ours_opt = optim.SGD([{"params": [dl.Parameter(np.zeros(1))], "lr": 1.0, "initial_lr": 2.0}])
+    torch_opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1.0, "initial_lr": 2.0}])
+    ours, reference = make(ours_opt, last_epoch), theirs(torch_opt, last_epoch)
+    for _ in range(6):
+        assert ours_opt.param_groups[0]["lr"] == pytest.approx(torch_opt.param_groups[0]["lr"], rel=1e-12, abs=0)
+        torch_opt.step()
+        ours.step()
+        reference.step()
+    assert ours.last_epoch == reference.last_epoch
+
+
+def test_last_epoch_without_initial_lr_or_of_the_wrong_type_is_refused():
+    with pytest.raises(ValueError, match="initial_lr"):
+        optim.StepLR(optim.SGD([dl.Parameter(np.zeros(1))]), 2, last_epoch=3)
+    with pytest.raises(TypeError, match="last_epoch"):
+        optim.StepLR(optim.SGD([dl.Parameter(np.zeros(1))]), 2, last_epoch=1.0)
+    with pytest.raises(ValueError, match="last_epoch"):
+        optim.StepLR(optim.SGD([dl.Parameter(np.zeros(1))]), 2, last_epoch=-2)

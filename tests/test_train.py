@@ -659,3 +659,76 @@ def test_bad_input(label, call, error, pattern):
         call()
     for now, then in zip(NET.get_weights(), before):   # refused before any training
         np.testing.assert_array_equal(now, then)
+
+
+@pytest.mark.parametrize("name", ["lr", "val_loss", "loss", "size"])
+def test_a_metric_named_like_a_log_fit_writes_is_refused_not_overwritten(name):
+    x, y = np.ones((6, 2)), np.zeros((6, 1))
+    metric = dl.metrics.MeanOfBatches(lambda output, target: 1.0, name=name)
+    with pytest.raises(ValueError, match="another name"):
+        dl.fit(dl.MLP(2, [3], 1), x, y, metrics=[metric], validation_split=0.5, verbose=0)
+
+
+def test_clip_grad_norm_in_fit_covers_only_the_trained_parameters_as_pytorch_with_a_frozen_layer():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    net = dl.MLP(3, [4], 2, activation="tanh")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        for param, value in zip([model[0].weight, model[0].bias, model[2].weight, model[2].bias], net.get_weights()):
+            param.copy_(torch.tensor(value))
+    model[0].weight.requires_grad_(False)
+    model[0].bias.requires_grad_(False)  # frozen: torch gives them no gradient, so no share of the norm
+    trained = net.parameters()[2:]
+    dl.fit(net, x, y, optimizer=dl.optim.SGD(trained, lr=0.1), epochs=3, batch_size=8, clip_grad_norm=0.01,
+           verbose=0)
+    reference = torch.optim.SGD([model[2].weight, model[2].bias], lr=0.1)
+    for _ in range(3):
+        reference.zero_grad()
+        F.mse_loss(model(torch.tensor(x)), torch.tensor(y)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        reference.step()
+    np.testing.assert_allclose(net.parameters()[2].data, model[2].weight.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(net.parameters()[0].data, model[0].weight.numpy())
+
+
+@pytest.mark.parametrize("returned", ["x", np.ones(3)])
+def test_evaluate_names_a_custom_loss_whose_value_is_not_a_number(returned):
+    class Odd:
+        def value(self, output, target):
+            return returned
+
+        def grad(self, output, target):
+            return output - target
+
+    with pytest.raises(TypeError, match="Odd.value.*one real number"):
+        dl.evaluate(dl.MLP(2, [3], 1), np.ones((4, 2)), np.zeros((4, 1)), loss=Odd())
+
+
+def test_a_network_without_fixed_width_evaluates_predicts_and_fit_says_it_has_nothing_to_train():
+    net = dl.Sequential([dl.ActivationLayer("relu")])  # no Linear: no out_features
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    y = np.ones((5, 3))
+    expected = np.maximum(x, 0.0)
+    np.testing.assert_array_equal(dl.predict(net, x, batch_size=2), expected)
+    logs = dl.evaluate(net, x, y, metrics=["mae"], batch_size=2)
+    assert logs["loss"] == pytest.approx(np.mean((expected - y) ** 2), rel=1e-12)
+    assert logs["mae"] == pytest.approx(np.mean(np.abs(expected - y)), rel=1e-12)
+    with pytest.raises(ValueError, match="no parameters to train"):
+        dl.fit(net, x, y, verbose=0)
+
+
+@pytest.mark.parametrize("y, error, message", [
+    ([[1.0, 2.0], [3.0], [4.0, 5.0]], ValueError, "rows of different lengths"),
+    ((value for value in range(3)), TypeError, "got generator"),
+])
+def test_fit_names_ragged_or_non_array_targets(y, error, message):
+    with pytest.raises(error, match=message):
+        dl.fit(dl.MLP(2, [3], 1), np.ones((3, 2)), y, verbose=0)
+
+
+def test_fit_says_a_pytorch_scheduler_is_not_depthlab_s():
+    torch_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(TypeError, match="PyTorch scheduler"):
+        dl.fit(dl.MLP(2, [3], 1), np.ones((4, 2)), np.zeros((4, 1)), verbose=0,
+               lr_scheduler=torch.optim.lr_scheduler.StepLR(torch_opt, 1))

@@ -122,16 +122,10 @@ class FlatGroup:
         grads = list(map(GRAD, params))
         return not any(map(is_, grads, repeat(None))) and all(map(is_, grads, [g() for g in self.grads]))
 
-    def step(self, update, hyper, states: dict, init_state, group: dict) -> bool:
+    def step(self, update, hyper, states: dict) -> None:
         """One update of the whole group, each parameter's state set to its views of the new
-        flat state; False (nothing done) when the parameters' states cannot be gathered into
-        one flat state (e.g. they are at different steps)."""
+        flat state. Only after :meth:`ready` said yes."""
         params = self.params
-        if self.grad is None:
-            return False
-        if self.given is None or not all(map(is_, map(states.get, params), self.given)):
-            if not self._gather(states, init_state, group):
-                return False
         base, begin, size = self.grad
         self.state = new = update(self.data, base()[begin:begin + size], self.state, hyper, self.work)
         arrays = [j for j, value in enumerate(new) if isinstance(value, np.ndarray)]
@@ -146,7 +140,23 @@ class FlatGroup:
             given = list(map(_new_state, repeat(type(new)), self.rows))
         states.update(zip(params, given))
         self.given = given
+
+    def ready(self, states: dict, init_state, group: dict) -> bool:
+        """Whether :meth:`step` can update the group as one array: the gradients lie end to end
+        and the parameters' states gather into one flat state (gathered now if they changed);
+        False when, e.g., the parameters are at different steps."""
+        if self.grad is None:
+            return False
+        if self.given is None or not all(map(is_, map(states.get, self.params), self.given)):
+            if not self._gather(states, init_state, group):
+                return False
+            self.given = [states.get(p) for p in self.params]  # what was gathered
         return True
+
+    def regather(self) -> None:
+        """Gather the flat state from the parameters' own states again at the next :meth:`ready`
+        (a step that gathered it was refused before it ran)."""
+        self.given = None
 
     def _views(self, state) -> list[list]:
         """Per parameter, the fields of ``state`` with its arrays sliced to the parameter."""

@@ -288,7 +288,13 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 def resolve(optimizer) -> type[Optimizer]:
     """An optimizer class from a name in :data:`OPTIMIZERS` (case-insensitive) or a class."""
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        if optimizer.update is None:
+            raise TypeError(f"optimizer {optimizer.__name__} has no update rule (Optimizer is the base class); "
+                            f"pass one of {', '.join(cls.__name__ for cls in OPTIMIZERS.values())} or its name.")
         return optimizer
+    if isinstance(optimizer, type):
+        raise TypeError(f"optimizer must be a depthlab optimizer class or name, got the class {optimizer.__module__}."
+                        f"{optimizer.__qualname__}. Use dl.optim's own, e.g. 'adam' or dl.optim.Adam.")
     if isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be a name or an Optimizer class, got an instance of {type(optimizer).__name__}; "

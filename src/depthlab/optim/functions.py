@@ -52,6 +52,9 @@ class Objective:
 
 def _xy(point):
     point = np.asarray(point)
+    if point.dtype.kind not in "fiub":
+        raise TypeError(f"test functions take real points of shape (..., 2), got an array of dtype {point.dtype}; "
+                        "pass e.g. np.array([x, y], dtype=float).")
     if point.shape[-1:] != (2,):
         raise ValueError(f"test functions take points of shape (..., 2), got shape {point.shape}.")
     return point[..., 0], point[..., 1]

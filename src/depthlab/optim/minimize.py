@@ -67,6 +67,10 @@ class MinimizeResult:
                                _html.table(["", "value"], rows))
 
 
+# the most memory minimize may use to record the trajectory and the gradients
+_MAX_RECORD_BYTES = 2**30
+
+
 def _resolve_function(f, grad):
     if isinstance(f, str):
         f = lookup(FUNCTIONS, f, "f", "test function")
@@ -132,6 +136,12 @@ def minimize(f, x0, optimizer="adam", steps: int = 1000, grad=None, *, gtol: flo
         raise ValueError("x0 is empty; pass a starting point with at least one coordinate.")
     steps = check_positive_int(steps, "steps", minimum=0)
     gtol = check_real(gtol, "gtol", low=0.0)
+    if (steps + 1) * x.size * x.itemsize * 2 > _MAX_RECORD_BYTES:
+        raise ValueError(
+            f"steps={str(steps)[:30]} would record a trajectory and gradients of more than "
+            f"{_MAX_RECORD_BYTES / 2**30:g} GiB. Use fewer steps, or call minimize in chunks, "
+            "each starting from the previous result's x."
+        )
     cls = resolve(optimizer)
     param = Parameter(x)
     opt = get(cls, [param], **hyperparameters)
@@ -148,6 +158,9 @@ def minimize(f, x0, optimizer="adam", steps: int = 1000, grad=None, *, gtol: flo
                     gradient = numerical_gradient(value_of, point.astype(np.float64)).astype(x.dtype)
                 else:
                     gradient = np.asarray(grad_of(point.copy()))
+                if gradient.dtype.kind not in "fiu":
+                    raise TypeError(f"grad(x) must return an array of real numbers, got dtype {gradient.dtype} "
+                                    f"at step {step}.")
                 if gradient.shape != x.shape:
                     raise ValueError(f"grad(x) must return an array of shape {x.shape}, got shape {gradient.shape}.")
                 finite = bool(np.isfinite(gradient).all())
@@ -198,6 +211,13 @@ def compare(f="elliptic", x0=(-7.0, 2.0), settings=None, steps: int | None = Non
         Overrides every setting's number of steps (e.g. to draw equally long paths).
     """
     settings = SEED_004_SETTINGS if settings is None else settings
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict {{name: (optimizer, hyperparameters, steps)}}, got "
+                        f"{type(settings).__name__}. Example: {{'adam': ('adam', {{'lr': 0.1}}, 100)}}.")
+    for name, setting in settings.items():
+        if not (isinstance(setting, (tuple, list)) and len(setting) == 3 and isinstance(setting[1], dict)):
+            raise TypeError(f"settings[{name!r}] must be a triple (optimizer, hyperparameters dict, steps), got "
+                            f"{setting!r}. Example: ('adam', {{'lr': 0.1}}, 100).")
     return {
         name: minimize(f, x0, optimizer, own_steps if steps is None else steps, grad, **hyper)
         for name, (optimizer, hyper, own_steps) in settings.items()

@@ -63,6 +63,22 @@ def _ema_square_(average, grad, decay, scratch):
 
 
 
+def _field(state, key):
+    """``state["exp_avg"]`` as ``state.exp_avg`` (PyTorch keeps a dict per parameter), and
+    ``state[0]`` as for any tuple."""
+    if isinstance(key, str):
+        try:
+            return getattr(state, key)
+        except AttributeError:
+            raise KeyError(f"{type(state).__name__} has no field {key!r}; it has {', '.join(state._fields)}.") from None
+    return tuple.__getitem__(state, key)
+
+
+def _keys(state):
+    """The field names, as ``dict.keys()`` of PyTorch's per-parameter state."""
+    return state._fields
+
+
 def _zeros_if_none(buffer, param):
     return np.zeros_like(param) if buffer is None else buffer
 
@@ -81,6 +97,8 @@ def _decoupled_or_coupled_grad(param, grad, hyper, out):
 class SGDState(NamedTuple):
     step: int
     momentum_buffer: np.ndarray | None  # None until the first step with momentum
+
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
 
 
 def sgd_init(param, hyper) -> SGDState:
@@ -119,6 +137,8 @@ class AdagradState(NamedTuple):
     step: int
     sum: np.ndarray  # Σ g², started at initial_accumulator_value
 
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
+
 
 def adagrad_init(param, hyper) -> AdagradState:
     return AdagradState(0, np.full_like(param, hyper["initial_accumulator_value"]))
@@ -146,6 +166,8 @@ class RMSpropState(NamedTuple):
     square_avg: np.ndarray
     momentum_buffer: np.ndarray | None  # only with momentum > 0
     grad_avg: np.ndarray | None  # only when centered
+
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
 
 
 def rmsprop_init(param, hyper) -> RMSpropState:
@@ -194,6 +216,8 @@ class AdadeltaState(NamedTuple):
     square_avg: np.ndarray  # running mean of g²
     acc_delta: np.ndarray  # running mean of Δθ²
 
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
+
 
 def adadelta_init(param, hyper) -> AdadeltaState:
     return AdadeltaState(0, np.zeros_like(param), np.zeros_like(param))
@@ -224,6 +248,8 @@ class AdamState(NamedTuple):
     exp_avg: np.ndarray  # m, first moment
     exp_avg_sq: np.ndarray  # v, second moment
     max_exp_avg_sq: np.ndarray | None  # max of the raw v over time (AMSGrad only)
+
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
 
 
 def adam_init(param, hyper) -> AdamState:
@@ -262,6 +288,8 @@ class AdamaxState(NamedTuple):
     exp_avg: np.ndarray  # m
     exp_inf: np.ndarray  # u, exponentially weighted infinity norm
 
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
+
 
 def adamax_init(param, hyper) -> AdamaxState:
     return AdamaxState(0, np.zeros_like(param), np.zeros_like(param))
@@ -293,6 +321,8 @@ class NAdamState(NamedTuple):
     mu_product: float  # Π μ_i (a Python float, i.e. float64)
     exp_avg: np.ndarray
     exp_avg_sq: np.ndarray
+
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
 
 
 def nadam_init(param, hyper) -> NAdamState:
@@ -331,6 +361,8 @@ class RAdamState(NamedTuple):
     step: int
     exp_avg: np.ndarray
     exp_avg_sq: np.ndarray
+
+    __getitem__, keys = _field, _keys  # state['exp_avg'], as in PyTorch
 
 
 def radam_init(param, hyper) -> RAdamState:

@@ -9,7 +9,9 @@ A schedule changes ``group["lr"]`` of every parameter group of an optimizer. Cal
     ...     schedule.step()
 
 Constructing a schedule records each group's starting rate as ``group["initial_lr"]``
-(kept if already there) and takes one initial step, as PyTorch does. The updates are
+(kept if already there) and takes one initial step, as PyTorch does. ``last_epoch=k >= 0``
+resumes one, as PyTorch's does: every group must then hold ``initial_lr`` (the optimizer's
+loaded state dict has it), and the initial step is step k + 1. The updates are
 PyTorch's recursive ("chainable") forms, computed in Python floats, so values agree with
 PyTorch exactly.
 """
@@ -39,12 +41,33 @@ def _metric(value) -> float:
         raise TypeError(
             f"metric must be a real number (e.g. the validation loss), got {type(value).__name__} {value!r}."
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float64: as large as a metric gets
+        value = math.inf if value > 0 else -math.inf
     if math.isnan(value):
         raise ValueError(
             "metric is NaN: the monitored quantity diverged; a learning-rate schedule cannot fix that."
         )
     return value
+
+
+def _int(minimum: int):
+    """A check for a loaded count: an int >= ``minimum``."""
+    return lambda value, where: check_positive_int(value, where, minimum=minimum)
+
+
+def _real(low: float, high: float | None = None, **open_ends):
+    """A check for a loaded setting: a finite real number in the given bounds."""
+    return lambda value, where: check_real(value, where, low=low, high=high, **open_ends)
+
+
+def _choice(options: tuple):
+    def check(value, where):
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{where} must be one of {', '.join(map(repr, options))}, got {value!r}.")
+        return value
+    return check
 
 
 class LRScheduler:
@@ -54,12 +77,27 @@ class LRScheduler:
     current ``group["lr"]`` values (``_initial`` is true during the constructor's step).
     """
 
-    def __init__(self, optimizer):
+    # attribute -> check of a loaded value (beside the rate lists, checked in _loaded)
+    _CHECKS = {"last_epoch": _int(-1), "_step_count": _int(0)}
+
+    def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = _check_optimizer(optimizer)
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+        last_epoch = check_positive_int(last_epoch, "last_epoch", minimum=-1)
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:  # resuming (PyTorch's rule): the groups must say where the schedule started
+            missing = [index for index, group in enumerate(optimizer.param_groups) if "initial_lr" not in group]
+            if missing:
+                raise ValueError(
+                    f"last_epoch={last_epoch} resumes a schedule, but param_groups[{missing[0]}] has no 'initial_lr' "
+                    "(the rate the schedule started from). Load the optimizer's state_dict saved with the schedule "
+                    "first, or start a new schedule with last_epoch=-1."
+                )
+            for index, group in enumerate(optimizer.param_groups):
+                check_real(group["initial_lr"], f"param_groups[{index}]['initial_lr']", low=0.0)
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
+        self.last_epoch = last_epoch
         self._step_count = 0
         self._initial = True
         self.step()
@@ -101,9 +139,17 @@ class LRScheduler:
         self._last_lr = self._current_lrs()
 
     def _check_current_lrs(self) -> None:
-        """The rates a schedule reads must be numbers (a user may have written a group's "lr")."""
-        for index, group in enumerate(self.optimizer.param_groups):
+        """The rates a schedule reads must be numbers (a user may have written a group's "lr").
+        A group added to the optimizer since (``add_param_group``) joins the schedule with its
+        rate as its base rate."""
+        groups = self.optimizer.param_groups
+        if hasattr(self, "base_lrs") and len(self.base_lrs) < len(groups):
+            for group in groups[len(self.base_lrs):]:
+                self.base_lrs.append(group.setdefault("initial_lr", group.get("lr")))
+        for index, group in enumerate(groups):
             lr = group.get("lr")
+            if isinstance(lr, np.ndarray) and lr.ndim == 0 and lr.dtype.kind in "fiu":
+                lr = group["lr"] = float(lr)  # a 0-d array holds one rate
             if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (numbers.Real, np.floating, np.integer)):
                 raise TypeError(f"{type(self).__name__}.step(): param_groups[{index}]['lr'] is {lr!r}, not a number; "
                                 "set it to a learning rate before stepping the schedule.")
@@ -124,7 +170,8 @@ class LRScheduler:
                 raise ValueError(
                     f"{self._settings()} at step {self.last_epoch} (last_epoch) computes a learning rate of {lr!r} for "
                     f"param_groups[{index}], not a finite number >= 0; the rates stay {current}. Choose settings "
-                    "that keep the rate finite (e.g. gamma <= 1 for a decay)."
+                    "that keep the rate finite and >= 0 (e.g. gamma <= 1 for a decay; with two schedules on one "
+                    "optimizer, an eta_min no larger than the rates the other one sets)."
                 )
 
     def get_last_lr(self) -> list[float]:
@@ -147,8 +194,33 @@ class LRScheduler:
                 f"state_dict has keys {sorted(unknown)} that {type(self).__name__} does not have; "
                 "was it saved from another schedule?"
             )
-        for key, value in state_dict.items():
-            setattr(self, key, list(value) if isinstance(value, list) else value)
+        checked = {key: self._loaded(key, value) for key, value in state_dict.items()}
+        for key, value in checked.items():  # only once every value passed: a refused dict changes nothing
+            setattr(self, key, value)
+
+    def _loaded(self, key: str, value):
+        """A value of a loaded state dict, checked as the constructor (or ``step``) would check it."""
+        where = f"{type(self).__name__}.load_state_dict: {key!r}"
+        groups = len(self.optimizer.param_groups)
+        if key in ("base_lrs", "_last_lr", "min_lrs"):
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= groups:
+                raise ValueError(f"{where} must be a list of rates, one per parameter group ({groups}), "
+                                 f"got {value!r}.")
+            return [check_real(lr, f"{where}[{index}]", low=0.0) for index, lr in enumerate(value)]
+        if key in ("_initial",):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{where} must be True or False, got {value!r}.")
+            return bool(value)
+        if key == "best":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)) \
+                    or math.isnan(value):
+                raise TypeError(f"{where} must be a real number (the best metric so far), got {value!r}.")
+            return float(value)
+        if key == "default_min_lr" and value is None:
+            return None
+        check = self._CHECKS.get(key) or LRScheduler._CHECKS.get(key)
+        return check(value, where) if check is not None else value
+
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
@@ -165,10 +237,12 @@ class StepLR(LRScheduler):
     gamma : float, default 0.1
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1):
+    _CHECKS = {"step_size": _int(1), "gamma": _real(0.0, low_open=True)}
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = check_positive_int(step_size, "step_size")
         self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -185,9 +259,11 @@ class ExponentialLR(LRScheduler):
     gamma : float
     """
 
-    def __init__(self, optimizer, gamma):
+    _CHECKS = {"gamma": _real(0.0, low_open=True)}
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self._initial:
@@ -208,7 +284,9 @@ class LinearLR(LRScheduler):
     total_iters : int, default 5
     """
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
+    _CHECKS = {"start_factor": _real(0.0, 1.0, low_open=True), "end_factor": _real(0.0, 1.0), "total_iters": _int(1)}
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
         start_factor = check_real(start_factor, "start_factor")
         end_factor = check_real(end_factor, "end_factor")
         if not 0.0 < start_factor <= 1.0:
@@ -223,7 +301,7 @@ class LinearLR(LRScheduler):
             )
         self.start_factor, self.end_factor = start_factor, end_factor
         self.total_iters = check_positive_int(total_iters, "total_iters")
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         if self.last_epoch == 0:
@@ -253,10 +331,12 @@ class CosineAnnealingLR(LRScheduler):
     eta_min : float, default 0
     """
 
-    def __init__(self, optimizer, T_max, eta_min=0.0):
+    _CHECKS = {"T_max": _int(1), "eta_min": _real(0.0)}
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max = check_positive_int(T_max, "T_max")
         self.eta_min = check_real(eta_min, "eta_min", low=0.0)
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _next_lrs(self):
         t, period, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -302,6 +382,11 @@ class ReduceLROnPlateau(LRScheduler):
 
     _MODES = ("min", "max")
     _THRESHOLD_MODES = ("rel", "abs")
+
+    _CHECKS = {"factor": _real(0.0, 1.0, high_open=True), "mode": _choice(_MODES),
+                "threshold_mode": _choice(_THRESHOLD_MODES),
+                "threshold": _real(0.0), "patience": _int(0), "cooldown": _int(0), "eps": _real(0.0),
+                "default_min_lr": _real(0.0), "last_epoch": _int(0), "cooldown_counter": _int(0), "num_bad_epochs": _int(0)}
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8):

@@ -23,9 +23,12 @@ current batch (from a batch hook) or epoch (from an epoch hook).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
+
+import numpy as np
 
 from .._checks import check_positive_int, check_real
 
@@ -152,6 +155,19 @@ class Callback:
         """Called after each optimizer step with ``{"loss": batch loss, "size": batch size}``."""
 
 
+def _check_arguments(hook: str, function) -> None:
+    """Refuse, at construction, a function that cannot take the hook's arguments."""
+    arguments = ("logs",) if hook.startswith("on_train") else (hook.split("_")[-2], "logs")
+    try:
+        inspect.signature(function).bind(*arguments)
+    except ValueError:  # no signature to read (some builtins): it will tell when called
+        return
+    except TypeError:
+        raise TypeError(f"LambdaCallback {hook} is called as {hook}({', '.join(arguments)}), but the function "
+                        f"takes {inspect.signature(function)}. Example: {hook}=lambda {', '.join(arguments)}: ...") \
+            from None
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions, with the hooks' signatures.
 
@@ -168,6 +184,8 @@ class LambdaCallback(Callback):
         for name, function in hooks.items():
             if function is not None and not callable(function):
                 raise TypeError(f"LambdaCallback {name} must be callable, got {type(function).__name__}.")
+            if function is not None:
+                _check_arguments(name, function)
         self._functions = {name: f for name, f in hooks.items() if f is not None}
 
     def handles(self, hook: str) -> bool:
@@ -252,6 +270,17 @@ class History(Callback):
             return self.history[name]
         except KeyError:
             raise KeyError(f"no {name!r} in this history; it has {', '.join(self.history) or 'nothing yet'}.") from None
+
+    def __contains__(self, name) -> bool:
+        return name in self.history
+
+    def __iter__(self):
+        """The log names, as iterating ``history.history`` gives (``len`` counts the epochs)."""
+        return iter(self.history)
+
+    def keys(self):
+        """The log names (``history.history.keys()``)."""
+        return self.history.keys()
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -349,6 +378,9 @@ class EarlyStopping(Callback):
         self.start_from_epoch = check_positive_int(self.start_from_epoch, "start_from_epoch", minimum=0)
         self.verbose = check_positive_int(self.verbose, "verbose", minimum=0)
         self.baseline = None if self.baseline is None else check_real(self.baseline, "baseline")
+        if not isinstance(self.restore_best_weights, (bool, np.bool_)):
+            raise TypeError(f"restore_best_weights must be True or False, got "
+                            f"{type(self.restore_best_weights).__name__} {self.restore_best_weights!r}.")
         self.restore_best_weights = bool(self.restore_best_weights)
         self._resolved_mode = self.mode if self.mode != "auto" else _direction(self.monitor)
 

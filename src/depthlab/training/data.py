@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _files
-from .._checks import require, check_positive_int, check_real, resolve_dtype, resolve_rng
+from .._checks import require, check_positive_int, check_real, resolve_dtype, resolve_rng, unmasked
 
 Array = np.ndarray
 
@@ -52,6 +52,40 @@ class Dataset(NamedTuple):
     y_test: Array
 
 
+
+
+# the most entries a generator or an index permutation here may allocate (8 GiB of float64)
+MAX_ENTRIES = 2**30
+
+
+def _check_size(what: str, *sizes: int) -> None:
+    """Refuse, before allocating, a request of more than ``MAX_ENTRIES`` numbers."""
+    total = 1
+    for size in sizes:
+        total *= size
+    if total > MAX_ENTRIES:
+        raise ValueError(f"{what} would allocate {float(min(total, 10**300)):.3g} numbers (shape "
+                         f"{str(sizes)[:60]}), more than the {MAX_ENTRIES:.3g} this function makes at once; ask for "
+                         "fewer samples or features.")
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
+def _samples(value, name: str) -> Array:
+    """An array of samples (first axis N) from an array or nested lists; masks and ragged rows refused."""
+    if isinstance(value, np.ma.MaskedArray):
+        value = unmasked(value, name)
+    if not isinstance(value, (np.ndarray, list, tuple)) and not hasattr(value, "__array__"):
+        raise TypeError(f"{name} must be an array or a list of samples, got {type(value).__name__}. "
+                        "Convert it first, e.g. np.asarray(list(values)).")
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{name} has rows of different lengths; every sample must have the same shape.") from None
 
 
 # ----------------------------------------------------------------------------- synthetic tasks
@@ -91,6 +125,7 @@ def sine(n: int = 1000, rng=0, noise: float = 0.0, dtype=np.float64) -> tuple[Ar
     y : np.ndarray, shape (n, 1)
     """
     n = check_positive_int(n, "n")
+    _check_size("sine", n, 1)
     noise = check_real(noise, "noise", low=0)
     dtype = resolve_dtype(dtype)
     generator = resolve_rng(rng)
@@ -111,6 +146,7 @@ def piecewise_2d(n: int = 1000, rng=0, dtype=np.float64) -> tuple[Array, Array]:
     y : np.ndarray, shape (n, 1)
     """
     n = check_positive_int(n, "n")
+    _check_size("piecewise_2d", n, 2)
     dtype = resolve_dtype(dtype)
     x = resolve_rng(rng).uniform(-1.0, 1.0, size=(n, 2))
     return x.astype(dtype, copy=False), piecewise_2d_function(x).astype(dtype, copy=False)
@@ -129,6 +165,7 @@ def gaussian_regression(n: int = 128, d_in: int = 1000, d_out: int = 10, rng=0,
     n = check_positive_int(n, "n")
     d_in = check_positive_int(d_in, "d_in")
     d_out = check_positive_int(d_out, "d_out")
+    _check_size("gaussian_regression", n, d_in + d_out)
     dtype = resolve_dtype(dtype)
     generator = resolve_rng(rng)
     x = generator.standard_normal((n, d_in))
@@ -145,6 +182,7 @@ def gaussian_inputs(n: int = 1000, d: int = 100, rng=0, dtype=np.float64) -> Arr
     """
     n = check_positive_int(n, "n")
     d = check_positive_int(d, "d")
+    _check_size("gaussian_inputs", n, d)
     dtype = resolve_dtype(dtype)
     return resolve_rng(rng).standard_normal((n, d)).astype(dtype, copy=False)
 
@@ -171,7 +209,8 @@ def train_test_split(x, y, test_fraction: float = 0.25, rng=0, *, stratify: bool
     Dataset
         Both parts keep the samples' original order; arrays are copies (fancy indexing).
     """
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _samples(x, "x"), _samples(y, "y")
+    stratify = _check_flag(stratify, "stratify")
     if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"x and y must have the same number of samples (first axis), got shapes {x.shape} and {y.shape}."
@@ -182,6 +221,9 @@ def train_test_split(x, y, test_fraction: float = 0.25, rng=0, *, stratify: bool
     if stratify:
         if y.ndim != 1:
             raise ValueError(f"stratify=True needs 1-D labels y, got shape {y.shape}.")
+        if y.dtype.kind not in "biuUS" and not (y.dtype.kind == "f" and np.isfinite(y).all()):
+            raise TypeError(f"stratify=True needs class labels (integers or strings), got y of dtype {y.dtype}"
+                            f"{' with NaN or Inf' if y.dtype.kind == 'f' else ''}.")
         order = order[np.argsort(y[order], kind="stable")]          # grouped by class, random within
         _, counts = np.unique(y, return_counts=True)
         starts = np.cumsum(counts) - counts
@@ -228,6 +270,8 @@ def batches(n: int, batch_size: int, rng=None, shuffle: bool = True):
     """
     n = check_positive_int(n, "n")
     batch_size = check_positive_int(batch_size, "batch_size")
+    _check_size("batches", n)
+    shuffle = _check_flag(shuffle, "shuffle")
     order = resolve_rng(rng).permutation(n) if shuffle else np.arange(n)
     order.flags.writeable = False
     return (order[start:start + batch_size] for start in range(0, n, batch_size))
@@ -317,6 +361,9 @@ def mnist1d(seed: int = 42, cache_dir=None, dtype=np.float64) -> Dataset:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
     dtype = resolve_dtype(dtype)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {type(cache_dir).__name__} "
+                        f"{cache_dir!r}.")
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"mnist1d_seed{int(seed)}.npz"
     arrays = _load_cached(path)
     if arrays is None:

@@ -130,7 +130,17 @@ def _reduction(loss) -> str:
 
 def _check_targets(x: Array, y, name: str) -> Array:
     """y as an array with one entry per sample of x; NaN/Inf refused."""
-    y = y if isinstance(y, np.ndarray) else np.asarray(y)
+    if y is None:
+        raise TypeError(f"{name} is None; pass the targets: one label or target row per sample of x.")
+    given = y
+    if not isinstance(y, np.ndarray):
+        try:
+            y = np.asarray(y)
+        except ValueError:  # rows of different lengths
+            raise ValueError(f"{name} has rows of different lengths; pass one label or one target row of the "
+                             "same length per sample.") from None
+    if y.dtype.kind == "O" and y.ndim == 0:
+        raise TypeError(f"{name} must be an array or a list of labels or targets, got {type(given).__name__}.")
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold numbers (labels or targets), got an array of dtype {y.dtype}.")
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
@@ -158,14 +168,19 @@ class _Objective:
             raise TypeError(f"metrics must be a list of names, e.g. ['accuracy'], got {type(metrics).__name__}.")
         self.metrics = [_metrics.get(m) for m in metrics]
         names = [m.name for m in self.metrics]
-        duplicate = next((n for n in names if names.count(n) > 1 or n == "loss"), None)
+        duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
-            raise ValueError(f"metrics lists {duplicate!r} twice (or names a metric 'loss'); pass each once.")
+            raise ValueError(f"metrics lists {duplicate!r} twice; pass each once.")
+        taken = next((n for n in names if n in ("loss", "lr", "size") or str(n).startswith("val_")), None)
+        if taken is not None:
+            raise ValueError(f"a metric is named {taken!r}, a name fit's logs already use ('loss', 'lr', 'size' and "
+                             "'val_<name>' for validation): its values would be overwritten. Give it another name, "
+                             "e.g. dl.metrics.MeanOfBatches(fn, name='my_metric').")
 
     def targets(self, net, x: Array, y, name: str) -> tuple[Array, list[Array]]:
         """(loss target, [metric targets]) for x's samples, each checked against the output shape."""
         y = _check_targets(x, y, name)
-        shape = (x.shape[0], net.out_features)
+        shape = (x.shape[0], _output_width(net, x))
         if self.builtin:
             output_like = np.broadcast_to(np.zeros((), dtype=net.dtype), shape)
             loss_target = self.loss.check_target(y, output_like)
@@ -179,11 +194,25 @@ class _Objective:
     def value(self, output: Array, target: Array) -> float:
         if self.builtin:
             return self.loss.compute_value(output, target)
-        return float(self.loss.value(output, target))
+        value = self.loss.value(output, target)
+        number = np.asarray(value)
+        if number.size != 1 or number.dtype.kind not in "fiub":
+            raise TypeError(f"the loss {type(self.loss).__name__}.value(output, target) must return one real "
+                            f"number, got {type(value).__name__} {str(value)[:60]!r}.")
+        return float(number.reshape(()))
 
     def weight(self, size: int) -> int:
         """The factor of a batch's loss in the epoch's total (see the module docstring)."""
         return size if self.per_sample else 1
+
+
+def _output_width(net: Sequential, x: Array) -> int:
+    """D_out: ``net.out_features``, or, for a network of layers of any width (activations
+    only), the width of its output for x's first sample."""
+    if net.out_features is not None:
+        return net.out_features
+    with net.mode(False):
+        return net.forward(x[:1]).shape[1]
 
 
 def _split(x: Array, y, validation_split) -> tuple[Array, Array, Array, Array]:
@@ -218,6 +247,10 @@ def _check_callbacks(callbacks) -> list[Callback]:
 def _build_optimizer(net: Sequential, optimizer):
     from .. import optim
 
+    if not net.parameters():
+        raise ValueError(f"fit: the network has no parameters to train (its layers: "
+                         f"{', '.join(type(layer).__name__ for layer in net)}). Add a layer with weights, e.g. "
+                         "dl.Linear, or use dl.evaluate / dl.predict for a network that only computes.")
     if isinstance(optimizer, optim.Optimizer):
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         if not any(id(p) in owned for p in net.parameters()):
@@ -249,7 +282,15 @@ def _build_scheduler(lr_scheduler, optimizer):
             "lr_scheduler must be a schedule with a step() method (e.g. dl.optim.StepLR(opt, 10)) or a "
             f"function optimizer -> schedule, got {type(lr_scheduler).__name__}."
         )
-    if getattr(lr_scheduler, "optimizer", optimizer) is not optimizer:
+    from ..optim import Optimizer
+
+    driven = getattr(lr_scheduler, "optimizer", optimizer)
+    if not isinstance(driven, Optimizer):
+        raise TypeError(
+            f"lr_scheduler drives a {type(driven).__module__}.{type(driven).__name__}, not a depthlab optimizer "
+            "(a PyTorch scheduler?); use depthlab's, e.g. lr_scheduler=lambda opt: dl.optim.StepLR(opt, 10)."
+        )
+    if driven is not optimizer:
         raise ValueError(
             "lr_scheduler drives another optimizer than the one fit uses; build it from the same one "
             "(or pass lr_scheduler=lambda opt: dl.optim.StepLR(opt, 10) with optimizer given by name)."
@@ -354,8 +395,10 @@ def predict(net, x, batch_size=None) -> Array:
     with net.mode(False):
         if batch_size is None or batch_size >= n:
             return net.forward(x)
-        output = np.empty((n, net.out_features), dtype=net.dtype)
-        for start in range(0, n, batch_size):
+        first = net.forward(x[:batch_size])
+        output = np.empty((n, first.shape[1]), dtype=first.dtype)
+        output[:batch_size] = first
+        for start in range(batch_size, n, batch_size):
             output[start:start + batch_size] = net.forward(x[start:start + batch_size])
         return output
 
@@ -406,7 +449,8 @@ def _first_bad_forward(net: Sequential, trace) -> tuple[str, int | None, str | N
         return ("forward", None, None, f"the forward pass became non-finite at layers[{i}] ({layer!r})")
     with np.errstate(over="ignore", invalid="ignore"):
         largest = float(np.max(np.abs(trace.output)))
-    return ("loss", None, None, f"the outputs are finite (max |f_K| = {largest:.3g}) but the loss overflowed")
+    return ("loss", None, None, f"the outputs are finite (max |f_K| = {largest:.3g}) but the loss overflowed "
+                                f"(if the outputs are moderate, check the scale of the targets)")
 
 
 def _first_bad_gradient(net: Sequential) -> tuple[str, int | None, str | None, str] | None:
@@ -442,8 +486,11 @@ class _Run:
         self.train_step = TrainStep(net, objective.loss, optimizer)
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         self.outside_optimizer = [p for p in self.params if id(p) not in owned]  # frozen: fit clears their grads
+        # clipping covers what the optimizer trains, as PyTorch's clip_grad_norm_(model.parameters()) skips
+        # frozen parameters (their .grad is None there)
+        self.trained = [p for p in self.params if id(p) in owned]
         self.clip = clip_grad_norm
-        self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), net.out_features,
+        self.scores = Scores(objective.metrics, metric_targets, min(batch_size, x.shape[0]), _output_width(net, x),
                              net.dtype) if objective.metrics else None
         self.stopper = None  # the callback that set state.stop_training
 
@@ -501,7 +548,7 @@ class _Run:
                                 self.diverged(epoch, batch, culprit)
                             break
                 if clip_norm is not None:
-                    clip(params, clip_norm)
+                    clip(self.trained, clip_norm)
                 step()
             count = output.shape[0]
             seen += count
@@ -694,7 +741,7 @@ def fit(net, x, y, *, loss="mse", optimizer="adam", epochs: int = 1, batch_size:
         pass a function, e.g. ``lambda opt: dl.optim.StepLR(opt, 30)``.
     clip_grad_norm : float, optional
         Clip the gradients' global 2-norm to this value before each step
-        (``dl.optim.clip_grad_norm``).
+        (``dl.optim.clip_grad_norm``), over the parameters the optimizer updates.
     validation_batch_size : int, optional
         Evaluate validation data in chunks of this size (None: all at once).
 

@@ -31,6 +31,9 @@ def _chart(history, names: list[str], ylabel: str) -> str:
     series = [Series(name, epochs, history.history[name], color=PALETTE[bases.index(name.removeprefix("val_")) % 6],
                      markers=len(epochs) < 30, line=True, dashed=name.startswith("val_")) for name in names]
     values = [v for name in names for v in _finite(history.history[name])]
+    if values and not math.isfinite(max(values) - min(values)):  # e.g. ±1e308: no axis spans them
+        return _html.paragraph(f"{', '.join(names)}: values from {min(values):.3g} to {max(values):.3g}, too far "
+                               "apart to draw; see the table.", muted=True)
     logy = ylabel == "loss" and bool(values) and min(values) > 0 and max(values) > 100 * min(values)
     return line_chart(series, xlabel="epoch", ylabel=ylabel + " (log scale)" * logy, logy=logy, integer_x=True,
                       width=400, height=210)

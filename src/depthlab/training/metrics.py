@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .._checks import as_float_array, lookup
+from .._checks import as_float_array, check_real, lookup
 
 Array = np.ndarray
 
@@ -133,7 +133,7 @@ class Accuracy(Metric):
     higher_is_better = True
 
     def __init__(self, threshold: float = 0.0):
-        self.threshold = float(threshold)
+        self.threshold = check_real(threshold, "Accuracy threshold")
 
     def check_target(self, target, output_shape):
         n, classes = output_shape
@@ -243,16 +243,29 @@ class MeanOfBatches(Metric):
     batchwise = True  # the value of a batch is what is averaged: fit scores each batch alone
 
     def __init__(self, function, name: str | None = None, higher_is_better: bool = False):
+        if not callable(function):
+            raise TypeError(f"MeanOfBatches needs a function fn(output, target) -> float, got "
+                            f"{type(function).__name__}.")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a metric's name must be a string (its key in the logs), got {type(name).__name__} "
+                            f"{name!r}.")
+        if not isinstance(higher_is_better, (bool, np.bool_)):
+            raise TypeError(f"higher_is_better must be True or False, got {higher_is_better!r}.")
         self.function = function
         self.name = name or getattr(function, "__name__", "metric")
-        self.higher_is_better = higher_is_better
+        self.higher_is_better = bool(higher_is_better)
 
     def check_target(self, target, output_shape):
         return target
 
     def statistics(self, output, target):
         n = output.shape[0]
-        return np.array([float(self.function(output, target)) * n, n], dtype=np.float64)
+        value = self.function(output, target)
+        number = np.asarray(value)
+        if number.size != 1 or number.dtype.kind not in "fiub":
+            raise TypeError(f"metric {self.name!r}: the function must return one real number, got "
+                            f"{type(value).__name__} {str(value)[:60]!r}.")
+        return np.array([float(number.reshape(())) * n, n], dtype=np.float64)
 
     def result(self, statistics):
         return float(statistics[0] / statistics[1])
