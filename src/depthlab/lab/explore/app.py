@@ -104,8 +104,8 @@ def create_app():
             if unknown:
                 return error(f"unknown key {unknown[0]!r}; valid keys: activation, w_max, b_max.")
             activation = parse({"activation": query.get("activation", "relu")}).activation
-            w_max, b_max = (_positive(query, key, default, cap) for key, default, cap in
-                            (("w_max", "4", 1e8), ("b_max", "0.5", 1e5)))
+            w_max, b_max = (_positive(query, key, default, low, cap) for key, default, low, cap in
+                            (("w_max", "4", 1e-300, 1e8), ("b_max", "0.5", 0.0, 1e5)))
             return JSONResponse(await run_in_threadpool(compute.phase_diagram, activation, w_max, b_max))
         except StateError as problem:
             return error(str(problem))
@@ -183,12 +183,14 @@ def _layer(text: str) -> int:
         raise StateError(f"layer must be a whole number (0 … depth), got {text!r}.") from None
 
 
-def _positive(query, key: str, default: str, cap: float) -> float:
+def _positive(query, key: str, default: str, low: float, cap: float) -> float:
+    """``query[key]`` as a number in (0, cap], and >= ``low`` (the grid's first σ_w² must not round to 0)."""
     text = query.get(key, default)
     try:
         value = float(text)
     except ValueError:
         raise StateError(f"{key} must be a number, got {text!r}.") from None
-    if not 0 < value <= cap:
-        raise StateError(f"{key} must be > 0 and <= {cap:g}, got {json.dumps(text)}.")
+    if not (0 < value <= cap and value >= low):
+        bound = f" (at least {low:g})" if low > 0 else ""
+        raise StateError(f"{key} must be > 0{bound} and <= {cap:g}, got {json.dumps(text)}.")
     return value

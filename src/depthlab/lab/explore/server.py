@@ -5,6 +5,7 @@ uvicorn on a socket bound here, so a free port is known before the URL is printe
 """
 from __future__ import annotations
 
+import numbers
 import socket
 import sys
 import threading
@@ -94,7 +95,10 @@ def cli_main(args) -> int:
         require_web()
     except MissingExtra as error:
         raise UsageError(f"{PROG} explore: {error}") from None
-    host = args.host if args.host is not None else "127.0.0.1"
+    try:
+        host = host_name(args.host, "--host") if args.host is not None else "127.0.0.1"
+    except ValueError as error:
+        raise UsageError(f"{PROG} explore: {error}") from None
     if args.host is not None and host not in LOCAL_HOSTS:
         print(f"{PROG} explore: warning: serving on {host}: anyone who can reach this machine on port "
               f"{args.port or '(free)'} can use the explorer (and its CPU). Use --host 127.0.0.1 to keep it local.",
@@ -155,6 +159,31 @@ class Explorer:
 _RUNNING: dict[tuple, Explorer] = {}
 
 
+def _checked_place(port, host, height) -> tuple[int, str, int]:
+    """explore()'s port (0-65535), host (an address) and frame height (pixels), or a TypeError/ValueError."""
+    for name, value in (("port", port), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"explore() {name} must be an int, got {type(value).__name__} {value!r}.")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"explore() port must be in 0-65535 (0: a free port), got {port}.")
+    if not 100 <= height <= 100_000:
+        raise ValueError(f"explore() height must be between 100 and 100000 pixels, got {height}.")
+    return int(port), host_name(host, "explore() host"), int(height)
+
+
+def host_name(host, what: str) -> str:
+    """An address to bind: a non-empty string; IPv6 may come in brackets ("[::1]")."""
+    if not isinstance(host, str):
+        raise TypeError(f"{what} must be a string such as '127.0.0.1', got {type(host).__name__} {host!r}.")
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if not name:
+        raise ValueError(f"{what} must name an address, e.g. '127.0.0.1' (this machine only) or '0.0.0.0' "
+                         f"(every interface), got {host!r}.")
+    return name
+
+
 def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **state) -> Explorer:
     """Start the explorer in a background thread and return it; in Jupyter it shows inline.
 
@@ -183,6 +212,7 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     ValueError
         For a state value the explorer refuses (the message names the key).
     """
+    port, host, height = _checked_place(port, host, height)
     require_web()
     unknown = sorted(set(state) - set(KEYS))
     if unknown:
@@ -196,7 +226,11 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     key = (host, port)
     running = _RUNNING.get(key)
     if running is None or not running.running:
-        sock = bind(host, port)
+        try:
+            sock = bind(host, port)
+        except OSError as error:
+            raise ValueError(f"explore() cannot listen on {host}:{port}: {error.strerror or error}. Pass port=0 for a "
+                             "free port, or another host.") from None
         server = make_server(sock)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="depthlab-explore",
                                   daemon=True)

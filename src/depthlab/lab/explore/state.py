@@ -10,11 +10,13 @@ accepted or refused with a message that names the key, what came and what is all
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from ...nn import activations, init as initializers
+from ...signal import theory
 from .. import probe_network
 
 # Caps: a link cannot ask for a network that exhausts memory or minutes of compute.
@@ -104,7 +106,7 @@ def _integer(key: str, text: str, low: int, high: int) -> int:
 
 def _real(key: str, text: str, *, low: float, high: float, low_open: bool = False) -> float:
     try:
-        value = float(text)
+        value = float(text) + 0.0          # + 0.0: '-0' is 0.0, one state with one link
     except ValueError:
         raise StateError(f"{key} must be a number, got {text!r}.") from None
     if not math.isfinite(value):
@@ -176,7 +178,20 @@ def parse(query: Mapping[str, str]) -> State:
                          "samples or layers.")
     if state.init not in ("normal", "critical", "zeros"):
         initializers.get(state.init)          # registered (a typo is caught by _choice already)
+    if state.init == "critical" and (problem := _no_edge_of_chaos(state.activation)):
+        raise StateError(f"init=critical puts the weights at the edge of chaos of the activation, but {problem} "
+                         "Choose another init (e.g. he_normal) or activation (e.g. tanh).")
     return state
+
+
+@functools.lru_cache(maxsize=None)
+def _no_edge_of_chaos(activation: str) -> str | None:
+    """Why ``activation`` has no critical σ_w² at σ_b² = 0 (dl.theory's words), or None."""
+    try:
+        theory.critical_weight_variance(activation, 0.0)
+    except ValueError as error:
+        return " ".join(str(error).split())
+    return None
 
 
 def caps_text() -> str:

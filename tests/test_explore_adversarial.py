@@ -1,0 +1,91 @@
+"""Adversarial inputs to the explorer, `depthlab probe` and dl.explore(): each is answered with the
+right numbers or a clear refusal (HTTP 400 with a message, a one-line CLI error, a TypeError or
+ValueError naming the argument), never a server error or a traceback."""
+import socket
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+import depthlab as dl
+from depthlab.lab import cli, probe_network
+from depthlab.lab.explore import state as explore_state
+from depthlab.lab.explore.app import create_app
+
+SMALL = "depth=3&width=5&samples=10"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+# ----------------------------------------------------------------------------- init=critical
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "softplus"])
+@pytest.mark.parametrize("endpoint", ["/api/view", "/api/histogram"])
+def test_critical_init_of_an_activation_without_an_edge_of_chaos_is_400(client, activation, endpoint):
+    response = client.get(f"{endpoint}?{SMALL}&init=critical&activation={activation}")
+    assert response.status_code == 400
+    assert f"{activation} has no edge of chaos" in response.json()["error"]
+    assert client.post(f"/api/train?depth=2&width=8&steps=5&init=critical&activation={activation}").status_code == 400
+
+
+def test_probe_command_puts_critical_weights_at_the_activations_edge_of_chaos(capsys):
+    # ReLU's edge of chaos is σ_w² = 2 (tanh's, the critical initializer's default, is 1)
+    net = probe_network.build(depth=2, width=400, activation="relu", init="critical", rng=0)
+    assert 400 * np.var(net.linears[1].weight.data) == pytest.approx(2.0, rel=0.03)
+    assert cli.main(["probe", "--depth", "3", "--width", "8", "--samples", "16", "--init", "critical",
+                     "--activation", "gelu"]) == 2
+    err = capsys.readouterr().err
+    assert "gelu has no edge of chaos" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- query values
+
+def test_negative_zero_is_zero_in_the_state(client):
+    for query in ("bias_variance=-0", "block=preact&residual_scale=-0"):
+        state = client.get(f"/api/view?{SMALL}&{query}").json()["state"]
+        key = query.rsplit("&", 1)[-1].split("=")[0]
+        assert state[key] == 0.0 and np.signbit(state[key]) == np.False_
+    assert str(explore_state.parse({"bias_variance": "-0"}).bias_variance) == "0.0"
+
+
+def test_phase_diagram_refuses_a_range_whose_grid_rounds_to_zero(client):
+    response = client.get("/api/phase?activation=tanh&w_max=5e-324")
+    assert response.status_code == 400 and "w_max must be > 0 (at least 1e-300)" in response.json()["error"]
+    assert client.get("/api/phase?activation=tanh&w_max=1e-300").status_code == 200
+
+
+# ----------------------------------------------------------------------------- dl.explore() and --host
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"port": -1}, ValueError, r"port must be in 0-65535"),
+    ({"port": 70000}, ValueError, r"port must be in 0-65535"),
+    ({"port": True}, TypeError, r"port must be an int, got bool"),
+    ({"port": "8000"}, TypeError, r"port must be an int, got str"),
+    ({"host": None}, TypeError, r"host must be a string"),
+    ({"host": ""}, ValueError, r"host must name an address"),
+    ({"height": '600" onload="alert(1)'}, TypeError, r"height must be an int"),
+    ({"height": 0}, ValueError, r"height must be between 100 and 100000"),
+])
+def test_explore_refuses_bad_places(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dl.explore(**kwargs)
+
+
+def test_explore_on_a_taken_port_says_so():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"cannot listen on 127.0.0.1:{port}: .*port=0 for a free port"):
+            dl.explore(port=port)
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_command_refuses_an_empty_host(capsys, host):
+    assert cli.main(["explore", "--no-browser", "--host", host]) == 2
+    err = capsys.readouterr().err
+    assert "--host must name an address" in err and len(err.strip().splitlines()) == 1
