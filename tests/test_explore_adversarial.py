@@ -89,3 +89,13 @@ def test_command_refuses_an_empty_host(capsys, host):
     assert cli.main(["explore", "--no-browser", "--host", host]) == 2
     err = capsys.readouterr().err
     assert "--host must name an address" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("query", ["depth=200&width=512&samples=2", "depth=40&width=512&samples=2&block=preact&norm=batch"])
+def test_a_network_of_too_many_weights_is_refused_before_it_is_built(client, query):
+    # samples=2 keeps Linear layers × width × samples small; the weights alone would be 170-420 MB a copy
+    response = client.get(f"/api/view?{query}")
+    assert response.status_code == 400
+    assert "width² = " in response.json()["error"] and "exceeds the explorer's cap of 16,000,000" in response.json()["error"]
+    assert client.post(f"/api/train?{query}&steps=1").status_code == 400
+    assert "width² ≤ 16,000,000" in client.get("/").text

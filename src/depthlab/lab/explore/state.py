@@ -26,6 +26,7 @@ CAPS = {
     "samples": 5000,
     "in_features": 64,
     "cells": 8_000_000,           # Linear layers · width · samples (the probe keeps f, h, dL/df: ~200 MB)
+    "weights": 16_000_000,        # Linear layers · width² (each request builds its network: ~130 MB a copy)
     "variance": 1e4,              # sigma2 and bias_variance
     "seed": 2**32 - 1,
     "steps": 2000,
@@ -158,7 +159,8 @@ def parse(query: Mapping[str, str]) -> State:
     ------
     StateError
         For an unknown key, a value of the wrong kind, a value beyond a cap, ``sigma2`` with a
-        named ``init``, or a network of more than ``CAPS['cells']`` depth·width·samples.
+        named ``init``, or a network of more than ``CAPS['cells']`` Linear layers·width·samples or
+        ``CAPS['weights']`` Linear layers·width².
     """
     unknown = sorted(set(query) - set(KEYS))
     if unknown:
@@ -176,6 +178,10 @@ def parse(query: Mapping[str, str]) -> State:
         raise StateError(f"Linear layers × width × samples = {cells:,} exceeds the explorer's cap of "
                          f"{CAPS['cells']:,} (the probe keeps every layer's activations and gradients); use fewer "
                          "samples or layers.")
+    weights = state.linear_layers * state.width ** 2
+    if weights > CAPS["weights"]:
+        raise StateError(f"Linear layers × width² = {weights:,} exceeds the explorer's cap of {CAPS['weights']:,} "
+                         "weights (every request builds the network afresh); use fewer layers or a smaller width.")
     if state.init not in ("normal", "critical", "zeros"):
         initializers.get(state.init)          # registered (a typo is caught by _choice already)
     if state.init == "critical" and (problem := _no_edge_of_chaos(state.activation)):
@@ -198,5 +204,6 @@ def caps_text() -> str:
     """The caps as one sentence for the page."""
     return (f"Caps: depth ≤ {CAPS['depth']}, width ≤ {CAPS['width']}, samples ≤ {CAPS['samples']}, "
             f"Linear layers × width × samples ≤ {CAPS['cells']:,} (a residual block has two), "
+            f"Linear layers × width² ≤ {CAPS['weights']:,}, "
             f"σ² and σ_b² ≤ {CAPS['variance']:g}, "
             f"training steps ≤ {CAPS['steps']}.")
