@@ -91,7 +91,7 @@ def _bias_variance(value) -> float:
     value = check_real(value, "bias_variance")
     if value < 0:
         raise ValueError(f"bias_variance must be >= 0 (it is Var(β)), got {value:g}; use 0.0 for zero biases.")
-    return value
+    return value + 0.0                     # -0.0 is 0.0 (q* = σ_b² / (1 − slope) would be -0.0)
 
 
 def _variance(value, name: str, *, allow_zero: bool) -> float:
@@ -146,7 +146,7 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
         act = _activation(activation)
         sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
         q = _variance(q0, "q0", allow_zero=False)
-        depth = check_positive_int(depth, "depth", minimum=0)
+        depth = _map_depth(depth, sw2.size)
         out = np.empty(sw2.shape + (depth + 1,))
         out[..., 0] = q
         for layer in range(1, depth + 1):
@@ -158,13 +158,27 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
         return out
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _variance(q0, "q0", allow_zero=False)
-    depth = check_positive_int(depth, "depth", minimum=0)
+    depth = _map_depth(depth, 1)
     out = np.empty(depth + 1)
     out[0] = q
     for layer in range(1, depth + 1):
         q = _next_variance(act, sw2, sb2, q)
         out[layer] = q
     return out
+
+
+_MAX_MAP_ENTRIES = 10**8      # variance_map's output: 800 MB
+
+
+def _map_depth(depth, points: int) -> int:
+    """``depth`` >= 0, refused when the map's output (points · (depth + 1) numbers) would not fit."""
+    depth = check_positive_int(depth, "depth", minimum=0)
+    if max(points, 1) * (depth + 1) > _MAX_MAP_ENTRIES:
+        raise ValueError(f"variance_map would return {max(points, 1) * (depth + 1):,} numbers for depth={depth:,} "
+                         f"({max(points, 1):,} point(s)), more than its limit of {_MAX_MAP_ENTRIES:,} (800 MB); the "
+                         "variance reaches its fixed point q* within a few ξ_q layers: use a smaller depth, or "
+                         "fixed_point() for the limit.")
+    return depth
 
 
 def _unbounded(act, sw2, sb2, why: str) -> NoFixedPointError:
@@ -326,7 +340,7 @@ def chi1(activation, weight_variance: float, bias_variance: float, q: float | No
         if form is not None:
             if q is not None:
                 _variance(q, "q", allow_zero=True)
-            return sw2 * form.square
+            return np.asarray(sw2 * form.square)
         flat_w, flat_b = sw2.reshape(-1), sb2.reshape(-1)
         if q is None:
             q_star, grad_second = _fixed_points_and_slopes(act, flat_w, flat_b)
@@ -447,10 +461,13 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
 
     Returns
     -------
-    float
+    float or np.ndarray
+        An array of the broadcast shape of ``weight_variance`` and ``bias_variance`` when
+        either is an array: NaN where q* does not exist (the scalar call raises
+        NoFixedPointError), as :func:`depth_scales`'s ``c_star``.
     """
     if _is_array(weight_variance, bias_variance):
-        return _elementwise(lambda w, b: correlation_fixed_point(activation, w, b, q=q),
+        return _elementwise(lambda w, b: _correlation_fixed_point_or_nan(activation, w, b, q),
                             *_variance_arrays(weight_variance, bias_variance))
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _q_or_fixed_point(act, sw2, sb2, q)
@@ -477,6 +494,14 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     if gaps[i] == 0.0 or i == grid.size - 1:
         return float(grid[i])
     return float(optimize.brentq(lambda c: float(excess(c)[0]), grid[i], grid[i + 1], xtol=1e-15))
+
+
+def _correlation_fixed_point_or_nan(activation, sw2: float, sb2: float, q) -> float:
+    """One point of the array form of :func:`correlation_fixed_point`: NaN without a fixed point q*."""
+    try:
+        return correlation_fixed_point(activation, sw2, sb2, q=q)
+    except NoFixedPointError:
+        return math.nan
 
 
 # --------------------------------------------------------------------------------------
@@ -699,7 +724,7 @@ def critical_line(activation, bias_variances) -> np.ndarray:
         If any σ_b² has no critical point (see :func:`critical_weight_variance`).
     """
     act = _activation(activation)
-    values = np.asarray(bias_variances, dtype=np.float64)
+    values = as_float_array(bias_variances, "bias_variances", dtype=np.float64)
     if values.ndim > 1:
         raise ValueError(f"bias_variances must be a 1-D sequence, got shape {values.shape}.")
     return np.array([critical_weight_variance(act, float(b)) for b in values.reshape(-1)])
@@ -716,8 +741,12 @@ def _is_array(*values) -> bool:
 
 def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.ndarray]:
     """σ_w² > 0 and σ_b² >= 0 as float64 arrays broadcast to one shape."""
+    for name, value in (("weight_variance", weight_variance), ("bias_variance", bias_variance)):
+        if _dtype_of(value) == bool:
+            raise TypeError(f"{name} must hold real numbers, got booleans (as a single True/False is refused); "
+                            "convert them first if they mean 1.0/0.0, e.g. np.asarray(x, dtype=float).")
     sw2 = as_float_array(weight_variance, "weight_variance", dtype=np.float64)
-    sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64)
+    sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64) + 0.0     # -0.0 is 0.0
     if (sw2 <= 0).any():
         raise ValueError(f"weight_variance must be > 0 everywhere, got {float(sw2[sw2 <= 0].flat[0]):g} "
                          "(σ_w² = fan_in · Var(Ω); He initialization for ReLU is 2.0).")
@@ -729,6 +758,14 @@ def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.nda
         raise ValueError(f"weight_variance of shape {sw2.shape} and bias_variance of shape {sb2.shape} do not "
                          "broadcast together; e.g. pass w[None, :] and b[:, None] for a grid.") from None
     return sw2, sb2
+
+
+def _dtype_of(value):
+    """The dtype NumPy would give ``value`` (None for what it cannot convert: as_float_array says why)."""
+    try:
+        return np.asarray(value).dtype
+    except (ValueError, TypeError):
+        return None
 
 
 def _elementwise(function, *arrays: np.ndarray) -> np.ndarray:
