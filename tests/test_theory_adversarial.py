@@ -78,3 +78,14 @@ def test_gaussian_expectation_with_a_kink_is_exact():
     # E|√q z| = √(2q/π)
     assert theory.gaussian_expectation(np.abs, 2.0, kinks=np.array([0.0])) == pytest.approx(math.sqrt(4 / math.pi),
                                                                                              rel=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: theory.fixed_point("relu", 1.0, 1e308),             # σ_b² / (1 − σ_w²/2) = 2e308
+    lambda: theory.fixed_point("identity", [0.5], 1e308),
+    lambda: theory.phase_diagram("leaky_relu", [1.0], [1e308]),
+])
+def test_a_closed_form_fixed_point_beyond_float64_is_refused_not_inf(call):
+    with pytest.raises(ValueError, match="beyond the largest float64"):
+        call()
+    assert theory.fixed_point("relu", 0.5, 1e308) == pytest.approx(1e308 / 0.75, rel=1e-15)   # still in range

@@ -321,8 +321,11 @@ def _theory_row(activation, weight_variance: float, bias_variance: float) -> tup
         return {**row, "phase": "explodes", "q*": math.inf, "χ₁": chi}, None
     except ValueError as error:          # beyond a limit of the correlation quadrature: c*, ξ unknown
         note = f"c*, ξ_q and ξ_c at σ_w² = {weight_variance:g}: {_one_line(error)}"
-        row["q*"] = theory.fixed_point(activation, weight_variance, bias_variance)
-        chi = theory.chi1(activation, weight_variance, bias_variance, q=row["q*"])
+        try:
+            row["q*"] = theory.fixed_point(activation, weight_variance, bias_variance)
+            chi = theory.chi1(activation, weight_variance, bias_variance, q=row["q*"])
+        except ValueError as beyond:     # q* itself beyond float64: only the note to show
+            return {**row, "phase": "overflow", "χ₁": math.nan}, f"σ_w² = {weight_variance:g}: {_one_line(beyond)}"
     phase = "critical" if abs(chi - 1) <= 1e-9 else ("ordered" if chi < 1 else "chaotic")
     return {**row, "phase": phase, "χ₁": chi}, note
 
@@ -335,6 +338,8 @@ def _theory(args) -> int:
     try:
         activation = activations.get(args.activation)
         theory.fixed_point(activation, 1.0, args.bias_variance)    # can theory integrate it?
+    except theory.NoFixedPointError:     # unbounded at σ_w² = 1 (identity with a bias): other rows may not be
+        pass
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} theory: {_one_line(error)}") from None
     sb2 = args.bias_variance

@@ -267,7 +267,11 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
             raise _unbounded(act, sw2, sb2, f"q grows by σ_b² = {sb2:g} every layer")
         if slope > 1.0:
             raise _unbounded(act, sw2, sb2, f"q grows by a factor σ_w²·E[φ(z)²] = {slope:.10g} per layer")
-        return sb2 / (1.0 - slope)
+        with np.errstate(over="ignore"):
+            q_star = sb2 / (1.0 - slope)
+        if not math.isfinite(q_star):
+            raise _beyond_float(act, sw2, sb2)
+        return q_star
 
     def excess(q: float) -> float:
         return _next_variance(act, sw2, sb2, q) - q
@@ -889,9 +893,12 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     form = closed_form(act)
     if form is not None:
         slope = sw2 * form.square
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             steady = np.where(slope > 1.0, np.inf, sb2 / (1.0 - slope))
         at_one = np.abs(slope - 1.0) <= 1e-12
+        beyond = np.flatnonzero((slope < 1.0) & ~at_one & ~np.isfinite(steady))
+        if beyond.size:                    # q* exists but overflows float64, as the scalar call says
+            raise _beyond_float(act, float(sw2[beyond[0]]), float(sb2[beyond[0]]))
         return np.where(at_one, np.where(sb2 == 0.0, q0, np.inf), steady), np.full(sw2.shape, form.square)
 
     def second_moments(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
