@@ -99,3 +99,20 @@ def test_a_network_of_too_many_weights_is_refused_before_it_is_built(client, que
     assert "width² = " in response.json()["error"] and "exceeds the explorer's cap of 16,000,000" in response.json()["error"]
     assert client.post(f"/api/train?{query}&steps=1").status_code == 400
     assert "width² ≤ 16,000,000" in client.get("/").text
+
+
+def test_histogram_of_a_layer_spanning_more_than_float64(client):
+    """f_108 of this identity network holds values near ±1e308: their range overflows float64."""
+    query = "depth=120&width=50&sigma2=1e4&activation=identity&samples=8&seed=2"
+    rng = np.random.default_rng(2)
+    net = dl.MLP(1, [50] * 120, 1, activation="identity", init=1e4, bias_init="zeros", rng=rng)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = net.forward(rng.standard_normal((8, 1)), record=True, allow_nonfinite=True).preactivations[108]
+    f = f[np.isfinite(f)]                                        # the histogram bins the finite values
+    assert f.size > 10 and np.isinf(float(f.max()) - float(f.min()))
+    entry = client.get(f"/api/histogram?{query}&layer=108")
+    assert entry.status_code == 200
+    counts, edges = np.histogram(f / 2, bins=40)                  # halving is exact: the same bins
+    assert entry.json()["preactivation"]["counts"] == counts.tolist()
+    np.testing.assert_array_equal(entry.json()["preactivation"]["edges"], edges * 2)
+    assert client.get(f"/api/view?{query}&layer=108").json()["histogram"]["preactivation"]["counts"] == counts.tolist()

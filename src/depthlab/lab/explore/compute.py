@@ -202,9 +202,13 @@ def _report_histograms(state: State, net, x: np.ndarray, report, layer: int) -> 
 def _histogram(values: np.ndarray, bins: int):
     """np.histogram of the finite values; where they are equal to rounding (np.histogram then
     cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), over a range widened to
-    1e-9 of their size."""
+    1e-9 of their size; where their range exceeds float64 (±1e308 in one layer), of their
+    halves with the edges doubled (both exact)."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     values = values[np.isfinite(values)]
+    if values.size and math.isinf(float(values.max()) - float(values.min())):
+        counts, edges = np.histogram(values * 0.5, bins=bins)   # a range beyond float64: halves (exact), edges doubled
+        return counts, edges * 2.0
     try:
         return np.histogram(values, bins=bins)
     except ValueError:
