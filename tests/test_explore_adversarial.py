@@ -116,3 +116,62 @@ def test_histogram_of_a_layer_spanning_more_than_float64(client):
     assert entry.json()["preactivation"]["counts"] == counts.tolist()
     np.testing.assert_array_equal(entry.json()["preactivation"]["edges"], edges * 2)
     assert client.get(f"/api/view?{query}&layer=108").json()["histogram"]["preactivation"]["counts"] == counts.tolist()
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+def _get(url: str):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.status, json.load(response)
+
+
+def test_one_slow_request_does_not_block_the_others(monkeypatch):
+    import threading
+
+    from depthlab.lab.explore import compute
+
+    entered, release, original = threading.Event(), threading.Event(), compute.view
+
+    def held_view(state, layer=None):
+        entered.set()
+        release.wait(30)
+        return original(state, layer)
+
+    monkeypatch.setattr(compute, "view", held_view)
+    explorer = dl.explore()
+    base, answers = explorer.url.split("?")[0], {}
+    slow = threading.Thread(target=lambda: answers.setdefault("view", _get(f"{base}api/view?{SMALL}")))
+    try:
+        slow.start()
+        assert entered.wait(30)
+        assert _get(f"{base}api/histogram?{SMALL}&layer=1")[0] == 200        # answered while the view is held
+        assert _get(f"{base}api/phase?activation=tanh")[0] == 200
+        assert "view" not in answers
+    finally:
+        release.set()
+        slow.join(60)
+        explorer.stop()
+    assert answers["view"][0] == 200
+
+
+def test_concurrent_views_give_each_links_own_numbers():
+    """Twelve views of one shape at once share kept networks: each must still be its own seed's probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    explorer = dl.explore()
+    base = explorer.url.split("?")[0]
+    query = "depth=4&width=7&activation=tanh&init=normal&sigma2=0.2&samples=30&seed={}"
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda seed: _get(f"{base}api/view?{query.format(seed)}"), range(100, 112)))
+    finally:
+        explorer.stop()
+    for seed, (status, data) in zip(range(100, 112), answers):
+        rng = np.random.default_rng(seed)
+        net = dl.MLP(1, [7] * 4, 1, activation="tanh", init=0.2, bias_init="zeros", rng=rng)
+        report = dl.probe(net, rng.standard_normal((30, 1)))
+        assert status == 200 and data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+        assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
