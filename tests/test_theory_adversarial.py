@@ -89,3 +89,14 @@ def test_a_closed_form_fixed_point_beyond_float64_is_refused_not_inf(call):
     with pytest.raises(ValueError, match="beyond the largest float64"):
         call()
     assert theory.fixed_point("relu", 0.5, 1e308) == pytest.approx(1e308 / 0.75, rel=1e-15)   # still in range
+
+
+def test_zero_dimensional_results_can_be_passed_back_as_scalars():
+    q = theory.fixed_point("tanh", np.array(1.5), np.array(0.05))           # a 0-d array
+    assert theory.chi1("tanh", 1.5, 0.05, q=q) == theory.chi1("tanh", 1.5, 0.05, q=float(q))
+    assert theory.variance_map("tanh", 1.5, 0.05, q, 2)[0] == float(q)
+    spec = [("tanh", np.array(0.02), np.array(0.01), 50, 50), ("tanh", 0.02, 0.01, 50, 1)]
+    expected = theory.predicted_std([("tanh", 0.02, 0.01, 50, 50), ("tanh", 0.02, 0.01, 50, 1)], input_variance=2.0)
+    got = theory.predicted_std(spec, input_variance=np.array(2.0))
+    np.testing.assert_array_equal(got.preactivation_std, expected.preactivation_std)
+    np.testing.assert_array_equal(got.backward_std, expected.backward_std)

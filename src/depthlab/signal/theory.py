@@ -73,12 +73,19 @@ class NoFixedPointError(ValueError):
 # Argument checks
 # --------------------------------------------------------------------------------------
 
+def _real(value, name: str, **bounds) -> float:
+    """check_real, reading a 0-d array (what the array forms return for 0-d input) as its number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return check_real(value, name, **bounds)
+
+
 def _activation(spec) -> activations.Activation:
     return activations.get(spec)
 
 
 def _weight_variance(value) -> float:
-    value = check_real(value, "weight_variance")
+    value = _real(value, "weight_variance")
     if value <= 0:
         raise ValueError(
             f"weight_variance must be > 0, got {value:g}. It is σ_w² = fan_in · Var(Ω): "
@@ -88,14 +95,14 @@ def _weight_variance(value) -> float:
 
 
 def _bias_variance(value) -> float:
-    value = check_real(value, "bias_variance")
+    value = _real(value, "bias_variance")
     if value < 0:
         raise ValueError(f"bias_variance must be >= 0 (it is Var(β)), got {value:g}; use 0.0 for zero biases.")
     return value + 0.0                     # -0.0 is 0.0 (q* = σ_b² / (1 − slope) would be -0.0)
 
 
 def _variance(value, name: str, *, allow_zero: bool) -> float:
-    value = check_real(value, name)
+    value = _real(value, name)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(
@@ -251,12 +258,12 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
         act = _activation(activation)
         sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
         q0 = _variance(q0, "q0", allow_zero=False)
-        tol = check_real(tol, "tol", low=0.0, low_open=True)
+        tol = _real(tol, "tol", low=0.0, low_open=True)
         max_iter = check_positive_int(max_iter, "max_iter")
         return _fixed_points(act, sw2.reshape(-1), sb2.reshape(-1), q0, tol, max_iter).reshape(sw2.shape)
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q0 = _variance(q0, "q0", allow_zero=False)
-    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    tol = _real(tol, "tol", low=0.0, low_open=True)
     max_iter = check_positive_int(max_iter, "max_iter")
     form = closed_form(act)
     if form is not None:
@@ -1159,8 +1166,8 @@ def _spec_entry(entry, index: int) -> dict:
     if "weight_variance" not in fields:
         raise ValueError(f"layer {index} of the spec needs a weight_variance (Var(Ω) per entry).")
     fields["activation"] = _activation(fields.get("activation"))
-    fields["weight_variance"] = check_real(fields["weight_variance"], f"layers[{index}].weight_variance", low=0.0)
-    fields["bias_variance"] = check_real(fields.get("bias_variance", 0.0) or 0.0, f"layers[{index}].bias_variance", low=0.0)
+    fields["weight_variance"] = _real(fields["weight_variance"], f"layers[{index}].weight_variance", low=0.0)
+    fields["bias_variance"] = _real(fields.get("bias_variance", 0.0) or 0.0, f"layers[{index}].bias_variance", low=0.0)
     for key in ("fan_in", "fan_out"):
         if fields.get(key) is not None:
             fields[key] = check_positive_int(fields[key], f"layers[{index}].{key}")
@@ -1262,8 +1269,8 @@ def predicted_std(net_or_spec, input_variance: float = 1.0, *, input_dim: int | 
     -------
     PredictedStd
     """
-    input_variance = check_real(input_variance, "input_variance", low=0.0)
-    grad_output_variance = check_real(grad_output_variance, "grad_output_variance", low=0.0)
+    input_variance = _real(input_variance, "input_variance", low=0.0)
+    grad_output_variance = _real(grad_output_variance, "grad_output_variance", low=0.0)
     if hasattr(net_or_spec, "linears") and hasattr(net_or_spec, "layer_activations"):
         layers = _layers_from_net(net_or_spec, input_dim)
     elif isinstance(net_or_spec, Sequence) and not isinstance(net_or_spec, (str, bytes)):
