@@ -60,6 +60,7 @@ def test_negative_zero_bias_is_zero():
 @pytest.mark.parametrize("call, error, message", [
     (lambda: theory.fixed_point("tanh", np.array([True]), 0.0), TypeError, r"weight_variance must hold real numbers, got booleans"),
     (lambda: theory.chi1("tanh", [1.5], [False]), TypeError, r"bias_variance must hold real numbers, got booleans"),
+    (lambda: theory.phase_diagram("tanh", [True], [0.0]), TypeError, r"weight_variances must hold real numbers, got bool"),
     (lambda: theory.variance_map("tanh", 1.5, 0.0, 1.0, 10**30), ValueError, r"variance_map would return .* depth=1,000"),
     (lambda: theory.variance_map("tanh", np.ones(1000), 0.0, 1.0, 10**6), ValueError, r"more than its limit"),
     (lambda: theory.critical_line("tanh", [None]), TypeError, r"bias_variances must hold real numbers"),

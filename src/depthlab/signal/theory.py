@@ -752,10 +752,7 @@ def _is_array(*values) -> bool:
 
 def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.ndarray]:
     """σ_w² > 0 and σ_b² >= 0 as float64 arrays broadcast to one shape."""
-    for name, value in (("weight_variance", weight_variance), ("bias_variance", bias_variance)):
-        if _dtype_of(value) == bool:
-            raise TypeError(f"{name} must hold real numbers, got booleans (as a single True/False is refused); "
-                            "convert them first if they mean 1.0/0.0, e.g. np.asarray(x, dtype=float).")
+    _refuse_booleans(weight_variance=weight_variance, bias_variance=bias_variance)
     sw2 = as_float_array(weight_variance, "weight_variance", dtype=np.float64)
     sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64) + 0.0     # -0.0 is 0.0
     if (sw2 <= 0).any():
@@ -769,6 +766,14 @@ def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.nda
         raise ValueError(f"weight_variance of shape {sw2.shape} and bias_variance of shape {sb2.shape} do not "
                          "broadcast together; e.g. pass w[None, :] and b[:, None] for a grid.") from None
     return sw2, sb2
+
+
+def _refuse_booleans(**arrays) -> None:
+    """A TypeError for an array of booleans (a single True/False is refused as a variance too)."""
+    for name, value in arrays.items():
+        if _dtype_of(value) == bool:
+            raise TypeError(f"{name} must hold real numbers, got booleans (as a single True/False is refused); "
+                            "convert them first if they mean 1.0/0.0, e.g. np.asarray(x, dtype=float).")
 
 
 def _dtype_of(value):
@@ -1049,6 +1054,7 @@ def phase_diagram(activation, weight_variances, bias_variances) -> PhaseDiagram:
     PhaseDiagram
     """
     act = _activation(activation)
+    _refuse_booleans(weight_variances=weight_variances, bias_variances=bias_variances)
     w = as_float_array(weight_variances, "weight_variances", dtype=np.float64, ndim=1)
     b = as_float_array(bias_variances, "bias_variances", dtype=np.float64, ndim=1)
     sw2, sb2 = _variance_arrays(w[None, :], b[:, None])
