@@ -287,6 +287,9 @@ def _probe(args) -> int:
         report = dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} probe: {_one_line(error)}") from None
+    except ArithmeticError as error:     # a sum of squares beyond float64 (e.g. --residual-scale 1e300)
+        raise UsageError(f"{PROG} probe: the network's numbers leave float64's range ({type(error).__name__}: "
+                         f"{_one_line(error)}); use a smaller --residual-scale, --sigma2 or --bias-variance") from None
     except MemoryError as error:
         raise UsageError(f"{PROG} probe: --depth, --width and --samples need more memory than this machine has "
                          f"({_one_line(error)}); use smaller values") from None

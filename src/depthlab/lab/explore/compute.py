@@ -99,13 +99,16 @@ def lend_network(state: State, purpose: str):
 
 
 def probe(net, x):
-    """``dl.probe(net, x)``, its refusals as :class:`StateError`."""
+    """``dl.probe(net, x)``, its refusals (and an overflow it does not catch) as :class:`StateError`."""
     import depthlab as dl
 
     try:
         return dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
+    except ArithmeticError as error:      # a sum of squares beyond float64 (e.g. residual_scale=1e300)
+        raise StateError(f"the network's numbers leave float64's range ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())}); use a smaller residual_scale, sigma2 or bias_variance.") from None
 
 
 # σ_w² = fan_in · Var(Ω) of each named scheme on a square hidden layer (PyTorch's gains)
