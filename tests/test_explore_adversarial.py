@@ -186,3 +186,9 @@ def test_a_probe_that_overflows_is_a_message_not_a_server_error(client, capsys):
                      "batch", "--residual-scale", "1e300"]) == 2
     err = capsys.readouterr().err
     assert "leave float64's range" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_value_just_beyond_a_cap_is_shown_as_given(client):
+    error = client.get(f"/api/view?{SMALL}&sigma2=10000.000000000002").json()["error"]
+    assert error.endswith("got 10000.000000000002.")             # not "<= 10000 …, got 10000"
+    assert client.get(f"/api/view?{SMALL}&sigma2=10000").status_code == 200

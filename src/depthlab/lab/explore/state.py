@@ -114,7 +114,7 @@ def _real(key: str, text: str, *, low: float, high: float, low_open: bool = Fals
         raise StateError(f"{key} must be finite, got {text!r}.")
     if value > high or value < low or (low_open and value == low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value:g}.")
+        raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value!r}.")
     return value
 
 
