@@ -192,3 +192,12 @@ def test_a_value_just_beyond_a_cap_is_shown_as_given(client):
     error = client.get(f"/api/view?{SMALL}&sigma2=10000.000000000002").json()["error"]
     assert error.endswith("got 10000.000000000002.")             # not "<= 10000 …, got 10000"
     assert client.get(f"/api/view?{SMALL}&sigma2=10000").status_code == 200
+
+
+def test_explore_on_a_public_address_warns():
+    with pytest.warns(UserWarning, match="serving on 0.0.0.0: anyone who can reach this machine"):
+        explorer = dl.explore(host="0.0.0.0")
+    try:
+        assert explorer.running and explorer.url.startswith("http://127.0.0.1:")
+    finally:
+        explorer.stop()

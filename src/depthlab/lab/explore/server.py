@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 
 from .state import KEYS, StateError, parse
@@ -193,7 +194,8 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
         TCP port; 0 picks a free one. A second call with the same host and port 0 reuses the
         running server.
     host : str, default "127.0.0.1"
-        Address to bind (keep the default unless the notebook runs on another machine).
+        Address to bind (keep the default unless the notebook runs on another machine; any
+        other address warns, as ``depthlab explore --host`` does).
     height : int
         Height of the inline frame in pixels.
     **state
@@ -210,9 +212,16 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     ImportError
         Without the 'web' extra (``pip install 'depthlab[web]'``).
     ValueError
-        For a state value the explorer refuses (the message names the key).
+        For a state value the explorer refuses (the message names the key), a port outside
+        0-65535, or an address that cannot be listened on (a port in use, an unknown host).
+    TypeError
+        For an unknown state key, or a port, host or height of the wrong type.
     """
     port, host, height = _checked_place(port, host, height)
+    if host not in LOCAL_HOSTS:
+        warnings.warn(f"explore(): serving on {host}: anyone who can reach this machine can use the explorer (and its "
+                      "CPU). Keep host='127.0.0.1' unless the notebook runs on another machine.", UserWarning,
+                      stacklevel=2)
     require_web()
     unknown = sorted(set(state) - set(KEYS))
     if unknown:
