@@ -101,3 +101,20 @@ def test_zero_dimensional_results_can_be_passed_back_as_scalars():
     got = theory.predicted_std(spec, input_variance=np.array(2.0))
     np.testing.assert_array_equal(got.preactivation_std, expected.preactivation_std)
     np.testing.assert_array_equal(got.backward_std, expected.backward_std)
+
+
+@pytest.mark.parametrize("w", [[], [1.0, 3.0], np.ones((2, 3))], ids=["empty", "two", "2x3"])
+def test_depth_scales_of_arrays_print_and_show_in_jupyter(w):
+    scales = theory.depth_scales("tanh", w, 0.05)
+    text = repr(scales)
+    assert text.startswith(f"DepthScales(shape {np.shape(w)}:") and "xi_c=" in text
+    assert scales._repr_html_().startswith("<pre>DepthScales(shape")
+
+
+def test_depth_scales_at_the_edge_of_chaos_are_infinite_not_rounding_noise():
+    # tanh at σ_w² = 1, σ_b² = 0: q* = 0 and χ_q = χ1 = φ'(0)² = 1 exactly; the quadrature gives 1 − 1.3e-14
+    scalar = theory.depth_scales("tanh", 1.0, 0.0)
+    array = theory.depth_scales("tanh", [1.0, 0.5], 0.0)
+    assert scalar.xi_q == math.inf and array.xi_q[0] == math.inf
+    assert array.xi_q[1] == pytest.approx(theory.depth_scales("tanh", 0.5, 0.0).xi_q, rel=1e-12)
+    assert array.xi_q[1] == pytest.approx(-1 / math.log(0.5), rel=1e-9)          # q* = 0: χ_q = σ_w² φ'(0)²

@@ -549,18 +549,36 @@ class DepthScales:
     chi_q: float
 
     def __repr__(self) -> str:
+        if np.ndim(self.chi1) > 0:       # the array form: one entry per (σ_w², σ_b²)
+            return _depth_scales_array_text(self)
         from .display import depth_scales_text
         return depth_scales_text(self)
 
     def _repr_html_(self) -> str:  # Jupyter
+        if np.ndim(self.chi1) > 0:
+            import html
+            return f"<pre>{html.escape(_depth_scales_array_text(self))}</pre>"
         from .display import depth_scales_html
         return depth_scales_html(self)
 
 
+def _depth_scales_array_text(scales: DepthScales) -> str:
+    """``DepthScales(shape (2, 3): xi_q=[[...]], ...)``: the fields of the array form, abridged."""
+    with np.printoptions(precision=4, threshold=12, edgeitems=2):
+        body = ", ".join(f"{name}={np.array2string(np.asarray(getattr(scales, name)), separator=', ')}"
+                         for name in ("xi_q", "xi_c", "q_star", "c_star", "chi1", "chi_c", "chi_q"))
+    return f"DepthScales(shape {np.shape(scales.chi1)}: {' '.join(body.split())})"
+
+
+# |χ| within this of 1 is criticality (ξ = inf): the quadrature resolves χ to ~1e-13, so a
+# larger ξ = −1/ln|χ| ≈ 1/(1 − |χ|) would be rounding noise (tanh at σ_w² = 1: 7.5e13 or 7.4e13)
+_DEPTH_SCALE_TOL = 1e-12
+
+
 def _depth_scale(slope: float) -> float:
-    """−1 / ln|χ|; inf for |χ| >= 1 (criticality), 0 for χ = 0."""
+    """−1 / ln|χ|; inf for |χ| >= 1 − 1e-12 (criticality), 0 for χ = 0."""
     size = abs(slope)
-    if size >= 1.0 - 1e-15:
+    if size >= 1.0 - _DEPTH_SCALE_TOL:
         return math.inf
     if size == 0.0:
         return 0.0
@@ -1070,7 +1088,7 @@ def _depth_scale_array(slope: np.ndarray) -> np.ndarray:
     size = np.abs(slope)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = -1.0 / np.log(size)
-    scale = np.where(size >= 1.0 - 1e-15, np.inf, scale)
+    scale = np.where(size >= 1.0 - _DEPTH_SCALE_TOL, np.inf, scale)
     return np.where(size == 0.0, 0.0, np.where(np.isnan(size), np.nan, scale))
 
 
