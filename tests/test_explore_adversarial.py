@@ -1,6 +1,7 @@
 """Adversarial inputs to the explorer, `depthlab probe` and dl.explore(): each is answered with the
 right numbers or a clear refusal (HTTP 400 with a message, a one-line CLI error, a TypeError or
 ValueError naming the argument), never a server error or a traceback."""
+import re
 import socket
 
 import numpy as np
@@ -201,3 +202,14 @@ def test_explore_on_a_public_address_warns():
         assert explorer.running and explorer.url.startswith("http://127.0.0.1:")
     finally:
         explorer.stop()
+
+
+@pytest.mark.parametrize("query, message", [
+    ("depth=" + "9" * 5000, r"^depth must be between 1 and 200 \(the explorer's cap\), got 9{40}… \(5,000 characters\)\.$"),
+    ("depth=" + "9" * 1000, r"^depth must be between 1 and 200 .*got 9{40}… \(1,000 characters\)\.$"),
+    ("sigma2=" + "x" * 300, r"^sigma2 must be a number, got 'x{39}… \(302 characters\)\.$"),
+    ("activation=" + "a" * 100, r"activation must be one of .*; got 'a{39}… \(102 characters\)\.$"),
+])
+def test_huge_values_are_refused_with_a_short_message(client, query, message):
+    response = client.get(f"/api/view?{query}")
+    assert response.status_code == 400 and re.search(message, response.json()["error"])

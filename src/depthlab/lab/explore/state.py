@@ -95,13 +95,21 @@ class State:
         return {"name": "normal", "variance": self.bias_variance} if self.bias_variance > 0 else "zeros"
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` for a message, cut after ``limit`` characters (a link may carry a 5000-digit number)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _integer(key: str, text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise StateError(f"{key} must be a whole number, got {text!r}.") from None
+        if text.strip().lstrip("+-").isdigit():      # beyond int()'s 4300 digits: a whole number, far too large
+            raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got "
+                             f"{_shown(text.strip())}.") from None
+        raise StateError(f"{key} must be a whole number, got {_shown(repr(text))}.") from None
     if not low <= value <= high:
-        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {value}.")
+        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {_shown(str(value))}.")
     return value
 
 
@@ -109,9 +117,9 @@ def _real(key: str, text: str, *, low: float, high: float, low_open: bool = Fals
     try:
         value = float(text) + 0.0          # + 0.0: '-0' is 0.0, one state with one link
     except ValueError:
-        raise StateError(f"{key} must be a number, got {text!r}.") from None
+        raise StateError(f"{key} must be a number, got {_shown(repr(text))}.") from None
     if not math.isfinite(value):
-        raise StateError(f"{key} must be finite, got {text!r}.")
+        raise StateError(f"{key} must be finite, got {_shown(repr(text))}.")
     if value > high or value < low or (low_open and value == low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
         raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value!r}.")
@@ -121,7 +129,7 @@ def _real(key: str, text: str, *, low: float, high: float, low_open: bool = Fals
 def _choice(key: str, text: str, options) -> str:
     name = text.strip().lower().replace("-", "_")
     if name not in options:
-        raise StateError(f"{key} must be one of {', '.join(options)}; got {text!r}.")
+        raise StateError(f"{key} must be one of {', '.join(options)}; got {_shown(repr(text))}.")
     return name
 
 
