@@ -213,3 +213,15 @@ def test_explore_on_a_public_address_warns():
 def test_huge_values_are_refused_with_a_short_message(client, query, message):
     response = client.get(f"/api/view?{query}")
     assert response.status_code == 400 and re.search(message, response.json()["error"])
+
+
+@pytest.mark.parametrize("path, message", [
+    (f"/api/histogram?{SMALL}&layer=" + "7" * 5000, r"layer must be between 0 and the last layer, got 7{40}…"),
+    ("/api/phase?w_max=" + "1" * 400, r"w_max must be > 0 .*got \"1{39}… \(402 characters\)"),
+    ("/api/view?" + "k" * 300 + "=1", r"unknown key 'k{39}… \(302 characters\) in the link"),
+    ("/api/train/" + "j" * 300, r"no training job 'j{39}… \(302 characters\)"),
+])
+def test_long_values_of_every_endpoint_are_cut_in_the_message(client, path, message):
+    response = client.get(path)
+    assert response.status_code in (400, 404) and re.search(message, response.json()["error"])
+    assert len(response.json()["error"]) < 300

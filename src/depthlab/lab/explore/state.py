@@ -95,7 +95,7 @@ class State:
         return {"name": "normal", "variance": self.bias_variance} if self.bias_variance > 0 else "zeros"
 
 
-def _shown(text: str, limit: int = 40) -> str:
+def shortened(text: str, limit: int = 40) -> str:
     """``text`` for a message, cut after ``limit`` characters (a link may carry a 5000-digit number)."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
@@ -106,10 +106,10 @@ def _integer(key: str, text: str, low: int, high: int) -> int:
     except ValueError:
         if text.strip().lstrip("+-").isdigit():      # beyond int()'s 4300 digits: a whole number, far too large
             raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got "
-                             f"{_shown(text.strip())}.") from None
-        raise StateError(f"{key} must be a whole number, got {_shown(repr(text))}.") from None
+                             f"{shortened(text.strip())}.") from None
+        raise StateError(f"{key} must be a whole number, got {shortened(repr(text))}.") from None
     if not low <= value <= high:
-        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {_shown(str(value))}.")
+        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {shortened(str(value))}.")
     return value
 
 
@@ -117,9 +117,9 @@ def _real(key: str, text: str, *, low: float, high: float, low_open: bool = Fals
     try:
         value = float(text) + 0.0          # + 0.0: '-0' is 0.0, one state with one link
     except ValueError:
-        raise StateError(f"{key} must be a number, got {_shown(repr(text))}.") from None
+        raise StateError(f"{key} must be a number, got {shortened(repr(text))}.") from None
     if not math.isfinite(value):
-        raise StateError(f"{key} must be finite, got {_shown(repr(text))}.")
+        raise StateError(f"{key} must be finite, got {shortened(repr(text))}.")
     if value > high or value < low or (low_open and value == low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
         raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value!r}.")
@@ -129,7 +129,7 @@ def _real(key: str, text: str, *, low: float, high: float, low_open: bool = Fals
 def _choice(key: str, text: str, options) -> str:
     name = text.strip().lower().replace("-", "_")
     if name not in options:
-        raise StateError(f"{key} must be one of {', '.join(options)}; got {_shown(repr(text))}.")
+        raise StateError(f"{key} must be one of {', '.join(options)}; got {shortened(repr(text))}.")
     return name
 
 
@@ -172,7 +172,7 @@ def parse(query: Mapping[str, str]) -> State:
     """
     unknown = sorted(set(query) - set(KEYS))
     if unknown:
-        raise StateError(f"unknown key {unknown[0]!r} in the link; valid keys: {', '.join(KEYS)}.")
+        raise StateError(f"unknown key {shortened(repr(unknown[0]))} in the link; valid keys: {', '.join(KEYS)}.")
     values = {key: _PARSERS[key](str(text)) for key, text in query.items()}
     if values.get("init", "normal") != "normal" and "sigma2" in values:
         raise StateError(f"sigma2 sets σ²_Ω of init=normal; it cannot be combined with init={values['init']} "
