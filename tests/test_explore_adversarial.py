@@ -225,3 +225,57 @@ def test_long_values_of_every_endpoint_are_cut_in_the_message(client, path, mess
     response = client.get(path)
     assert response.status_code in (400, 404) and re.search(message, response.json()["error"])
     assert len(response.json()["error"]) < 300
+
+
+def test_a_forced_shutdown_with_a_request_in_flight_reports_no_traceback(monkeypatch):
+    """A second Ctrl-C makes uvicorn exit at once, cancelling the requests in flight; uvicorn would log
+    each as 'Exception in ASGI application' with a traceback."""
+    import logging
+    import threading
+    import urllib.error
+
+    from depthlab.lab.explore import compute, server as explore_server
+
+    entered, release, original = threading.Event(), threading.Event(), compute.view
+
+    def held_view(state, layer=None):
+        entered.set()
+        release.wait(30)
+        return original(state, layer)
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    monkeypatch.setattr(compute, "view", held_view)
+    sock = explore_server.bind("127.0.0.1", 0)
+    uvicorn_server = explore_server.make_server(sock)
+    records, error_log = Records(), logging.getLogger("uvicorn.error")
+    error_log.addHandler(records)
+    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def ask():
+        try:
+            _get(explore_server.url_of(sock, "127.0.0.1") + f"api/view?{SMALL}")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass                                         # the shutdown drops the connection
+
+    try:
+        thread.start()
+        asker = threading.Thread(target=ask, daemon=True)
+        while not uvicorn_server.started:
+            thread.join(0.01)
+        asker.start()
+        assert entered.wait(30)
+        uvicorn_server.should_exit = uvicorn_server.force_exit = True       # what a second Ctrl-C does
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        release.set()
+        error_log.removeHandler(records)
+        sock.close()
+    assert [r.getMessage() for r in records.records if r.levelno >= logging.ERROR] == []

@@ -5,6 +5,8 @@ uvicorn on a socket bound here, so a free port is known before the URL is printe
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import numbers
 import socket
 import sys
@@ -63,8 +65,27 @@ def make_server(sock: socket.socket):
 
     from .app import create_app
 
-    config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="on")
-    return uvicorn.Server(config)
+    # lifespan off: a second Ctrl-C (uvicorn's force exit) cancels the lifespan task, which uvicorn
+    # logs with a traceback; the training jobs the app's lifespan would stop are stopped by stop_jobs
+    config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _CancelledByShutdown) for f in error_log.filters):
+        error_log.addFilter(_CancelledByShutdown())
+    return server
+
+
+class _CancelledByShutdown(logging.Filter):
+    """Drops uvicorn's report of a request cancelled by a forced shutdown (a second Ctrl-C): the
+    request was abandoned on purpose, and its traceback is no error of the user's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def stop_jobs(server) -> None:
+    """Ask the training jobs of ``server``'s app to stop (they end at their next step)."""
+    server.config.app.state.jobs.stop_all()
 
 
 # ----------------------------------------------------------------------------- the command
@@ -122,6 +143,7 @@ def cli_main(args) -> int:
         return 130
     finally:
         sock.close()
+        stop_jobs(server)
     print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
     return 0
 
@@ -153,6 +175,7 @@ class Explorer:
         """Stop the server thread (finished training jobs are dropped)."""
         if self._server is not None:
             self._server.should_exit = True
+            stop_jobs(self._server)
         if self._thread is not None:
             self._thread.join(timeout)
 
