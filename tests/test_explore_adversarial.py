@@ -279,3 +279,13 @@ def test_a_forced_shutdown_with_a_request_in_flight_reports_no_traceback(monkeyp
         error_log.removeHandler(records)
         sock.close()
     assert [r.getMessage() for r in records.records if r.levelno >= logging.ERROR] == []
+
+
+def test_explore_on_the_port_of_a_running_explorer_reuses_it():
+    first = dl.explore()
+    try:
+        port = int(first.url.split(":")[2].split("/")[0])
+        again = dl.explore(port=port, depth=4)
+        assert again.url == f"http://127.0.0.1:{port}/?depth=4" and again._server is first._server
+    finally:
+        first.stop()

@@ -257,6 +257,9 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     query = urllib.parse.urlencode(query_values)
     key = (host, port)
     running = _RUNNING.get(key)
+    if port and (running is None or not running.running):      # the port a free-port server got
+        running = next((e for (h, _), e in _RUNNING.items()
+                        if h == host and e.running and urllib.parse.urlsplit(e.url).port == port), None)
     if running is None or not running.running:
         try:
             sock = bind(host, port)
