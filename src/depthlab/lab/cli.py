@@ -209,7 +209,8 @@ def _configure_probe(parser):
                         help=f"units per hidden layer D (default 80, at most {limits.MAX_UNITS:,})")
     parser.add_argument("--activation", default="relu", help="hidden activation (default relu)")
     parser.add_argument("--init", default="normal",
-                        help="weight initializer: 'normal' (N(0, σ²) with --sigma2) or a name such as he_normal")
+                        help="weight initializer: 'normal' (N(0, σ²) with --sigma2) or a name such as he_normal "
+                             "('critical': the edge of chaos of --activation at σ_b² = 0)")
     parser.add_argument("--sigma2", type=positive_float,
                         help=f"σ²_Ω of --init normal (default 1.0, at most {limits.MAX_VARIANCE:g})")
     parser.add_argument("--bias-variance", type=non_negative_float, default=0.0,
