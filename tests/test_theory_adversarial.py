@@ -118,3 +118,10 @@ def test_depth_scales_at_the_edge_of_chaos_are_infinite_not_rounding_noise():
     assert scalar.xi_q == math.inf and array.xi_q[0] == math.inf
     assert array.xi_q[1] == pytest.approx(theory.depth_scales("tanh", 0.5, 0.0).xi_q, rel=1e-12)
     assert array.xi_q[1] == pytest.approx(-1 / math.log(0.5), rel=1e-9)          # q* = 0: χ_q = σ_w² φ'(0)²
+
+
+def test_correlation_map_takes_one_point_and_says_where_arrays_go():
+    assert theory.correlation_map("tanh", np.array(1.5), np.array(0.0), 0.5) == \
+        theory.correlation_map("tanh", 1.5, 0.0, 0.5)
+    with pytest.raises(TypeError, match="correlation_map takes one weight_variance .* use correlation_fixed_point"):
+        theory.correlation_map("tanh", [1.5, 2.0], 0.0, 0.5)

@@ -429,6 +429,11 @@ def correlation_map(activation, weight_variance: float, bias_variance: float, c,
     -------
     float or np.ndarray of the shape of ``c``
     """
+    if any(isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim > 0)
+           for v in (weight_variance, bias_variance)):
+        raise TypeError("correlation_map takes one weight_variance and one bias_variance (c may be an array); "
+                        f"got {type(weight_variance).__name__} and {type(bias_variance).__name__}. For arrays of "
+                        "σ_w² and σ_b² use correlation_fixed_point or depth_scales, or call it once per point.")
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     array = _correlations(c)
     q = _q_or_fixed_point(act, sw2, sb2, q)
