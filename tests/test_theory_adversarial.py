@@ -125,3 +125,12 @@ def test_correlation_map_takes_one_point_and_says_where_arrays_go():
         theory.correlation_map("tanh", 1.5, 0.0, 0.5)
     with pytest.raises(TypeError, match="correlation_map takes one weight_variance .* use correlation_fixed_point"):
         theory.correlation_map("tanh", [1.5, 2.0], 0.0, 0.5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: theory.phase_diagram("tanh", np.linspace(0.1, 4, 4000), np.linspace(0, 1, 4000)),
+    lambda: theory.chi1("relu", np.ones((1, 100_000)), np.zeros((1000, 1))),
+])
+def test_a_grid_too_large_for_memory_is_refused_before_it_is_built(call):
+    with pytest.raises(ValueError, match=r"points: more than the 10,000,000"):
+        call()

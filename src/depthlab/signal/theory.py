@@ -788,7 +788,14 @@ def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.nda
     except ValueError:
         raise ValueError(f"weight_variance of shape {sw2.shape} and bias_variance of shape {sb2.shape} do not "
                          "broadcast together; e.g. pass w[None, :] and b[:, None] for a grid.") from None
+    if sw2.size > _MAX_POINTS:
+        raise ValueError(f"weight_variance and bias_variance broadcast to shape {sw2.shape}, {sw2.size:,} points: more "
+                         f"than the {_MAX_POINTS:,} (a 3162 × 3162 grid) the array forms compute at once, in memory "
+                         "that grows with the points. Use a coarser grid, or compute it in parts.")
     return sw2, sb2
+
+
+_MAX_POINTS = 10_000_000      # (σ_w², σ_b²) points of one array call: its work arrays hold ~50 numbers a point
 
 
 def _refuse_booleans(**arrays) -> None:
