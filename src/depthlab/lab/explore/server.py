@@ -132,16 +132,21 @@ def cli_main(args) -> int:
     url = url_of(sock, host)
     server = make_server(sock)
     print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
+    opener = None
     if not args.no_browser:
         import webbrowser
 
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        opener = threading.Timer(0.5, webbrowser.open, args=(url,))
+        opener.daemon = True              # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
+        opener.start()
     try:
         server.run(sockets=[sock])       # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
     except KeyboardInterrupt:
         print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
         return 130
     finally:
+        if opener is not None:
+            opener.cancel()
         sock.close()
         stop_jobs(server)
     print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
