@@ -399,7 +399,7 @@ def test_training_divergence_is_reported_not_raised(client):
 
 
 @pytest.mark.parametrize("query, message", [
-    ("depth=200&width=512&samples=10&steps=2000", r"training steps × Linear layers × width² = .* exceeds the explorer's cap"),
+    ("depth=100&width=300&samples=10&steps=2000", r"training steps × Linear layers × width² = .* exceeds the explorer's cap"),
     ("steps=0", r"steps must be between 1 and 2000"),
     ("lr=-1", r"lr must be > 0"),
 ])

@@ -209,7 +209,8 @@ def _configure_probe(parser):
                         help=f"units per hidden layer D (default 80, at most {limits.MAX_UNITS:,})")
     parser.add_argument("--activation", default="relu", help="hidden activation (default relu)")
     parser.add_argument("--init", default="normal",
-                        help="weight initializer: 'normal' (N(0, σ²) with --sigma2) or a name such as he_normal")
+                        help="weight initializer: 'normal' (N(0, σ²) with --sigma2) or a name such as he_normal "
+                             "('critical': the edge of chaos of --activation at σ_b² = 0)")
     parser.add_argument("--sigma2", type=positive_float,
                         help=f"σ²_Ω of --init normal (default 1.0, at most {limits.MAX_VARIANCE:g})")
     parser.add_argument("--bias-variance", type=non_negative_float, default=0.0,
@@ -287,6 +288,9 @@ def _probe(args) -> int:
         report = dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} probe: {_one_line(error)}") from None
+    except ArithmeticError as error:     # a sum of squares beyond float64 (e.g. --residual-scale 1e300)
+        raise UsageError(f"{PROG} probe: the network's numbers leave float64's range ({type(error).__name__}: "
+                         f"{_one_line(error)}); use a smaller --residual-scale, --sigma2 or --bias-variance") from None
     except MemoryError as error:
         raise UsageError(f"{PROG} probe: --depth, --width and --samples need more memory than this machine has "
                          f"({_one_line(error)}); use smaller values") from None
@@ -321,8 +325,11 @@ def _theory_row(activation, weight_variance: float, bias_variance: float) -> tup
         return {**row, "phase": "explodes", "q*": math.inf, "χ₁": chi}, None
     except ValueError as error:          # beyond a limit of the correlation quadrature: c*, ξ unknown
         note = f"c*, ξ_q and ξ_c at σ_w² = {weight_variance:g}: {_one_line(error)}"
-        row["q*"] = theory.fixed_point(activation, weight_variance, bias_variance)
-        chi = theory.chi1(activation, weight_variance, bias_variance, q=row["q*"])
+        try:
+            row["q*"] = theory.fixed_point(activation, weight_variance, bias_variance)
+            chi = theory.chi1(activation, weight_variance, bias_variance, q=row["q*"])
+        except ValueError as beyond:     # q* itself beyond float64: only the note to show
+            return {**row, "phase": "overflow", "χ₁": math.nan}, f"σ_w² = {weight_variance:g}: {_one_line(beyond)}"
     phase = "critical" if abs(chi - 1) <= 1e-9 else ("ordered" if chi < 1 else "chaotic")
     return {**row, "phase": phase, "χ₁": chi}, note
 
@@ -335,6 +342,8 @@ def _theory(args) -> int:
     try:
         activation = activations.get(args.activation)
         theory.fixed_point(activation, 1.0, args.bias_variance)    # can theory integrate it?
+    except theory.NoFixedPointError:     # unbounded at σ_w² = 1 (identity with a bias): other rows may not be
+        pass
     except (ValueError, TypeError) as error:
         raise UsageError(f"{PROG} theory: {_one_line(error)}") from None
     sb2 = args.bias_variance

@@ -43,7 +43,7 @@ def residual_scale(text) -> float | str:
         value = math.nan
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"residual_scale must be a number >= 0 or '1/sqrt(depth)', got {text!r}.")
-    return value
+    return value + 0.0                      # '-0' is 0.0
 
 
 def linear_layers(depth: int, block: str) -> int:
@@ -55,12 +55,15 @@ def build(*, depth: int, width: int, activation="relu", init="normal", sigma2: f
           bias_variance: float = 0.0, block: str = "plain", norm: str = "none", residual_scale=1.0,
           in_features: int = 1, out_features: int = 1, rng=0) -> Sequential:
     """The network of these settings (one output unit, as ``depthlab probe``, unless told).
-    ``init`` is ``"normal"`` or anything :func:`depthlab.nn.init.get` takes."""
+    ``init`` is ``"normal"`` or anything :func:`depthlab.nn.init.get` takes; ``"critical"`` is
+    the edge of chaos (σ_b² = 0) of ``activation``."""
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}.")
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}.")
     weights = (1.0 if sigma2 is None else sigma2) if init == "normal" else init
+    if weights == "critical":          # the edge of chaos of this network's activation, not the default's (tanh)
+        weights = {"name": "critical", "activation": activation}
     bias = {"name": "normal", "variance": bias_variance} if bias_variance > 0 else "zeros"
     if block != "plain":
         return ResMLP(in_features, width, depth, out_features, activation=activation, block=block,

@@ -351,6 +351,14 @@ def joint_moments(activation: activations.Activation, q: float, c: np.ndarray) -
     return values, grads
 
 
+def _kinks(kinks) -> tuple[float, ...]:
+    """``kinks`` as a tuple of finite floats (gaussian_expectation's argument)."""
+    if isinstance(kinks, (str, bytes)) or not isinstance(kinks, (Sequence, np.ndarray)):
+        raise TypeError(f"kinks must be a sequence of numbers, got {type(kinks).__name__} {kinks!r}; "
+                        "e.g. kinks=(0.0,) for a function with a corner at 0.")
+    return tuple(check_real(k, f"kinks[{i}]") for i, k in enumerate(np.asarray(kinks, dtype=object).reshape(-1)))
+
+
 def gaussian_expectation(function, q: float, *, kinks: Sequence[float] = ()) -> float:
     """E[g(√q z)] for z ~ N(0, 1), by the graded Gauss–Legendre rule of this module.
 
@@ -368,8 +376,10 @@ def gaussian_expectation(function, q: float, *, kinks: Sequence[float] = ()) -> 
     float
     """
     q = check_real(q, "q", low=0)
-    probe = activations.Activation("function", function, lambda f, h: h, 1.0,
-                                   kinks=tuple(float(k) for k in kinks))
+    if not callable(function):
+        raise TypeError(f"function must be a callable g(f) -> array, got {type(function).__name__} {function!r}; "
+                        "e.g. gaussian_expectation(np.tanh, q).")
+    probe = activations.Activation("function", function, lambda f, h: h, 1.0, kinks=_kinks(kinks))
     q = q if q > 0 else Q_TINY
     root = math.sqrt(q)
     z, w = _gaussian_rule(_breakpoints(probe)[None, :] / root, _levels(root), _NODES_1D)

@@ -73,12 +73,19 @@ class NoFixedPointError(ValueError):
 # Argument checks
 # --------------------------------------------------------------------------------------
 
+def _real(value, name: str, **bounds) -> float:
+    """check_real, reading a 0-d array (what the array forms return for 0-d input) as its number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return check_real(value, name, **bounds)
+
+
 def _activation(spec) -> activations.Activation:
     return activations.get(spec)
 
 
 def _weight_variance(value) -> float:
-    value = check_real(value, "weight_variance")
+    value = _real(value, "weight_variance")
     if value <= 0:
         raise ValueError(
             f"weight_variance must be > 0, got {value:g}. It is σ_w² = fan_in · Var(Ω): "
@@ -88,14 +95,14 @@ def _weight_variance(value) -> float:
 
 
 def _bias_variance(value) -> float:
-    value = check_real(value, "bias_variance")
+    value = _real(value, "bias_variance")
     if value < 0:
         raise ValueError(f"bias_variance must be >= 0 (it is Var(β)), got {value:g}; use 0.0 for zero biases.")
-    return value
+    return value + 0.0                     # -0.0 is 0.0 (q* = σ_b² / (1 − slope) would be -0.0)
 
 
 def _variance(value, name: str, *, allow_zero: bool) -> float:
-    value = check_real(value, name)
+    value = _real(value, name)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(
@@ -146,7 +153,7 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
         act = _activation(activation)
         sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
         q = _variance(q0, "q0", allow_zero=False)
-        depth = check_positive_int(depth, "depth", minimum=0)
+        depth = _map_depth(depth, sw2.size)
         out = np.empty(sw2.shape + (depth + 1,))
         out[..., 0] = q
         for layer in range(1, depth + 1):
@@ -158,13 +165,27 @@ def variance_map(activation, weight_variance: float, bias_variance: float, q0: f
         return out
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _variance(q0, "q0", allow_zero=False)
-    depth = check_positive_int(depth, "depth", minimum=0)
+    depth = _map_depth(depth, 1)
     out = np.empty(depth + 1)
     out[0] = q
     for layer in range(1, depth + 1):
         q = _next_variance(act, sw2, sb2, q)
         out[layer] = q
     return out
+
+
+_MAX_MAP_ENTRIES = 10**8      # variance_map's output: 800 MB
+
+
+def _map_depth(depth, points: int) -> int:
+    """``depth`` >= 0, refused when the map's output (points · (depth + 1) numbers) would not fit."""
+    depth = check_positive_int(depth, "depth", minimum=0)
+    if max(points, 1) * (depth + 1) > _MAX_MAP_ENTRIES:
+        raise ValueError(f"variance_map would return {max(points, 1) * (depth + 1):,} numbers for depth={depth:,} "
+                         f"({max(points, 1):,} point(s)), more than its limit of {_MAX_MAP_ENTRIES:,} (800 MB); the "
+                         "variance reaches its fixed point q* within a few ξ_q layers: use a smaller depth, or "
+                         "fixed_point() for the limit.")
+    return depth
 
 
 def _unbounded(act, sw2, sb2, why: str) -> NoFixedPointError:
@@ -237,12 +258,12 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
         act = _activation(activation)
         sw2, sb2 = _variance_arrays(weight_variance, bias_variance)
         q0 = _variance(q0, "q0", allow_zero=False)
-        tol = check_real(tol, "tol", low=0.0, low_open=True)
+        tol = _real(tol, "tol", low=0.0, low_open=True)
         max_iter = check_positive_int(max_iter, "max_iter")
         return _fixed_points(act, sw2.reshape(-1), sb2.reshape(-1), q0, tol, max_iter).reshape(sw2.shape)
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q0 = _variance(q0, "q0", allow_zero=False)
-    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    tol = _real(tol, "tol", low=0.0, low_open=True)
     max_iter = check_positive_int(max_iter, "max_iter")
     form = closed_form(act)
     if form is not None:
@@ -253,7 +274,11 @@ def fixed_point(activation, weight_variance: float, bias_variance: float, q0: fl
             raise _unbounded(act, sw2, sb2, f"q grows by σ_b² = {sb2:g} every layer")
         if slope > 1.0:
             raise _unbounded(act, sw2, sb2, f"q grows by a factor σ_w²·E[φ(z)²] = {slope:.10g} per layer")
-        return sb2 / (1.0 - slope)
+        with np.errstate(over="ignore"):
+            q_star = sb2 / (1.0 - slope)
+        if not math.isfinite(q_star):
+            raise _beyond_float(act, sw2, sb2)
+        return q_star
 
     def excess(q: float) -> float:
         return _next_variance(act, sw2, sb2, q) - q
@@ -326,7 +351,7 @@ def chi1(activation, weight_variance: float, bias_variance: float, q: float | No
         if form is not None:
             if q is not None:
                 _variance(q, "q", allow_zero=True)
-            return sw2 * form.square
+            return np.asarray(sw2 * form.square)
         flat_w, flat_b = sw2.reshape(-1), sb2.reshape(-1)
         if q is None:
             q_star, grad_second = _fixed_points_and_slopes(act, flat_w, flat_b)
@@ -404,6 +429,11 @@ def correlation_map(activation, weight_variance: float, bias_variance: float, c,
     -------
     float or np.ndarray of the shape of ``c``
     """
+    if any(isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim > 0)
+           for v in (weight_variance, bias_variance)):
+        raise TypeError("correlation_map takes one weight_variance and one bias_variance (c may be an array); "
+                        f"got {type(weight_variance).__name__} and {type(bias_variance).__name__}. For arrays of "
+                        "σ_w² and σ_b² use correlation_fixed_point or depth_scales, or call it once per point.")
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     array = _correlations(c)
     q = _q_or_fixed_point(act, sw2, sb2, q)
@@ -447,10 +477,13 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
 
     Returns
     -------
-    float
+    float or np.ndarray
+        An array of the broadcast shape of ``weight_variance`` and ``bias_variance`` when
+        either is an array: NaN where q* does not exist (the scalar call raises
+        NoFixedPointError), as :func:`depth_scales`'s ``c_star``.
     """
     if _is_array(weight_variance, bias_variance):
-        return _elementwise(lambda w, b: correlation_fixed_point(activation, w, b, q=q),
+        return _elementwise(lambda w, b: _correlation_fixed_point_or_nan(activation, w, b, q),
                             *_variance_arrays(weight_variance, bias_variance))
     act, sw2, sb2 = _map_arguments(activation, weight_variance, bias_variance)
     q = _q_or_fixed_point(act, sw2, sb2, q)
@@ -477,6 +510,14 @@ def correlation_fixed_point(activation, weight_variance: float, bias_variance: f
     if gaps[i] == 0.0 or i == grid.size - 1:
         return float(grid[i])
     return float(optimize.brentq(lambda c: float(excess(c)[0]), grid[i], grid[i + 1], xtol=1e-15))
+
+
+def _correlation_fixed_point_or_nan(activation, sw2: float, sb2: float, q) -> float:
+    """One point of the array form of :func:`correlation_fixed_point`: NaN without a fixed point q*."""
+    try:
+        return correlation_fixed_point(activation, sw2, sb2, q=q)
+    except NoFixedPointError:
+        return math.nan
 
 
 # --------------------------------------------------------------------------------------
@@ -513,18 +554,36 @@ class DepthScales:
     chi_q: float
 
     def __repr__(self) -> str:
+        if np.ndim(self.chi1) > 0:       # the array form: one entry per (σ_w², σ_b²)
+            return _depth_scales_array_text(self)
         from .display import depth_scales_text
         return depth_scales_text(self)
 
     def _repr_html_(self) -> str:  # Jupyter
+        if np.ndim(self.chi1) > 0:
+            import html
+            return f"<pre>{html.escape(_depth_scales_array_text(self))}</pre>"
         from .display import depth_scales_html
         return depth_scales_html(self)
 
 
+def _depth_scales_array_text(scales: DepthScales) -> str:
+    """``DepthScales(shape (2, 3): xi_q=[[...]], ...)``: the fields of the array form, abridged."""
+    with np.printoptions(precision=4, threshold=12, edgeitems=2):
+        body = ", ".join(f"{name}={np.array2string(np.asarray(getattr(scales, name)), separator=', ')}"
+                         for name in ("xi_q", "xi_c", "q_star", "c_star", "chi1", "chi_c", "chi_q"))
+    return f"DepthScales(shape {np.shape(scales.chi1)}: {' '.join(body.split())})"
+
+
+# |χ| within this of 1 is criticality (ξ = inf): the quadrature resolves χ to ~1e-13, so a
+# larger ξ = −1/ln|χ| ≈ 1/(1 − |χ|) would be rounding noise (tanh at σ_w² = 1: 7.5e13 or 7.4e13)
+_DEPTH_SCALE_TOL = 1e-12
+
+
 def _depth_scale(slope: float) -> float:
-    """−1 / ln|χ|; inf for |χ| >= 1 (criticality), 0 for χ = 0."""
+    """−1 / ln|χ|; inf for |χ| >= 1 − 1e-12 (criticality), 0 for χ = 0."""
     size = abs(slope)
-    if size >= 1.0 - 1e-15:
+    if size >= 1.0 - _DEPTH_SCALE_TOL:
         return math.inf
     if size == 0.0:
         return 0.0
@@ -699,7 +758,7 @@ def critical_line(activation, bias_variances) -> np.ndarray:
         If any σ_b² has no critical point (see :func:`critical_weight_variance`).
     """
     act = _activation(activation)
-    values = np.asarray(bias_variances, dtype=np.float64)
+    values = as_float_array(bias_variances, "bias_variances", dtype=np.float64)
     if values.ndim > 1:
         raise ValueError(f"bias_variances must be a 1-D sequence, got shape {values.shape}.")
     return np.array([critical_weight_variance(act, float(b)) for b in values.reshape(-1)])
@@ -716,8 +775,9 @@ def _is_array(*values) -> bool:
 
 def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.ndarray]:
     """σ_w² > 0 and σ_b² >= 0 as float64 arrays broadcast to one shape."""
+    _refuse_booleans(weight_variance=weight_variance, bias_variance=bias_variance)
     sw2 = as_float_array(weight_variance, "weight_variance", dtype=np.float64)
-    sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64)
+    sb2 = as_float_array(bias_variance, "bias_variance", dtype=np.float64) + 0.0     # -0.0 is 0.0
     if (sw2 <= 0).any():
         raise ValueError(f"weight_variance must be > 0 everywhere, got {float(sw2[sw2 <= 0].flat[0]):g} "
                          "(σ_w² = fan_in · Var(Ω); He initialization for ReLU is 2.0).")
@@ -728,7 +788,30 @@ def _variance_arrays(weight_variance, bias_variance) -> tuple[np.ndarray, np.nda
     except ValueError:
         raise ValueError(f"weight_variance of shape {sw2.shape} and bias_variance of shape {sb2.shape} do not "
                          "broadcast together; e.g. pass w[None, :] and b[:, None] for a grid.") from None
+    if sw2.size > _MAX_POINTS:
+        raise ValueError(f"weight_variance and bias_variance broadcast to shape {sw2.shape}, {sw2.size:,} points: more "
+                         f"than the {_MAX_POINTS:,} (a 3162 × 3162 grid) the array forms compute at once, in memory "
+                         "that grows with the points. Use a coarser grid, or compute it in parts.")
     return sw2, sb2
+
+
+_MAX_POINTS = 10_000_000      # (σ_w², σ_b²) points of one array call: its work arrays hold ~50 numbers a point
+
+
+def _refuse_booleans(**arrays) -> None:
+    """A TypeError for an array of booleans (a single True/False is refused as a variance too)."""
+    for name, value in arrays.items():
+        if _dtype_of(value) == bool:
+            raise TypeError(f"{name} must hold real numbers, got booleans (as a single True/False is refused); "
+                            "convert them first if they mean 1.0/0.0, e.g. np.asarray(x, dtype=float).")
+
+
+def _dtype_of(value):
+    """The dtype NumPy would give ``value`` (None for what it cannot convert: as_float_array says why)."""
+    try:
+        return np.asarray(value).dtype
+    except (ValueError, TypeError):
+        return None
 
 
 def _elementwise(function, *arrays: np.ndarray) -> np.ndarray:
@@ -852,9 +935,12 @@ def _fixed_points_and_slopes(act, sw2: np.ndarray, sb2: np.ndarray, q0: float = 
     form = closed_form(act)
     if form is not None:
         slope = sw2 * form.square
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             steady = np.where(slope > 1.0, np.inf, sb2 / (1.0 - slope))
         at_one = np.abs(slope - 1.0) <= 1e-12
+        beyond = np.flatnonzero((slope < 1.0) & ~at_one & ~np.isfinite(steady))
+        if beyond.size:                    # q* exists but overflows float64, as the scalar call says
+            raise _beyond_float(act, float(sw2[beyond[0]]), float(sb2[beyond[0]]))
         return np.where(at_one, np.where(sb2 == 0.0, q0, np.inf), steady), np.full(sw2.shape, form.square)
 
     def second_moments(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -998,6 +1084,7 @@ def phase_diagram(activation, weight_variances, bias_variances) -> PhaseDiagram:
     PhaseDiagram
     """
     act = _activation(activation)
+    _refuse_booleans(weight_variances=weight_variances, bias_variances=bias_variances)
     w = as_float_array(weight_variances, "weight_variances", dtype=np.float64, ndim=1)
     b = as_float_array(bias_variances, "bias_variances", dtype=np.float64, ndim=1)
     sw2, sb2 = _variance_arrays(w[None, :], b[:, None])
@@ -1013,7 +1100,7 @@ def _depth_scale_array(slope: np.ndarray) -> np.ndarray:
     size = np.abs(slope)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = -1.0 / np.log(size)
-    scale = np.where(size >= 1.0 - 1e-15, np.inf, scale)
+    scale = np.where(size >= 1.0 - _DEPTH_SCALE_TOL, np.inf, scale)
     return np.where(size == 0.0, 0.0, np.where(np.isnan(size), np.nan, scale))
 
 
@@ -1115,8 +1202,8 @@ def _spec_entry(entry, index: int) -> dict:
     if "weight_variance" not in fields:
         raise ValueError(f"layer {index} of the spec needs a weight_variance (Var(Ω) per entry).")
     fields["activation"] = _activation(fields.get("activation"))
-    fields["weight_variance"] = check_real(fields["weight_variance"], f"layers[{index}].weight_variance", low=0.0)
-    fields["bias_variance"] = check_real(fields.get("bias_variance", 0.0) or 0.0, f"layers[{index}].bias_variance", low=0.0)
+    fields["weight_variance"] = _real(fields["weight_variance"], f"layers[{index}].weight_variance", low=0.0)
+    fields["bias_variance"] = _real(fields.get("bias_variance", 0.0) or 0.0, f"layers[{index}].bias_variance", low=0.0)
     for key in ("fan_in", "fan_out"):
         if fields.get(key) is not None:
             fields[key] = check_positive_int(fields[key], f"layers[{index}].{key}")
@@ -1218,8 +1305,8 @@ def predicted_std(net_or_spec, input_variance: float = 1.0, *, input_dim: int | 
     -------
     PredictedStd
     """
-    input_variance = check_real(input_variance, "input_variance", low=0.0)
-    grad_output_variance = check_real(grad_output_variance, "grad_output_variance", low=0.0)
+    input_variance = _real(input_variance, "input_variance", low=0.0)
+    grad_output_variance = _real(grad_output_variance, "grad_output_variance", low=0.0)
     if hasattr(net_or_spec, "linears") and hasattr(net_or_spec, "layer_activations"):
         layers = _layers_from_net(net_or_spec, input_dim)
     elif isinstance(net_or_spec, Sequence) and not isinstance(net_or_spec, (str, bytes)):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ...nn import activations
 from . import compute
-from .state import INITS, OPTIMIZERS, StateError, caps_text, parse
+from .state import INITS, OPTIMIZERS, StateError, caps_text, parse, shortened
 
 STATIC = Path(__file__).with_name("static")
 
@@ -102,10 +102,10 @@ def create_app():
             query = _single(request.query_params)
             unknown = sorted(set(query) - {"activation", "w_max", "b_max"})
             if unknown:
-                return error(f"unknown key {unknown[0]!r}; valid keys: activation, w_max, b_max.")
+                return error(f"unknown key {shortened(repr(unknown[0]))}; valid keys: activation, w_max, b_max.")
             activation = parse({"activation": query.get("activation", "relu")}).activation
-            w_max, b_max = (_positive(query, key, default, cap) for key, default, cap in
-                            (("w_max", "4", 1e8), ("b_max", "0.5", 1e5)))
+            w_max, b_max = (_positive(query, key, default, low, cap) for key, default, low, cap in
+                            (("w_max", "4", 1e-300, 1e8), ("b_max", "0.5", 0.0, 1e5)))
             return JSONResponse(await run_in_threadpool(compute.phase_diagram, activation, w_max, b_max))
         except StateError as problem:
             return error(str(problem))
@@ -122,13 +122,14 @@ def create_app():
     async def train_status(request: Request) -> Response:
         job = jobs.get(request.path_params["job"])
         if job is None:
-            return error(f"no training job {request.path_params['job']!r} (finished jobs are kept a while).", 404)
+            return error(f"no training job {shortened(repr(request.path_params['job']))} (finished jobs are kept a "
+                         "while).", 404)
         return JSONResponse(job.snapshot())
 
     async def train_stop(request: Request) -> Response:
         job = jobs.get(request.path_params["job"])
         if job is None:
-            return error(f"no training job {request.path_params['job']!r}.", 404)
+            return error(f"no training job {shortened(repr(request.path_params['job']))}.", 404)
         job.stop_requested.set()
         return JSONResponse(job.snapshot())
 
@@ -164,7 +165,8 @@ def _single(query) -> dict:
     seen = {}
     for key, value in query.multi_items():
         if key in seen:
-            raise StateError(f"{key} is given twice in the link ({seen[key]!r} and {value!r}); keep one.")
+            raise StateError(f"{shortened(key)} is given twice in the link ({shortened(repr(seen[key]))} and "
+                             f"{shortened(repr(value))}); keep one.")
         seen[key] = value
     return seen
 
@@ -180,15 +182,19 @@ def _layer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise StateError(f"layer must be a whole number (0 … depth), got {text!r}.") from None
+        if text.strip().lstrip("+-").isdigit():      # beyond int()'s 4300 digits
+            raise StateError(f"layer must be between 0 and the last layer, got {shortened(text.strip())}.") from None
+        raise StateError(f"layer must be a whole number (0 … depth), got {shortened(repr(text))}.") from None
 
 
-def _positive(query, key: str, default: str, cap: float) -> float:
+def _positive(query, key: str, default: str, low: float, cap: float) -> float:
+    """``query[key]`` as a number in (0, cap], and >= ``low`` (the grid's first σ_w² must not round to 0)."""
     text = query.get(key, default)
     try:
         value = float(text)
     except ValueError:
-        raise StateError(f"{key} must be a number, got {text!r}.") from None
-    if not 0 < value <= cap:
-        raise StateError(f"{key} must be > 0 and <= {cap:g}, got {json.dumps(text)}.")
+        raise StateError(f"{key} must be a number, got {shortened(repr(text))}.") from None
+    if not (0 < value <= cap and value >= low):
+        bound = f" (at least {low:g})" if low > 0 else ""
+        raise StateError(f"{key} must be > 0{bound} and <= {cap:g}, got {shortened(json.dumps(text))}.")
     return value

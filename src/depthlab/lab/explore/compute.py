@@ -99,13 +99,16 @@ def lend_network(state: State, purpose: str):
 
 
 def probe(net, x):
-    """``dl.probe(net, x)``, its refusals as :class:`StateError`."""
+    """``dl.probe(net, x)``, its refusals (and an overflow it does not catch) as :class:`StateError`."""
     import depthlab as dl
 
     try:
         return dl.probe(net, x)
     except (ValueError, TypeError) as error:
         raise StateError(" ".join(str(error).split())) from None
+    except ArithmeticError as error:      # a sum of squares beyond float64 (e.g. residual_scale=1e300)
+        raise StateError(f"the network's numbers leave float64's range ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())}); use a smaller residual_scale, sigma2 or bias_variance.") from None
 
 
 # σ_w² = fan_in · Var(Ω) of each named scheme on a square hidden layer (PyTorch's gains)
@@ -202,9 +205,13 @@ def _report_histograms(state: State, net, x: np.ndarray, report, layer: int) -> 
 def _histogram(values: np.ndarray, bins: int):
     """np.histogram of the finite values; where they are equal to rounding (np.histogram then
     cannot make ``bins`` distinct edges, e.g. a saturated sigmoid), over a range widened to
-    1e-9 of their size."""
+    1e-9 of their size; where their range exceeds float64 (±1e308 in one layer), of their
+    halves with the edges doubled (both exact)."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     values = values[np.isfinite(values)]
+    if values.size and math.isinf(float(values.max()) - float(values.min())):
+        counts, edges = np.histogram(values * 0.5, bins=bins)   # a range beyond float64: halves (exact), edges doubled
+        return counts, edges * 2.0
     try:
         return np.histogram(values, bins=bins)
     except ValueError:

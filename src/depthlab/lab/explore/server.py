@@ -5,11 +5,15 @@ uvicorn on a socket bound here, so a free port is known before the URL is printe
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import numbers
 import socket
 import sys
 import threading
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 
 from .state import KEYS, StateError, parse
@@ -61,8 +65,27 @@ def make_server(sock: socket.socket):
 
     from .app import create_app
 
-    config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="on")
-    return uvicorn.Server(config)
+    # lifespan off: a second Ctrl-C (uvicorn's force exit) cancels the lifespan task, which uvicorn
+    # logs with a traceback; the training jobs the app's lifespan would stop are stopped by stop_jobs
+    config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _CancelledByShutdown) for f in error_log.filters):
+        error_log.addFilter(_CancelledByShutdown())
+    return server
+
+
+class _CancelledByShutdown(logging.Filter):
+    """Drops uvicorn's report of a request cancelled by a forced shutdown (a second Ctrl-C): the
+    request was abandoned on purpose, and its traceback is no error of the user's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def stop_jobs(server) -> None:
+    """Ask the training jobs of ``server``'s app to stop (they end at their next step)."""
+    server.config.app.state.jobs.stop_all()
 
 
 # ----------------------------------------------------------------------------- the command
@@ -94,7 +117,10 @@ def cli_main(args) -> int:
         require_web()
     except MissingExtra as error:
         raise UsageError(f"{PROG} explore: {error}") from None
-    host = args.host if args.host is not None else "127.0.0.1"
+    try:
+        host = host_name(args.host, "--host") if args.host is not None else "127.0.0.1"
+    except ValueError as error:
+        raise UsageError(f"{PROG} explore: {error}") from None
     if args.host is not None and host not in LOCAL_HOSTS:
         print(f"{PROG} explore: warning: serving on {host}: anyone who can reach this machine on port "
               f"{args.port or '(free)'} can use the explorer (and its CPU). Use --host 127.0.0.1 to keep it local.",
@@ -106,17 +132,23 @@ def cli_main(args) -> int:
     url = url_of(sock, host)
     server = make_server(sock)
     print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
+    opener = None
     if not args.no_browser:
         import webbrowser
 
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        opener = threading.Timer(0.5, webbrowser.open, args=(url,))
+        opener.daemon = True              # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
+        opener.start()
     try:
         server.run(sockets=[sock])       # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
     except KeyboardInterrupt:
         print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
         return 130
     finally:
+        if opener is not None:
+            opener.cancel()
         sock.close()
+        stop_jobs(server)
     print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
     return 0
 
@@ -148,11 +180,37 @@ class Explorer:
         """Stop the server thread (finished training jobs are dropped)."""
         if self._server is not None:
             self._server.should_exit = True
+            stop_jobs(self._server)
         if self._thread is not None:
             self._thread.join(timeout)
 
 
 _RUNNING: dict[tuple, Explorer] = {}
+
+
+def _checked_place(port, host, height) -> tuple[int, str, int]:
+    """explore()'s port (0-65535), host (an address) and frame height (pixels), or a TypeError/ValueError."""
+    for name, value in (("port", port), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"explore() {name} must be an int, got {type(value).__name__} {value!r}.")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"explore() port must be in 0-65535 (0: a free port), got {port}.")
+    if not 100 <= height <= 100_000:
+        raise ValueError(f"explore() height must be between 100 and 100000 pixels, got {height}.")
+    return int(port), host_name(host, "explore() host"), int(height)
+
+
+def host_name(host, what: str) -> str:
+    """An address to bind: a non-empty string; IPv6 may come in brackets ("[::1]")."""
+    if not isinstance(host, str):
+        raise TypeError(f"{what} must be a string such as '127.0.0.1', got {type(host).__name__} {host!r}.")
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if not name:
+        raise ValueError(f"{what} must name an address, e.g. '127.0.0.1' (this machine only) or '0.0.0.0' "
+                         f"(every interface), got {host!r}.")
+    return name
 
 
 def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **state) -> Explorer:
@@ -164,7 +222,8 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
         TCP port; 0 picks a free one. A second call with the same host and port 0 reuses the
         running server.
     host : str, default "127.0.0.1"
-        Address to bind (keep the default unless the notebook runs on another machine).
+        Address to bind (keep the default unless the notebook runs on another machine; any
+        other address warns, as ``depthlab explore --host`` does).
     height : int
         Height of the inline frame in pixels.
     **state
@@ -181,8 +240,16 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     ImportError
         Without the 'web' extra (``pip install 'depthlab[web]'``).
     ValueError
-        For a state value the explorer refuses (the message names the key).
+        For a state value the explorer refuses (the message names the key), a port outside
+        0-65535, or an address that cannot be listened on (a port in use, an unknown host).
+    TypeError
+        For an unknown state key, or a port, host or height of the wrong type.
     """
+    port, host, height = _checked_place(port, host, height)
+    if host not in LOCAL_HOSTS:
+        warnings.warn(f"explore(): serving on {host}: anyone who can reach this machine can use the explorer (and its "
+                      "CPU). Keep host='127.0.0.1' unless the notebook runs on another machine.", UserWarning,
+                      stacklevel=2)
     require_web()
     unknown = sorted(set(state) - set(KEYS))
     if unknown:
@@ -195,8 +262,15 @@ def explore(*, port: int = 0, host: str = "127.0.0.1", height: int = 1100, **sta
     query = urllib.parse.urlencode(query_values)
     key = (host, port)
     running = _RUNNING.get(key)
+    if port and (running is None or not running.running):      # the port a free-port server got
+        running = next((e for (h, _), e in _RUNNING.items()
+                        if h == host and e.running and urllib.parse.urlsplit(e.url).port == port), None)
     if running is None or not running.running:
-        sock = bind(host, port)
+        try:
+            sock = bind(host, port)
+        except OSError as error:
+            raise ValueError(f"explore() cannot listen on {host}:{port}: {error.strerror or error}. Pass port=0 for a "
+                             "free port, or another host.") from None
         server = make_server(sock)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="depthlab-explore",
                                   daemon=True)

@@ -10,11 +10,13 @@ accepted or refused with a message that names the key, what came and what is all
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from ...nn import activations, init as initializers
+from ...signal import theory
 from .. import probe_network
 
 # Caps: a link cannot ask for a network that exhausts memory or minutes of compute.
@@ -24,6 +26,7 @@ CAPS = {
     "samples": 5000,
     "in_features": 64,
     "cells": 8_000_000,           # Linear layers · width · samples (the probe keeps f, h, dL/df: ~200 MB)
+    "weights": 16_000_000,        # Linear layers · width² (each request builds its network: ~130 MB a copy)
     "variance": 1e4,              # sigma2 and bias_variance
     "seed": 2**32 - 1,
     "steps": 2000,
@@ -92,33 +95,41 @@ class State:
         return {"name": "normal", "variance": self.bias_variance} if self.bias_variance > 0 else "zeros"
 
 
+def shortened(text: str, limit: int = 40) -> str:
+    """``text`` for a message, cut after ``limit`` characters (a link may carry a 5000-digit number)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _integer(key: str, text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise StateError(f"{key} must be a whole number, got {text!r}.") from None
+        if text.strip().lstrip("+-").isdigit():      # beyond int()'s 4300 digits: a whole number, far too large
+            raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got "
+                             f"{shortened(text.strip())}.") from None
+        raise StateError(f"{key} must be a whole number, got {shortened(repr(text))}.") from None
     if not low <= value <= high:
-        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {value}.")
+        raise StateError(f"{key} must be between {low} and {high} (the explorer's cap), got {shortened(str(value))}.")
     return value
 
 
 def _real(key: str, text: str, *, low: float, high: float, low_open: bool = False) -> float:
     try:
-        value = float(text)
+        value = float(text) + 0.0          # + 0.0: '-0' is 0.0, one state with one link
     except ValueError:
-        raise StateError(f"{key} must be a number, got {text!r}.") from None
+        raise StateError(f"{key} must be a number, got {shortened(repr(text))}.") from None
     if not math.isfinite(value):
-        raise StateError(f"{key} must be finite, got {text!r}.")
+        raise StateError(f"{key} must be finite, got {shortened(repr(text))}.")
     if value > high or value < low or (low_open and value == low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value:g}.")
+        raise StateError(f"{key} must be {bound} and <= {high:g} (the explorer's cap), got {value!r}.")
     return value
 
 
 def _choice(key: str, text: str, options) -> str:
     name = text.strip().lower().replace("-", "_")
     if name not in options:
-        raise StateError(f"{key} must be one of {', '.join(options)}; got {text!r}.")
+        raise StateError(f"{key} must be one of {', '.join(options)}; got {shortened(repr(text))}.")
     return name
 
 
@@ -156,11 +167,12 @@ def parse(query: Mapping[str, str]) -> State:
     ------
     StateError
         For an unknown key, a value of the wrong kind, a value beyond a cap, ``sigma2`` with a
-        named ``init``, or a network of more than ``CAPS['cells']`` depth·width·samples.
+        named ``init``, or a network of more than ``CAPS['cells']`` Linear layers·width·samples or
+        ``CAPS['weights']`` Linear layers·width².
     """
     unknown = sorted(set(query) - set(KEYS))
     if unknown:
-        raise StateError(f"unknown key {unknown[0]!r} in the link; valid keys: {', '.join(KEYS)}.")
+        raise StateError(f"unknown key {shortened(repr(unknown[0]))} in the link; valid keys: {', '.join(KEYS)}.")
     values = {key: _PARSERS[key](str(text)) for key, text in query.items()}
     if values.get("init", "normal") != "normal" and "sigma2" in values:
         raise StateError(f"sigma2 sets σ²_Ω of init=normal; it cannot be combined with init={values['init']} "
@@ -174,14 +186,32 @@ def parse(query: Mapping[str, str]) -> State:
         raise StateError(f"Linear layers × width × samples = {cells:,} exceeds the explorer's cap of "
                          f"{CAPS['cells']:,} (the probe keeps every layer's activations and gradients); use fewer "
                          "samples or layers.")
+    weights = state.linear_layers * state.width ** 2
+    if weights > CAPS["weights"]:
+        raise StateError(f"Linear layers × width² = {weights:,} exceeds the explorer's cap of {CAPS['weights']:,} "
+                         "weights (every request builds the network afresh); use fewer layers or a smaller width.")
     if state.init not in ("normal", "critical", "zeros"):
         initializers.get(state.init)          # registered (a typo is caught by _choice already)
+    if state.init == "critical" and (problem := _no_edge_of_chaos(state.activation)):
+        raise StateError(f"init=critical puts the weights at the edge of chaos of the activation, but {problem} "
+                         "Choose another init (e.g. he_normal) or activation (e.g. tanh).")
     return state
+
+
+@functools.lru_cache(maxsize=None)
+def _no_edge_of_chaos(activation: str) -> str | None:
+    """Why ``activation`` has no critical σ_w² at σ_b² = 0 (dl.theory's words), or None."""
+    try:
+        theory.critical_weight_variance(activation, 0.0)
+    except ValueError as error:
+        return " ".join(str(error).split())
+    return None
 
 
 def caps_text() -> str:
     """The caps as one sentence for the page."""
     return (f"Caps: depth ≤ {CAPS['depth']}, width ≤ {CAPS['width']}, samples ≤ {CAPS['samples']}, "
             f"Linear layers × width × samples ≤ {CAPS['cells']:,} (a residual block has two), "
+            f"Linear layers × width² ≤ {CAPS['weights']:,}, "
             f"σ² and σ_b² ≤ {CAPS['variance']:g}, "
             f"training steps ≤ {CAPS['steps']}.")
