@@ -178,15 +178,14 @@ def test_concurrent_views_give_each_links_own_numbers():
         assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
 
 
-def test_a_probe_that_overflows_is_a_message_not_a_server_error(client, capsys):
-    # dl.probe's parameter-gradient norm of this network overflows a Python float (OverflowError)
+def test_a_network_whose_numbers_overflow_is_probed_as_exploding(client, capsys):
+    # norms and growth factors beyond float64 (residual_scale=1e300) once raised OverflowError
     query = "depth=4&width=6&samples=10&block=postact&norm=batch&residual_scale=1e300"
     response = client.get(f"/api/view?{query}")
-    assert response.status_code == 400 and "leave float64's range" in response.json()["error"]
+    assert response.status_code == 200 and response.json()["verdict"] == "exploding"
     assert cli.main(["probe", "--depth", "4", "--width", "6", "--samples", "10", "--block", "postact", "--norm",
-                     "batch", "--residual-scale", "1e300"]) == 2
-    err = capsys.readouterr().err
-    assert "leave float64's range" in err and len(err.strip().splitlines()) == 1
+                     "batch", "--residual-scale", "1e300"]) == 0
+    assert "exploding" in capsys.readouterr().out
 
 
 def test_a_value_just_beyond_a_cap_is_shown_as_given(client):

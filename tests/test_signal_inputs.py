@@ -89,3 +89,25 @@ def test_region_tools_refuse_layers_they_cannot_walk(make):
 def test_region_map_resolution_beyond_memory_is_refused():
     with pytest.raises(ValueError, match="linear_regions_2d's grid of resolution 1000000"):
         dl.linear_regions_2d(dl.MLP(2, [8], 1, rng=0), resolution=10**6)
+
+
+def test_a_residual_network_exploding_beyond_float64_is_probed_not_crashed():
+    from depthlab.lab import probe_network
+
+    x = np.random.default_rng(0).normal(size=(50, 1))
+    for net in (probe_network.build(depth=40, width=16, activation="identity", init="normal", sigma2=1e4,
+                                    block="preact", rng=0),      # parameter-gradient norms past 1e154
+                probe_network.build(depth=4, width=6, block="postact", norm="batch", residual_scale=1e300, rng=0)):
+        report = dl.probe(net, x)
+        assert report.verdict == "exploding"
+
+
+def test_residual_theory_past_float64_is_inf_or_a_clear_refusal():
+    from depthlab.signal import residual_theory
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = residual_theory.residual_variance(5, 1e100)
+    assert q[1] == pytest.approx(1e200) and np.isinf(q[2:]).all()
+    with pytest.raises(ValueError, match="leaves float64's range at block 2"):
+        residual_theory.residual_gradient_variance(5, 1e100)

@@ -68,7 +68,7 @@ class SignalMoments:
     @property
     def std(self) -> float:
         """The std over every entry of the batch."""
-        return math.sqrt(max(self.second - self.mean ** 2, 0.0))
+        return math.sqrt(max(self.second - self.mean * self.mean, 0.0))
 
 
 def _mean_square(array: np.ndarray) -> float:

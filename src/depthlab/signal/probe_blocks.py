@@ -177,8 +177,8 @@ def _measure(net, x, outputs, grads, parameter_grads: dict, level: float):
         stats.append(BlockStats(
             index=i, kind=_kind(layer), units=h.shape[1], output_mean=mean, output_std=std, grad_std=mean_std(g)[1],
             branch_fraction=fraction, dead_fraction=dead, saturated_fraction=saturated,
-            parameter_grad_norm=(math.sqrt(sum(frobenius_norm(p) ** 2 for p in parameters if p is not None))
-                                 if parameters else None),
+            parameter_grad_norm=(math.hypot(*(frobenius_norm(p) for p in parameters if p is not None))
+                                 if parameters else None),   # hypot: no overflow squaring a norm of 1e200
             forward_growth=ratio(std, stats[-1].output_std if stats else mean_std(x)[1]), backward_growth=None))
         constant.append(isinstance(layer, STAGES) and constant_columns(h))
     for below, above in zip(stats, stats[1:]):
@@ -209,8 +209,8 @@ def _forward_diagnosis(net, stats, stages, direction, begin, t):
     if residuals and direction == "exploding":
         scale = residuals[0].scale
         scale = float(scale.data[0]) if isinstance(scale, Parameter) else float(scale)
-        return (f"residual variance grows ×{per_stage ** 2:.3g} per block from block {row} (theory ×(1 + s²) = "
-                f"×{1 + scale ** 2:.3g} for pre-activation blocks with He-initialized ReLU branches): "
+        return (f"residual variance grows ×{per_stage * per_stage:.3g} per block from block {row} (theory ×(1 + s²) = "
+                f"×{1 + scale * scale:.3g} for pre-activation blocks with He-initialized ReLU branches): "
                 f"{_residual_fix(scale)}.")
     return (f"forward std of the blocks' outputs {verb} ×{per_stage:.3g} per block from block {row}: the "
             "weights' variance does not match the activation; use a variance-preserving init (init='he_normal' "
@@ -228,7 +228,7 @@ def _backward_diagnosis(net, stats, stages, direction, begin, t):
     if direction == "exploding" and batch_norm and not residual:
         return (f"batch norm makes gradients explode toward the input: the forward signal keeps its scale, but the "
                 f"std of dL/d(output) of the Linear layers grows ×{per_stage:.3g} per layer towards the input from "
-                f"block {row} (E‖dL/dh‖² ×{per_stage ** 2:.3g}; mean-field for ReLU: π/(π − 1) ≈ 1.467 per layer, "
+                f"block {row} (E‖dL/dh‖² ×{per_stage * per_stage:.3g}; mean-field for ReLU: π/(π − 1) ≈ 1.467 per layer, "
                 "Yang et al. 2019). Add residual connections (dl.ResMLP(..., norm='batch')), use layer norm instead "
                 "(norm='layer'), or use fewer layers.")
     fix = ("scale the residual branches down (residual_scale='1/sqrt(depth)')" if residual

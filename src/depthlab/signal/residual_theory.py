@@ -62,14 +62,17 @@ def residual_variance(depth: int, scale=1.0, *, activation="relu", weight_varian
         q_0, ..., q_D.
     """
     depth = check_positive_int(depth, "depth", minimum=0)
-    s2 = _scale(scale) ** 2
+    s2 = _scale(scale) * _scale(scale)  # no OverflowError squaring a huge s: inf
     q0 = check_real(q0, "q0", low=0, low_open=True)
     out = np.empty(depth + 1)
     out[0] = q = q0
     normalized = _branch_variance(activation, weight_variance, bias_variance, 1.0)[0] if norm else None
     for b in range(1, depth + 1):
         branch = normalized if norm else _branch_variance(activation, weight_variance, bias_variance, q)[0]
-        q = q + s2 * branch
+        q = float(q) + s2 * float(branch)       # Python floats: past float64's range q is inf, silently
+        if not math.isfinite(q):                # beyond float64 from here on
+            out[b:] = math.inf
+            break
         out[b] = q
     return out
 
@@ -80,7 +83,12 @@ def residual_gradient_variance(depth: int, scale=1.0, *, activation="relu", weig
     pre-activation blocks without normalization: each block multiplies it by 1 + s² χ_F."""
     stream = residual_variance(depth, scale, activation=activation, weight_variance=weight_variance,
                                bias_variance=bias_variance, q0=q0)
-    s2 = _scale(scale) ** 2
+    overflow = np.flatnonzero(~np.isfinite(stream))
+    if overflow.size:
+        raise ValueError(f"residual_gradient_variance: the stream's second moment leaves float64's range at block "
+                         f"{overflow[0]} (scale {_scale(scale):.3g}), where no gradient growth can be evaluated. "
+                         "Use a smaller scale (1/sqrt(depth) keeps it near q0).")
+    s2 = _scale(scale) * _scale(scale)  # no OverflowError squaring a huge s: inf
     out = np.ones(depth + 1)
     for b in range(depth - 1, -1, -1):
         _, q_in, q_hidden = _branch_variance(activation, weight_variance, bias_variance, stream[b])
