@@ -664,3 +664,26 @@ def test_a_nested_network_backpropagated_with_a_cache_its_forward_never_filled_s
 def test_a_layer_backpropagated_with_an_empty_cache_says_so(layer):
     with pytest.raises(RuntimeError, match=r"backward\(grad_output, cache\) needs the cache that its forward"):
         layer.backward(np.ones((5, 3)), {})
+
+
+def test_an_overflowing_output_is_an_error_without_a_numpy_warning_first():
+    import warnings
+
+    net = dl.MLP(2, [4], 1, rng=0)
+    net.layers[0].weight.data[...] = 1e300
+    net.layers[2].weight.data[:] = [[1e300, -1e300, 1e300, -1e300]]     # inf − inf in the output's sum
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")
+        with pytest.raises(dl.NonFiniteError, match="layer 1"):
+            net(np.ones((3, 2)))
+
+
+def test_set_fast_paths_takes_a_numpy_bool():
+    with dl.set_fast_paths(np.False_):
+        assert not dl._fast.enabled()
+    assert dl._fast.enabled()
+
+
+def test_an_integer_beyond_float64_is_refused_as_not_finite():
+    with pytest.raises(ValueError, match="mean must be finite, got an integer of 401 digits"):
+        dl.init.normal((2, 2), mean=10**400, rng=0)          # was OverflowError from float()

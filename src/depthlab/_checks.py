@@ -188,7 +188,11 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
     """A finite real number inside the given bounds."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past float64, e.g. 10**400
+        raise ValueError(f"{name} must be finite, got an integer of {len(str(abs(int(value))))} digits, beyond "
+                         "float64's range.") from None
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
     too_low = low is not None and (value <= low if low_open else value < low)

@@ -13,6 +13,8 @@ paths are tested against, through the public API. Private; imports no other part
 """
 from __future__ import annotations
 
+import numpy as np
+
 _state = {"enabled": True}
 
 
@@ -35,10 +37,10 @@ class set_fast_paths:
     """
 
     def __init__(self, enabled: bool):
-        if not isinstance(enabled, bool):
+        if not isinstance(enabled, (bool, np.bool_)):
             raise TypeError(f"set_fast_paths(enabled): enabled must be True or False, got {enabled!r}.")
         self.previous = _state["enabled"]
-        _state["enabled"] = enabled
+        _state["enabled"] = bool(enabled)
 
     def __enter__(self) -> set_fast_paths:
         return self

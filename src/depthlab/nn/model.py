@@ -552,7 +552,12 @@ class Sequential(Layer):
         if type(output) is not np.ndarray:
             _restore_buffers(saved)
             raise self._protocol_error(x) or TypeError(f"the network's output is a {type(output).__name__}, not an array.")
-        if not allow_nonfinite and not _sums_finite(output) and not np.isfinite(output).all():
+        if plan == "backward":  # the training step, which silences NumPy's warnings itself
+            finite = allow_nonfinite or _sums_finite(output)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # the error below says it, not a warning
+                finite = allow_nonfinite or _sums_finite(output)
+        if not finite and not np.isfinite(output).all():
             if not detached:
                 self._engine.last = None
             try:
