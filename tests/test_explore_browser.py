@@ -82,8 +82,11 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     counts = page.evaluate("document.getElementById('fig-hist').data[0].y")
     assert len(counts) == 40 and sum(counts) == 1000 * 80
 
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["layer"] == ["3"]   # the slider in the link
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
+    assert page.input_value("#hist-layer") == "3" and page.is_hidden("#message")
+    assert page.evaluate("document.getElementById('fig-hist').data[0].name") == "f_3"
 
     assert page.is_hidden("#residual_scale-label")         # a residual block's scale: only with a residual block
     updates = int(page.evaluate("document.body.dataset.updates"))
@@ -102,3 +105,5 @@ def test_an_invalid_link_shows_a_message_in_the_page(page, base_url):
     assert page.is_visible("#message") and "depth must be a whole number, got 'abc'" in message
     _load(page, f"{base_url}?depth=300")
     assert "depth must be between 1 and 200" in page.inner_text("#message")
+    _load(page, f"{base_url}?depth=5&layer=x")
+    assert "layer" in page.inner_text("#message") and "given twice" not in page.inner_text("#message")

@@ -222,7 +222,9 @@ function histogramLayer(last, rows) {
 async function update(query, since) {
   let data;
   try {              // the slider's row comes with the view: its histograms are made from the view's own pass
-    data = await getJSON(`/api/view?${query}&layer=${$("hist-layer").value}`);
+    const params = new URLSearchParams(query);
+    if (!params.has("layer")) params.set("layer", $("hist-layer").value);
+    data = await getJSON(`/api/view?${params}`);
   } catch (problem) {
     showMessage(problem.message);
     document.body.dataset.state = "error";
@@ -245,11 +247,29 @@ async function update(query, since) {
   document.body.dataset.state = "ready";
 }
 
+// The address bar holds the controls and the histogram slider's layer (a link brings both back).
+function writeLink(query) {
+  history.replaceState(null, "", `?${query}&layer=${$("hist-layer").value}`);
+}
+
 function controlsChanged() {
   syncLabels();
   const query = readControls().toString();
-  history.replaceState(null, "", `?${query}`);
+  writeLink(query);
   schedule(query, performance.now());
+}
+
+// A link's layer= sets the slider (the view then keeps it within the network's rows); a value
+// that is not a layer goes to the server as given, which says what is wrong with it.
+function linkQuery() {
+  const params = new URLSearchParams(location.search);
+  const layer = params.get("layer");
+  if (layer !== null && /^\d+$/.test(layer.trim())) {
+    const slider = $("hist-layer");
+    slider.max = String(Math.max(Number(slider.max), Number(layer)));
+    slider.value = layer.trim();
+  }
+  return params.toString();
 }
 
 // The histogram slider asks for one layer; moves made while one is on its way are merged.
@@ -258,6 +278,7 @@ let histogramQueued = false;
 
 async function histogramMoved() {
   $("hist-layer-value").textContent = $("hist-layer").value;
+  writeLink(readControls().toString());
   histogramQueued = true;
   if (histogramRunning) return;
   histogramRunning = true;
@@ -323,4 +344,4 @@ $("hist-layer").addEventListener("input", histogramMoved);
 $("train").addEventListener("click", startTraining);
 $("stop").addEventListener("click", stopTraining);
 syncLabels();
-schedule(new URLSearchParams(location.search).toString(), performance.now());     // the link, exactly as given
+schedule(linkQuery(), performance.now());     // the link, exactly as given
