@@ -134,3 +134,11 @@ def test_correlation_map_takes_one_point_and_says_where_arrays_go():
 def test_a_grid_too_large_for_memory_is_refused_before_it_is_built(call):
     with pytest.raises(ValueError, match=r"points: more than the 10,000,000"):
         call()
+
+
+def test_depth_scales_compare_equal_in_the_array_form():
+    w = np.array([1.0, 1.5, 3.0])
+    a, b = theory.depth_scales("tanh", w, 0.05), theory.depth_scales("tanh", w.copy(), 0.05)
+    assert a == b                                     # raised "truth value ambiguous"
+    assert not a == theory.depth_scales("tanh", w + 0.1, 0.05)
+    assert theory.depth_scales("tanh", 1.5, 0.05) == theory.depth_scales("tanh", 1.5, 0.05)

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import optimize
@@ -552,6 +552,12 @@ class DepthScales:
     chi1: float
     chi_c: float
     chi_q: float
+
+    def __eq__(self, other) -> bool:
+        """Equal fields (arrays entry by entry, NaN equal to NaN): the array form has no single truth value otherwise."""
+        if not isinstance(other, DepthScales):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name), equal_nan=True) for f in fields(self))
 
     def __repr__(self) -> str:
         if np.ndim(self.chi1) > 0:       # the array form: one entry per (σ_w², σ_b²)
