@@ -484,7 +484,7 @@ class _InCache:
             self.squares[found[0]][found[1]] = _square_sum(grad_input)
 
 
-def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache | None = None):
+def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache):
     """One LayerStats per Linear layer, and whether each layer's output is constant.
 
     The big arrays (f_k, h_{k+1}, dL/df_k of shape (N, D_{k+1}), dL/dh_k of (N, D_k)) cost
@@ -503,7 +503,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
     preactivations, grad_preactivations, grad_activations = (trace.preactivations, gradients.preactivations,
                                                              gradients.activations)  # each a new list per read
     n = preactivations[0].shape[0]
-    squares = seen.squares if seen is not None else {name: [None] * len(acts) for name in ("f", "h", "grad_f", "grad_h")}
+    squares = seen.squares
     previous_f_std, column_sums = x_std, None
     block_sizes = [len(after) for _, after in net.blocks]
     for k, linear in enumerate(net.linears):
@@ -519,7 +519,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
         grad_f_std = _mean_std(grad_preactivations[k], grad_f_total, squares["grad_f"][k])[1]
         grad_h_std = _mean_std(grad_activations[k], grad_h_total, squares["grad_h"][k])[1]
         f_mean, f_std = _mean_std(f, f_total, squares["f"][k])
-        column_sums = seen.column_sums[k] if seen is not None and seen.column_sums[k] is not None else batch_sum(h)
+        column_sums = seen.column_sums[k] if seen.column_sums[k] is not None else batch_sum(h)
         h_mean, h_std = _mean_std(h, np.add.reduce(column_sums, dtype=np.float64), squares["h"][k])
         single = block_sizes[k] == 1  # h is a[f_k] itself
         dead_fraction = _DEAD_FRACTIONS.get(activation.name) if single else None

@@ -39,6 +39,12 @@ def _scale(value) -> float:
     return check_real(value, "scale")
 
 
+def _squared_scale(value) -> float:
+    """s² of a checked scale s, as a float product (inf past float64, where ``s ** 2`` raises OverflowError)."""
+    s = _scale(value)
+    return s * s
+
+
 def residual_variance(depth: int, scale=1.0, *, activation="relu", weight_variance: float = 2.0,
                       bias_variance: float = 0.0, q0: float = 1.0, norm: bool = False) -> np.ndarray:
     """The second moment q_b of the residual stream after each of ``depth`` pre-activation blocks.
@@ -62,7 +68,7 @@ def residual_variance(depth: int, scale=1.0, *, activation="relu", weight_varian
         q_0, ..., q_D.
     """
     depth = check_positive_int(depth, "depth", minimum=0)
-    s2 = _scale(scale) * _scale(scale)  # no OverflowError squaring a huge s: inf
+    s2 = _squared_scale(scale)
     q0 = check_real(q0, "q0", low=0, low_open=True)
     out = np.empty(depth + 1)
     out[0] = q = q0
@@ -88,7 +94,7 @@ def residual_gradient_variance(depth: int, scale=1.0, *, activation="relu", weig
         raise ValueError(f"residual_gradient_variance: the stream's second moment leaves float64's range at block "
                          f"{overflow[0]} (scale {_scale(scale):.3g}), where no gradient growth can be evaluated. "
                          "Use a smaller scale (1/sqrt(depth) keeps it near q0).")
-    s2 = _scale(scale) * _scale(scale)  # no OverflowError squaring a huge s: inf
+    s2 = _squared_scale(scale)
     out = np.ones(depth + 1)
     for b in range(depth - 1, -1, -1):
         _, q_in, q_hidden = _branch_variance(activation, weight_variance, bias_variance, stream[b])
