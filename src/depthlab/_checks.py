@@ -9,6 +9,7 @@ imports an optional dependency or raises :class:`MissingExtra` naming the extra 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import numbers
 from collections.abc import Iterable, Mapping
@@ -156,6 +157,8 @@ def as_batch(x, name: str, features: int | None, *, dtype=None, finite: bool = T
 
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     """An ``int >= minimum`` (bools refused)."""
+    if type(value) is int and value >= minimum:       # the common case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
     if value < minimum:
@@ -287,8 +290,9 @@ def optional(module: str):
         return None
 
 
+@functools.cache
 def physical_memory() -> int | None:
-    """Bytes of RAM on this machine (None where the platform does not say)."""
+    """Bytes of RAM on this machine (None where the platform does not say); read once."""
     import os
 
     try:
@@ -305,6 +309,9 @@ def _bytes(count: float) -> str:
     return f"{count:.3g} EiB"  # pragma: no cover
 
 
+MAX_ENTRIES = int(np.iinfo(np.intp).max)  # the most entries an array can index
+
+
 def check_fits_in_memory(entries: int, itemsize: int, what: str, hint: str = "use smaller sizes") -> None:
     """Refuse, with a ``ValueError`` naming ``what``, an array of ``entries`` numbers that cannot
     fit in this machine's memory (or that no NumPy array can hold), before NumPy tries.
@@ -313,9 +320,9 @@ def check_fits_in_memory(entries: int, itemsize: int, what: str, hint: str = "us
     7.28 TiB ...") come from deep inside an initializer and do not say which argument asked.
     """
     needed = int(entries) * int(itemsize)
-    if entries > np.iinfo(np.intp).max:
+    if entries > MAX_ENTRIES:
         raise ValueError(f"{what} would hold {int(entries):.3g} numbers, more than any array can index "
-                         f"(at most {np.iinfo(np.intp).max:.3g}); {hint}.")
+                         f"(at most {MAX_ENTRIES:.3g}); {hint}.")
     memory = physical_memory()
     if memory is not None and needed > memory:
         raise ValueError(f"{what} would need {_bytes(needed)}, more than this machine's {_bytes(memory)} "

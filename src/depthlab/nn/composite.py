@@ -94,7 +94,7 @@ def _chain(layers, work: dict, name: str) -> tuple:
         training_step = kept is not None
         works = [{"overwrite_input": training_step and j > 0 and fast[j - 1]
                   and not getattr(layers[j - 1], "keeps_output", True),
-                  "overwrite_grad": False, "input_grad": True, "gradients": None,
+                  "overwrite_grad": False, "input_grad": True, "gradients": None, "parameter_grads": True,
                   "kept": {} if training_step else None,
                   "take": None if take is None else _Taken(take, name, j)}
                  for j in range(len(layers))]
@@ -121,11 +121,12 @@ def chain_backward(grad: np.ndarray, work: dict, grad_owned: bool, input_grad: b
     the chain in ``work[name]``. Each sublayer adds its parameters' gradients; dL/dx is None
     when not ``input_grad`` (or whatever a plain sublayer returns)."""
     fast, works, _, backwards = work[name]
-    gradients = work["gradients"]
+    gradients, parameter_grads = work["gradients"], work.get("parameter_grads", True)
     owned = grad_owned
     for j in range(len(works) - 1, -1, -1):
         sub = works[j]
         sub["overwrite_grad"], sub["input_grad"], sub["gradients"] = owned, input_grad or j > 0, gradients
+        sub["parameter_grads"] = parameter_grads
         grad = backwards[j](grad, sub)
         owned = fast[j]
     return grad, owned

@@ -46,7 +46,7 @@ class Pass:
     def __init__(self, plan: str, works: list, fast: list, output_shape: tuple):
         self.plan, self.works, self.fast, self.output_shape = plan, works, fast, output_shape
         self.backwards = None  # [(layer's backward run, its work dict)] from the output layer down
-        self.flags = None      # (input_grad, intermediates, gradients) last written into the works
+        self.flags = None      # (input_grad, intermediates, gradients, parameter_grads) last written into the works
 
 
 class Engine:
@@ -79,6 +79,13 @@ class Engine:
 
     def __setstate__(self, state):
         self.__init__(state["layers"], state["parameters"])
+
+    def adopt_arrays(self, other: "Engine") -> None:
+        """Take over the arrays ``other`` keeps for its recorded passes (its :class:`Buffers`);
+        ``other`` starts afresh. Each array is reused only where a pass here asks for one of
+        its shape and dtype under the same key (layer index and name), and no one holds it."""
+        if other is not self:
+            self.buffers, other.buffers = other.buffers, Buffers()
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray, plan: str, remember: bool = True, watch=None):
@@ -142,7 +149,7 @@ class Engine:
         """Work dicts for one pass: arrays reused only when no one else holds them (trace)."""
         take = self.buffers.take if plan == "trace" and _fast.enabled() else None
         return [{"overwrite_input": False, "overwrite_grad": False, "input_grad": True, "gradients": None,
-                 "kept": None, "take": None if take is None else _Keyed(take, i)}
+                 "parameter_grads": True, "kept": None, "take": None if take is None else _Keyed(take, i)}
                 for i in range(len(self.layers))]
 
     def _program(self, n: int, dtype) -> tuple[Pass, list]:
@@ -157,36 +164,39 @@ class Engine:
             if len(self.programs) >= 2:
                 self.programs.clear()
             works = [{"overwrite_input": self.input_is_free[i], "overwrite_grad": False, "input_grad": True,
-                      "gradients": None, "kept": {}, "take": None}
+                      "gradients": None, "parameter_grads": True, "kept": {}, "take": None}
                      for i in range(len(self.layers))]
             program = self.programs[key] = (Pass("backward", works, self.has_fast, None), self._forwards(self.has_fast))
         return program
 
     # -- backward --------------------------------------------------------------------------
     def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None,
-                 watch=None):
+                 watch=None, parameter_grads: bool = True):
         """dL/dx (or None) and, with ``intermediates``, dL/d(each layer's output).
 
         Runs each layer's backward with the caches of the last forward pass; a backward pass
         uses them up only under the backward plan's permissions (in place), so a trace can be
         backpropagated once per forward pass. ``watch(i, grad_input)`` is called after layer i's
         backward with dL/d(its input) (and its parameters' gradients set); for i = 0 only with
-        ``input_grad``.
+        ``input_grad``. Without ``parameter_grads`` the layers are told that only dL/dx is
+        wanted (their parameters' grads are the caller's to put back).
         """
         last = self.last if done is None else done
         if last.plan == "backward":  # the training step: NumPy's warnings are its caller's
-            result = self._backward(grad, input_grad, intermediates, last, watch)
+            result = self._backward(grad, input_grad, intermediates, last, watch, parameter_grads)
             if last is self.last:
                 self.last = None
             return result
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._backward(grad, input_grad, intermediates, last, watch)
+            return self._backward(grad, input_grad, intermediates, last, watch, parameter_grads)
 
-    def _backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, last: Pass, watch):
-        gradients = self._gradient_map() if True in last.fast else None
+    def _backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, last: Pass, watch,
+                  parameter_grads: bool):
+        gradients = self._gradient_map() if parameter_grads and True in last.fast else None
         flags = last.flags
-        if flags is None or flags[0] != input_grad or flags[1] != intermediates or flags[2] is not gradients:
-            self._prepare_backward(last, input_grad, intermediates, gradients)
+        if (flags is None or flags[0] != input_grad or flags[1] != intermediates or flags[2] is not gradients
+                or flags[3] != parameter_grads):
+            self._prepare_backward(last, (input_grad, intermediates, gradients, parameter_grads))
         if not intermediates and watch is None:
             for run, work in last.backwards:
                 grad = run(grad, work)
@@ -199,17 +209,20 @@ class Engine:
                 watch(i, grad)
         return grad, output_grads if intermediates else None
 
-    def _prepare_backward(self, last: Pass, input_grad: bool, intermediates: bool, gradients) -> None:
-        """Write into each layer's work dict what its backward may do, and list the layers'
-        backward methods from the output down (the training plan does this once)."""
+    def _prepare_backward(self, last: Pass, flags: tuple) -> None:
+        """Write into each layer's work dict what its backward may do (``flags``: input_grad,
+        intermediates, gradients, parameter_grads), and list the layers' backward methods from
+        the output down (the training plan does this once)."""
+        input_grad, intermediates, gradients, parameter_grads = flags
         works, fast = last.works, last.fast
         for i, work in enumerate(works):
             # dL/d(output) of layer i is the engine's own array when layer i + 1 ran fast
             work["overwrite_grad"] = i + 1 < len(works) and fast[i + 1] and not intermediates
             work["input_grad"] = input_grad or i > 0
             work["gradients"] = gradients
+            work["parameter_grads"] = parameter_grads
         last.backwards = list(zip(reversed(self._backwards(fast)), reversed(works)))
-        last.flags = (input_grad, intermediates, gradients)
+        last.flags = flags
 
     def _gradient_map(self) -> dict | None:
         """Parameter -> its view of the flat gradient array (a new flat array when someone

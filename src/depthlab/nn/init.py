@@ -50,6 +50,9 @@ _PROTOCOL = ("rng", "dtype", "fan_in", "fan_out")
 
 def _check_shape(shape) -> tuple[int, ...]:
     """A tuple of positive ints from a shape (or a single int for a 1-D shape)."""
+    if type(shape) is tuple and all(type(d) is int and d > 0 for d in shape):   # the common case, checked fast
+        check_fits_in_memory(math.prod(shape), 8, f"an initializer's array of shape {shape}", "use a smaller shape")
+        return shape
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     try:

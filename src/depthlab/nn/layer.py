@@ -55,6 +55,8 @@ WORK_KEYS = {
     "kept": "a dict for the layer's own result arrays, kept from call to call (the backward plan), or None",
     "take": "take(key, shape, dtype): an array reused when nobody holds it any more (the trace plan), or None",
     "gradients": "a mapping Parameter -> array to write dL/dθ into (views of one flat array), or None",
+    "parameter_grads": "False: the pass wants dL/dx only; the engine puts every parameter's grad back afterwards, "
+                       "so backward_fast may skip computing dL/dθ (Linear skips its two products)",
 }
 """The engine's entries in a ``work`` dict, read by layers' fast variants."""
 

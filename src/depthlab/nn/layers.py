@@ -165,14 +165,16 @@ class Linear(Layer):
     def backward_fast(self, grad_f: np.ndarray, work: dict):
         """:meth:`backward` with dL/dΩ and dL/dβ written into ``work["gradients"]``'s arrays (views
         of the network's flat gradient array) and Σ_n as one BLAS product; dL/dh only when
-        ``work["input_grad"]`` (else None: the first layer of a training step skips it)."""
+        ``work["input_grad"]`` (else None: the first layer of a training step skips it); neither
+        dL/dΩ nor dL/dβ when the pass wants dL/dx only (``work["parameter_grads"]`` False)."""
         h, weight, bias = work["input"], self.weight, self.bias
-        gradients = work["gradients"]
-        gradient = np.matmul(grad_f.T, h, out=None if gradients is None else gradients[weight])
-        weight.grad = gradient if weight.grad is None else weight.grad + gradient
-        gradient = np.matmul(ones(grad_f.shape[0], grad_f.dtype), grad_f,  # Σ_n as one BLAS product
-                             out=None if gradients is None else gradients[bias])
-        bias.grad = gradient if bias.grad is None else bias.grad + gradient
+        if work.get("parameter_grads", True):
+            gradients = work["gradients"]
+            gradient = np.matmul(grad_f.T, h, out=None if gradients is None else gradients[weight])
+            weight.grad = gradient if weight.grad is None else weight.grad + gradient
+            gradient = np.matmul(ones(grad_f.shape[0], grad_f.dtype), grad_f,  # Σ_n as one BLAS product
+                                 out=None if gradients is None else gradients[bias])
+            bias.grad = gradient if bias.grad is None else bias.grad + gradient
         if not work["input_grad"]:
             return None
         return np.matmul(grad_f, weight.data, out=work_array(work, "grad_input", h.shape, h.dtype))

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _html
 from . import activations as _activations
+from . import init as _init
 from .._checks import (as_batch, as_float_array, as_list, check_fits_in_memory, check_positive_int, resolve_dtype,
                        resolve_rng)
 from .._fast.buffers import entry_sum
@@ -98,26 +99,28 @@ class Gradients:
 
     Attributes
     ----------
-    weights, biases : list of np.ndarray
+    weights, biases : list of np.ndarray, or None
         dL/dΩ_k (D_{k+1}, D_k) and dL/dβ_k (D_{k+1},) of each top-level Linear layer k, from
-        this pass alone (``Parameter.grad`` holds the sum over passes since ``zero_grad``).
+        this pass alone (``Parameter.grad`` holds the sum over passes since ``zero_grad``);
+        None after ``backward(..., parameter_grads=False)``.
     layer_outputs : list of np.ndarray, or None
         dL/d(output of each top-level layer), in order (None after ``intermediates=False``).
     input : np.ndarray or None
         dL/dx, shape (N, D_0) (None after ``backward(..., input_grad=False)``).
-    parameters : list of np.ndarray
-        dL/dθ of this pass for every parameter, in the order of ``net.parameters()``.
+    parameters : list of np.ndarray, or None
+        dL/dθ of this pass for every parameter, in the order of ``net.parameters()`` (None
+        after ``parameter_grads=False``).
     preactivations : list of np.ndarray, or None
         dL/df_k, shape (N, D_{k+1}) (None after ``backward(..., intermediates=False)``).
     activations : list of np.ndarray, or None
         dL/dh_k, shape (N, D_k), k = 0 .. K (dL/dh_0 is dL/dx; None after ``intermediates=False``).
     """
 
-    weights: list
-    biases: list
+    weights: list | None
+    biases: list | None
     layer_outputs: list | None
     input: np.ndarray | None
-    parameters: list = field(repr=False)
+    parameters: list | None = field(repr=False)
     _linear_positions: list = field(default_factory=list, repr=False)
 
     @property
@@ -134,13 +137,15 @@ class Gradients:
         return [self.input] + [self.layer_outputs[i - 1] for i in positions[1:]]
 
     def __repr__(self) -> str:
-        kept = "with dL/d(each layer's output)" if self.layer_outputs is not None else "parameter gradients only"
-        return f"Gradients({len(self.parameters)} parameter gradients, {kept})"
+        given = ["no parameter gradients" if self.parameters is None else f"{len(self.parameters)} parameter gradients",
+                 "with dL/d(each layer's output)" if self.layer_outputs is not None else "no dL/d(each layer's output)"]
+        return f"Gradients({', '.join(given)})"
 
     def _repr_html_(self) -> str:
-        parts = [_html.heading(repr(self)),
-                 _html.table(["Linear layer k", "‖dL/dΩ_k‖", "‖dL/dβ_k‖"],
-                             [[k, _norm(w), _norm(b)] for k, (w, b) in enumerate(zip(self.weights, self.biases))])]
+        parts = [_html.heading(repr(self))]
+        if self.weights is not None:
+            parts.append(_html.table(["Linear layer k", "‖dL/dΩ_k‖", "‖dL/dβ_k‖"],
+                                     [[k, _norm(w), _norm(b)] for k, (w, b) in enumerate(zip(self.weights, self.biases))]))
         if self.layer_outputs is not None:
             parts.append(_html.table(["layer", "std of dL/d(output)", "max |·|"],
                                      [[i, *_statistics(g)[1:]] for i, g in enumerate(self.layer_outputs)]))
@@ -282,14 +287,15 @@ class Sequential(Layer):
         self.layers = layers = LayerList(layers)
         self.linears: list[Linear] = [layer for layer in layers if isinstance(layer, Linear)]
         self._check_chain()
-        dtypes = {p.dtype for p in self.parameters()}
+        parameters = self.parameters()
+        dtypes = {p.dtype for p in parameters}
         if len(dtypes) > 1:
             raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}; "
                              "build them with the same dtype= argument.")
         for k, linear in enumerate(self.linears):
             linear.weight.name, linear.bias.name = f"weights[{k}]", f"biases[{k}]"
         self._linear_positions = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
-        self._engine = Engine(layers, self.parameters())
+        self._engine = Engine(layers, parameters)
         # layers whose forward pass in train mode updates buffers (batch norm's running statistics)
         self._stateful = [layer for top in layers for layer in top.layers_within() if layer.buffer_names]
         index = {id(p): i for i, p in enumerate(self._engine.parameters)}
@@ -456,6 +462,17 @@ class Sequential(Layer):
         params = self.parameters()
         for p, a in zip(params, new_values(arrays, params)):
             p.data[...] = a
+
+    def adopt_arrays(self, other: "Sequential") -> None:
+        """Let this network's recorded passes write into the arrays ``other`` kept for its own
+        (``other`` keeps none): for a network built to replace another of the same widths and
+        batch size, e.g. at a new seed or depth. Fresh arrays cost a page fault per 4 KiB page
+        (a third of a probe's time at 50×80 on 1000 samples); these are paged in already. An
+        array is reused only where its shape and dtype fit and nobody holds it, so the numbers
+        are the same either way."""
+        if not isinstance(other, Sequential):
+            raise TypeError(f"adopt_arrays needs another network (dl.Sequential), got {type(other).__name__}.")
+        self._engine.adopt_arrays(other._engine)
 
     def copy(self) -> "Sequential":
         """An independent copy (same architecture, copied weights, no gradients)."""
@@ -625,7 +642,7 @@ class Sequential(Layer):
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad_output, input_grad=True, intermediates: bool = True, *, trace: Trace | None = None,
-                 allow_nonfinite: bool = False, watch=None) -> Gradients:
+                 allow_nonfinite: bool = False, watch=None, parameter_grads: bool = True) -> Gradients:
         """Backpropagate dL/d(output) through the last forward pass that kept its caches.
 
         Parameters
@@ -649,6 +666,12 @@ class Sequential(Layer):
             ``watch(i, grad_input)`` is called right after top-level layer ``i``'s backward with
             dL/d(its input) — for i = 0 only with ``input_grad`` — while the array is still in
             cache; layer i's parameters hold their gradients by then (see ``forward``'s ``watch``).
+        parameter_grads : bool, default True
+            Compute dL/dθ. With False only dL/dx and the intermediates are computed (as
+            ``torch.autograd.grad(output, x)``): every ``Parameter.grad`` is left as it was,
+            ``grads.weights``, ``biases`` and ``parameters`` are None, and each Linear layer
+            skips two of its three products (an instrument that looks at how the signal flows
+            backward, such as ``dl.probe(..., parameter_grads=False)``, runs a third faster).
 
         Returns
         -------
@@ -661,6 +684,9 @@ class Sequential(Layer):
             return self._backward_as_layer(grad_output, input_grad)
         if watch is not None:
             _check_watch(watch, "trace")
+        if not isinstance(parameter_grads, (bool, np.bool_)):
+            raise TypeError(f"backward: parameter_grads must be True or False, got {type(parameter_grads).__name__} "
+                            f"{parameter_grads!r}.")
         if trace is not None and not isinstance(trace, Trace):
             raise TypeError(f"backward(trace=...) needs the Trace that net.forward(x, record=True, detached=True) "
                             f"returned, got {type(trace).__name__}.")
@@ -688,6 +714,14 @@ class Sequential(Layer):
             )
         parameters = self._engine.parameters
         before = list(map(GRAD, parameters))
+        if not parameter_grads:
+            try:
+                grad_input, output_grads = self._engine.backward(grad, bool(input_grad), intermediates, last, watch,
+                                                                 parameter_grads=False)
+            finally:  # layers that computed dL/dθ anyway (a norm's γ and β, a user layer): theirs are discarded
+                for p, previous in zip(parameters, before):
+                    p.grad = previous
+            return Gradients(None, None, output_grads, grad_input if input_grad else None, None, self._linear_positions)
         accumulate = not all(map(is_, before, repeat(None)))
         if accumulate:  # this pass's own gradients first, then the sums
             for p in parameters:
@@ -794,8 +828,8 @@ def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he
         raise TypeError(f"hidden must be a list of widths, e.g. [80] * 50, got {type(hidden).__name__}.")
     hidden = [check_positive_int(w, f"hidden[{i}]") for i, w in enumerate(hidden)]
     activations = as_list(activation, len(hidden), "activation")
-    inits = as_list(init, len(hidden) + 1, "init")
-    bias_inits = as_list(bias_init, len(hidden) + 1, "bias_init")
+    inits = _resolved(as_list(init, len(hidden) + 1, "init"))
+    bias_inits = _resolved(as_list(bias_init, len(hidden) + 1, "bias_init"))
     rng, dtype = resolve_rng(rng), resolve_dtype(dtype)
     widths = [in_features, *hidden, out_features]
     check_fits_in_memory(sum(a * b + b for a, b in zip(widths, widths[1:])), dtype.itemsize,
@@ -810,6 +844,15 @@ def MLP(in_features: int, hidden, out_features: int, activation="relu", init="he
     if output_activation is not None:
         layers.append(ActivationLayer(output_activation))
     return Sequential(_packed(layers))
+
+
+def _resolved(specs: list) -> list:
+    """Each initializer spec resolved once (:func:`depthlab.nn.init.get`), not once per layer."""
+    initializers: dict[int, object] = {}
+    for spec in specs:
+        if id(spec) not in initializers:
+            initializers[id(spec)] = _init.get(spec)
+    return [initializers[id(spec)] for spec in specs]
 
 
 def _packed(layers: list) -> list:

@@ -105,7 +105,7 @@ class LayerStats:
     saturated_fraction: float | None
     grad_preactivation_std: float
     grad_activation_std: float
-    weight_grad_norm: float
+    weight_grad_norm: float | None
     weight_norm: float
     forward_growth: float | None
     backward_growth: float | None
@@ -454,16 +454,18 @@ class _InCache:
     again later, a network's arrays come from memory: ~3× slower).
 
     Per Linear layer k: Σx² of f_k, h_{k+1}, dL/df_k and dL/dh_k (:func:`square_sum`) and the
-    column sums Σ_n h_{k+1}. An array no watch saw (f_K = h_{K+1} without an output
+    column sums Σ_n h_{k+1} — and Σ_n dL/df_k when the backward pass computes no dL/dβ_k (which
+    is that sum) (``grad_sums``). An array no watch saw (f_K = h_{K+1} without an output
     activation, dL/d(output)) is read by :func:`_measure` itself.
     """
 
-    def __init__(self, net):
+    def __init__(self, net, grad_sums: bool = False):
         starts = [i for i, layer in enumerate(net.layers) if isinstance(layer, Linear)]
         ends = starts[1:] + [len(net.layers)]
         count = len(starts)
         self.squares = {name: [None] * count for name in ("f", "h", "grad_f", "grad_h")}
         self.column_sums = [None] * count
+        self.grad_column_sums = [None] * count if grad_sums else None
         # top-level layer index -> (what its output / its input gradient is, Linear k)
         self.outputs = {start: ("f", k) for k, start in enumerate(starts)}
         self.outputs.update({end - 1: ("h", k) for k, (start, end) in enumerate(zip(starts, ends)) if end - 1 > start})
@@ -482,6 +484,8 @@ class _InCache:
         found = self.input_grads.get(i)
         if found is not None:
             self.squares[found[0]][found[1]] = _square_sum(grad_input)
+            if found[0] == "grad_f" and self.grad_column_sums is not None:
+                self.grad_column_sums[found[1]] = batch_sum(grad_input)
 
 
 def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache):
@@ -497,6 +501,8 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
         Σ f_k     = (Σ_n h_k) · (Σ_i Ω_k[i, :]) + N Σ_i β_k[i]          (k ≥ 1)
         Σ dL/df_k = Σ_i dL/dβ_k[i]              (the backward pass sums dL/df_k over the batch)
         Σ dL/dh_k = Σ_i dL/dβ_k[i] · (Σ_j Ω_k[i, j])
+
+    Without parameter gradients (``gradients.biases`` None) ``seen`` took Σ_n dL/df_k instead.
     """
     stats, constant = [], []
     acts = net.layer_activations
@@ -509,7 +515,7 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
     for k, linear in enumerate(net.linears):
         f, h, activation = preactivations[k], outputs[k], acts[k]
         weight = linear.weight.data.astype(np.float64, copy=False)
-        grad_bias = gradients.biases[k].astype(np.float64, copy=False)
+        grad_bias = _grad_f_sums(gradients, grad_preactivations, seen, k).astype(np.float64, copy=False)
         grad_f_total = np.add.reduce(grad_bias)
         grad_h_total = grad_bias @ np.add.reduce(weight, axis=1)
         f_total = None
@@ -539,13 +545,23 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
             activation_mean=h_mean, activation_std=h_std,
             dead_fraction=dead, saturated_fraction=saturated,
             grad_preactivation_std=grad_f_std, grad_activation_std=grad_h_std,
-            weight_grad_norm=_norm(gradients.weights[k]), weight_norm=_norm(weight),
+            weight_grad_norm=None if gradients.weights is None else _norm(gradients.weights[k]),
+            weight_norm=_norm(weight),
             forward_growth=_ratio(f_std, previous_f_std), backward_growth=None,
         ))
         previous_f_std = f_std
     for below, above in zip(stats, stats[1:]):
         below.backward_growth = _ratio(below.grad_preactivation_std, above.grad_preactivation_std)
     return stats, constant
+
+
+def _grad_f_sums(gradients, grad_preactivations: list, seen: _InCache, k: int) -> np.ndarray:
+    """Σ_n dL/df_k: dL/dβ_k when the pass computed it, else what ``seen`` summed, else a pass of its own."""
+    if gradients.biases is not None:
+        return gradients.biases[k]
+    if seen.grad_column_sums[k] is not None:
+        return seen.grad_column_sums[k]
+    return batch_sum(grad_preactivations[k])
 
 
 def _second_moment(a: np.ndarray) -> float:
@@ -562,7 +578,7 @@ def is_plain_mlp(net) -> bool:
 
 
 def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, theory: bool = True,
-          thresholds: dict | None = None, training: bool = True) -> ProbeReport:
+          thresholds: dict | None = None, training: bool = True, parameter_grads: bool = True) -> ProbeReport:
     """Measure forward and backward signal statistics layer by layer, with a verdict.
 
     Parameters
@@ -588,6 +604,11 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
         The mode of the pass: train mode (batch norm normalizes with the batch's statistics,
         dropout drops — the signal as training sees it) or eval mode. The network's own modes,
         running statistics and gradients are left as they were.
+    parameter_grads : bool, default True
+        Measure ‖dL/dΩ_k‖ (the ``weight_grad_norm`` column; ``parameter_grad_norm`` per block).
+        With False the backward pass computes dL/dx alone (``net.backward(...,
+        parameter_grads=False)``): a third fewer matrix products, every other number the same,
+        and those columns None. The explorer probes so: it shows no weight gradients.
 
     Returns
     -------
@@ -627,6 +648,9 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
             "give stable numbers, e.g. x = rng.standard_normal((1000, D_in)).")
     if not isinstance(theory, (bool, np.bool_)):
         raise TypeError(f"probe: theory must be True or False, got {theory!r}.")
+    if not isinstance(parameter_grads, (bool, np.bool_)):
+        raise TypeError(f"probe: parameter_grads must be True or False, got {parameter_grads!r}.")
+    parameter_grads = bool(parameter_grads)
     if thresholds is not None and not isinstance(thresholds, Mapping):
         raise TypeError(f"probe: thresholds must be a dict such as {{'rate': 1.2}}, got {type(thresholds).__name__}.")
     t = dict(THRESHOLDS)
@@ -664,7 +688,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
     blocks = not is_plain_mlp(net)
-    seen = None if blocks else _InCache(net)
+    seen = None if blocks else _InCache(net, grad_sums=not parameter_grads)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
             trace = net.forward(x, record=True, allow_nonfinite=True, detached=True,
@@ -675,7 +699,7 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
             else:
                 grad_output = resolve_rng(rng).standard_normal(trace.output.shape).astype(net.dtype)
             gradients = net.backward(grad_output, trace=trace, allow_nonfinite=True,
-                                     watch=None if seen is None else seen.backward)
+                                     watch=None if seen is None else seen.backward, parameter_grads=parameter_grads)
             if blocks:  # measured (and the theory walked) in the pass's mode, before the buffers come back
                 from .probe_blocks import probe_blocks
                 return probe_blocks(net, x, trace, gradients, grad_output, t=t, theory=theory, loss=loss_name,

@@ -163,7 +163,7 @@ def _branch_fraction(layer: Residual, h_in: np.ndarray, h_out: np.ndarray) -> fl
 
 def _measure(net, x, outputs, grads, parameter_grads: dict, level: float):
     """One BlockStats per top-level layer, and whether each layer's output is constant over the batch;
-    ``parameter_grads`` maps id(Parameter) to this pass's own dL/dθ."""
+    ``parameter_grads`` maps id(Parameter) to this pass's own dL/dθ (None: not computed)."""
     stats, constant = [], []
     inputs = [x] + outputs[:-1]
     for i, (layer, h_in, h, g) in enumerate(zip(net.layers, inputs, outputs, grads)):
@@ -173,7 +173,7 @@ def _measure(net, x, outputs, grads, parameter_grads: dict, level: float):
             dead, saturated = _activation_fractions(layer, h_in, h, level)
         if isinstance(layer, Residual):
             fraction = _branch_fraction(layer, h_in, h)
-        parameters = [parameter_grads.get(id(p)) for p in layer.parameters()]
+        parameters = None if parameter_grads is None else [parameter_grads.get(id(p)) for p in layer.parameters()]
         stats.append(BlockStats(
             index=i, kind=_kind(layer), units=h.shape[1], output_mean=mean, output_std=std, grad_std=mean_std(g)[1],
             branch_fraction=fraction, dead_fraction=dead, saturated_fraction=saturated,
@@ -311,7 +311,8 @@ def probe_blocks(net, x, trace, gradients, grad_output, *, t: dict, theory: bool
     """
     outputs, grads = list(trace.layer_outputs), list(gradients.layer_outputs)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        own = {id(p): g for p, g in zip(net.parameters(), gradients.parameters)}  # this pass's, not p.grad's sum
+        own = (None if gradients.parameters is None else  # this pass's, not p.grad's sum
+               {id(p): g for p, g in zip(net.parameters(), gradients.parameters)})
         stats, constant = _measure(net, x, outputs, grads, own, t["saturation_level"])
         if theory:
             predicted = predicted_block_std(net, x, float(np.mean(np.square(grad_output, dtype=np.float64))),
