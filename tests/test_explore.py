@@ -191,6 +191,58 @@ def test_network_pool_keeps_one_network_per_shape_within_its_budget():
     assert list(pool.idle) == ["t"]                            # over the budget alone: not kept
 
 
+def test_a_new_depth_takes_over_the_arrays_of_its_neighbour_and_gives_the_same_numbers(client):
+    from depthlab.lab.explore.pool import NetworkPool
+
+    pool = NetworkPool(budget=100)
+    x = np.random.default_rng(0).normal(size=(500, 1))       # arrays of 320 KB: big enough to be reused
+    with pool.lend(("p", 3), dl.MLP(1, [80] * 3, 1, rng=0), 40, family="p") as deep:
+        arrays = {id(a) for a in deep.forward(x, record=True, detached=True).layer_outputs}  # reused once dropped
+    shallow_net = dl.MLP(1, [80] * 2, 1, rng=1)
+    with pool.lend(("p", 2), shallow_net, 30, family="p") as shallow:
+        assert shallow is not deep and list(pool.idle) == []   # the neighbour gave its arrays away
+        trace = shallow.forward(x, record=True, detached=True)
+        assert {id(a) for a in trace.layer_outputs} & arrays   # written into memory already paged in
+        np.testing.assert_array_equal(trace.output, shallow_net(x))
+        del trace
+    with pool.lend(("q", 2), dl.MLP(1, [80] * 2, 1, rng=1), 30, family="q") as other:
+        assert other is not shallow                            # another family: nothing to take
+    assert list(pool.idle) == [("p", 2), ("q", 2)]
+    for depth in (6, 5, 7):                                     # the depth slider, through the server
+        query = f"depth={depth}&width=9&activation=tanh&init=normal&sigma2=0.2&samples=40&seed=3"
+        report = _probe_as_cli(depth, 9, "tanh", "normal", 0.2, 40, 3)
+        data = client.get(f"/api/view?{query}").json()
+        assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
+        assert data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+
+
+def test_adopt_arrays_needs_a_network():
+    with pytest.raises(TypeError, match="adopt_arrays needs another network"):
+        dl.MLP(1, [3], 1).adopt_arrays(dl.Linear(1, 3))
+
+
+@pytest.mark.parametrize("case", ["normal", "on_edges", "constant", "rounding", "huge", "nonfinite", "small"])
+def test_histograms_counted_by_chunks_equal_one_numpy_call(case):
+    rng = np.random.default_rng(4)
+    values = {"normal": rng.normal(size=50_001), "on_edges": np.round(rng.normal(size=30_000), 1),
+              "constant": np.full(20_000, 0.3), "rounding": np.tile([0.3, np.nextafter(0.3, 1)], 10_000), "huge": rng.choice([-1e308, 1e308, 0.0], size=20_000),
+              "nonfinite": np.concatenate([rng.normal(size=20_000), [np.nan, np.inf]]),
+              "small": rng.normal(size=7)}[case]
+    counts, edges = compute._histogram(values, 40)
+    finite = values[np.isfinite(values)]
+    if case == "huge":
+        want_counts, want_edges = np.histogram(finite * 0.5, bins=40)
+        want_edges = want_edges * 2.0
+    elif case == "rounding":                                # np.histogram cannot make 40 edges: widened by 1e-9
+        spread = 1e-9 * np.nextafter(0.3, 1)
+        want_counts, want_edges = np.histogram(finite, bins=40, range=(0.3 - spread, np.nextafter(0.3, 1) + spread))
+    else:
+        want_counts, want_edges = np.histogram(finite, bins=40)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(edges, want_edges)
+    assert counts.sum() == finite.size
+
+
 def test_view_verdicts_of_the_seed_notebook(client):
     exploding = client.get("/api/view?depth=50&width=80&activation=relu&init=normal&sigma2=1&samples=300").json()
     healthy = client.get("/api/view?depth=50&width=80&activation=relu&init=he_normal&samples=300").json()
