@@ -7,7 +7,7 @@ Targets (issue 17): after a control changes, the views update in < 200 ms in the
 50×80 with 1000 samples on two cores; dl.theory.phase_diagram on a 100×100 grid in < 100 ms.
 
 The browser numbers are what the page itself measures (``performance.now()`` from the control's
-change event to the last figure drawn: the view, the histogram and the phase diagram; its
+change event to the last figure drawn: the layers' three panels (forward, backward, histograms) and the phase diagram; its
 ``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. Each
 round moves two controls of the ReLU network in turn, each to a state not seen before (so no
 cache answers): the seed (the phase diagram's grid stays: only its marker moves) and the depth
@@ -15,7 +15,8 @@ slider; then the activation is switched to one not seen before, several times (a
 diagram: computed, sent and drawn in full; the probe of tanh, GELU, … costs more than ReLU's). The server rows time a
 view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
 core), as ``depthlab explore`` runs: the issue's target is on this machine's two cores. Times are the median (and best) of the
-repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was.
+repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was, and the header
+gives the CPU steal (the share of time a virtual machine's host ran other machines instead).
 """
 from __future__ import annotations
 
@@ -102,6 +103,22 @@ def server_rows(repeats: int) -> list[tuple[str, list[float]]]:
     return [(name, times[name]) for name in names]
 
 
+# Set a control, fire its event, and resolve with the page's own measurement once it has drawn
+# everything (data-updates counts up). Waiting on a MutationObserver, not by polling: Playwright's
+# default polling runs a callback every animation frame, which keeps the browser busy on the
+# cores the server computes on (views took 20–40% longer under it).
+MOVE = """([id, value, type]) => new Promise((resolve) => {
+  const n = Number(document.body.dataset.updates);
+  const watcher = new MutationObserver(() => {
+    if (Number(document.body.dataset.updates) > n) { watcher.disconnect(); resolve(document.body.dataset.updateMs); }
+  });
+  watcher.observe(document.body, { attributes: true, attributeFilter: ["data-updates"] });
+  const control = document.getElementById(id);
+  control.value = value;
+  control.dispatchEvent(new Event(type, { bubbles: true }));
+})"""
+
+
 def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
@@ -121,20 +138,14 @@ def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
             page.goto(f"{base}?{VIEW}")
             page.wait_for_function("document.body.dataset.state === 'ready'")
 
-            def move(name, script):
-                updates = int(page.evaluate("document.body.dataset.updates"))
-                page.evaluate(script)
-                page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
-                times[name].append(float(page.evaluate("document.body.dataset.updateMs")))
+            def move(name, control, value, event):
+                times[name].append(float(page.evaluate(MOVE, [control, value, event])))
 
             for round_ in range(1, repeats + 1):             # ReLU, He: the issue's 50×80, 1000 samples
-                move(names[0], f"const s = document.getElementById('seed'); s.value = '{round_}'; "
-                               "s.dispatchEvent(new Event('change', {bubbles: true}))")
-                move(names[1], f"const d = document.getElementById('depth'); d.value = '{50 - round_ % 2}'; "
-                               "d.dispatchEvent(new Event('input', {bubbles: true}))")
+                move(names[0], "seed", str(round_), "change")
+                move(names[1], "depth", str(50 - round_ % 2), "input")
             for activation in ACTIVATIONS[:repeats]:               # then each a new phase diagram
-                move(names[2], f"const a = document.getElementById('activation'); a.value = '{activation}'; "
-                               "a.dispatchEvent(new Event('change', {bubbles: true}))")
+                move(names[2], "activation", activation, "change")
             browser.close()
     finally:
         explorer.stop()
@@ -142,6 +153,21 @@ def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
 
 
 TARGETS = [("dl.theory.phase_diagram('tanh'", 100), ("browser: seed changed", 200), ("browser: depth slider", 200)]
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU times (/proc/stat's first line: user … steal), or [] where there is none."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def _steal(before: list[int], after: list[int]) -> str:
+    """The share of CPU time the hypervisor gave to other machines between two _cpu_times."""
+    if len(before) < 8 or len(after) < 8 or sum(after) == sum(before):
+        return "?"
+    return f"{100 * (after[7] - before[7]) / (sum(after) - sum(before)):.0f}%"
 
 
 def _blas_threads() -> str:
@@ -158,11 +184,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--no-browser", action="store_true", help="skip the browser measurement")
     args = parser.parse_args(argv)
+    before = _cpu_times()
     rows = theory_rows(args.repeats) + server_rows(args.repeats)
     if not args.no_browser:
         rows += browser_rows(args.repeats)
     lines = [f"## explorer ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"{_blas_threads()} BLAS threads, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d')})", "",
+             f"{_blas_threads()} BLAS threads, load {os.getloadavg()[0]:.1f}, CPU steal {_steal(before, _cpu_times())} "
+             f"during the run, {time.strftime('%Y-%m-%d')})", "",
              "| what | median ms | best ms |", "|---|---:|---:|"]
     lines += [f"| {name} | {statistics.median(t):.1f} | {min(t):.1f} |" for name, t in rows]
     medians = {name: statistics.median(t) for name, t in rows}

@@ -40,7 +40,10 @@ def _load(page, url):
 
 
 def _forward_y(page):
-    return page.evaluate("document.getElementById('fig-forward').data[0].y")
+    return page.evaluate("document.getElementById('fig-layers').data[0].y")    # the forward panel's measured std
+
+
+HIST_NAME = "document.getElementById('fig-layers').data[4].name"          # the histograms' panel: traces 4 and 5
 
 
 @pytest.mark.slow
@@ -74,19 +77,19 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
     assert "depth=12" in page.url and len(_forward_y(page)) == 13
     assert page.inner_text("#depth-value") == "12"
-    assert page.evaluate("document.getElementById('fig-hist').data[0].name") == "f_12"   # the slider kept to 0 … depth
+    assert page.evaluate(HIST_NAME) == "f_12"             # the slider kept to 0 … depth
 
     page.evaluate("const s = document.getElementById('hist-layer'); s.value = '3'; "
                   "s.dispatchEvent(new Event('input', {bubbles: true}))")
-    page.wait_for_function("document.getElementById('fig-hist').data[0].name === 'f_3'")
-    counts = page.evaluate("document.getElementById('fig-hist').data[0].y")
+    page.wait_for_function(f"{HIST_NAME} === 'f_3'")
+    counts = page.evaluate("document.getElementById('fig-layers').data[4].y")
     assert len(counts) == 40 and sum(counts) == 1000 * 80
 
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["layer"] == ["3"]   # the slider in the link
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
     assert page.input_value("#hist-layer") == "3" and page.is_hidden("#message")
-    assert page.evaluate("document.getElementById('fig-hist').data[0].name") == "f_3"
+    assert page.evaluate(HIST_NAME) == "f_3"
 
     assert page.is_hidden("#residual_scale-label")         # a residual block's scale: only with a residual block
     updates = int(page.evaluate("document.body.dataset.updates"))
@@ -94,8 +97,24 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
     query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
     assert query["block"] == ["preact"] and query["residual_scale"] == ["1"] and page.is_visible("#residual_scale-label")
-    assert page.evaluate("document.getElementById('fig-forward').layout.xaxis.title.text").startswith("block i")
+    assert page.evaluate("document.getElementById('fig-layers').layout.xaxis.title.text").startswith("block i")
+    titles = page.evaluate("document.getElementById('fig-layers').layout.annotations.map((a) => a.text)")
+    assert titles[0] == "forward: std of each block's output" and titles[2].startswith("histograms at block")
     assert len(_forward_y(page)) == 12 + 3                 # stem, 12 blocks, final activation, head
+
+
+@pytest.mark.slow
+def test_the_layers_panels_stack_on_a_narrow_screen(page, base_url):
+    _load(page, f"{base_url}?depth=6&width=9&samples=50")
+    layout = "document.getElementById('fig-layers').layout"
+    assert page.evaluate(f"{layout}.yaxis.domain") == [0, 1]                 # side by side: full height each
+    assert page.evaluate(f"{layout}.xaxis2.domain[0]") > page.evaluate(f"{layout}.xaxis.domain[1]")
+    page.set_viewport_size({"width": 600, "height": 1000})
+    page.wait_for_function(f"{layout}.xaxis.domain[1] === 1")                 # one panel per row
+    assert page.evaluate(f"{layout}.yaxis2.domain[1]") < page.evaluate(f"{layout}.yaxis.domain[0]")
+    assert page.evaluate(f"{layout}.height") > 1000
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_function(f"{layout}.yaxis.domain[0] === 0")
 
 
 @pytest.mark.slow

@@ -68,52 +68,104 @@ function renderTheory(theory) {
 }
 
 // ----------------------------------------------------------------------------- figures
-// A figure is drawn in full once (Plotly.react); an update only moves its data (Plotly.update),
-// which skips plotly's diffing of the whole figure.
-
-const drawn = new Map();
+// The three views of the network's layers (forward std, backward std, histograms) are one
+// figure of three panels: plotly redraws a figure as a whole (its axes, titles and legends are
+// most of the time), and one figure of three panels redraws in ~30% less time than three
+// figures. It is drawn in full once (Plotly.react); an update moves only its data
+// (Plotly.restyle), and its layout only when a title or the arrangement changed (Plotly.update).
 
 // Tick labels are drawn as they come: plotly's default ("hide past div") measures the box of
 // every label on every redraw, a third of a redraw's time; these labels stay inside the figure.
-const axis = (options) => ({ ticklabeloverflow: "allow", ...options });   // figure id -> the layout changes it was last given
+const axis = (options) => ({ ticklabeloverflow: "allow", ...options });
 
-function draw(id, traces, layout, data, layoutChanges) {
-  const changes = JSON.stringify(layoutChanges || {});
-  if (!drawn.has(id)) {
-    drawn.set(id, changes);
-    return Plotly.react(id, traces, layout, plotConfig);
-  }
-  if (drawn.get(id) === changes) return Plotly.restyle(id, data);    // only the data: no axes or titles redone
-  drawn.set(id, changes);
-  return Plotly.update(id, data, layoutChanges || {});
+const PANELS = 3;                     // forward, backward, histograms
+const NARROW = 900;                   // below this width (px) the panels stack, one per row
+const layers = { drawn: false, layout: null, wide: null, view: null, histogram: null };   // what the figure shows
+
+// Panel i's domains (paper fractions) in the figure's arrangement: side by side, or stacked.
+function domains(wide) {
+  const gap = wide ? 0.07 : 0.12, size = (1 - (PANELS - 1) * gap) / PANELS;
+  return Array.from({ length: PANELS }, (_, i) => {
+    const span = [i * (size + gap), i * (size + gap) + size];
+    return wide ? { x: span, y: [0, 1] } : { x: [0, 1], y: [1 - span[1], 1 - span[0]] };
+  });
 }
 
-function layerFigure(id, title, index, measured, predicted, yTitle, xTitle) {
-  const traces = [
-    { x: index, y: measured, mode: "lines+markers", name: "measured", marker: { size: 5 } },
-    { x: index, y: predicted, mode: "lines", name: "theory", line: { dash: "dash", color: "#444" } },
-  ];
-  const layout = { title: { text: title, font: { size: 14 } }, margin: { t: 36, r: 10, b: 40, l: 60 },
-                   xaxis: axis({ title: { text: xTitle } }), yaxis: axis({ type: "log", title: { text: yTitle } }),
-                   legend: { orientation: "h", y: -0.25 } };
-  return draw(id, traces, layout, { x: [index, index], y: [measured, predicted] },
-              { "title.text": title, "xaxis.title.text": xTitle });
+const isWide = () => $("fig-layers").clientWidth >= NARROW;
+
+function layersLayout(titles, axisTitles) {
+  const wide = layers.wide = isWide();
+  const layout = { margin: { t: 30, r: 10, b: wide ? 80 : 40, l: 60 }, height: wide ? 360 : 1050,
+                   barmode: "overlay", bargap: 0, annotations: [] };
+  domains(wide).forEach((domain, i) => {
+    const n = i ? String(i + 1) : "";
+    layout[`xaxis${n}`] = axis({ domain: domain.x, anchor: `y${n}`, title: { text: axisTitles[i][0] } });
+    layout[`yaxis${n}`] = axis({ domain: domain.y, anchor: `x${n}`, type: i < 2 ? "log" : "linear",
+                                 title: { text: axisTitles[i][1] } });
+    layout[i ? `legend${i + 1}` : "legend"] = { orientation: "h", xref: "paper", yref: "paper", x: domain.x[0],
+                                                  y: domain.y[0] - (wide ? 0.2 : 0.05), yanchor: "top" };
+    layout.annotations.push({ text: titles[i], showarrow: false, font: { size: 14 }, xref: "paper", yref: "paper",
+                              x: (domain.x[0] + domain.x[1]) / 2, y: domain.y[1], xanchor: "center", yanchor: "bottom" });
+  });
+  return layout;
 }
 
-function histogramFigure(data) {
+function histogramPart(data) {
   const k = data.layer;
   const where = plainNetwork() ? "layer" : "block";
-  const title = `histograms at ${where} ${k} (${$("samples").value} samples × width)`;
   const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
-  const pre = data.preactivation, act = data.activation;
-  const names = data.names || [`f_${k}`, `h_${k + 1} = a[f_${k}]`];
-  const traces = [{ x: bars(pre), y: pre.counts, type: "bar", name: names[0], opacity: 0.6 },
-                  { x: bars(act), y: act.counts, type: "bar", name: names[1], opacity: 0.6 }];
-  const layout = { title: { text: title, font: { size: 14 } }, barmode: "overlay", bargap: 0,
-                   margin: { t: 36, r: 10, b: 40, l: 60 }, legend: { orientation: "h", y: -0.25 },
-                   xaxis: axis({}), yaxis: axis({}) };
-  return draw("fig-hist", traces, layout, { x: [traces[0].x, traces[1].x], y: [pre.counts, act.counts], name: names },
-              { "title.text": title });
+  return { title: `histograms at ${where} ${k} (${$("samples").value} samples × width)`,
+           names: data.names || [`f_${k}`, `h_${k + 1} = a[f_${k}]`],
+           x: [bars(data.preactivation), bars(data.activation)],
+           y: [data.preactivation.counts, data.activation.counts] };
+}
+
+function viewPart(data) {
+  const L = data.layers;
+  const plain = data.rows === "layer";
+  return { titles: [plain ? "forward: std of f_k" : "forward: std of each block's output",
+                    plain ? "backward: std of dL/df_k" : "backward: std of dL/d(block output)"],
+           x: plain ? "layer k" : "block i (net.layers[i])", index: L.index,
+           y: [L.preactivation_std, L.predicted_preactivation_std, L.grad_preactivation_std, L.predicted_backward_std] };
+}
+
+// Trace i of the layers' figure: two per panel (measured and theory; f_k's and h_k+1's histogram).
+function layerTrace(i, x, y, name) {
+  const panel = Math.floor(i / 2), n = panel ? String(panel + 1) : "";
+  const style = panel === 2 ? { type: "bar", opacity: 0.6, marker: { color: i % 2 ? "#ff7f0e" : "#1f77b4" } }
+    : i % 2 ? { mode: "lines", line: { dash: "dash", color: "#444" } }
+    : { mode: "lines+markers", marker: { size: 5, color: "#1f77b4" }, line: { color: "#1f77b4" } };
+  return { x, y, name, ...style, xaxis: `x${n}`, yaxis: `y${n}`, legend: `legend${n}` };
+}
+
+// Draw the layers' figure from the view's part and the histograms' part (either may be new).
+function drawLayers() {
+  const view = layers.view, hist = layers.histogram || { title: "histograms", names: ["", ""], x: [[], []], y: [[], []] };
+  const titles = [...view.titles, hist.title];
+  const axisTitles = [[view.x, "std"], [view.x, "std"], ["value", "count"]];
+  const layout = layersLayout(titles, axisTitles);
+  const data = { x: [view.index, view.index, view.index, view.index, ...hist.x], y: [...view.y, ...hist.y],
+                 name: ["measured", "theory", "measured", "theory", ...hist.names] };
+  const key = JSON.stringify([titles, axisTitles, layout.height]);
+  if (!layers.drawn) {
+    layers.drawn = true;
+    layers.layout = key;
+    return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i])), layout, plotConfig);
+  }
+  if (layers.layout === key) return Plotly.restyle("fig-layers", data);   // only the data: no axes or titles redone
+  layers.layout = key;
+  return Plotly.update("fig-layers", data, layout);
+}
+
+function layersFigure(data) {            // a view, with the histograms of the slider's layer when it brings them
+  layers.view = viewPart(data);
+  if (data.histogram && data.histogram.layer === Number($("hist-layer").value)) layers.histogram = histogramPart(data.histogram);
+  return drawLayers();
+}
+
+function histogramFigure(data) {         // the histograms of another layer (the slider moved)
+  layers.histogram = histogramPart(data);
+  return layers.view ? drawLayers() : null;
 }
 
 // The phase diagram is drawn in full only when its grid changes (another activation or range);
@@ -173,15 +225,7 @@ function render(data) {
   $("verdict-layer").textContent = data.verdict_layer === null ? "" : `from ${data.rows} ${data.verdict_layer}`;
   $("diagnosis").textContent = data.diagnosis;
   renderTheory(data.theory);
-  const L = data.layers;
-  const plain = data.rows === "layer";
-  const x = plain ? "layer k" : "block i (net.layers[i])";
-  return Promise.all([
-    layerFigure("fig-forward", plain ? "forward: std of f_k" : "forward: std of each block's output", L.index,
-                L.preactivation_std, L.predicted_preactivation_std, "std", x),
-    layerFigure("fig-backward", plain ? "backward: std of dL/df_k" : "backward: std of dL/d(block output)", L.index,
-                L.grad_preactivation_std, L.predicted_backward_std, "std", x),
-  ]);
+  return layersFigure(data);
 }
 
 // ----------------------------------------------------------------------------- updates
@@ -236,13 +280,11 @@ async function update(query, since) {
     return;
   }
   histogramLayer(data.layers.index.length - 1, data.rows);
-  const histogram = Promise.resolve(data.histogram);
   showMessage("");
   if (!queued) writeControls(data.state);          // else the controls already show a newer state
-  const drawing = [render(data)];
+  const drawing = [render(data)];                  // the layers' figure, with the histograms the view brought
   drawing.push(fetchPhase(data.phase_range).then(([key, phase]) => phaseFigure(key, phase, data.theory))
                  .catch((problem) => { $("t-note").textContent = problem.message; }));
-  drawing.push(histogram.then((h) => (h && h.layer === Number($("hist-layer").value) ? histogramFigure(h) : null)));
   await Promise.all(drawing);
   const ms = performance.now() - since;
   updates += 1;
@@ -346,6 +388,7 @@ for (const key of KEYS) {
   $(key).addEventListener(key === "depth" || key === "width" ? "input" : "change", controlsChanged);
 }
 $("hist-layer").addEventListener("input", histogramMoved);
+window.addEventListener("resize", () => { if (layers.drawn && isWide() !== layers.wide) drawLayers(); });  // stack or not
 $("train").addEventListener("click", startTraining);
 $("stop").addEventListener("click", stopTraining);
 syncLabels();
