@@ -6,7 +6,7 @@ reuse every view allocates every f_k, h_{k+1} and dL/df_k afresh (about 100 MB a
 with 1000 samples) and the operating system zeroes those pages before the probe writes them:
 about a third of a view's time. The explorer therefore builds each network exactly as
 ``depthlab probe`` does (same seed, same weights) and copies its parameters into a kept
-network of the same shape (``load_state_dict``), whose arrays are ready. The numbers are the
+network of the same shape (:func:`_copy_state`), whose arrays are ready. The numbers are the
 fresh network's: the probe reads only the parameters and the architecture. The built network
 is only read (a view and its histogram may share it); a shape seen for the first time gets a
 copy of it, which takes over the arrays of an idle network of the same family (the same
