@@ -11,7 +11,7 @@ change event to the last figure drawn: the layers' three panels (forward, backwa
 ``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. Each
 round moves two controls of the ReLU network in turn, each to a state not seen before (so no
 cache answers): the seed (the phase diagram's grid stays: only its marker moves) and the depth
-slider; then the activation is switched to one not seen before, several times (a new phase
+slider (one step down each round: 49, 48, …, as a hand moves it); then the activation is switched to one not seen before, several times (a new phase
 diagram: computed, sent and drawn in full; the probe of tanh, GELU, … costs more than ReLU's). The server rows time a
 view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
 core), as ``depthlab explore`` runs: the issue's target is on this machine's two cores. Times are the median (and best) of the
@@ -143,7 +143,7 @@ def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
 
             for round_ in range(1, repeats + 1):             # ReLU, He: the issue's 50×80, 1000 samples
                 move(names[0], "seed", str(round_), "change")
-                move(names[1], "depth", str(50 - round_ % 2), "input")
+                move(names[1], "depth", str(50 - round_), "input")   # 49, 48, …: its axis moves now and then
             for activation in ACTIVATIONS[:repeats]:               # then each a new phase diagram
                 move(names[2], "activation", activation, "change")
             browser.close()

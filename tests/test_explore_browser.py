@@ -126,3 +126,39 @@ def test_an_invalid_link_shows_a_message_in_the_page(page, base_url):
     assert "depth must be between 1 and 200" in page.inner_text("#message")
     _load(page, f"{base_url}?depth=5&layer=x")
     assert "layer" in page.inner_text("#message") and "given twice" not in page.inner_text("#message")
+
+
+IN_RANGE = """() => {            // each trace's finite points inside its axes' drawn ranges (decades on log axes)
+  const gd = document.getElementById('fig-layers'), full = gd._fullLayout, outside = [];
+  gd.data.forEach((trace, i) => {
+    const n = trace.xaxis.slice(1), xa = full[`xaxis${n}`], ya = full[`yaxis${n}`];
+    trace.y.forEach((y, j) => {
+      if (y === null || !Number.isFinite(y) || (ya.type === 'log' && y <= 0)) return;
+      const v = ya.type === 'log' ? Math.log10(y) : y, x = trace.x[j];
+      if (v < ya.range[0] || v > ya.range[1] || x < xa.range[0] || x > xa.range[1]) outside.push([i, j, x, y]);
+    });
+  });
+  return outside;
+}"""
+LINE = "document.querySelector('#fig-layers .scatterlayer .trace path.js-line').getAttribute('d')"
+
+
+@pytest.mark.slow
+def test_updates_that_move_only_the_data_redraw_the_traces_inside_their_axes(page, base_url):
+    # after the first drawing the page moves the traces alone (and the axes whose data left
+    # them): the drawn lines, the figure's data and its axes must follow the server's view
+    _load(page, f"{base_url}?depth=50&width=80&activation=relu&init=he_normal&samples=1000&seed=0&layer=49")
+    line = page.evaluate(LINE)
+    for control, value, event in (("seed", "1", "change"), ("seed", "2", "change"), ("depth", "37", "input"),
+                                  ("init", "normal", "change"), ("sigma2", "0.06", "change"), ("seed", "3", "change")):
+        updates = int(page.evaluate("document.body.dataset.updates"))
+        page.evaluate(f"const c = document.getElementById('{control}'); c.value = '{value}'; "
+                      f"c.dispatchEvent(new Event('{event}', {{bubbles: true}}))")
+        page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+        view = page.evaluate("fetch('/api/view' + location.search).then((r) => r.json())")
+        assert _forward_y(page) == view["layers"]["preactivation_std"]
+        assert page.evaluate("document.getElementById('fig-layers').data[4].y") == view["histogram"]["preactivation"]["counts"]
+        assert page.evaluate(IN_RANGE) == []
+        assert page.evaluate(LINE) != line
+        line = page.evaluate(LINE)
+    assert page.inner_text("#verdict") == "exploding"            # σ² = 0.06: σ_w² = 4.8 > 2

@@ -69,10 +69,13 @@ function renderTheory(theory) {
 
 // ----------------------------------------------------------------------------- figures
 // The three views of the network's layers (forward std, backward std, histograms) are one
-// figure of three panels: plotly redraws a figure as a whole (its axes, titles and legends are
-// most of the time), and one figure of three panels redraws in ~30% less time than three
-// figures. It is drawn in full once (Plotly.react); an update moves only its data
-// (Plotly.restyle), and its layout only when a title or the arrangement changed (Plotly.update).
+// figure of three panels, drawn in full (Plotly.react) once and again only when a title, a
+// legend entry or the arrangement changes (Plotly.update). Any other update moves only the
+// traces: Plotly.animate without a redraw keeps the axes, titles and legends as drawn (a full
+// redraw is mostly those: about half of its time). plotly's autorange runs only on a redraw,
+// so the page sets every axis range itself (axisRanges) and hands the ones that changed to
+// the same call; they snap outwards to round steps, so a new seed seldom moves an axis (and
+// the frame stays still while one compares seeds).
 
 // Tick labels are drawn as they come: plotly's default ("hide past div") measures the box of
 // every label on every redraw, a third of a redraw's time; these labels stay inside the figure.
@@ -80,7 +83,7 @@ const axis = (options) => ({ ticklabeloverflow: "allow", ...options });
 
 const PANELS = 3;                     // forward, backward, histograms
 const NARROW = 900;                   // below this width (px) the panels stack, one per row
-const layers = { drawn: false, layout: null, wide: null, view: null, histogram: null };   // what the figure shows
+const layers = { drawn: false, layout: null, ranges: null, wide: null, view: null, histogram: null };   // what the figure shows
 
 // Panel i's domains (paper fractions) in the figure's arrangement: side by side, or stacked.
 function domains(wide) {
@@ -117,7 +120,8 @@ function histogramPart(data) {
   return { title: `histograms at ${where} ${k} (${$("samples").value} samples × width)`,
            names: data.names || [`f_${k}`, `h_${k + 1} = a[f_${k}]`],
            x: [bars(data.preactivation), bars(data.activation)],
-           y: [data.preactivation.counts, data.activation.counts] };
+           y: [data.preactivation.counts, data.activation.counts],
+           edges: [data.preactivation.edges, data.activation.edges] };
 }
 
 function viewPart(data) {
@@ -138,24 +142,103 @@ function layerTrace(i, x, y, name) {
   return { x, y, name, ...style, xaxis: `x${n}`, yaxis: `y${n}`, legend: `legend${n}` };
 }
 
+// The smallest of 1, 2, 5 × 10^k that is >= size.
+function niceStep(size) {
+  const unit = 10 ** Math.floor(Math.log10(size));
+  return [1, 2, 5, 10].map((m) => m * unit).find((step) => step >= size * (1 - 1e-12));
+}
+
+// [low, high] widened by 4% of its span (at least minSpan) on each side and snapped outwards to
+// a round step (1, 2, 5 × 10^k) of at least an eighth of the span and at least minStep; null
+// when it leaves the floats (plotly's autorange then decides).
+function snapped(low, high, minSpan, minStep = 0) {
+  const span = Math.max(high - low, minSpan), pad = 0.04 * span, step = Math.max(niceStep(span / 8), minStep);
+  const range = [Math.floor((low - pad) / step) * step, Math.ceil((high + pad) / step) * step];
+  return range.every(Number.isFinite) ? range : null;
+}
+
+function extent(series, keep) {     // [min, max] of the finite values that pass keep(), or null
+  let low = Infinity, high = -Infinity;
+  for (const values of series) {
+    for (const v of values) {
+      if (v !== null && Number.isFinite(v) && keep(v)) { low = Math.min(low, v); high = Math.max(high, v); }
+    }
+  }
+  return low <= high ? [low, high] : null;
+}
+
+// The layer axis of rows 0 … last: its end snapped up to a tenth of the depth (1, 2, 5 × 10^k).
+function rowRange(last) {
+  const step = niceStep(Math.max(last, 1) / 10);
+  return [-0.5 - 0.02 * last, step * Math.ceil((1.02 * last + 0.5) / step)];
+}
+
+// Every axis's range for these data, in plotly's units (decades on the log axes), with the
+// extent of the data it must show: { axis: [range, [low, high]] }; null where the data give none.
+function freshRanges(data) {
+  const decades = (series) => {
+    const found = extent(series, (v) => v > 0);
+    if (!found) return null;
+    const low = Math.log10(found[0]), high = Math.log10(found[1]);
+    return [snapped(low, high, 0.5, 0.25), [low, high]];                 // quarter decades at least
+  };
+  const rows = extent([data.x[0]], () => true), layer = rows && [rowRange(rows[1]), [-0.5, rows[1] + 0.5]];
+  const edges = extent(data.edges, () => true), counts = extent(data.y.slice(4), () => true);
+  return { xaxis: layer, yaxis: decades(data.y.slice(0, 2)), xaxis2: layer, yaxis2: decades(data.y.slice(2, 4)),
+           xaxis3: edges && [snapped(edges[0], edges[1], Math.abs(edges[1]) * 1e-9 || 1e-9), edges],
+           yaxis3: counts && [[0, snapped(0, counts[1], 1)[1]], [0, counts[1]]] };
+}
+
+// The ranges to draw: an axis keeps the range it has while its data fit inside it and it is
+// at most 1.5 times as long as the fresh range (a new seed, or the depth slider's next step,
+// seldom moves an axis, and the frame stays still while one compares them); else it takes the
+// fresh range.
+function axisRanges(data, drawn) {
+  const ranges = {};
+  for (const [name, found] of Object.entries(freshRanges(data))) {
+    const fresh = found && found[0], old = drawn && drawn[name];
+    if (!fresh || !old) { ranges[name] = fresh; continue; }
+    const [low, high] = found[1];
+    const fits = old[0] <= low && high <= old[1] && old[1] - old[0] <= 1.5 * (fresh[1] - fresh[0]);
+    ranges[name] = fits ? old : fresh;
+  }
+  return ranges;
+}
+
 // Draw the layers' figure from the view's part and the histograms' part (either may be new).
 function drawLayers() {
-  const view = layers.view, hist = layers.histogram || { title: "histograms", names: ["", ""], x: [[], []], y: [[], []] };
+  const view = layers.view, hist = layers.histogram ||
+    { title: "histograms", names: ["", ""], x: [[], []], y: [[], []], edges: [[], []] };
   const titles = [...view.titles, hist.title];
   const axisTitles = [[view.x, "std"], [view.x, "std"], ["value", "count"]];
-  const layout = layersLayout(titles, axisTitles);
   const data = { x: [view.index, view.index, view.index, view.index, ...hist.x], y: [...view.y, ...hist.y],
-                 name: ["measured", "theory", "measured", "theory", ...hist.names] };
-  const key = JSON.stringify([titles, axisTitles, layout.height]);
+                 name: ["measured", "theory", "measured", "theory", ...hist.names], edges: hist.edges };
+  const key = JSON.stringify([titles, axisTitles, data.name, isWide()]);
+  const ranges = axisRanges(data, layers.layout === key ? layers.ranges : null);
+  if (layers.layout === key && Object.values(ranges).every((r) => r !== null)) {
+    const moved = {};
+    for (const [name, range] of Object.entries(ranges)) {
+      if (String(range) !== String(layers.ranges[name])) moved[name] = { range, autorange: false };
+    }
+    layers.ranges = ranges;
+    return Plotly.animate("fig-layers", { data: data.x.map((x, i) => ({ x, y: data.y[i] })), traces: TRACES, layout: moved },
+                          { transition: { duration: 0 }, frame: { duration: 0, redraw: false }, mode: "immediate" });
+  }
+  const layout = layersLayout(titles, axisTitles);
+  for (const [name, range] of Object.entries(ranges)) {     // plotly's autorange where the page has none
+    Object.assign(layout[name], range === null ? { autorange: true } : { range, autorange: false });
+  }
+  layers.layout = key;
+  layers.ranges = ranges;
+  const traces = data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i]));
   if (!layers.drawn) {
     layers.drawn = true;
-    layers.layout = key;
-    return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i])), layout, plotConfig);
+    return Plotly.react("fig-layers", traces, layout, plotConfig);
   }
-  if (layers.layout === key) return Plotly.restyle("fig-layers", data);   // only the data: no axes or titles redone
-  layers.layout = key;
-  return Plotly.update("fig-layers", data, layout);
+  return Plotly.update("fig-layers", { x: data.x, y: data.y, name: data.name }, layout);
 }
+
+const TRACES = [0, 1, 2, 3, 4, 5];
 
 function layersFigure(data) {            // a view, with the histograms of the slider's layer when it brings them
   layers.view = viewPart(data);
