@@ -43,7 +43,7 @@ def _forward_y(page):
     return page.evaluate("document.getElementById('fig-layers').data[0].y")    # the forward panel's measured std
 
 
-HIST_NAME = "document.getElementById('fig-layers').data[4].name"          # the histograms' panel: traces 4 and 5
+HIST_ROW = "document.getElementById('fig-layers').dataset.histogramRow"    # the row the histograms (traces 4, 5) show
 
 
 @pytest.mark.slow
@@ -77,11 +77,12 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
     assert "depth=12" in page.url and len(_forward_y(page)) == 13
     assert page.inner_text("#depth-value") == "12"
-    assert page.evaluate(HIST_NAME) == "f_12"             # the slider kept to 0 … depth
+    assert page.evaluate(HIST_ROW) == "12" and page.input_value("#hist-layer") == "12"   # the slider kept to 0 … depth
+    assert page.evaluate("document.getElementById('fig-layers').data[4].name") == "f_k"
 
     page.evaluate("const s = document.getElementById('hist-layer'); s.value = '3'; "
                   "s.dispatchEvent(new Event('input', {bubbles: true}))")
-    page.wait_for_function(f"{HIST_NAME} === 'f_3'")
+    page.wait_for_function(f"{HIST_ROW} === '3'")
     counts = page.evaluate("document.getElementById('fig-layers').data[4].y")
     assert len(counts) == 40 and sum(counts) == 1000 * 80
 
@@ -89,7 +90,7 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
     assert page.input_value("#hist-layer") == "3" and page.is_hidden("#message")
-    assert page.evaluate(HIST_NAME) == "f_3"
+    assert page.evaluate(HIST_ROW) == "3"
 
     assert page.is_hidden("#residual_scale-label")         # a residual block's scale: only with a residual block
     updates = int(page.evaluate("document.body.dataset.updates"))
@@ -99,7 +100,7 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     assert query["block"] == ["preact"] and query["residual_scale"] == ["1"] and page.is_visible("#residual_scale-label")
     assert page.evaluate("document.getElementById('fig-layers').layout.xaxis.title.text").startswith("block i")
     titles = page.evaluate("document.getElementById('fig-layers').layout.annotations.map((a) => a.text)")
-    assert titles[0] == "forward: std of each block's output" and titles[2].startswith("histograms at block")
+    assert titles[0] == "forward: std of each block's output" and titles[2].startswith("histograms at the slider's block i")
     assert len(_forward_y(page)) == 12 + 3                 # stem, 12 blocks, final activation, head
 
 

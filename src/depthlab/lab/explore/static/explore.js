@@ -113,12 +113,15 @@ function layersLayout(titles, axisTitles) {
   return layout;
 }
 
+// The histograms' title and legend name the slider's row in general terms (the slider under the
+// figure shows which row): a title or legend entry that changes costs a full redraw, and the
+// depth slider moves the row whenever the network gets shallower than it.
 function histogramPart(data) {
-  const k = data.layer;
-  const where = plainNetwork() ? "layer" : "block";
+  const plain = plainNetwork(), where = plain ? "layer k" : "block i";
   const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
-  return { title: `histograms at ${where} ${k} (${$("samples").value} samples × width)`,
-           names: data.names || [`f_${k}`, `h_${k + 1} = a[f_${k}]`],
+  return { title: `histograms at the slider's ${where} (${$("samples").value} samples × width)`,
+           names: plain ? ["f_k", "h_k+1 = a[f_k]"] : ["input of block i", "output of block i"],
+           layer: data.layer,
            x: [bars(data.preactivation), bars(data.activation)],
            y: [data.preactivation.counts, data.activation.counts],
            edges: [data.preactivation.edges, data.activation.edges] };
@@ -215,6 +218,7 @@ function drawLayers() {
                  name: ["measured", "theory", "measured", "theory", ...hist.names], edges: hist.edges };
   const key = JSON.stringify([titles, axisTitles, data.name, isWide()]);
   const ranges = axisRanges(data, layers.layout === key ? layers.ranges : null);
+  $("fig-layers").dataset.histogramRow = hist.layer === undefined ? "" : String(hist.layer);   // the row its histograms show
   if (layers.layout === key && Object.values(ranges).every((r) => r !== null)) {
     const moved = {};
     for (const [name, range] of Object.entries(ranges)) {
