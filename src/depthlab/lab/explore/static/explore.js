@@ -119,7 +119,7 @@ function layersLayout(titles, axisTitles) {
 function histogramPart(data) {
   const plain = plainNetwork(), where = plain ? "layer k" : "block i";
   const bars = (h) => h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
-  return { title: `histograms at the slider's ${where} (${$("samples").value} samples × width)`,
+  return { title: `histograms at the slider's ${where}`,
            names: plain ? ["f_k", "h_k+1 = a[f_k]"] : ["input of block i", "output of block i"],
            layer: data.layer,
            x: [bars(data.preactivation), bars(data.activation)],
