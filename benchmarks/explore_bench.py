@@ -11,8 +11,10 @@ change event to the last figure drawn: the layers' three panels (forward, backwa
 ``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. Each
 round moves two controls of the ReLU network in turn, each to a state not seen before (so no
 cache answers): the seed (the phase diagram's grid stays: only its marker moves) and the depth
-slider (one step down each round: 49, 48, …, as a hand moves it); then the activation is switched to one not seen before, several times (a new phase
-diagram: computed, sent and drawn in full; the probe of tanh, GELU, … costs more than ReLU's). The server rows time a
+slider (one step down each round: 49, 48, …, as a hand moves it); then seeds of a tanh network;
+then the activation is switched to one not seen before, several times (a new phase diagram,
+sent and drawn in full: the server computed every activation's first one in the background
+when it started; the probe of tanh, GELU, … costs more than ReLU's). The server rows time a
 view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
 core), as ``depthlab explore`` runs: the issue's target is on this machine's two cores. Times are the median (and best) of the
 repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was, and the header
@@ -128,7 +130,7 @@ def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
     base = explorer.url.split("?")[0]
     names = ("browser: seed changed → every figure redrawn (the phase diagram's marker moves)",
              "browser: depth slider moved → every figure redrawn",
-             "browser: activation changed → every figure redrawn (a new phase diagram, drawn in full)",
+             "browser: activation changed → every figure redrawn (a new phase diagram, sent and drawn in full)",
              "browser: seed changed, tanh network (its tanh costs ~14 ns a value, a third of the probe)")
     times = {name: [] for name in names}
     try:

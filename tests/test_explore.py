@@ -395,6 +395,23 @@ def test_phase_diagram_is_dl_theory_on_a_grid(client):
     assert relu["explodes"][0][0] is False
 
 
+def test_the_server_warms_every_activations_first_phase_diagram_and_theory(client):
+    # create_app started it; warm_theory computes (or waits for) the same entries a request keeps
+    assert [t.name for t in compute._WARMING] == ["depthlab-warm-theory"]
+    compute.start_warming()                                      # once per process
+    assert len(compute._WARMING) == 1
+    compute.warm_theory()
+    for name in dl.nn.activations.names():
+        kept = compute._PHASE_DIAGRAM.results[(name, 4.0, 0.5)]
+        assert kept.done() and kept.result()["activation"] == name
+        assert compute._MEAN_FIELD.results[(name, 2.0, 0.0)].done()
+    tanh = compute.phase_diagram("tanh", 4.0, 0.5)
+    assert tanh is compute._PHASE_DIAGRAM.results[("tanh", 4.0, 0.5)].result()     # a request finds it
+    assert tanh["log10_chi1"][10][20] == pytest.approx(
+        np.log10(theory.chi1("tanh", tanh["sigma_w2"][20], tanh["sigma_b2"][10])), abs=1e-11)
+    assert compute.mean_field("tanh", 2.0, 0.0)["chi1"] == pytest.approx(theory.chi1("tanh", 2.0, 0.0), rel=1e-12)
+
+
 @pytest.mark.parametrize("query, message", [
     ("activation=nope", r"activation must be one of"),
     ("activation=tanh&w_max=-1", r"w_max must be > 0"),

@@ -66,6 +66,7 @@ def create_app():
     from starlette.routing import Route
 
     jobs = compute.TrainingJobs()
+    compute.start_warming()         # the theory every activation's first view asks for, in the background
 
     def error(message: str, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

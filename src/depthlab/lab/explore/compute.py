@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import threading
 import time
 import uuid
@@ -335,6 +336,51 @@ def _phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
 
 
 _PHASE_DIAGRAM = Memo(_phase_diagram, 64)
+
+# σ_w² of the schemes a page starts from (He: 2; Xavier, LeCun, orthogonal: 1), with σ_b² = 0
+WARM_WEIGHT_VARIANCES = (2.0, 1.0)
+
+
+def warm_theory() -> None:
+    """Compute, one after another, what switching the activation menu asks of the theory: every
+    activation's phase diagram at the page's first range (σ_w² ≤ 4, σ_b² ≤ 0.5) and its χ₁, q*,
+    ξ at the common schemes' σ_w². Kept as a request keeps them; an activation the theory
+    cannot integrate is skipped. The server runs this once, in a background thread of the
+    lowest priority (:func:`start_warming`), so that a switch does not wait for 100 × 100
+    integrals (tanh: ~0.2 s) while its own network is probed."""
+    w_max, b_max = phase_ranges(0.0, 0.0)
+    for name in activations.names():
+        _quietly(_PHASE_DIAGRAM, name, w_max, b_max)
+        for sw2 in WARM_WEIGHT_VARIANCES:
+            _quietly(_MEAN_FIELD, name, sw2, 0.0)
+
+
+def _quietly(memo: Memo, *args) -> None:
+    """``memo(*args)``, best effort: a failure is left for a request to compute and report."""
+    try:
+        with np.errstate(all="ignore"):
+            memo(*args)
+    except Exception:
+        pass
+
+
+_WARMING: list[threading.Thread] = []
+
+
+def start_warming() -> None:
+    """:func:`warm_theory` in a daemon thread at the lowest scheduling priority (where the system
+    lets one thread lower its own: Linux), once per process."""
+    if _WARMING:
+        return
+
+    def run():
+        with contextlib.suppress(AttributeError, OSError):     # no per-thread priority here
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        warm_theory()
+
+    thread = threading.Thread(target=run, name="depthlab-warm-theory", daemon=True)
+    _WARMING.append(thread)
+    thread.start()
 
 
 # ----------------------------------------------------------------------------- the view
