@@ -163,3 +163,21 @@ def test_updates_that_move_only_the_data_redraw_the_traces_inside_their_axes(pag
         assert page.evaluate(LINE) != line
         line = page.evaluate(LINE)
     assert page.inner_text("#verdict") == "exploding"            # σ² = 0.06: σ_w² = 4.8 > 2
+
+
+@pytest.mark.slow
+def test_a_view_and_a_histogram_drawn_at_once_leave_the_page_updating(page, base_url):
+    # the view's update and the histogram slider both draw the layers' figure; plotly never
+    # settles an animation another interrupts, so the page draws one at a time
+    _load(page, f"{base_url}?depth=20&width=30&samples=200&seed=0")
+    for seed in range(1, 4):
+        updates = int(page.evaluate("document.body.dataset.updates"))
+        page.evaluate(f"const s = document.getElementById('seed'); s.value = '{seed}'; "
+                      "s.dispatchEvent(new Event('change', {bubbles: true})); "
+                      "const h = document.getElementById('hist-layer'); h.value = String(3 + Number(s.value)); "
+                      "h.dispatchEvent(new Event('input', {bubbles: true})); "
+                      "histogramFigure({layer: 9, preactivation: {counts: [1, 2], edges: [0, 1, 2]}, "
+                      "activation: {counts: [2, 1], edges: [0, 1, 2]}});")
+        page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}", timeout=20_000)
+    page.wait_for_function(f"{HIST_ROW} === '6'")                 # the slider's last row came and was drawn
+    assert page.is_hidden("#message")

@@ -208,8 +208,18 @@ function axisRanges(data, drawn) {
   return ranges;
 }
 
-// Draw the layers' figure from the view's part and the histograms' part (either may be new).
+// Draw the layers' figure from the view's part and the histograms' part (either may be new),
+// one drawing at a time: the view, the histogram slider and a resize may each ask at any
+// moment, and plotly never settles the promise of an animation that another one interrupts.
+let layersDrawing = Promise.resolve();
+
 function drawLayers() {
+  const drawn = layersDrawing.then(drawLayersNow);
+  layersDrawing = drawn.catch(() => {});            // a failed drawing does not block the next
+  return drawn;
+}
+
+function drawLayersNow() {
   const view = layers.view, hist = layers.histogram ||
     { title: "histograms", names: ["", ""], x: [[], []], y: [[], []], edges: [[], []] };
   const titles = [...view.titles, hist.title];
