@@ -110,12 +110,17 @@ def test_the_layers_panels_stack_on_a_narrow_screen(page, base_url):
     layout = "document.getElementById('fig-layers').layout"
     assert page.evaluate(f"{layout}.yaxis.domain") == [0, 1]                 # side by side: full height each
     assert page.evaluate(f"{layout}.xaxis2.domain[0]") > page.evaluate(f"{layout}.xaxis.domain[1]")
+    fits = ("(() => { const gd = document.getElementById('fig-layers'); "
+            "return gd._fullLayout.width <= gd.clientWidth && gd._fullLayout.width > gd.clientWidth - 20 "
+            "&& gd.clientHeight === gd._fullLayout.height; })()")
     page.set_viewport_size({"width": 600, "height": 1000})
     page.wait_for_function(f"{layout}.xaxis.domain[1] === 1")                 # one panel per row
     assert page.evaluate(f"{layout}.yaxis2.domain[1]") < page.evaluate(f"{layout}.yaxis.domain[0]")
     assert page.evaluate(f"{layout}.height") > 1000
+    page.wait_for_function(fits)                                             # the figure follows the window's width
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.wait_for_function(f"{layout}.yaxis.domain[0] === 0")
+    page.wait_for_function(fits)
 
 
 @pytest.mark.slow

@@ -244,12 +244,11 @@ function drawLayersNow() {
   }
   layers.layout = key;
   layers.ranges = ranges;
-  const traces = data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i]));
-  if (!layers.drawn) {
-    layers.drawn = true;
-    return Plotly.react("fig-layers", traces, layout, plotConfig);
-  }
-  return Plotly.update("fig-layers", { x: data.x, y: data.y, name: data.name }, layout);
+  layers.drawn = true;
+  $("fig-layers").style.height = `${layout.height}px`;    // a responsive figure fills its box: give the box the height
+  // react, not update: an update that sets the height freezes the width at its current value,
+  // and the figure would then no longer follow the window's width
+  return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i])), layout, plotConfig);
 }
 
 const TRACES = [0, 1, 2, 3, 4, 5];
