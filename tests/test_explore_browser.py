@@ -107,6 +107,8 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
 @pytest.mark.slow
 def test_the_layers_panels_stack_on_a_narrow_screen(page, base_url):
     _load(page, f"{base_url}?depth=6&width=9&samples=50")
+    page.wait_for_function("(document.getElementById('fig-loss').layout || {annotations: []}).annotations"
+                           ".some((a) => a.text.includes('press <b>train</b>'))")     # not an empty box before training
     layout = "document.getElementById('fig-layers').layout"
     assert page.evaluate(f"{layout}.yaxis.domain") == [0, 1]                 # side by side: full height each
     assert page.evaluate(f"{layout}.xaxis2.domain[0]") > page.evaluate(f"{layout}.xaxis.domain[1]")
@@ -186,3 +188,16 @@ def test_a_view_and_a_histogram_drawn_at_once_leave_the_page_updating(page, base
         page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}", timeout=20_000)
     page.wait_for_function(f"{HIST_ROW} === '6'")                 # the slider's last row came and was drawn
     assert page.is_hidden("#message")
+
+
+@pytest.mark.slow
+def test_train_replaces_the_placeholders_with_the_loss_and_the_per_layer_stds(page, base_url):
+    _load(page, f"{base_url}?depth=3&width=16&samples=50&steps=20")
+    page.wait_for_function("(document.getElementById('fig-loss').layout || {annotations: []}).annotations.length === 1")
+    page.click("#train")
+    page.wait_for_function("document.getElementById('train-status').textContent.includes('done')", timeout=60_000)
+    page.wait_for_function("document.getElementById('fig-loss').data.length === 1")
+    assert len(page.evaluate("document.getElementById('fig-loss').data[0].y")) == 20
+    assert page.evaluate("document.getElementById('fig-loss').layout.annotations || []") == []
+    assert page.evaluate("document.getElementById('fig-train-std').data[0].type") == "heatmap"
+    assert "test accuracy" in page.inner_text("#train-status")

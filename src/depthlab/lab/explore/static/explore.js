@@ -455,6 +455,17 @@ function trainFigures(job) {
     (job.message ? ` — ${job.message}` : "");
 }
 
+// Before any training the two training figures say what they will show (not two empty boxes).
+function trainPlaceholders() {
+  const note = (text) => ({ margin: { t: 36, r: 10, b: 40, l: 60 }, xaxis: { visible: false }, yaxis: { visible: false },
+                            annotations: [{ text, showarrow: false, font: { size: 14, color: "#555" },
+                                            xref: "paper", yref: "paper", x: 0.5, y: 0.5 }] });
+  if (trainJob !== null) return;
+  Plotly.react("fig-loss", [], note("the training loss on MNIST-1D:<br>press <b>train</b> above"), plotConfig);
+  Plotly.react("fig-train-std", [], note("how the per-layer std moves while training:<br>press <b>train</b> above"),
+               plotConfig);
+}
+
 async function pollTraining(id) {
   const response = await fetch(`/api/train/${id}`);
   const job = await response.json();
@@ -489,3 +500,4 @@ $("train").addEventListener("click", startTraining);
 $("stop").addEventListener("click", stopTraining);
 syncLabels();
 schedule(linkQuery(), performance.now());     // the link, exactly as given
+(window.requestIdleCallback || ((then) => setTimeout(then, 500)))(trainPlaceholders);   // after the first view
