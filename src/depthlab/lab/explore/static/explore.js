@@ -70,7 +70,7 @@ function renderTheory(theory) {
 // ----------------------------------------------------------------------------- figures
 // The three views of the network's layers (forward std, backward std, histograms) are one
 // figure of three panels, drawn in full (Plotly.react) once and again only when a title, a
-// legend entry or the arrangement changes (Plotly.update). Any other update moves only the
+// legend entry or the arrangement changes. Any other update moves only the
 // traces: Plotly.animate without a redraw keeps the axes, titles and legends as drawn (a full
 // redraw is mostly those: about half of its time). plotly's autorange runs only on a redraw,
 // so the page sets every axis range itself (axisRanges) and hands the ones that changed to
@@ -82,6 +82,7 @@ function renderTheory(theory) {
 const axis = (options) => ({ ticklabeloverflow: "allow", ...options });
 
 const PANELS = 3;                     // forward, backward, histograms
+const TRACES = [0, 1, 2, 3, 4, 5];    // two per panel: measured and theory; f_k's and h_k+1's histogram
 const NARROW = 900;                   // below this width (px) the panels stack, one per row
 const layers = { drawn: false, layout: null, ranges: null, wide: null, view: null, histogram: null };   // what the figure shows
 
@@ -250,8 +251,6 @@ function drawLayersNow() {
   // and the figure would then no longer follow the window's width
   return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i])), layout, plotConfig);
 }
-
-const TRACES = [0, 1, 2, 3, 4, 5];
 
 function layersFigure(data) {            // a view, with the histograms of the slider's layer when it brings them
   layers.view = viewPart(data);
