@@ -365,22 +365,22 @@ def _quietly(memo: Memo, *args) -> None:
 
 
 _WARMING: list[threading.Thread] = []
+_WARMING_LOCK = threading.Lock()
 
 
 def start_warming() -> None:
     """:func:`warm_theory` in a daemon thread at the lowest scheduling priority (where the system
     lets one thread lower its own: Linux), once per process."""
-    if _WARMING:
-        return
-
     def run():
         with contextlib.suppress(AttributeError, OSError):     # no per-thread priority here
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         warm_theory()
 
-    thread = threading.Thread(target=run, name="depthlab-warm-theory", daemon=True)
-    _WARMING.append(thread)
-    thread.start()
+    with _WARMING_LOCK:
+        if _WARMING:
+            return
+        _WARMING.append(threading.Thread(target=run, name="depthlab-warm-theory", daemon=True))
+    _WARMING[0].start()
 
 
 # ----------------------------------------------------------------------------- the view
