@@ -84,7 +84,7 @@ const axis = (options) => ({ ticklabeloverflow: "allow", ...options });
 const PANELS = 3;                     // forward, backward, histograms
 const TRACES = [0, 1, 2, 3, 4, 5];    // two per panel: measured and theory; f_k's and h_k+1's histogram
 const NARROW = 900;                   // below this width (px) the panels stack, one per row
-const layers = { drawn: false, layout: null, ranges: null, wide: null, view: null, histogram: null };   // what the figure shows
+const layers = { layout: null, ranges: null, wide: null, view: null, histogram: null };   // what the figure shows
 
 // Panel i's domains (paper fractions) in the figure's arrangement: side by side, or stacked.
 function domains(wide) {
@@ -245,7 +245,6 @@ function drawLayersNow() {
   }
   layers.layout = key;
   layers.ranges = ranges;
-  layers.drawn = true;
   $("fig-layers").style.height = `${layout.height}px`;    // a responsive figure fills its box: give the box the height
   // react, not update: an update that sets the height freezes the width at its current value,
   // and the figure would then no longer follow the window's width
@@ -494,7 +493,7 @@ for (const key of KEYS) {
   $(key).addEventListener(key === "depth" || key === "width" ? "input" : "change", controlsChanged);
 }
 $("hist-layer").addEventListener("input", histogramMoved);
-window.addEventListener("resize", () => { if (layers.drawn && isWide() !== layers.wide) drawLayers(); });  // stack or not
+window.addEventListener("resize", () => { if (layers.layout !== null && isWide() !== layers.wide) drawLayers(); });  // stack or not
 $("train").addEventListener("click", startTraining);
 $("stop").addEventListener("click", stopTraining);
 syncLabels();
