@@ -86,7 +86,7 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     counts = page.evaluate("document.getElementById('fig-layers').data[4].y")
     assert len(counts) == 40 and sum(counts) == 1000 * 80
 
-    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["layer"] == ["3"]   # the slider in the link
+    page.wait_for_function("new URLSearchParams(location.search).get('layer') === '3'")   # the slider in the link
     _load(page, page.url)                                  # the link reproduces the view exactly
     assert page.input_value("#activation") == "tanh" and page.input_value("#depth") == "12"
     assert page.input_value("#hist-layer") == "3" and page.is_hidden("#message")
@@ -170,6 +170,44 @@ def test_updates_that_move_only_the_data_redraw_the_traces_inside_their_axes(pag
         assert page.evaluate(LINE) != line
         line = page.evaluate(LINE)
     assert page.inner_text("#verdict") == "exploding"            # σ² = 0.06: σ_w² = 4.8 > 2
+
+
+@pytest.mark.slow
+def test_a_dragged_slider_writes_the_address_once_its_last_view_is_drawn(page, base_url):
+    # each history.replaceState is a same-document navigation (~40 ms of the browser's CPU, and
+    # browsers throttle pages that make too many): the page writes the address when the views
+    # of the last change are drawn, with that change's state
+    _load(page, f"{base_url}?depth=20&width=30&samples=200&seed=0")
+    page.evaluate("window.__written = []; const replace = history.replaceState.bind(history); "
+                  "history.replaceState = (s, t, url) => { window.__written.push(url); replace(s, t, url); }; 0;")
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.evaluate("const d = document.getElementById('depth'); "
+                  "for (const v of [19, 18, 17, 16, 15, 14]) { d.value = String(v); "
+                  "d.dispatchEvent(new Event('input', {bubbles: true})); }")
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates} && "
+                           "document.getElementById('fig-layers').data[0].y.length === 15")
+    written = page.evaluate("window.__written")
+    assert len(written) == 1 and "depth=14" in written[0] and "depth=14" in page.url
+    assert len(page.evaluate("document.getElementById('fig-layers').data[0].y")) == 15   # f_0 … f_14
+
+
+# The page's axis rule on two made-up histograms (a linear axis): kept while the data fit and
+# fill a third of it, grown to take in data that leave it, fresh where the data shrank.
+AXIS_RULE = """(edges) => {
+  const data = { x: [[0, 1], [0, 1], [0, 1], [0, 1], [], []], y: [[1, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2]],
+                 edges: [edges, edges] };
+  const old = { xaxis3: [-10, 10] };
+  return axisRanges(data, old).xaxis3;
+}"""
+
+
+@pytest.mark.slow
+def test_an_axis_keeps_its_range_while_the_data_fit_and_grows_to_take_them_in(page, base_url):
+    _load(page, f"{base_url}?depth=3&width=5&samples=10")
+    assert page.evaluate(AXIS_RULE, [-6, 7]) == [-10, 10]         # the data fit and fill > a third: kept
+    assert page.evaluate(AXIS_RULE, [-3, 12]) == [-10, 14]        # they leave it: grown (fresh: [-4, 14])
+    fresh = page.evaluate(AXIS_RULE, [-2, 2.5])                  # a fifth of it: fresh, snapped
+    assert fresh[0] <= -2 and fresh[1] >= 2.5 and fresh[1] - fresh[0] < 20 / 3
 
 
 @pytest.mark.slow

@@ -193,18 +193,22 @@ function freshRanges(data) {
            yaxis3: counts && [[0, snapped(0, counts[1], 1)[1]], [0, counts[1]]] };
 }
 
-// The ranges to draw: an axis keeps the range it has while its data fit inside it and it is
-// at most 1.5 times as long as the fresh range (a new seed, or the depth slider's next step,
-// seldom moves an axis, and the frame stays still while one compares them); else it takes the
-// fresh range.
+// The ranges to draw: an axis that shows the data keeps its range, and one that does not grows
+// to take them in (the union of its range and the fresh one), while the data fill at least a
+// third of it (STICKY: the ratio of the two lengths); otherwise it takes the fresh range. So
+// seeds, or the depth slider's steps, seldom move an axis, and the frame stays still while one
+// compares them (a moved axis also costs its redraw); a change of regime (a network that
+// explodes made healthy) gets its own axes.
+const STICKY = 3;
+
 function axisRanges(data, drawn) {
   const ranges = {};
   for (const [name, found] of Object.entries(freshRanges(data))) {
     const fresh = found && found[0], old = drawn && drawn[name];
     if (!fresh || !old) { ranges[name] = fresh; continue; }
     const [low, high] = found[1];
-    const fits = old[0] <= low && high <= old[1] && old[1] - old[0] <= 1.5 * (fresh[1] - fresh[0]);
-    ranges[name] = fits ? old : fresh;
+    const next = old[0] <= low && high <= old[1] ? old : [Math.min(old[0], fresh[0]), Math.max(old[1], fresh[1])];
+    ranges[name] = next[1] - next[0] <= STICKY * (fresh[1] - fresh[0]) ? next : fresh;
   }
   return ranges;
 }
@@ -370,6 +374,7 @@ async function update(query, since) {
     data = await getJSON(`/api/view?${params}`);
   } catch (problem) {
     showMessage(problem.message);
+    writeLinkWhenIdle();
     document.body.dataset.state = "error";
     return;
   }
@@ -381,6 +386,7 @@ async function update(query, since) {
                  .catch((problem) => { $("t-note").textContent = problem.message; }));
   await Promise.all(drawing);
   const ms = performance.now() - since;
+  writeLinkWhenIdle();
   updates += 1;
   $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${(1000 * data.seconds).toFixed(0)} ms)`;
   document.body.dataset.updateMs = ms.toFixed(1);
@@ -389,15 +395,25 @@ async function update(query, since) {
 }
 
 // The address bar holds the controls and the histogram slider's layer (a link brings both back).
-function writeLink(query) {
-  history.replaceState(null, "", `?${query}&layer=${$("hist-layer").value}`);
+// It is written once the views of the last change are drawn, not on every change: a slider
+// dragged fires a change per step, and each history.replaceState costs the browser ~40 ms of
+// CPU (a same-document navigation), which it would spend beside the server's computation of
+// the view (browsers also throttle a page that replaces its address too often).
+let linkWanted = false;
+
+function writeLink() {
+  linkWanted = false;
+  history.replaceState(null, "", `?${readControls()}&layer=${$("hist-layer").value}`);
+}
+
+function writeLinkWhenIdle() {
+  if (linkWanted && !queued && !histogramQueued) writeLink();
 }
 
 function controlsChanged() {
   syncLabels();
-  const query = readControls().toString();
-  writeLink(query);
-  schedule(query, performance.now());
+  linkWanted = true;
+  schedule(readControls().toString(), performance.now());
 }
 
 // A link's layer= sets the slider (the view then keeps it within the network's rows); a value
@@ -419,7 +435,7 @@ let histogramQueued = false;
 
 async function histogramMoved() {
   $("hist-layer-value").textContent = $("hist-layer").value;
-  writeLink(readControls().toString());
+  linkWanted = true;
   histogramQueued = true;
   if (histogramRunning) return;
   histogramRunning = true;
@@ -431,6 +447,7 @@ async function histogramMoved() {
     } catch (problem) { /* the view's message says what is wrong with the state */ }
   }
   histogramRunning = false;
+  writeLinkWhenIdle();
 }
 
 // ----------------------------------------------------------------------------- training
