@@ -396,6 +396,18 @@ def test_phase_diagram_is_dl_theory_on_a_grid(client):
     assert relu["explodes"][0][0] is False
 
 
+def test_the_edge_of_chaos_line_lies_where_the_theorys_chi1_is_one(client):
+    tanh = client.get("/api/phase?activation=tanh&w_max=4&b_max=0.5").json()["edge_of_chaos"]
+    points = [(w, b) for w, b in zip(tanh["sigma_w2"], tanh["sigma_b2"]) if w is not None]
+    assert len(points) > 50
+    for w, b in points[::10]:           # interpolated on the grid: within a grid cell's curvature
+        assert theory.chi1("tanh", w, b) == pytest.approx(1.0, abs=2e-3)
+    at_zero = min(points, key=lambda p: p[1])                # tanh's edge of chaos at σ_b² = 0: σ_w² = 1
+    assert at_zero[1] == 0.0 and at_zero[0] == pytest.approx(theory.critical_weight_variance("tanh", 0.0), abs=1e-3)
+    relu = client.get("/api/phase?activation=relu&w_max=4&b_max=0.5").json()["edge_of_chaos"]
+    assert relu == {"sigma_w2": [], "sigma_b2": []}          # a single point (2, 0): no line through the grey
+
+
 def test_the_server_warms_every_activations_first_phase_diagram_and_theory(client):
     # create_app started it; warm_theory computes (or waits for) the same entries a request keeps
     assert [t.name for t in compute._WARMING] == ["depthlab-warm-theory"]

@@ -332,7 +332,32 @@ def _phase_diagram(activation: str, w_max: float, b_max: float) -> dict:
     return {"activation": activation, "sigma_w2": _finite_list(w), "sigma_b2": _finite_list(b),
             "log10_chi1": [_finite_list(row) for row in log_chi],
             "explodes": [[bool(v) for v in row] for row in explodes],
+            "edge_of_chaos": edge_of_chaos(w, b, log_chi),
             "seconds": seconds}
+
+
+def edge_of_chaos(w: np.ndarray, b: np.ndarray, log_chi: np.ndarray) -> dict:
+    """The line χ₁ = 1 of a phase diagram (log10 χ₁ on the grid w × b, NaN where no fixed point
+    exists), by contourpy on the grid cells where χ₁ is known: ``{"sigma_w2": [...],
+    "sigma_b2": [...]}``, its pieces separated by None (as plotly draws gaps).
+
+    None of it crosses the grey cells (no fixed point q*: there χ₁ says nothing), so ReLU,
+    leaky ReLU and identity have no line, only their edge of chaos's single point on the
+    axis σ_b² = 0 (dl.theory.critical_weight_variance). Drawn as a plain line, the page does
+    not ask plotly to contour the grid (which fills the grey cells by relaxation first:
+    0.2-0.6 s in the browser for the activations with grey regions).
+    """
+    import contourpy
+
+    pieces = contourpy.contour_generator(w, b, np.ma.masked_invalid(log_chi), line_type="Separate").lines(0.0)
+    line = {"sigma_w2": [], "sigma_b2": []}
+    for piece in pieces:
+        if line["sigma_w2"]:
+            line["sigma_w2"].append(None)
+            line["sigma_b2"].append(None)
+        line["sigma_w2"] += _finite_list(piece[:, 0])
+        line["sigma_b2"] += _finite_list(piece[:, 1])
+    return line
 
 
 _PHASE_DIAGRAM = Memo(_phase_diagram, 64)

@@ -23,13 +23,13 @@ EXTRA_HINT = "pip install 'depthlab[web]'"
 
 
 class MissingExtra(ImportError):
-    """The 'web' extra (starlette, uvicorn, plotly) is not installed."""
+    """The 'web' extra (starlette, uvicorn, plotly, contourpy) is not installed."""
 
 
 def require_web() -> None:
     """Import the web extra's packages, or say which extra to install."""
     missing = []
-    for module in ("starlette", "uvicorn", "plotly"):
+    for module in ("starlette", "uvicorn", "plotly", "contourpy"):
         try:
             __import__(module)
         except ImportError:

@@ -306,9 +306,8 @@ function phaseFigure(key, data, theory) {
       reversescale: true, colorbar: { title: { text: "log₁₀ χ₁" } }, name: "log₁₀ χ₁" },
     { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: data.grey, showscale: false, hoverinfo: "skip",
       colorscale: [[0, "#bbb"], [1, "#bbb"]], name: "explodes" },
-    { type: "contour", x: data.sigma_w2, y: data.sigma_b2, z: data.log10_chi1, showscale: false, hoverinfo: "skip",
-      contours: { start: 0, end: 0, size: 1, coloring: "lines" }, line: { width: 2.5 },
-      colorscale: [[0, "black"], [1, "black"]], name: "χ₁ = 1" },
+    { type: "scatter", mode: "lines", x: data.edge_of_chaos.sigma_w2, y: data.edge_of_chaos.sigma_b2,
+      line: { width: 2.5, color: "black" }, hoverinfo: "skip", name: "χ₁ = 1" },       // computed by the server
   ];
   return Plotly.react("fig-phase", traces, {
     title: { text: `order-to-chaos phase diagram (${data.activation}); ★ this network`, font: { size: 14 } },
