@@ -10,11 +10,13 @@ The browser numbers are what the page itself measures (``performance.now()`` fro
 change event to the last figure drawn: the layers' three panels (forward, backward, histograms) and the phase diagram; its
 ``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. Each
 round moves two controls of the ReLU network in turn, each to a state not seen before (so no
-cache answers): the seed (the phase diagram's grid stays: only its marker moves) and the depth
+cache answers): the seed (the phase diagram stays as drawn) and the depth
 slider (one step down each round: 49, 48, …, as a hand moves it); then seeds of a tanh network;
 then the activation is switched to one not seen before, several times (a new phase diagram,
 sent and drawn in full: the server computed every activation's first one in the background
-when it started; the probe of tanh, GELU, … costs more than ReLU's). The server rows time a
+when it started; the probe of tanh, GELU, … costs more than ReLU's). Between an update drawn and the
+next change the page rests ``--pause`` seconds (0.3: a hand's pace; the browser finishes
+what the last change left it, such as writing the address). The server rows time a
 view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
 core), as ``depthlab explore`` runs: the issue's target is on this machine's two cores. Times are the median (and best) of the
 repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was, and the header
@@ -36,6 +38,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEW = "depth=50&width=80&activation=relu&init=he_normal&samples=1000&seed=0"
+PAUSE = 0.3   # seconds between one update drawn and the next change: a hand's pace, not a script's
 ACTIVATIONS = ("tanh", "gelu", "silu", "elu", "softplus", "selu", "sigmoid", "leaky_relu", "identity")
 
 
@@ -121,14 +124,14 @@ MOVE = """([id, value, type]) => new Promise((resolve) => {
 })"""
 
 
-def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
+def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
     import depthlab as dl
 
     explorer = dl.explore()
     base = explorer.url.split("?")[0]
-    names = ("browser: seed changed → every figure redrawn (the phase diagram's marker moves)",
+    names = ("browser: seed changed → the layers' figure redrawn (the phase diagram stays: σ_w², σ_b² unchanged)",
              "browser: depth slider moved → every figure redrawn",
              "browser: activation changed → every figure redrawn (a new phase diagram, sent and drawn in full)",
              "browser: seed changed, tanh network (its tanh costs ~14 ns a value, a third of the probe)")
@@ -142,6 +145,7 @@ def browser_rows(repeats: int) -> list[tuple[str, list[float]]]:
             page.wait_for_function("document.body.dataset.state === 'ready'")
 
             def move(name, control, value, event):
+                page.wait_for_timeout(1000 * pause)             # the hand rests; the page finishes its last change
                 times[name].append(float(page.evaluate(MOVE, [control, value, event])))
 
             for round_ in range(1, repeats + 1):             # ReLU, He: the issue's 50×80, 1000 samples
@@ -191,11 +195,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--no-browser", action="store_true", help="skip the browser measurement")
+    parser.add_argument("--pause", type=float, default=PAUSE,
+                        help=f"seconds between a drawn update and the next change (default {PAUSE})")
     args = parser.parse_args(argv)
     before = _cpu_times()
     rows = theory_rows(args.repeats) + server_rows(args.repeats)
     if not args.no_browser:
-        rows += browser_rows(args.repeats)
+        rows += browser_rows(args.repeats, args.pause)
     lines = [f"## explorer ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"{_blas_threads()} BLAS threads, load {os.getloadavg()[0]:.1f}, CPU steal {_steal(before, _cpu_times())} "
              f"during the run, {time.strftime('%Y-%m-%d')})", "",
