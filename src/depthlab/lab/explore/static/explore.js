@@ -394,19 +394,16 @@ async function update(query, since) {
 }
 
 // The address bar holds the controls and the histogram slider's layer (a link brings both back).
-// It is written once the views of the last change are drawn, not on every change: a slider
-// dragged fires a change per step, and each history.replaceState costs the browser ~40 ms of
-// CPU (a same-document navigation), which it would spend beside the server's computation of
+// It is written once the views of the last change are drawn, not on every change: a dragged
+// slider fires a change per step, and each history.replaceState is a same-document navigation
+// that costs the browser tens of milliseconds of CPU, spent beside the server's computation of
 // the view (browsers also throttle a page that replaces its address too often).
 let linkWanted = false;
 
-function writeLink() {
+function writeLinkWhenIdle() {
+  if (!linkWanted || queued || histogramQueued) return;       // nothing new, or more is on its way
   linkWanted = false;
   history.replaceState(null, "", `?${readControls()}&layer=${$("hist-layer").value}`);
-}
-
-function writeLinkWhenIdle() {
-  if (linkWanted && !queued && !histogramQueued) writeLink();
 }
 
 function controlsChanged() {
