@@ -191,8 +191,9 @@ def test_a_dragged_slider_writes_the_address_once_its_last_view_is_drawn(page, b
     assert len(page.evaluate("document.getElementById('fig-layers').data[0].y")) == 15   # f_0 … f_14
 
 
-# The page's axis rule on two made-up histograms (a linear axis): kept while the data fit and
-# fill a third of it, grown to take in data that leave it, fresh where the data shrank.
+# The page's axis rule on two made-up histograms (a linear axis): kept while the data fit (and
+# the range is at most 1.5 times the fresh one), grown to take in data that leave it, fresh
+# where the data shrank.
 AXIS_RULE = """(edges) => {
   const data = { x: [[0, 1], [0, 1], [0, 1], [0, 1], [], []], y: [[1, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2]],
                  edges: [edges, edges] };
@@ -204,10 +205,11 @@ AXIS_RULE = """(edges) => {
 @pytest.mark.slow
 def test_an_axis_keeps_its_range_while_the_data_fit_and_grows_to_take_them_in(page, base_url):
     _load(page, f"{base_url}?depth=3&width=5&samples=10")
-    assert page.evaluate(AXIS_RULE, [-6, 7]) == [-10, 10]         # the data fit and fill > a third: kept
+    assert page.evaluate(AXIS_RULE, [-6, 7]) == [-10, 10]         # the data fit (fresh: [-8, 8]): kept
     assert page.evaluate(AXIS_RULE, [-3, 12]) == [-10, 14]        # they leave it: grown (fresh: [-4, 14])
     fresh = page.evaluate(AXIS_RULE, [-2, 2.5])                  # a fifth of it: fresh, snapped
-    assert fresh[0] <= -2 and fresh[1] >= 2.5 and fresh[1] - fresh[0] < 20 / 3
+    assert fresh[0] <= -2 and fresh[1] >= 2.5 and fresh[1] - fresh[0] < 20 / 1.5
+    assert page.evaluate(AXIS_RULE, [-4, 4]) == [-5, 5]           # fits, but 20 > 1.5 × 10: fresh
 
 
 @pytest.mark.slow

@@ -194,12 +194,13 @@ function freshRanges(data) {
 }
 
 // The ranges to draw: an axis that shows the data keeps its range, and one that does not grows
-// to take them in (the union of its range and the fresh one), while the data fill at least a
-// third of it (STICKY: the ratio of the two lengths); otherwise it takes the fresh range. So
-// seeds, or the depth slider's steps, seldom move an axis, and the frame stays still while one
-// compares them (a moved axis also costs its redraw); a change of regime (a network that
-// explodes made healthy) gets its own axes.
-const STICKY = 3;
+// to take them in (the union of its range and the fresh one), while it is at most STICKY times
+// as long as the fresh range; otherwise it takes the fresh range. So a new seed, or the depth
+// slider's next step, often leaves an axis as it was and the frame stays still while one
+// compares them; a change of regime (a network that explodes made healthy) gets its own axes.
+// (Looser axes move less — at 3 times, 26 of 39 seed changes moved one instead of 36 — but
+// then a histogram may fill a third of its panel.)
+const STICKY = 1.5;
 
 function axisRanges(data, drawn) {
   const ranges = {};
