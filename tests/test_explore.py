@@ -305,6 +305,116 @@ def test_views_and_histograms_are_kept_per_state(client):
     assert other["layers"]["preactivation_std"] != first["layers"]["preactivation_std"]
 
 
+def test_a_view_looked_ahead_is_kept_with_the_numbers_of_one_computed_when_asked(client):
+    """/api/ahead computes a view in the worker process; /api/view then answers it from what
+    it kept, with the numbers this process computes for the same state."""
+    query = f"{SMALL}&activation=gelu&init=he_normal&seed=4321"
+    state = explore_state.parse(dict(p.split("=") for p in query.split("&")))
+    assert compute.view_key(state, 2) not in compute._VIEW.results
+    response = client.get(f"/api/ahead?{query}&layer=2")
+    assert response.status_code == 200 and response.json() == {"kept": True}
+    assert compute._VIEW.results[compute.view_key(state, 2)].done()
+    kept = client.get(f"/api/view?{query}&layer=2").json()
+    here = compute._view(state, 2)                     # computed anew, in this process
+    assert {k: v for k, v in kept.items() if k not in ("seconds", "state")} == here
+    assert kept["histogram"]["layer"] == 2 and kept["state"]["activation"] == "gelu"
+
+
+def test_a_look_ahead_runs_one_at_a_time_and_refuses_bad_queries(client, monkeypatch):
+    import threading
+    from concurrent.futures import Future
+
+    response = client.get("/api/ahead?depth=0")
+    assert response.status_code == 400 and "depth" in response.json()["error"]
+    busy = Future()                                                    # one still being computed
+    monkeypatch.setattr(compute.LOOK_AHEAD, "future", busy)
+    threading.Timer(0.5, busy.set_exception, args=(RuntimeError("its own error"),)).start()
+    started = time.monotonic()
+    response = client.get(f"/api/ahead?{SMALL}&seed=77")
+    assert response.status_code == 200 and response.json() == {"kept": True}
+    assert time.monotonic() - started >= 0.5                           # after the other one
+    state = explore_state.parse({"depth": "6", "width": "12", "samples": "64", "seed": "77"})
+    assert compute._VIEW.results[compute.view_key(state, None)].done()
+
+
+def test_a_view_asked_for_pauses_the_look_ahead_unless_it_is_the_one_computed(monkeypatch):
+    from concurrent.futures import Future
+
+    calls = []
+    helper = type("FakeHelper", (), {"pause": lambda self: calls.append("pause"),
+                                     "resume": lambda self: calls.append("resume")})()
+    ahead = compute.LookAhead(helper)
+    with ahead.asked("a"):                       # nothing being computed ahead: nothing to pause
+        pass
+    ahead.key, ahead.future = "a", Future()
+    with ahead.asked("b"):
+        assert calls == ["pause"]
+    with ahead.asked("a"):                       # the very view: it goes on, and the request waits for it
+        assert calls == ["pause", "resume"] and ahead.joined == 1
+        with ahead.asked("b"):                   # another view meanwhile does not pause what one waits on
+            assert calls == ["pause", "resume"]
+    assert ahead.joined == 0
+
+
+def test_the_look_aheads_worker_raises_its_errors_here_and_is_replaced_when_it_dies():
+    from depthlab.lab.explore.ahead import Helper, WorkerDied
+
+    helper = Helper()
+    try:
+        assert helper.run(compute.weight_variance, explore_state.parse({"init": "he_normal"})) == 2.0
+        with pytest.raises(explore_state.StateError, match="layer must be between 0 and 6"):
+            helper.run(compute.check_layer, explore_state.parse({"depth": "6"}), 7)
+        worker = helper._process.pid
+        state = lambda: open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0]   # noqa: E731
+        helper.pause()
+        deadline = time.monotonic() + 10
+        while state() != "T" and time.monotonic() < deadline:          # a signal arrives when it arrives
+            time.sleep(0.01)
+        assert state() == "T"                                           # stopped
+        assert helper.run(compute.weight_variance, explore_state.parse({"width": "20"})) == 20.0   # run goes on
+        helper.pause()
+        helper.resume()
+        while state() == "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state() != "T"
+        helper._process.kill()                                         # killed between two pieces of work
+        helper._process.wait()
+        assert helper.run(compute.weight_variance, explore_state.parse({"width": "10"})) == 10.0   # a new worker
+        assert helper._process.pid != worker
+        with pytest.raises(WorkerDied, match="ended"):
+            helper.run(os._exit, 3)                                     # dies while it works
+        assert helper.run(compute.weight_variance, explore_state.parse({})) == 80.0     # width · sigma2
+    finally:
+        helper.stop()
+    assert helper._process is None
+
+
+def test_a_view_that_waited_for_a_look_ahead_whose_worker_died_is_computed_here(client, monkeypatch):
+    from depthlab.lab.explore.ahead import WorkerDied
+
+    def dies(function, *args):
+        time.sleep(0.3)
+        raise WorkerDied("the look-ahead's worker process ended (EOFError)")
+
+    monkeypatch.setattr(compute.LOOK_AHEAD.helper, "run", dies)
+    query = f"{SMALL}&seed=9090"
+    state = explore_state.parse(dict(p.split("=") for p in query.split("&")))
+    future, started = compute.look_ahead(state)
+    assert started and not future.done()
+    data = client.get(f"/api/view?{query}").json()                     # waits for it, then computes it
+    assert data["layers"] == compute._view(state, None)["layers"]
+    assert isinstance(future.exception(), WorkerDied)
+
+
+def test_the_training_controls_ask_for_no_new_view(client):
+    query = f"{SMALL}&activation=tanh&seed=31"
+    first = client.get(f"/api/view?{query}").json()
+    kept = len(compute._VIEW.results)
+    other = client.get(f"/api/view?{query}&steps=50&lr=0.5&optimizer=adam").json()
+    assert len(compute._VIEW.results) == kept                          # the same view, kept
+    assert other["layers"] == first["layers"] and (other["state"]["lr"], other["state"]["steps"]) == (0.5, 50)
+
+
 @pytest.mark.parametrize("query", [
     "depth=3&width=8&activation=sigmoid&sigma2=1e-5&bias_variance=10000",   # every unit saturated
     "depth=3&width=8&activation=softplus&sigma2=1e-300",
@@ -523,6 +633,20 @@ def _stop(process):
     return process.returncode, out, err
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def test_command_serves_on_a_free_local_port_and_stops_on_ctrl_c():
     process, url = _start()
     try:
@@ -531,9 +655,17 @@ def test_command_serves_on_a_free_local_port_and_stops_on_ctrl_c():
             assert json.load(response)["verdict"] in VERDICTS
         with urllib.request.urlopen(url, timeout=30) as response:
             assert b"depthlab explore" in response.read()
+        with urllib.request.urlopen(url + "api/ahead?" + SMALL + "&seed=3", timeout=60) as response:
+            assert json.load(response) == {"kept": True}                # the look-ahead's worker is started
+        workers = _children(process.pid)
+        assert len(workers) == 1 and os.getpgid(workers[0]) != os.getpgid(process.pid)   # Ctrl-C is not its
     finally:
         code, out, err = _stop(process)
     assert code in (0, 130) and "Traceback" not in err and "stopped" in err
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{w}") for w in workers)      # stopped with the server
 
 
 def test_the_servers_connections_send_without_waiting_for_an_acknowledgement():

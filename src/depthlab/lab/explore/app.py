@@ -8,6 +8,10 @@ Routes
 ``GET /favicon.ico``           204 (no icon; keeps the browser's console clean)
 ``GET /api/view?<state>[&layer=k]``  per-layer statistics, verdict and theory (JSON); with
                                ``layer``, that row's histograms too (from the same pass)
+``GET /api/ahead?<state>[&layer=k]``  compute that view now in a worker process (paused while
+                               views asked for are computed) and keep it (the page asks for
+                               the states it expects next while it is idle); answers ``{"kept": true}`` when done (after the one
+                               being computed, if any: one at a time)
 ``GET /api/histogram?<state>&layer=k``  histograms of f_k and h_{k+1} over the batch (JSON);
                                the page asks for it when the layer slider moves
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)
@@ -20,6 +24,7 @@ reads no file: the only files served are the three static assets named above.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
@@ -90,6 +95,20 @@ def create_app():
         except StateError as problem:
             return error(str(problem))
 
+    async def ahead(request: Request) -> Response:
+        try:
+            state, layer = _state_and_layer(request)
+            while True:                      # one at a time: after the one being computed, this one
+                future, started = await run_in_threadpool(compute.look_ahead, state, layer)
+                if started:
+                    await asyncio.wrap_future(future)
+                    return JSONResponse({"kept": True})
+                await asyncio.wait([asyncio.wrap_future(future)])     # its error is its own
+        except StateError as problem:
+            return error(str(problem))
+        except Exception as problem:        # the worker process died (killed, out of memory): the next starts anew
+            return error(f"the look-ahead failed ({type(problem).__name__}); views are computed when asked for.", 500)
+
     async def histogram(request: Request) -> Response:
         try:
             state, layer = _state_and_layer(request)
@@ -145,6 +164,7 @@ def create_app():
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/static/{name}", asset),
         Route("/api/view", view),
+        Route("/api/ahead", ahead),
         Route("/api/histogram", histogram),
         Route("/api/phase", phase),
         Route("/api/train", train, methods=["POST"]),
@@ -155,6 +175,7 @@ def create_app():
     async def lifespan(app):
         yield
         jobs.stop_all()                  # training threads end at their next step
+        compute.HELPER.stop()            # the look-ahead's worker process
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.jobs = jobs

@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from ...nn import activations
 from ...signal import theory
 from .. import probe_network
+from .ahead import Helper, WorkerDied, lower_priority
 from .memo import Memo
 from .pool import NetworkPool
 from .state import CAPS, State, StateError
@@ -161,7 +162,8 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
     The last 256 are kept, as views are.
     """
     started = time.perf_counter()
-    data = dict(_histogram_of_layer(state, check_layer(state, layer), bins))
+    with LOOK_AHEAD.asked(None):
+        data = dict(_histogram_of_layer(state.without_training(), check_layer(state, layer), bins))
     data["seconds"] = time.perf_counter() - started
     return data
 
@@ -397,8 +399,7 @@ def start_warming() -> None:
     """:func:`warm_theory` in a daemon thread at the lowest scheduling priority (where the system
     lets one thread lower its own: Linux), once per process."""
     def run():
-        with contextlib.suppress(AttributeError, OSError):     # no per-thread priority here
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        lower_priority()
         warm_theory()
 
     with _WARMING_LOCK:
@@ -414,25 +415,100 @@ def view(state: State, layer: int | None = None) -> dict:
     """Per-layer statistics, verdict and theory of the state's network, and with ``layer`` that
     row's histograms (as :func:`histogram` gives them, from the view's own pass).
 
-    A state's view is computed once and kept (the last 64 states: a link reproduces the same
-    numbers, so going back to a setting costs nothing); ``seconds`` is the time of this call.
+    A view is computed once and kept (the last 256: a link reproduces the same numbers, so
+    going back to a setting costs nothing, and the page's look-ahead fills it); ``seconds`` is
+    the time of this call.
     """
     started = time.perf_counter()
-    last = None if layer is None else rows(state) - 1
-    if layer is not None and not 0 <= layer <= last:
-        layer = last                                # the slider's row past a shallower network: its last row
-    data = dict(_view(state, layer))
+    _PHASE_DIAGRAM.start(*phase_grid(state))       # what the page asks for next, if the grid is new
+    key = view_key(state, layer)
+    with LOOK_AHEAD.asked(key):
+        try:
+            data = dict(_VIEW(*key))
+        except WorkerDied:                          # the look-ahead it waited for died with its worker
+            data = dict(_VIEW(*key))                # (not kept): computed here
+    data["state"] = state.query()
     data["seconds"] = time.perf_counter() - started
     return data
 
 
-@functools.lru_cache(maxsize=64)
+def view_key(state: State, layer: int | None) -> tuple[State, int | None]:
+    """What a view is computed and kept by: the state without what only training reads (the
+    steps, lr and optimizer controls ask for no new view), and the row whose histograms it
+    brings (a row past the network's last, as the slider's after the depth went down: the last)."""
+    if layer is not None and not 0 <= layer <= rows(state) - 1:
+        layer = rows(state) - 1
+    return state.without_training(), layer
+
+
+def look_ahead(state: State, layer: int | None = None) -> tuple[Future, bool]:
+    """Start computing the view of a state the page expects to be asked for next (a step of the
+    control moved last, a new seed, the depth slider's neighbours), to be kept as :func:`view`
+    keeps it, so that the page's next change finds it computed: ``(its future, True)``. While
+    another look-ahead is being computed: ``(that one's future, False)``; ask again when it is done.
+
+    It is computed in a worker process (:class:`.ahead.Helper`) that the views asked for
+    pause (:meth:`LookAhead.asked`); the page asks for a look-ahead only while it is idle, and
+    that lets a paused one go on.
+    """
+    return LOOK_AHEAD.start(view_key(state, layer))
+
+
+class LookAhead:
+    """The view computed ahead (one at a time), and the views asked for that wait on it."""
+
+    def __init__(self, helper: Helper):
+        self.helper = helper
+        self.key = self.future = None
+        self.joined = 0                          # views asked for that wait on the worker
+        self.lock = threading.Lock()
+
+    def _pending(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    def start(self, key) -> tuple[Future, bool]:
+        with self.lock:
+            if self._pending():
+                self.helper.resume()             # the page is idle: let the last one finish
+                return self.future, False
+            self.key, self.future = key, _VIEW.start(*key, via=self.helper.run)
+            return self.future, True
+
+    @contextlib.contextmanager
+    def asked(self, key):
+        """``with look_ahead.asked(key):`` around the computing of what a request asks for: the
+        worker is paused, so that it takes no processor from this request nor from the browser
+        drawing its answer, unless it is computing this very view (``key``), which the request
+        then waits for (it goes on; and stays paused by no one while any request waits on it)."""
+        with self.lock:
+            joins = self._pending() and self.key == key
+            if joins:
+                self.joined += 1
+                self.helper.resume()
+            elif self._pending() and not self.joined:
+                self.helper.pause()
+        try:
+            yield
+        finally:
+            if joins:
+                with self.lock:
+                    self.joined -= 1
+
+
+HELPER = Helper()                  # the look-ahead's worker process, started by the first one
+LOOK_AHEAD = LookAhead(HELPER)
+
+
+def phase_grid(state: State) -> tuple[str, float, float]:
+    """(activation, w_max, b_max): the phase diagram that the state's view shows."""
+    return (activations.get(state.activation).name,
+            *phase_ranges(float(weight_variance(state)), state.bias_variance))
+
+
 def _view(state: State, layer: int | None) -> dict:
     sw2, sb2 = float(weight_variance(state)), state.bias_variance
-    act_name = activations.get(state.activation).name
-    w_max, b_max = phase_ranges(sw2, sb2)
+    act_name, w_max, b_max = phase_grid(state)
     _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
-    _PHASE_DIAGRAM.start(act_name, w_max, b_max)  # what the page asks for next, if the grid is new
     with lend_network(state, "probe") as (net, x):
         report = probe(net, x)
         verdict, verdict_layer, diagnosis = report.verdict, report.verdict_layer, report.diagnosis
@@ -442,7 +518,6 @@ def _view(state: State, layer: int | None) -> dict:
     plain = state.plain
     columns = PLAIN_COLUMNS if plain else BLOCK_COLUMNS
     return {
-        "state": state.query(),
         "verdict": verdict,
         "verdict_layer": verdict_layer,
         "diagnosis": diagnosis,
@@ -453,6 +528,8 @@ def _view(state: State, layer: int | None) -> dict:
         **({} if histograms is None else {"histogram": histograms}),
     }
 
+
+_VIEW = Memo(_view, 256)
 
 BLOCK_NOTE = ("These numbers and the phase diagram describe a plain network of this activation and initialization; "
               "the theory lines of the figures follow this network's blocks (a residual block adds its branch: "
@@ -594,4 +671,4 @@ class TrainingJobs:
                 job.stop_requested.set()
 
 
-__all__ = ["view", "histogram", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]
+__all__ = ["view", "look_ahead", "histogram", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]

@@ -30,12 +30,15 @@ class Memo:
             self._compute(args, future)
         return future.result()
 
-    def start(self, *args) -> None:
-        """Compute the result for ``args`` in a background thread, unless it is kept or on its way."""
+    def start(self, *args, via=None) -> Future:
+        """Compute the result for ``args`` in a background thread, unless it is kept or on its
+        way; the future of the result. With ``via``, the thread computes it as
+        ``via(function, *args)`` (e.g. in another process: :meth:`.ahead.Helper.run`)."""
         future, owner = self._claim(args)
         if owner:
-            threading.Thread(target=self._compute, args=(args, future), daemon=True,
+            threading.Thread(target=self._compute, args=(args, future, via), daemon=True,
                              name=f"depthlab-{getattr(self.function, '__name__', 'memo')}").start()
+        return future
 
     def _claim(self, args) -> tuple[Future, bool]:
         with self.lock:
@@ -44,13 +47,14 @@ class Memo:
                 self.results.move_to_end(args)
                 return future, False
             future = self.results[args] = Future()
+            future.set_running_or_notify_cancel()      # no caller can cancel what others wait for
             while len(self.results) > self.size:
                 self.results.popitem(last=False)
             return future, True
 
-    def _compute(self, args, future: Future) -> None:
+    def _compute(self, args, future: Future, via=None) -> None:
         try:
-            future.set_result(self.function(*args))
+            future.set_result(self.function(*args) if via is None else via(self.function, *args))
         except BaseException as error:     # handed to every caller; not kept
             with self.lock:
                 if self.results.get(args) is future:

@@ -70,10 +70,20 @@ def make_server(sock: socket.socket):
 
     from .app import create_app
 
+    from . import compute
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # at the signal, before uvicorn waits for the requests under way: a look-ahead paused
+            # by a view would keep its request (and so the shutdown) waiting
+            compute.HELPER.resume()
+            self.config.app.state.jobs.stop_all()
+            super().handle_exit(sig, frame)
+
     # lifespan off: a second Ctrl-C (uvicorn's force exit) cancels the lifespan task, which uvicorn
-    # logs with a traceback; the training jobs the app's lifespan would stop are stopped by stop_jobs
+    # logs with a traceback; what the app's lifespan would stop is stopped by stop_work
     config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
+    server = Server(config)
     error_log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _CancelledByShutdown) for f in error_log.filters):
         error_log.addFilter(_CancelledByShutdown())
@@ -88,9 +98,13 @@ class _CancelledByShutdown(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
-def stop_jobs(server) -> None:
-    """Ask the training jobs of ``server``'s app to stop (they end at their next step)."""
+def stop_work(server) -> None:
+    """Ask the training jobs of ``server``'s app to stop (they end at their next step), and stop
+    the look-ahead's worker process (after the view it is computing)."""
+    from . import compute
+
     server.config.app.state.jobs.stop_all()
+    compute.HELPER.stop()
 
 
 # ----------------------------------------------------------------------------- the command
@@ -153,7 +167,7 @@ def cli_main(args) -> int:
         if opener is not None:
             opener.cancel()
         sock.close()
-        stop_jobs(server)
+        stop_work(server)
     print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
     return 0
 
@@ -185,7 +199,7 @@ class Explorer:
         """Stop the server thread (finished training jobs are dropped)."""
         if self._server is not None:
             self._server.should_exit = True
-            stop_jobs(self._server)
+            stop_work(self._server)
         if self._thread is not None:
             self._thread.join(timeout)
 

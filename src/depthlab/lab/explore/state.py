@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from ...nn import activations, init as initializers
 from ...signal import theory
@@ -71,6 +71,11 @@ class State:
         if self.block == "plain":
             data.pop("residual_scale")
         return data
+
+    def without_training(self) -> State:
+        """The state with the training controls (steps, lr, optimizer) at their defaults: what a
+        view depends on."""
+        return replace(self, steps=State.steps, lr=State.lr, optimizer=State.optimizer)
 
     @property
     def plain(self) -> bool:
