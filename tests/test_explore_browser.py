@@ -116,8 +116,8 @@ def test_the_layers_panels_stack_on_a_narrow_screen(page, base_url):
             "return gd._fullLayout.width <= gd.clientWidth && gd._fullLayout.width > gd.clientWidth - 20 "
             "&& gd.clientHeight === gd._fullLayout.height; })()")
     page.set_viewport_size({"width": 600, "height": 1000})
-    page.wait_for_function(f"{layout}.xaxis.domain[1] === 1")                 # one panel per row
-    assert page.evaluate(f"{layout}.yaxis2.domain[1]") < page.evaluate(f"{layout}.yaxis.domain[0]")
+    page.wait_for_function(f"{layout}.xaxis.domain[1] === 1 && "              # one panel per row
+                           f"{layout}.yaxis2.domain[1] < {layout}.yaxis.domain[0]")
     assert page.evaluate(f"{layout}.height") > 1000
     page.wait_for_function(fits)                                             # the figure follows the window's width
     page.set_viewport_size({"width": 1400, "height": 1000})
@@ -189,6 +189,28 @@ def test_a_dragged_slider_writes_the_address_once_its_last_view_is_drawn(page, b
     written = page.evaluate("window.__written")
     assert len(written) == 1 and "depth=14" in written[0] and "depth=14" in page.url
     assert len(page.evaluate("document.getElementById('fig-layers').data[0].y")) == 15   # f_0 … f_14
+
+
+@pytest.mark.slow
+def test_the_page_looks_ahead_while_idle_and_draws_a_foreseen_step_from_it(page, base_url):
+    # idle, the page asks the server for the views of the seed's and the depth slider's next
+    # steps; the seed's step is then drawn from the kept view, without probing the network
+    from depthlab.lab.explore import compute, state as explore_state
+
+    query = "depth=50&width=80&activation=tanh&init=he_normal&samples=1000&seed=70"
+    _load(page, f"{base_url}?{query}&layer=20")
+    page.wait_for_function("document.body.dataset.lookAhead === 'idle'")
+    expected = dict(item.split("=") for item in query.split("&"))
+    for change in ({"seed": "71"}, {"depth": "49"}, {"depth": "51"}):
+        key = compute.view_key(explore_state.parse({**expected, **change}), 20)
+        assert key in compute._VIEW.results and compute._VIEW.results[key].done()
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.evaluate("const s = document.getElementById('seed'); s.value = '71'; "
+                  "s.dispatchEvent(new Event('change', {bubbles: true}))")
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    assert float(page.evaluate("document.body.dataset.serverMs")) < 30     # kept (probing it takes ~150 ms)
+    view = page.evaluate("fetch('/api/view' + location.search).then((r) => r.json())")
+    assert view["state"]["seed"] == 71 and _forward_y(page) == view["layers"]["preactivation_std"]
 
 
 # The page's axis rule on two made-up histograms (a linear axis): kept while the data fit (and

@@ -11,19 +11,26 @@ let trainJob = null;
 
 // ----------------------------------------------------------------------------- the state
 
-function readControls() {
+function queryOf(values) {    // the query of the controls' values ({key: text}), in KEYS' order
   const params = new URLSearchParams();
   for (const key of KEYS) {
-    if (key === "sigma2" && $("init").value !== "normal") continue;
-    if (key === "residual_scale" && $("block").value === "plain") continue;
-    params.set(key, $(key).value.trim());
+    if (key === "sigma2" && values.init !== "normal") continue;
+    if (key === "residual_scale" && values.block === "plain") continue;
+    params.set(key, values[key].trim());
   }
   return params;
+}
+
+const controlValues = () => Object.fromEntries(KEYS.map((key) => [key, $(key).value]));
+
+function readControls() {
+  return queryOf(controlValues());
 }
 
 function writeControls(state) {
   for (const key of KEYS) {
     if (state[key] !== undefined && state[key] !== null) $(key).value = String(state[key]);
+    shown[key] = $(key).value;
   }
   syncLabels();
 }
@@ -349,6 +356,7 @@ async function pump() {
     try { await update(job.query, job.since); } catch (problem) { showMessage(String(problem.message || problem)); }
   }
   running = false;
+  lookAhead();
 }
 
 async function getJSON(url) {
@@ -372,6 +380,7 @@ async function update(query, since) {
   try {              // the slider's row comes with the view: its histograms are made from the view's own pass
     const params = new URLSearchParams(query);
     if (!params.has("layer")) params.set("layer", $("hist-layer").value);
+    remember(params.toString());
     data = await getJSON(`/api/view?${params}`);
   } catch (problem) {
     showMessage(problem.message);
@@ -391,6 +400,7 @@ async function update(query, since) {
   updates += 1;
   $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${(1000 * data.seconds).toFixed(0)} ms)`;
   document.body.dataset.updateMs = ms.toFixed(1);
+  document.body.dataset.serverMs = (1000 * data.seconds).toFixed(1);
   document.body.dataset.updates = String(updates);
   document.body.dataset.state = "ready";
 }
@@ -408,7 +418,9 @@ function writeLinkWhenIdle() {
   history.replaceState(null, "", `?${readControls()}&layer=${$("hist-layer").value}`);
 }
 
-function controlsChanged() {
+function controlsChanged(event) {
+  stopLookingAhead();
+  noteMove(event.target);
   syncLabels();
   linkWanted = true;
   schedule(readControls().toString(), performance.now());
@@ -432,6 +444,7 @@ let histogramRunning = false;
 let histogramQueued = false;
 
 async function histogramMoved() {
+  stopLookingAhead();
   $("hist-layer-value").textContent = $("hist-layer").value;
   linkWanted = true;
   histogramQueued = true;
@@ -446,6 +459,90 @@ async function histogramMoved() {
   }
   histogramRunning = false;
   writeLinkWhenIdle();
+  lookAhead();
+}
+
+// ----------------------------------------------------------------------------- looking ahead
+// While the page is idle it asks the server to compute the views a hand is likely to ask for
+// next, one at a time: the control moved last one step on, a new seed, the depth slider's two
+// neighbours, and the last control one step back. The server computes them in a worker process
+// and keeps them (/api/ahead), so a change the page foresaw is drawn without waiting for the
+// network. A control that moves stops the asking, and its view pauses the worker until the page
+// is idle again and asks for the next: the look-ahead never takes a processor from a view
+// asked for or from its drawing.
+
+const STEPPED = ["depth", "width", "seed", "samples", "in_features"];   // whole numbers: a step is ±1
+const MENUS = ["activation", "init", "block", "norm"];                 // a step is the next option
+const shown = {};                          // each control's value in the last view asked for
+let lastMove = { key: "seed", sign: 1 };   // the control moved last, and which way
+const asked = new Map();                   // the views asked for or looked ahead (their queries), the last ASKED
+const ASKED = 200;                         // fewer than the server keeps (256)
+
+function remember(query) {
+  asked.delete(query);
+  asked.set(query, true);
+  if (asked.size > ASKED) asked.delete(asked.keys().next().value);
+}
+
+function noteMove(control) {
+  const key = control.id, before = shown[key];
+  let sign = 1;
+  if (STEPPED.includes(key)) sign = Number(control.value) < Number(before) ? -1 : 1;
+  if (MENUS.includes(key)) sign = control.selectedIndex < [...control.options].findIndex((o) => o.value === before) ? -1 : 1;
+  lastMove = { key, sign };
+  shown[key] = control.value;
+}
+
+// The query of the shown state with control `key` one step (sign ±1) on, or null past its end.
+function stepped(key, sign) {
+  const control = $(key), values = controlValues();
+  if (STEPPED.includes(key)) {
+    const value = Number(control.value) + sign;
+    const low = control.min === "" ? -Infinity : Number(control.min), high = control.max === "" ? Infinity : Number(control.max);
+    if (control.value.trim() === "" || !Number.isInteger(value) || value < low || value > high) return null;
+    values[key] = String(value);
+  } else if (MENUS.includes(key)) {
+    const option = control.options[control.selectedIndex + sign];
+    if (!option) return null;
+    values[key] = option.value;
+  } else {
+    return null;                           // sigma2, bias_variance, residual_scale: no natural step
+  }
+  const params = queryOf(values);
+  params.set("layer", $("hist-layer").value);
+  return params.toString();
+}
+
+function foreseen() {
+  const { key, sign } = lastMove;
+  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign)];
+}
+
+let lookingAhead = null;                   // the AbortController of the look-ahead under way
+
+async function lookAhead() {
+  if (lookingAhead) return;
+  const mine = lookingAhead = new AbortController();
+  document.body.dataset.lookAhead = "running";
+  try {
+    while (!mine.signal.aborted && !running && !queued && !histogramRunning && document.body.dataset.state === "ready") {
+      const next = foreseen().find((query) => query !== null && !asked.has(query));
+      if (next === undefined) break;
+      remember(next);
+      await fetch(`/api/ahead?${next}`, { signal: mine.signal });   // answered once the view is kept
+    }
+  } catch (problem) { /* stopped, or a guess that failed: the view is computed when asked for */ }
+  if (lookingAhead === mine) {
+    lookingAhead = null;
+    document.body.dataset.lookAhead = "idle";
+  }
+}
+
+// A control moved: the look-ahead stops waiting for the view it asked for (the server pauses
+// that one while it computes the change, and the page asks again when it is idle).
+function stopLookingAhead() {
+  if (lookingAhead) lookingAhead.abort();
+  lookingAhead = null;
 }
 
 // ----------------------------------------------------------------------------- training
