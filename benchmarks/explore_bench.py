@@ -10,11 +10,12 @@ The browser numbers are what the page itself measures (``performance.now()`` fro
 change event to the last figure drawn: the layers' three panels (forward, backward, histograms) and the phase diagram; its
 ``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. While it is
 idle the page asks the server to compute the states it expects next (the control moved last one
-step on, the seed + 1, the depth slider's neighbours), so the rows come in two kinds, named in
+step on, the seed + 1, the depth slider's neighbours, then every other activation), so the rows come in two kinds, named in
 each: moves the page foresaw (the seed's and the depth slider's steps of the ReLU network, 50×80,
 1000 samples; the seed's steps of a tanh network; the activation menu's next option) and moves it
 could not (a seed typed; an activation picked that is not the next in the menu, after a typed
-seed), each to a state not seen before. The last column counts the moves the server answered from
+seed), each to a state not seen before; and last, activations picked after the page rested until
+its look-ahead was done. The last column counts the moves the server answered from
 a look-ahead (in under 3 ms). Between an update drawn and the next change the page rests
 ``--pause`` seconds (0.3: a hand's pace; the page's look-ahead runs in that pause, one view at a
 time, ~0.1 s for ReLU). The server rows time a
@@ -149,7 +150,9 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
         ("tanh", f"browser: seed + 1, tanh network; {FOREWARNED}"),
         ("far", f"browser: seed typed (ReLU); {UNFORESEEN}"),
         ("far_tanh", f"browser: seed typed, tanh network (its tanh: ~14 ns a value); {UNFORESEEN}"),
-        ("jump", f"browser: activation → one not next in the menu (a new phase diagram); {UNFORESEEN}"))}
+        ("jump", f"browser: activation → one not next in the menu (a new phase diagram); {UNFORESEEN}"),
+        ("rested", "browser: activation → one not next in the menu, after the page rested until its look-ahead "
+                   "was done (every activation: 2–4 s)"))}
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -181,6 +184,10 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
             for activation in JUMPS[:repeats]:
                 move(None, "seed", str(next(fresh)), "change")    # a state whose look-ahead is not a menu step
                 move("jump", "activation", activation, "change")
+            for activation in JUMPS[:repeats]:
+                move(None, "seed", str(next(fresh)), "change")
+                page.wait_for_function("document.body.dataset.lookAhead === 'idle'")
+                move("rested", "activation", activation, "change")
             browser.close()
     finally:
         explorer.stop()

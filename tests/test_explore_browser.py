@@ -116,9 +116,10 @@ def test_the_layers_panels_stack_on_a_narrow_screen(page, base_url):
             "return gd._fullLayout.width <= gd.clientWidth && gd._fullLayout.width > gd.clientWidth - 20 "
             "&& gd.clientHeight === gd._fullLayout.height; })()")
     page.set_viewport_size({"width": 600, "height": 1000})
-    page.wait_for_function(f"{layout}.xaxis.domain[1] === 1 && "              # one panel per row
-                           f"{layout}.yaxis2.domain[1] < {layout}.yaxis.domain[0]")
-    assert page.evaluate(f"{layout}.height") > 1000
+    # one panel per row, drawn taller than the window (plotly's own resize relayouts the figure
+    # too, so its layout is read once it has settled)
+    page.wait_for_function(f"{layout}.xaxis.domain[1] === 1 && {layout}.yaxis2.domain[1] < {layout}.yaxis.domain[0] "
+                           "&& document.getElementById('fig-layers')._fullLayout.height > 1000")
     page.wait_for_function(fits)                                             # the figure follows the window's width
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.wait_for_function(f"{layout}.yaxis.domain[0] === 0")
@@ -191,26 +192,45 @@ def test_a_dragged_slider_writes_the_address_once_its_last_view_is_drawn(page, b
     assert len(page.evaluate("document.getElementById('fig-layers').data[0].y")) == 15   # f_0 … f_14
 
 
+def _kept(query: str, layer, change: dict) -> bool:
+    from depthlab.lab.explore import compute, state as explore_state
+
+    key = compute.view_key(explore_state.parse({**dict(item.split("=") for item in query.split("&")), **change}), layer)
+    return key in compute._VIEW.results and compute._VIEW.results[key].done()
+
+
 @pytest.mark.slow
 def test_the_page_looks_ahead_while_idle_and_draws_a_foreseen_step_from_it(page, base_url):
     # idle, the page asks the server for the views of the seed's and the depth slider's next
     # steps; the seed's step is then drawn from the kept view, without probing the network
-    from depthlab.lab.explore import compute, state as explore_state
+    import time
 
-    query = "depth=50&width=80&activation=tanh&init=he_normal&samples=1000&seed=70"
+    query = "depth=50&width=80&activation=relu&init=he_normal&samples=1000&seed=70"
     _load(page, f"{base_url}?{query}&layer=20")
-    page.wait_for_function("document.body.dataset.lookAhead === 'idle'")
-    expected = dict(item.split("=") for item in query.split("&"))
-    for change in ({"seed": "71"}, {"depth": "49"}, {"depth": "51"}):
-        key = compute.view_key(explore_state.parse({**expected, **change}), 20)
-        assert key in compute._VIEW.results and compute._VIEW.results[key].done()
+    changes = ({"seed": "71"}, {"depth": "49"}, {"depth": "51"})     # the first it asks for
+    deadline = time.monotonic() + 120
+    while not all(_kept(query, 20, change) for change in changes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_kept(query, 20, change) for change in changes)
     updates = int(page.evaluate("document.body.dataset.updates"))
     page.evaluate("const s = document.getElementById('seed'); s.value = '71'; "
                   "s.dispatchEvent(new Event('change', {bubbles: true}))")
     page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
-    assert float(page.evaluate("document.body.dataset.serverMs")) < 30     # kept (probing it takes ~150 ms)
+    assert float(page.evaluate("document.body.dataset.serverMs")) < 30     # kept (probing it takes ~100 ms)
     view = page.evaluate("fetch('/api/view' + location.search).then((r) => r.json())")
     assert view["state"]["seed"] == 71 and _forward_y(page) == view["layers"]["preactivation_std"]
+
+
+@pytest.mark.slow
+def test_a_page_left_idle_has_looked_ahead_at_every_activation(page, base_url):
+    query = "depth=4&width=7&activation=relu&init=he_normal&samples=30&seed=5"
+    _load(page, f"{base_url}?{query}")
+    page.wait_for_function("document.body.dataset.lookAhead === 'idle'")
+    layer = int(page.input_value("#hist-layer"))
+    from depthlab.nn import activations
+
+    assert all(_kept(query, layer, {"activation": name}) for name in activations.names())
+    assert _kept(query, layer, {"seed": "6"}) and _kept(query, layer, {"depth": "3"})
 
 
 # The page's axis rule on two made-up histograms (a linear axis): kept while the data fit (and

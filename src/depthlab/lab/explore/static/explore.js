@@ -465,7 +465,7 @@ async function histogramMoved() {
 // ----------------------------------------------------------------------------- looking ahead
 // While the page is idle it asks the server to compute the views a hand is likely to ask for
 // next, one at a time: the control moved last one step on, a new seed, the depth slider's two
-// neighbours, and the last control one step back. The server computes them in a worker process
+// neighbours, the last control one step back, then the activation menu's other options. The server computes them in a worker process
 // and keeps them (/api/ahead), so a change the page foresaw is drawn without waiting for the
 // network. A control that moves stops the asking, and its view pauses the worker until the page
 // is idle again and asks for the next: the look-ahead never takes a processor from a view
@@ -502,7 +502,7 @@ function stepped(key, sign) {
     if (control.value.trim() === "" || !Number.isInteger(value) || value < low || value > high) return null;
     values[key] = String(value);
   } else if (MENUS.includes(key)) {
-    const option = control.options[control.selectedIndex + sign];
+    const option = control.options[control.selectedIndex + sign];    // sign: ±1, or ±k options away
     if (!option) return null;
     values[key] = option.value;
   } else {
@@ -513,9 +513,17 @@ function stepped(key, sign) {
   return params.toString();
 }
 
+// The activation menu's other options, nearest first (a page left idle long enough has them all).
+function otherActivations() {
+  const menu = $("activation"), out = [];
+  for (let step = 1; step < menu.options.length; step += 1) out.push(stepped("activation", step), stepped("activation", -step));
+  return out;
+}
+
 function foreseen() {
   const { key, sign } = lastMove;
-  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign)];
+  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign),
+          ...otherActivations()];
 }
 
 let lookingAhead = null;                   // the AbortController of the look-ahead under way
