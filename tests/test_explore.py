@@ -381,6 +381,9 @@ def test_the_look_aheads_worker_raises_its_errors_here_and_is_replaced_when_it_d
         helper._process.wait()
         assert helper.run(compute.weight_variance, explore_state.parse({"width": "10"})) == 10.0   # a new worker
         assert helper._process.pid != worker
+        with pytest.raises((AttributeError, TypeError, __import__("pickle").PicklingError)):
+            helper.run(compute.weight_variance, lambda: None)           # the caller's: nothing sent
+        assert helper._process.pid != worker and helper._process.poll() is None
         with pytest.raises(WorkerDied, match="ended"):
             helper.run(os._exit, 3)                                     # dies while it works
         assert helper.run(compute.weight_variance, explore_state.parse({})) == 80.0     # width · sigma2

@@ -57,16 +57,17 @@ class Helper:
         """``function(*args)``, computed in the worker process (the caller waits; callers take
         turns). Its exception is raised here; a worker that died raises :class:`WorkerDied`,
         and the next call starts another."""
+        request = pickle.dumps((function, args))        # what does not pickle is the caller's error
         with self._lock:
             process = self._process
             if process is None or process.poll() is not None:
                 process = self._process = _start_worker()
             self.resume()
             try:
-                pickle.dump((function, args), process.stdin)
+                process.stdin.write(request)
                 process.stdin.flush()
                 done, result = pickle.load(process.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as error:
+            except Exception as error:                   # it ended, or its answer cannot be read: a new one next time
                 self._process = None
                 with contextlib.suppress(OSError):
                     process.kill()

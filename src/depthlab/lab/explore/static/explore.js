@@ -465,7 +465,8 @@ async function histogramMoved() {
 // ----------------------------------------------------------------------------- looking ahead
 // While the page is idle it asks the server to compute the views a hand is likely to ask for
 // next, one at a time: the control moved last one step on, a new seed, the depth slider's two
-// neighbours, the last control one step back, then the activation menu's other options. The server computes them in a worker process
+// neighbours, the last control one step back, then (after a second's rest) the activation
+// menu's other options. The server computes them in a worker process
 // and keeps them (/api/ahead), so a change the page foresaw is drawn without waiting for the
 // network. A control that moves stops the asking, and its view pauses the worker until the page
 // is idle again and asks for the next: the look-ahead never takes a processor from a view
@@ -522,9 +523,10 @@ function otherActivations() {
 
 function foreseen() {
   const { key, sign } = lastMove;
-  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign),
-          ...otherActivations()];
+  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign)];
 }
+
+const REST = 1000;       // ms idle after the near steps before the other activations (a hand that moves on needs none)
 
 let lookingAhead = null;                   // the AbortController of the look-ahead under way
 
@@ -532,10 +534,22 @@ async function lookAhead() {
   if (lookingAhead) return;
   const mine = lookingAhead = new AbortController();
   document.body.dataset.lookAhead = "running";
+  const idle = () => !mine.signal.aborted && !running && !queued && !histogramRunning &&
+    document.body.dataset.state === "ready";
+  const wanted = (query) => query !== null && !asked.has(query);
+  let rested = false;
   try {
-    while (!mine.signal.aborted && !running && !queued && !histogramRunning && document.body.dataset.state === "ready") {
-      const next = foreseen().find((query) => query !== null && !asked.has(query));
-      if (next === undefined) break;
+    while (idle()) {
+      let next = foreseen().find(wanted);
+      if (next === undefined) {
+        if (!rested) {
+          rested = true;
+          await new Promise((resume) => setTimeout(resume, REST));
+          continue;
+        }
+        next = otherActivations().find(wanted);
+        if (next === undefined) break;
+      }
       remember(next);
       await fetch(`/api/ahead?${next}`, { signal: mine.signal });   // answered once the view is kept
     }
