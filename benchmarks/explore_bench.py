@@ -152,7 +152,7 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
         ("far_tanh", f"browser: seed typed, tanh network (its tanh: ~14 ns a value); {UNFORESEEN}"),
         ("jump", f"browser: activation → one not next in the menu (a new phase diagram); {UNFORESEEN}"),
         ("rested", "browser: activation → one not next in the menu, after the page rested until its look-ahead "
-                   "was done (every activation: 2–4 s)"))}
+                   "was done (a second's rest, then every activation: 3–5 s)"))}
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -342,6 +342,7 @@ function render(data) {
 
 let running = false;
 let queued = null;
+const KEPT_MS = 3;       // a view the server answers faster than this it had kept (probing takes tens of ms)
 
 function schedule(query, since) {
   queued = { query, since: queued ? queued.since : since };
@@ -398,7 +399,9 @@ async function update(query, since) {
   const ms = performance.now() - since;
   writeLinkWhenIdle();
   updates += 1;
-  $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${(1000 * data.seconds).toFixed(0)} ms)`;
+  const server = 1000 * data.seconds;
+  $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${server.toFixed(0)} ms` +
+    (server < KEPT_MS ? ": it had this view, computed ahead or seen before)" : ")");
   document.body.dataset.updateMs = ms.toFixed(1);
   document.body.dataset.serverMs = (1000 * data.seconds).toFixed(1);
   document.body.dataset.updates = String(updates);
