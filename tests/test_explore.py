@@ -521,6 +521,20 @@ def test_the_edge_of_chaos_line_lies_where_the_theorys_chi1_is_one(client):
     assert relu == {"sigma_w2": [], "sigma_b2": []}          # a single point (2, 0): no line through the grey
 
 
+def test_a_stopping_server_waits_for_its_background_threads_and_warming_resumes_later():
+    # a daemon thread still inside C++ (contourpy, scipy.special) when the interpreter ends
+    # aborts the process (SIGABRT: "terminate called without an active exception")
+    from depthlab.lab.explore import memo
+
+    compute._PHASE_DIAGRAM.start("gelu", 3.0, 0.7)             # a grid no one asked for: computed now
+    compute.start_warming()
+    compute.stop_background(timeout=120)
+    assert not any(thread.is_alive() for thread in list(memo._STARTED) + compute._WARMING)
+    assert compute._PHASE_DIAGRAM.results[("gelu", 3.0, 0.7)].done()
+    compute.start_warming()                                    # stopped before it was done: again
+    assert compute._WARMED.is_set() or compute._WARMING[0].is_alive()
+
+
 def test_the_server_warms_every_activations_first_phase_diagram_and_theory(client):
     # create_app started it; warm_theory computes (or waits for) the same entries a request keeps
     assert [t.name for t in compute._WARMING] == ["depthlab-warm-theory"]
@@ -700,6 +714,13 @@ def test_the_servers_connections_send_without_waiting_for_an_acknowledgement():
             await server.wait_closed()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_ctrl_c_while_the_server_warms_up_ends_it_cleanly():
+    for _ in range(2):                     # the theory is being warmed (contourpy, scipy.special: C++)
+        process, url = _start()
+        code, out, err = _stop(process)
+        assert code in (0, 130) and "terminate called" not in err and "Traceback" not in err, (code, err)
 
 
 def test_command_warns_for_a_public_host_and_refuses_a_taken_port():

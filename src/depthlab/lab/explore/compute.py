@@ -20,7 +20,7 @@ from ...nn import activations
 from ...signal import theory
 from .. import probe_network
 from .ahead import Helper, WorkerDied, lower_priority
-from .memo import Memo
+from .memo import Memo, join_started
 from .pool import NetworkPool
 from .state import CAPS, State, StateError
 
@@ -368,18 +368,22 @@ _PHASE_DIAGRAM = Memo(_phase_diagram, 64)
 WARM_WEIGHT_VARIANCES = (2.0, 1.0)
 
 
-def warm_theory() -> None:
+def warm_theory(stop: threading.Event | None = None) -> None:
     """Compute, one after another, what switching the activation menu asks of the theory: every
     activation's phase diagram at the page's first range (σ_w² ≤ 4, σ_b² ≤ 0.5) and its χ₁, q*,
     ξ at the common schemes' σ_w². Kept as a request keeps them; an activation the theory
     cannot integrate is skipped. The server runs this once, in a background thread of the
     lowest priority (:func:`start_warming`), so that a switch does not wait for 100 × 100
-    integrals (tanh: ~0.2 s) while its own network is probed."""
+    integrals (tanh: ~0.2 s) while its own network is probed. ``stop``, once set, ends it before
+    the next entry."""
     w_max, b_max = phase_ranges(0.0, 0.0)
     for name in activations.names():
-        _quietly(_PHASE_DIAGRAM, name, w_max, b_max)
-        for sw2 in WARM_WEIGHT_VARIANCES:
-            _quietly(_MEAN_FIELD, name, sw2, 0.0)
+        for memo, args in [(_PHASE_DIAGRAM, (name, w_max, b_max))] + [(_MEAN_FIELD, (name, sw2, 0.0))
+                                                                     for sw2 in WARM_WEIGHT_VARIANCES]:
+            if stop is not None and stop.is_set():
+                return
+            _quietly(memo, *args)
+    _WARMED.set()
 
 
 def _quietly(memo: Memo, *args) -> None:
@@ -391,22 +395,40 @@ def _quietly(memo: Memo, *args) -> None:
         pass
 
 
-_WARMING: list[threading.Thread] = []
+_WARMING: list[threading.Thread] = []      # the warming thread, once started
 _WARMING_LOCK = threading.Lock()
+_WARM_STOP = threading.Event()              # set by stop_background: warming ends at its next step
+_WARMED = threading.Event()                 # set when warm_theory has been through every activation
 
 
 def start_warming() -> None:
     """:func:`warm_theory` in a daemon thread at the lowest scheduling priority (where the system
-    lets one thread lower its own: Linux), once per process."""
+    lets one thread lower its own: Linux), once per process (again after :func:`stop_background`
+    stopped it before it was done)."""
     def run():
         lower_priority()
-        warm_theory()
+        warm_theory(_WARM_STOP)
 
     with _WARMING_LOCK:
-        if _WARMING:
+        if _WARMED.is_set() or (_WARMING and _WARMING[0].is_alive()):
             return
-        _WARMING.append(threading.Thread(target=run, name="depthlab-warm-theory", daemon=True))
-    _WARMING[0].start()
+        _WARM_STOP.clear()
+        _WARMING[:] = [threading.Thread(target=run, name="depthlab-warm-theory", daemon=True)]
+        _WARMING[0].start()
+
+
+def stop_background(timeout: float = 10.0) -> None:
+    """Stop warming the theory and wait, at most ``timeout`` seconds in all, for it and for the
+    views' background threads (their theory and phase diagrams) to end: what a server does as
+    it stops, so that no thread is inside a C++ library when the interpreter ends (see
+    :func:`.memo.join_started`)."""
+    deadline = time.monotonic() + timeout
+    _WARM_STOP.set()
+    with _WARMING_LOCK:
+        warming = list(_WARMING)
+    for thread in warming:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    join_started(deadline)
 
 
 # ----------------------------------------------------------------------------- the view
@@ -576,6 +598,7 @@ class TrainingJob:
     backward_std: list = field(default_factory=list)
     accuracy: float | None = None
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> dict:
@@ -658,17 +681,25 @@ class TrainingJobs:
                 if oldest is None:
                     break
                 del self.jobs[oldest]
-        threading.Thread(target=job.run, name=f"depthlab-train-{job.id}", daemon=True).start()
+        job.thread = threading.Thread(target=job.run, name=f"depthlab-train-{job.id}", daemon=True)
+        job.thread.start()
         return job
 
     def get(self, job_id: str) -> TrainingJob | None:
         with self.lock:
             return self.jobs.get(job_id)
 
-    def stop_all(self) -> None:
+    def stop_all(self, wait: float = 0.0) -> None:
+        """Ask every job to stop (at its next step); with ``wait``, wait that many seconds at most
+        for their threads to end."""
+        deadline = time.monotonic() + wait
         with self.lock:
-            for job in self.jobs.values():
-                job.stop_requested.set()
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            job.stop_requested.set()
+        for job in jobs:
+            if wait and job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
 
 
 __all__ = ["view", "look_ahead", "histogram", "phase_diagram", "mean_field", "TrainingJob", "TrainingJobs", "CAPS"]

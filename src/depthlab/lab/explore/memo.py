@@ -10,6 +10,8 @@ raised to every caller that waited for it and is not kept.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 
@@ -36,8 +38,10 @@ class Memo:
         ``via(function, *args)`` (e.g. in another process: :meth:`.ahead.Helper.run`)."""
         future, owner = self._claim(args)
         if owner:
-            threading.Thread(target=self._compute, args=(args, future, via), daemon=True,
-                             name=f"depthlab-{getattr(self.function, '__name__', 'memo')}").start()
+            thread = threading.Thread(target=self._compute, args=(args, future, via), daemon=True,
+                                      name=f"depthlab-{getattr(self.function, '__name__', 'memo')}")
+            _STARTED.add(thread)
+            thread.start()
         return future
 
     def _claim(self, args) -> tuple[Future, bool]:
@@ -60,3 +64,18 @@ class Memo:
                 if self.results.get(args) is future:
                     del self.results[args]
             future.set_exception(error)
+
+
+_STARTED: weakref.WeakSet[threading.Thread] = weakref.WeakSet()   # the threads of every Memo.start
+
+
+def join_started(deadline: float) -> None:
+    """Wait, until ``deadline`` (time.monotonic()), for the threads that :meth:`Memo.start` started.
+
+    They are daemon threads; one still inside a C++ library when the interpreter ends would
+    abort the process: Python 3.11 ends a daemon thread that wants the GIL back with
+    pthread_exit, whose unwinding through a C++ frame that allows no exception calls
+    std::terminate ("terminate called without an active exception", SIGABRT; contourpy's
+    contours and scipy.special's functions are C++)."""
+    for thread in list(_STARTED):
+        thread.join(max(0.0, deadline - time.monotonic()))

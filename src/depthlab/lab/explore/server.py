@@ -99,12 +99,14 @@ class _CancelledByShutdown(logging.Filter):
 
 
 def stop_work(server) -> None:
-    """Ask the training jobs of ``server``'s app to stop (they end at their next step), and stop
-    the look-ahead's worker process (after the view it is computing)."""
+    """Stop the training jobs of ``server``'s app (at their next step), the look-ahead's worker
+    process (after the view it is computing) and the background computing, and wait for them
+    (a few seconds at most; see :func:`.compute.stop_background`)."""
     from . import compute
 
-    server.config.app.state.jobs.stop_all()
+    server.config.app.state.jobs.stop_all(wait=10.0)
     compute.HELPER.stop()
+    compute.stop_background()
 
 
 # ----------------------------------------------------------------------------- the command
