@@ -403,7 +403,7 @@ async function update(query, since) {
   $("timing").textContent = `updated in ${ms.toFixed(0)} ms (server ${server.toFixed(0)} ms` +
     (server < KEPT_MS ? ": it had this view, computed ahead or seen before)" : ")");
   document.body.dataset.updateMs = ms.toFixed(1);
-  document.body.dataset.serverMs = (1000 * data.seconds).toFixed(1);
+  document.body.dataset.serverMs = server.toFixed(1);
   document.body.dataset.updates = String(updates);
   document.body.dataset.state = "ready";
 }
@@ -469,11 +469,11 @@ async function histogramMoved() {
 // While the page is idle it asks the server to compute the views a hand is likely to ask for
 // next, one at a time: the control moved last one step on, a new seed, the depth slider's two
 // neighbours, the last control one step back, then (after a second's rest) the activation
-// menu's other options. The server computes them in a worker process
-// and keeps them (/api/ahead), so a change the page foresaw is drawn without waiting for the
-// network. A control that moves stops the asking, and its view pauses the worker until the page
-// is idle again and asks for the next: the look-ahead never takes a processor from a view
-// asked for or from its drawing.
+// menu's other options. The server computes them in a worker process and keeps them
+// (/api/ahead), so a change the page foresaw is drawn without waiting for the network. A
+// control that moves stops the asking, and its view pauses the worker until the page is idle
+// again and asks for the next: the look-ahead never takes a processor from a view asked for
+// or from its drawing.
 
 const STEPPED = ["depth", "width", "seed", "samples", "in_features"];   // whole numbers: a step is ±1
 const MENUS = ["activation", "init", "block", "norm"];                 // a step is the next option
