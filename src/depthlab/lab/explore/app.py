@@ -10,8 +10,9 @@ Routes
                                ``layer``, that row's histograms too (from the same pass)
 ``GET /api/ahead?<state>[&layer=k]``  compute that view now in a worker process (paused while
                                views asked for are computed) and keep it (the page asks for
-                               the states it expects next while it is idle); answers ``{"kept": true}`` when done (after the one
-                               being computed, if any: one at a time)
+                               the states it expects next while it is idle); answers
+                               ``{"kept": true}`` when done (after the one being computed, if
+                               any: one at a time)
 ``GET /api/histogram?<state>&layer=k``  histograms of f_k and h_{k+1} over the batch (JSON);
                                the page asks for it when the layer slider moves
 ``GET /api/phase?activation=&w_max=&b_max=``  log10 χ₁ on a 100×100 grid of (σ_w², σ_b²)

@@ -129,8 +129,14 @@ def weight_variance(state: State) -> float:
     if state.init == "normal":
         return state.width * state.sigma2
     if state.init == "critical":
-        return float(theory.critical_weight_variance(state.activation, 0.0))
+        return _critical_weight_variance(state.activation)
     return NOMINAL_WEIGHT_VARIANCE[state.init]
+
+
+@functools.lru_cache(maxsize=None)
+def _critical_weight_variance(activation: str) -> float:
+    """dl.theory.critical_weight_variance at σ_b² = 0, once per activation (a root search: ~40 ms)."""
+    return float(theory.critical_weight_variance(activation, 0.0))
 
 
 def rows(state: State) -> int:
@@ -458,8 +464,9 @@ def view_key(state: State, layer: int | None) -> tuple[State, int | None]:
     """What a view is computed and kept by: the state without what only training reads (the
     steps, lr and optimizer controls ask for no new view), and the row whose histograms it
     brings (a row past the network's last, as the slider's after the depth went down: the last)."""
-    if layer is not None and not 0 <= layer <= rows(state) - 1:
-        layer = rows(state) - 1
+    if layer is not None:
+        last = rows(state) - 1
+        layer = layer if 0 <= layer <= last else last
     return state.without_training(), layer
 
 
@@ -529,7 +536,7 @@ def phase_grid(state: State) -> tuple[str, float, float]:
 
 def _view(state: State, layer: int | None) -> dict:
     sw2, sb2 = float(weight_variance(state)), state.bias_variance
-    act_name, w_max, b_max = phase_grid(state)
+    act_name, (w_max, b_max) = activations.get(state.activation).name, phase_ranges(sw2, sb2)
     _MEAN_FIELD.start(act_name, sw2, sb2)         # the theory, while the network is probed
     with lend_network(state, "probe") as (net, x):
         report = probe(net, x)
