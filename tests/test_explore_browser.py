@@ -52,7 +52,8 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     assert page.inner_text("#verdict") == "exploding"
     assert page.input_value("#depth") == "50" and page.input_value("#sigma2") == "1"
     assert page.inner_text("#t-phase") == "explodes"
-    assert page.evaluate("document.getElementById('fig-phase').data.length") == 3   # heatmap, grey, χ₁ = 1
+    assert page.evaluate("document.getElementById('fig-phase').data.length") == 2   # heatmap, χ₁ = 1
+    assert page.evaluate("document.getElementById('fig-phase').layout.plot_bgcolor") == "#bbb"   # grey where it explodes
     assert page.evaluate("document.getElementById('fig-phase').layout.shapes[0].xanchor") == 80.0   # the dot: σ_w²
 
     _load(page, f"{base_url}?{SEED_NOTEBOOK.replace('init=normal&sigma2=1', 'init=he_normal')}")

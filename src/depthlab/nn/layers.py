@@ -22,6 +22,7 @@ import numpy as np
 from . import activations as _activations
 from . import init as _init
 from .._fast.buffers import ones
+from .._fast.elementwise import elementwise
 from .._checks import as_float_array, check_fits_in_memory, check_positive_int, resolve_dtype, resolve_rng
 from .layer import Layer, missing_cache, work_array
 from .parameter import Parameter
@@ -183,6 +184,14 @@ class Linear(Layer):
         return f"Linear({self.in_features}, {self.out_features})"
 
 
+def _elementwise(activation, function, arrays: tuple, out):
+    """``function(*arrays, out)``; for a ``blocked`` activation, block by block, in cache
+    (:func:`depthlab._fast.elementwise.elementwise`: the same numbers)."""
+    if activation.blocked:
+        return elementwise(function, arrays, out)
+    return function(*arrays, out)
+
+
 class ActivationLayer(Layer):
     """h = a[f] elementwise, for any activation of :mod:`depthlab.nn.activations`."""
 
@@ -209,18 +218,19 @@ class ActivationLayer(Layer):
         from h alone (ReLU, sigmoid, tanh: as PyTorch's in-place activations), else into a kept array."""
         activation = self.activation
         if work["overwrite_input"] and activation.derivative_from_output and activation.function_out is not None:
-            h = activation.function_out(f, f)
+            h = _elementwise(activation, activation.function_out, (f,), f)
             work["f"] = work["h"] = h
             return h
-        out = None if activation.function_out is None else work_array(work, "h", f.shape, f.dtype)
-        work["f"], work["h"] = f, activation.forward(f, out)
+        keeps_output = activation.function_out is not None or activation.blocked
+        out = work_array(work, "h", f.shape, f.dtype) if keeps_output else None
+        work["f"], work["h"] = f, _elementwise(activation, activation.forward, (f,), out)
         return work["h"]
 
     def backward_fast(self, grad_h: np.ndarray, work: dict) -> np.ndarray:
         """:meth:`backward` in place of dL/dh when the engine allows it (through the activation's
         ``vjp`` where it has one: ReLU masks instead of multiplying)."""
         out = grad_h if work["overwrite_grad"] else work_array(work, "grad_input", grad_h.shape, grad_h.dtype)
-        return self.activation.backward(grad_h, work["f"], work["h"], out)
+        return _elementwise(self.activation, self.activation.backward, (grad_h, work["f"], work["h"]), out)
 
     def output_features(self, in_features: int) -> int:
         return in_features

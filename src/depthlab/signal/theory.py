@@ -709,8 +709,18 @@ def critical_weight_variance(activation, bias_variance: float = 0.0) -> float:
     act = _activation(activation)
     if _is_array(bias_variance):
         _, sb2 = _variance_arrays(1.0, bias_variance)
-        return _elementwise(lambda b: critical_weight_variance(act, b), sb2)
-    sb2 = _bias_variance(bias_variance)
+        grid = _critical_grid(act)
+        return _elementwise(lambda b: _critical_weight_variance(act, b, grid), sb2)
+    return _critical_weight_variance(act, _bias_variance(bias_variance), _critical_grid(act))
+
+
+def _critical_grid(act):
+    """E[φ²] and E[φ'²] at every q of ``_Q_GRID`` (one vectorized quadrature; None for a closed form)."""
+    return None if closed_form(act) is not None else moments_array(act, _Q_GRID)
+
+
+def _critical_weight_variance(act, sb2: float, grid) -> float:
+    """:func:`critical_weight_variance` at one σ_b², bracketing on ``grid`` (:func:`_critical_grid`)."""
     form = closed_form(act)
     if form is not None:
         if sb2 > 0.0:
@@ -720,10 +730,8 @@ def critical_weight_variance(activation, bias_variance: float = 0.0) -> float:
                 "Its only critical point is bias_variance=0."
             )
         return 1.0 / form.square
-    grid = [moments(act, q) for q in _Q_GRID]
     with np.errstate(divide="ignore", invalid="ignore"):
-        gaps = np.array([q - m.second / m.grad_second - sb2 if m.grad_second > 0 else np.nan
-                         for q, m in zip(_Q_GRID, grid)])
+        gaps = np.where(grid.grad_second > 0, _Q_GRID - grid.second / grid.grad_second - sb2, np.nan)
 
     def gap(q: float) -> float:
         m = moments(act, q)
@@ -767,7 +775,8 @@ def critical_line(activation, bias_variances) -> np.ndarray:
     values = as_float_array(bias_variances, "bias_variances", dtype=np.float64)
     if values.ndim > 1:
         raise ValueError(f"bias_variances must be a 1-D sequence, got shape {values.shape}.")
-    return np.array([critical_weight_variance(act, float(b)) for b in values.reshape(-1)])
+    grid = _critical_grid(act)
+    return np.array([_critical_weight_variance(act, _bias_variance(float(b)), grid) for b in values.reshape(-1)])
 
 
 # --------------------------------------------------------------------------------------

@@ -296,13 +296,13 @@ async function fetchPhase(range) {
     const response = await fetch(`/api/phase?${key}`);
     const data = await response.json();
     if (!response.ok) throw new Error(data.error);
-    data.grey = data.explodes.map((row) => row.map((e) => (e ? 1 : null)));
     phaseCache.set(key, data);
   }
   return [key, phaseCache.get(key)];
 }
 
 let markerAt = null;
+const EXPLODES_GREY = "#bbb";
 
 function phaseFigure(key, data, theory) {
   const at = `${theory.sigma_w2},${theory.sigma_b2}`;
@@ -310,17 +310,17 @@ function phaseFigure(key, data, theory) {
   markerAt = at;
   if (phaseDrawn === key) return Plotly.relayout("fig-phase", { shapes: marker(theory) });
   phaseDrawn = key;
+  // Where the variance grows without bound log10 χ₁ is null: the heatmap leaves those cells
+  // out and the plot's grey background shows through (one heatmap image to draw, not two).
   const traces = [
     { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: data.log10_chi1, zmid: 0, colorscale: "RdBu",
-      reversescale: true, colorbar: { title: { text: "log₁₀ χ₁" } }, name: "log₁₀ χ₁" },
-    { type: "heatmap", x: data.sigma_w2, y: data.sigma_b2, z: data.grey, showscale: false, hoverinfo: "skip",
-      colorscale: [[0, "#bbb"], [1, "#bbb"]], name: "explodes" },
+      reversescale: true, colorbar: { title: { text: "log₁₀ χ₁" } }, name: "log₁₀ χ₁", hoverongaps: false },
     { type: "scatter", mode: "lines", x: data.edge_of_chaos.sigma_w2, y: data.edge_of_chaos.sigma_b2,
       line: { width: 2.5, color: "black" }, hoverinfo: "skip", name: "χ₁ = 1" },       // computed by the server
   ];
   return Plotly.react("fig-phase", traces, {
     title: { text: `order-to-chaos phase diagram (${data.activation}); ★ this network`, font: { size: 14 } },
-    margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false, shapes: marker(theory),
+    margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false, shapes: marker(theory), plot_bgcolor: EXPLODES_GREY,
     xaxis: axis({ title: { text: "σ_w² = fan_in·Var(Ω)" } }), yaxis: axis({ title: { text: "σ_b²" } }) }, plotConfig);
 }
 
