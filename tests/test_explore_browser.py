@@ -54,6 +54,7 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     assert page.inner_text("#t-phase") == "explodes"
     assert page.evaluate("document.getElementById('fig-phase').data.length") == 2   # heatmap, χ₁ = 1
     assert page.evaluate("document.getElementById('fig-phase').layout.plot_bgcolor") == "#bbb"   # grey where it explodes
+    assert page.evaluate("document.getElementById('fig-phase').layout.yaxis.zeroline") is False   # no line on the grey
     assert page.evaluate("document.getElementById('fig-phase').layout.shapes[0].xanchor") == 80.0   # the dot: σ_w²
 
     _load(page, f"{base_url}?{SEED_NOTEBOOK.replace('init=normal&sigma2=1', 'init=he_normal')}")

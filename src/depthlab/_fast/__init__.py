@@ -5,7 +5,8 @@
 - :mod:`.flat`: an optimizer's update of a whole parameter group as one array;
 - :mod:`.rules`: plain SGD's and Adam's fast update rules (the reference rules are in
   :mod:`depthlab.optim.rules`), and the blocked in-place axpy every rule uses;
-- :mod:`.blocks`: an epoch's batches gathered, and its metrics scored, in blocks of rows.
+- :mod:`.blocks`: an epoch's batches gathered, and its metrics scored, in blocks of rows;
+- :mod:`.elementwise`: a smooth activation and its derivative computed block by block, in cache.
 
 :func:`set_fast_paths` turns all of it off — and the layers' own fast variants
 (``forward_fast`` / ``backward_fast``) with it — so the plain code is the reference the fast

@@ -321,7 +321,9 @@ function phaseFigure(key, data, theory) {
   return Plotly.react("fig-phase", traces, {
     title: { text: `order-to-chaos phase diagram (${data.activation}); ★ this network`, font: { size: 14 } },
     margin: { t: 36, r: 10, b: 40, l: 60 }, showlegend: false, shapes: marker(theory), plot_bgcolor: EXPLODES_GREY,
-    xaxis: axis({ title: { text: "σ_w² = fan_in·Var(Ω)" } }), yaxis: axis({ title: { text: "σ_b²" } }) }, plotConfig);
+    // no grid or zero line: the heatmap hides them, and on the grey they would read as lines of the diagram
+    xaxis: axis({ title: { text: "σ_w² = fan_in·Var(Ω)" }, showgrid: false, zeroline: false }),
+    yaxis: axis({ title: { text: "σ_b²" }, showgrid: false, zeroline: false }) }, plotConfig);
 }
 
 function render(data) {
