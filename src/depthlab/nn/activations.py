@@ -79,8 +79,8 @@ class Activation:
         ``function``, ``derivative`` and ``function_out`` are strictly elementwise chains of
         NumPy/SciPy ufuncs (each value from the value at the same place): a network's fast path
         then computes them on a large batch block by block, so that the chain's temporaries stay
-        in cache (:mod:`depthlab._fast.elementwise`; the same numbers, ~25% off a smooth
-        network's pass). Off for a user's activation unless it says so.
+        in cache (:mod:`depthlab._fast.elementwise`; the same numbers, 15–30% off a probe of a
+        50×80 tanh, GELU, SiLU or ELU network). Off for a user's activation unless it says so.
     """
 
     name: str
