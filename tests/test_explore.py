@@ -16,6 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
+from threadpoolctl import threadpool_limits
 
 import depthlab as dl
 from depthlab.lab import cli, probe_network
@@ -190,6 +191,46 @@ def test_network_pool_keeps_one_network_per_shape_within_its_budget():
     with pool.lend("u", c, 101, shared=False) as lent:
         assert lent is c                                       # not shared with another thread: itself
     assert list(pool.idle) == ["t"]                            # over the budget alone: not kept
+
+
+def test_another_activation_takes_the_kept_network_of_the_same_layers_and_gives_the_same_numbers(client):
+    from depthlab.lab.explore.pool import NetworkPool
+
+    pool = NetworkPool(budget=100)
+    x = np.random.default_rng(0).normal(size=(300, 1))
+    with pool.lend(("k", "relu"), dl.MLP(1, [16] * 3, 1, activation="relu", rng=0), 40, kin="k") as first:
+        pass
+    tanh_net = dl.MLP(1, [16] * 3, 1, activation="tanh", rng=1)
+    with pool.lend(("k", "tanh"), tanh_net, 40, kin="k") as second:
+        assert second is first and list(pool.idle) == []            # no copy: its activations swapped
+        assert [a.activation.name for a in second.layers[1::2]] == ["tanh"] * 3
+        np.testing.assert_array_equal(second(x), tanh_net(x))
+    residual = dl.ResMLP(1, 16, 2, 1, rng=2)                          # other layers: not the same kin after all
+    with pool.lend(("k", "res"), residual, 40, kin="k") as third:
+        assert third is not first
+        np.testing.assert_array_equal(third(x), residual(x))
+    for activation in ("gelu", "relu", "silu", "tanh"):                 # the activation menu, through the server
+        query = f"depth=6&width=12&activation={activation}&init=he_normal&samples=300&seed=4"
+        report = _probe_as_cli(6, 12, activation, "he_normal", None, 300, 4)
+        data = client.get(f"/api/view?{query}").json()
+        assert data["layers"]["preactivation_std"] == [s.preactivation_std for s in report.layers]
+        assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
+        assert data["verdict"] == report.verdict and data["diagnosis"] == report.diagnosis
+
+
+def test_a_view_probed_in_halves_reproduces_the_probe_command(client):
+    from depthlab._fast import pair
+    from depthlab.signal import probe as probe_module
+
+    query = "depth=20&width=80&activation=gelu&init=he_normal&samples=1000&seed=6"
+    report = _probe_as_cli(20, 80, "gelu", "he_normal", None, 1000, 6)          # one whole pass
+    net = dl.MLP(1, [80] * 20, 1, activation="gelu", rng=0)
+    with threadpool_limits(1, user_api="blas"):
+        assert probe_module._halves_pay(net, 1000) == pair.parallel()          # halves wherever two processors are
+        data = client.get(f"/api/view?{query}").json()
+    for key in ("preactivation_std", "activation_std", "grad_preactivation_std", "saturated_fraction"):
+        assert data["layers"][key] == [getattr(s, key) for s in report.layers], key
+    assert data["verdict"] == report.verdict and data["diagnosis"] == report.diagnosis
 
 
 def test_a_new_depth_takes_over_the_arrays_of_its_neighbour_and_gives_the_same_numbers(client):

@@ -6,7 +6,9 @@
 - :mod:`.rules`: plain SGD's and Adam's fast update rules (the reference rules are in
   :mod:`depthlab.optim.rules`), and the blocked in-place axpy every rule uses;
 - :mod:`.blocks`: an epoch's batches gathered, and its metrics scored, in blocks of rows;
-- :mod:`.elementwise`: a smooth activation and its derivative computed block by block, in cache.
+- :mod:`.elementwise`: a smooth activation and its derivative computed block by block, in cache;
+- :mod:`.pair`: two pieces of work on two threads at once, BLAS held at one thread meanwhile
+  (a recorded pass in halves of the batch, :mod:`depthlab.nn.halves`).
 
 :func:`set_fast_paths` turns all of it off — and the layers' own fast variants
 (``forward_fast`` / ``backward_fast``) with it — so the plain code is the reference the fast

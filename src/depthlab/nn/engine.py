@@ -32,6 +32,8 @@ import numpy as np
 
 from .. import _fast
 from .._fast.buffers import Buffers, FlatArrays
+from .._fast.pair import run_pair
+from . import halves as _halves
 from .composite import plain_backward, plain_forward, runs_fast
 
 PLANS = ("nothing", "backward", "trace")
@@ -88,10 +90,14 @@ class Engine:
             self.buffers, other.buffers = other.buffers, Buffers()
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, plan: str, remember: bool = True, watch=None):
+    def forward(self, x: np.ndarray, plan: str, remember: bool = True, watch=None, halves: bool = False):
         """(output, every layer's output under the trace plan, the :class:`Pass`). With
         ``remember`` the pass becomes the one ``backward`` uses by default; ``watch(i, output)``
-        is called after layer i (not under the backward plan)."""
+        is called after layer i (not under the backward plan). With ``halves`` (the trace
+        plan, every layer ``rowwise``) the batch runs as two halves on two threads
+        (:mod:`.halves`; ``watch(i, rows_output, half)``)."""
+        if halves:
+            return self._forward_halves(x, remember, watch)
         if plan == "nothing":
             h = x
             with np.errstate(over="ignore", invalid="ignore"):
@@ -169,6 +175,58 @@ class Engine:
             program = self.programs[key] = (Pass("backward", works, self.has_fast, None), self._forwards(self.has_fast))
         return program
 
+    def _forward_halves(self, x: np.ndarray, remember: bool, watch):
+        """:meth:`forward` under the trace plan as two halves of the batch, each on its own thread
+        (:mod:`.halves`), writing into the rows of the same whole arrays; ``watch(i, rows_output,
+        half)`` from the half's thread."""
+        rows = _halves.halves(x.shape[0])
+        fast = self.has_fast if _fast.enabled() else [False] * len(self.layers)
+        runs = self._forwards(fast)
+        if remember:
+            self.last = None  # release the last pass: its arrays may be reused now
+        whole = _halves.WholeArrays(self.buffers.take if _fast.enabled() else None, x.shape[0])
+        works = [self._fresh("trace") for _ in rows]
+        for half, part in enumerate(works):
+            for i, work in enumerate(part):
+                work["take"] = whole.for_half(i, rows[half])
+        outputs = [[None] * len(self.layers) for _ in rows]
+
+        def run(half: int) -> None:
+            h = x[rows[half]]
+            for i, (run_layer, work) in enumerate(zip(runs, works[half])):
+                h = outputs[half][i] = run_layer(h, work)
+                if watch is not None:
+                    watch(i, h, half)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            run_pair(lambda: run(0), lambda: run(1))
+        outputs = [_halves.joined(first, second, rows) for first, second in zip(*outputs)]
+        done = _halves.HalvesPass(tuple(Pass("trace", part, fast, None) for part in works), rows, outputs[-1].shape)
+        if remember:
+            self.last = done
+        return outputs[-1], outputs, done
+
+    def _backward_halves(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done, watch):
+        """:meth:`backward` of a pass in halves, in halves: dL/dx and the intermediates only
+        (``watch(i, rows_grad_input, half)`` from the half's thread)."""
+        rows, results = done.rows, [None, None]
+        self._backwards(done.parts[0].fast)  # made once, before the threads read it
+        whole = _halves.WholeArrays(self.buffers.take if _fast.enabled() else None, grad.shape[0])
+        for half, part in enumerate(done.parts):
+            for i, work in enumerate(part.works):
+                work["take"] = whole.for_half(i, rows[half])
+
+        def run(half: int) -> None:
+            seen = None if watch is None else (lambda i, g: watch(i, g, half))
+            results[half] = self._backward(grad[rows[half]], input_grad, intermediates, done.parts[half], seen,
+                                           parameter_grads=False)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            run_pair(lambda: run(0), lambda: run(1))
+        (first, first_grads), (second, second_grads) = results
+        output_grads = [_halves.joined(a, b, rows) for a, b in zip(first_grads, second_grads)] if intermediates else None
+        return _halves.joined(first, second, rows), output_grads
+
     # -- backward --------------------------------------------------------------------------
     def backward(self, grad: np.ndarray, input_grad: bool, intermediates: bool, done: Pass | None = None,
                  watch=None, parameter_grads: bool = True):
@@ -182,6 +240,8 @@ class Engine:
         wanted (their parameters' grads are the caller's to put back).
         """
         last = self.last if done is None else done
+        if isinstance(last, _halves.HalvesPass):  # dL/dx and the intermediates only (see .halves)
+            return self._backward_halves(grad, input_grad, intermediates, last, watch)
         if last.plan == "backward":  # the training step: NumPy's warnings are its caller's
             result = self._backward(grad, input_grad, intermediates, last, watch, parameter_grads)
             if last is self.last:

@@ -157,6 +157,16 @@ class Layer:
 
     buffer_names: tuple[str, ...] = ()
     training = True  # also for a subclass whose __init__ forgot super().__init__()
+    rowwise = False
+    """Each row of the output depends on the same row of the input alone, and the forward pass
+    draws no random numbers: a batch may be computed in parts (``net.forward(x, record=True,
+    halves=True)``). Linear and activation layers say so; a subclass that overrides ``forward``
+    or ``forward_fast`` does not, unless it sets ``rowwise = True`` itself."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "rowwise" not in vars(cls) and ("forward" in vars(cls) or "forward_fast" in vars(cls)):
+            cls.rowwise = False  # new math: rows apart only where the subclass says so
 
     def __init__(self):
         self.training = True

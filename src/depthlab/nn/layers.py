@@ -55,6 +55,7 @@ class Linear(Layer):
     """
 
     init_name = "from_arrays"
+    rowwise = True
 
     def __init__(self, in_features: int, out_features: int, *, init="he_normal", bias_init="zeros",
                  rng=None, dtype="float64"):
@@ -194,6 +195,8 @@ def _elementwise(activation, function, arrays: tuple, out):
 
 class ActivationLayer(Layer):
     """h = a[f] elementwise, for any activation of :mod:`depthlab.nn.activations`."""
+
+    rowwise = True
 
     def __init__(self, activation="relu"):
         super().__init__()

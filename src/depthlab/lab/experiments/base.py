@@ -36,6 +36,7 @@ import numpy as np
 
 from ... import _files
 from ..._checks import optional, require
+from ..._fast import pair
 from ...training.display import DeferredInterrupt
 from .. import claims
 from . import get as _get_module
@@ -620,11 +621,7 @@ def one_blas_thread():
     2 cores, the whole tour took 66 s with one thread and 175 s with two. Parallelism across
     runs comes from :func:`depthlab.sweep`'s worker processes instead.
     """
-    package = optional("threadpoolctl")
-    if package is None:  # an optional speed-up; without it the defaults stay
-        yield
-        return
-    with package.threadpool_limits(limits=1, user_api="blas"):
+    with pair.one_blas_thread():  # an optional speed-up: without threadpoolctl the defaults stay
         yield
 
 

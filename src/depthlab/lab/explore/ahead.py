@@ -25,6 +25,9 @@ import threading
 from pathlib import Path
 
 LOWEST = 19           # nice: the lowest scheduling priority
+# the worker's BLAS on one thread, as the server's (its probes then run in halves on two threads,
+# depthlab.nn.halves, and no BLAS thread spins on the processor a view asked for needs)
+BLAS_ON_ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def lower_priority() -> None:
@@ -106,7 +109,8 @@ class Helper:
 
 def _start_worker() -> subprocess.Popen:
     package_root = str(Path(__file__).resolve().parents[3])       # where `import depthlab` finds this copy
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           **BLAS_ON_ONE_THREAD}
     # its own process group, so the terminal's Ctrl-C is the server's alone; not its own session,
     # which Linux would schedule as a group of its own, as much as the server's whole session
     apart = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"

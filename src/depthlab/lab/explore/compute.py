@@ -95,8 +95,9 @@ def lend_network(state: State, purpose: str):
     shared = parameters <= SHARED_PARAMETERS
     built, x = _BUILT(state) if shared else network_and_input(state)
     family = (purpose, state.width, state.in_features, state.samples, state.block, state.norm)  # same arrays per layer
-    shape = (*family, state.depth, state.activation, state.residual_scale)
-    with NETWORKS.lend(shape, built, size, shared=shared, family=family) as net:
+    kin = (*family, state.depth, state.residual_scale)                                       # all but the activation
+    shape = (*kin, state.activation)
+    with NETWORKS.lend(shape, built, size, shared=shared, family=family, kin=kin) as net:
         yield net, x
 
 

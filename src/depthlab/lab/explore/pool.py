@@ -22,6 +22,20 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ...nn.layers import ActivationLayer
+
+
+def _copy_activations(net, built) -> bool:
+    """``built``'s activations into ``net``'s activation layers, in place, where the two networks
+    have the same layers but for their activations (True); else nothing changes (False)."""
+    targets, sources = list(net.layers_within()), list(built.layers_within())
+    if len(targets) != len(sources) or any(type(a) is not type(b) for a, b in zip(targets, sources)):
+        return False
+    for target, source in zip(targets, sources):
+        if isinstance(target, ActivationLayer):
+            target.activation = source.activation
+    return True
+
 
 def _copy_state(net, built) -> None:
     """``built``'s parameters and buffers into ``net``'s arrays, in place (two networks of one
@@ -44,25 +58,33 @@ class NetworkPool:
 
     def __init__(self, budget: int):
         self.budget = budget
-        self.idle: OrderedDict[object, tuple] = OrderedDict()      # shape -> (network, cells, family)
+        self.idle: OrderedDict[object, tuple] = OrderedDict()      # shape -> (network, cells, family, kin)
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def lend(self, shape, built, size: int, *, shared: bool = True, family=None):
+    def lend(self, shape, built, size: int, *, shared: bool = True, family=None, kin=None):
         """A network equal to ``built``, for this block only: a kept one given ``built``'s
-        parameters, or else a copy of ``built`` (``built`` itself when it is not ``shared``
-        with another thread; a shared one is only read) with the arrays of an idle network of
-        the same ``family`` (any hashable: networks whose arrays have the same shapes layer by
-        layer), if one is kept.
+        parameters — of this ``shape``, or else of the same ``kin`` (any hashable: networks of
+        the same layers but for their activations), given ``built``'s activations too — or else
+        a copy of ``built`` (``built`` itself when it is not ``shared`` with another thread; a
+        shared one is only read) with the arrays of an idle network of the same ``family`` (any
+        hashable: networks whose arrays have the same shapes layer by layer), if one is kept.
+        (An activation switch in the explorer takes its network from the last activation's:
+        no copy, ~15 ms.)
 
         Drop what holds the network's arrays (a probe report, a trace) before the block ends,
         or the next borrower allocates new ones.
         """
         with self.lock:
             kept = self.idle.pop(shape, None)
+            if kept is None and kin is not None:
+                relative = next((key for key, entry in self.idle.items() if entry[3] == kin), None)
+                kept = None if relative is None else self.idle.pop(relative)
+                if kept is not None and not _copy_activations(kept[0], built):
+                    kept = None                        # not the same layers after all: dropped
             donor = None
             if kept is None and family is not None:
-                relative = next((key for key, (_, _, f) in self.idle.items() if f == family), None)
+                relative = next((key for key, entry in self.idle.items() if entry[2] == family), None)
                 donor = None if relative is None else self.idle.pop(relative)[0]
         if kept is None:
             net = copy.deepcopy(built) if shared else built
@@ -74,13 +96,13 @@ class NetworkPool:
         try:
             yield net
         finally:
-            self._keep(shape, net, size, family)
+            self._keep(shape, net, size, family, kin)
 
-    def _keep(self, shape, net, size: int, family) -> None:
+    def _keep(self, shape, net, size: int, family, kin) -> None:
         if size > self.budget:
             return
         with self.lock:
-            self.idle[shape] = (net, size, family)
+            self.idle[shape] = (net, size, family, kin)
             self.idle.move_to_end(shape)
-            while sum(s for _, s, _ in self.idle.values()) > self.budget:
+            while sum(entry[1] for entry in self.idle.values()) > self.budget:
                 self.idle.popitem(last=False)

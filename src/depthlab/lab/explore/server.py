@@ -16,6 +16,7 @@ import urllib.parse
 import warnings
 from dataclasses import dataclass
 
+from ..._fast import pair
 from .state import KEYS, StateError, parse
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -161,7 +162,8 @@ def cli_main(args) -> int:
         opener.daemon = True              # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
         opener.start()
     try:
-        server.run(sockets=[sock])       # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
+        with pair.one_blas_thread():     # the probes then run in halves on two threads (depthlab.nn.halves)
+            server.run(sockets=[sock])   # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
     except KeyboardInterrupt:
         print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
         return 130
