@@ -764,6 +764,26 @@ def test_ctrl_c_while_the_server_warms_up_ends_it_cleanly():
         assert code in (0, 130) and "terminate called" not in err and "Traceback" not in err, (code, err)
 
 
+def test_a_ctrl_c_as_the_server_is_made_stops_the_warming_it_started(monkeypatch, capsys):
+    import argparse
+    import threading
+
+    from depthlab.lab.explore import server as server_module
+
+    made = server_module.make_server
+
+    def interrupted(sock):                 # the app starts warming the theory, then the Ctrl-C comes
+        made(sock)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compute, "_WARMED", threading.Event())        # not warmed yet in this process
+    monkeypatch.setattr(server_module, "make_server", interrupted)
+    args = argparse.Namespace(host=None, port=0, no_browser=True)
+    assert server_module.cli_main(args) == 130
+    assert "stopped" in capsys.readouterr().err
+    assert not [t for t in threading.enumerate() if t.name == "depthlab-warm-theory" and t.is_alive()]
+
+
 def test_command_warns_for_a_public_host_and_refuses_a_taken_port():
     process, url = _start("--host", "0.0.0.0")
     try:

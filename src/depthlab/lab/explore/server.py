@@ -100,12 +100,14 @@ class _CancelledByShutdown(logging.Filter):
 
 
 def stop_work(server) -> None:
-    """Stop the training jobs of ``server``'s app (at their next step), the look-ahead's worker
-    process (after the view it is computing) and the background computing, and wait for them
-    (a few seconds at most; see :func:`.compute.stop_background`)."""
+    """Stop the training jobs of ``server``'s app (at their next step; None: a server not made,
+    whose app may have started warming the theory), the look-ahead's worker process (after the
+    view it is computing) and the background computing, and wait for them (a few seconds at
+    most; see :func:`.compute.stop_background`)."""
     from . import compute
 
-    server.config.app.state.jobs.stop_all(wait=10.0)
+    if server is not None:
+        server.config.app.state.jobs.stop_all(wait=10.0)
     compute.HELPER.stop()
     compute.stop_background()
 
@@ -152,16 +154,16 @@ def cli_main(args) -> int:
     except OSError as error:
         raise UsageError(f"{PROG} explore: cannot listen on {host}:{args.port}: {error.strerror or error}") from None
     url = url_of(sock, host)
-    server = make_server(sock)
-    print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
-    opener = None
-    if not args.no_browser:
-        import webbrowser
+    server = opener = None
+    try:              # from here on a Ctrl-C stops what the app has started (it warms the theory at once)
+        server = make_server(sock)
+        print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
+        if not args.no_browser:
+            import webbrowser
 
-        opener = threading.Timer(0.5, webbrowser.open, args=(url,))
-        opener.daemon = True              # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
-        opener.start()
-    try:
+            opener = threading.Timer(0.5, webbrowser.open, args=(url,))
+            opener.daemon = True          # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
+            opener.start()
         with pair.one_blas_thread():     # the probes then run in halves on two threads (depthlab.nn.halves)
             server.run(sockets=[sock])   # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
     except KeyboardInterrupt:
