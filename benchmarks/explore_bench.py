@@ -20,7 +20,9 @@ a look-ahead (in under 3 ms). Between an update drawn and the next change the pa
 ``--pause`` seconds (0.3: a hand's pace; the page's look-ahead runs in that pause, one view at a
 time, ~0.1 s for ReLU). The server rows time a
 view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
-core), as ``depthlab explore`` runs: the issue's target is on this machine's two cores. Times are the median (and best) of the
+core) but while a view or a histogram is computed, which holds it at one thread, as
+``depthlab explore`` runs (the probe then runs in halves of the batch on the two cores): the
+issue's target is on this machine's two cores. Times are the median (and best) of the
 repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was, and the header
 gives the CPU steal (the share of time a virtual machine's host ran other machines instead).
 """

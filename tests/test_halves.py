@@ -147,6 +147,16 @@ def test_a_subclass_with_its_own_forward_is_not_rowwise_unless_it_says_so():
     scaled = dl.Sequential(Scaled(3, 4, rng=0), "relu")
     np.testing.assert_array_equal(scaled.forward(x, record=True, halves=True).output, scaled(x))
 
+    class Pooled(dl.ActivationLayer):                 # its backward mixes the batch's rows
+        def backward(self, grad_h, cache):
+            return super().backward(grad_h, cache).mean(axis=0, keepdims=True) + 0 * grad_h
+
+    assert not Pooled.rowwise
+    patched = dl.Sequential(dl.Linear(3, 4, rng=0), "tanh")
+    patched.layers[1].forward = lambda f, cache: np.tanh(f)          # a pass of its own, on the instance
+    with pytest.raises(ValueError, match=r"layers\[1\].*not rowwise"):
+        patched.forward(x, record=True, halves=True)
+
 
 def test_probe_numbers_do_not_depend_on_halves(monkeypatch):
     import depthlab.signal.probe as probe_module

@@ -60,6 +60,8 @@ WORK_KEYS = {
 }
 """The engine's entries in a ``work`` dict, read by layers' fast variants."""
 
+PASSES = ("forward", "backward", "forward_fast", "backward_fast")
+
 
 def work_array(work: dict, key: str, shape: tuple, dtype) -> np.ndarray | None:
     """Where a fast variant writes its result ``key``: under the backward plan an array of the
@@ -97,6 +99,12 @@ def checked_input_grad(layer, grad, shape: tuple, dtype, required: bool = True):
     if type(grad) is not np.ndarray or grad.dtype != dtype or grad.shape != shape:
         _refuse_result(layer, "backward", "dL/dx", grad, shape, dtype, batch_only=False)
     return grad
+
+
+def computes_rows_apart(layer) -> bool:
+    """Whether ``layer`` is :attr:`Layer.rowwise` and runs its class's own passes (none set on
+    the instance)."""
+    return bool(layer.rowwise) and not any(name in vars(layer) for name in PASSES)
 
 
 def missing_cache(layer) -> RuntimeError:
@@ -158,14 +166,15 @@ class Layer:
     buffer_names: tuple[str, ...] = ()
     training = True  # also for a subclass whose __init__ forgot super().__init__()
     rowwise = False
-    """Each row of the output depends on the same row of the input alone, and the forward pass
-    draws no random numbers: a batch may be computed in parts (``net.forward(x, record=True,
-    halves=True)``). Linear and activation layers say so; a subclass that overrides ``forward``
-    or ``forward_fast`` does not, unless it sets ``rowwise = True`` itself."""
+    """Each row of the output depends on the same row of the input alone (and each row of dL/dx
+    on the same row of dL/d(output)), and the forward pass draws no random numbers: a batch may
+    be computed in parts (``net.forward(x, record=True, halves=True)``). Linear and activation
+    layers say so; a subclass that overrides one of their passes does not, unless it sets
+    ``rowwise = True`` itself, nor does a layer given a pass of its own on the instance."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "rowwise" not in vars(cls) and ("forward" in vars(cls) or "forward_fast" in vars(cls)):
+        if "rowwise" not in vars(cls) and any(name in vars(cls) for name in PASSES):
             cls.rowwise = False  # new math: rows apart only where the subclass says so
 
     def __init__(self):

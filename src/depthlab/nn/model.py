@@ -31,7 +31,7 @@ from .._fast.buffers import entry_sum
 from .._fast.flat import pack
 from .engine import PLANS, Engine
 from .halves import HalvesPass
-from .layer import Layer, checked_input_grad, checked_output, input_jacobian
+from .layer import Layer, checked_input_grad, checked_output, computes_rows_apart, input_jacobian
 from .layers import ActivationLayer, Linear
 from .parameter import Parameter, new_values
 
@@ -610,7 +610,7 @@ class Sequential(Layer):
         if plan != "trace":
             raise ValueError(f"forward(halves=True) records a pass: use record=True (or keep='trace'), not "
                              f"keep={plan!r}.")
-        mixed = next((i for i, layer in enumerate(self.layers) if not layer.rowwise), None)
+        mixed = next((i for i, layer in enumerate(self.layers) if not computes_rows_apart(layer)), None)
         if mixed is not None:
             raise ValueError(f"forward(halves=True) needs layers that compute each row on its own, but layers[{mixed}] "
                              f"({self.layers[mixed]!r}) is not rowwise (it may mix the batch's rows or draw random "

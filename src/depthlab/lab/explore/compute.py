@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..._fast import pair
 from ...nn import activations
 from ...signal import theory
 from .. import probe_network
@@ -169,7 +170,7 @@ def histogram(state: State, layer: int, bins: int = HISTOGRAM_BINS) -> dict:
     The last 256 are kept, as views are.
     """
     started = time.perf_counter()
-    with LOOK_AHEAD.asked(None):
+    with LOOK_AHEAD.asked(None), pair.one_blas_thread():
         data = dict(_histogram_of_layer(state.without_training(), check_layer(state, layer), bins))
     data["seconds"] = time.perf_counter() - started
     return data
@@ -446,12 +447,14 @@ def view(state: State, layer: int | None = None) -> dict:
 
     A view is computed once and kept (the last 256: a link reproduces the same numbers, so
     going back to a setting costs nothing, and the page's look-ahead fills it); ``seconds`` is
-    the time of this call.
+    the time of this call. It is computed with BLAS held at one thread, so that the probe runs
+    in halves of the batch on two threads (:mod:`depthlab.nn.halves`; in Jupyter only while a
+    view or a histogram is computed).
     """
     started = time.perf_counter()
     _PHASE_DIAGRAM.start(*phase_grid(state))       # what the page asks for next, if the grid is new
     key = view_key(state, layer)
-    with LOOK_AHEAD.asked(key):
+    with LOOK_AHEAD.asked(key), pair.one_blas_thread():     # the probe in halves, on two threads
         try:
             data = dict(_VIEW(*key))
         except WorkerDied:                          # the look-ahead it waited for died with its worker
