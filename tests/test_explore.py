@@ -218,6 +218,21 @@ def test_another_activation_takes_the_kept_network_of_the_same_layers_and_gives_
         assert data["verdict"] == report.verdict and data["diagnosis"] == report.diagnosis
 
 
+def test_an_activation_switch_builds_no_network_unless_the_init_depends_on_the_activation(client, monkeypatch):
+    builds = []
+    build = compute.network_and_input
+    monkeypatch.setattr(compute, "_BUILT", compute.Memo(lambda state: builds.append(state.activation) or build(state), 2))
+    for activation in ("tanh", "gelu", "elu", "tanh"):
+        query = f"depth=5&width=7&activation={activation}&init=xavier_uniform&samples=50&seed=8"
+        data = client.get(f"/api/view?{query}").json()
+        report = _probe_as_cli(5, 7, activation, "xavier_uniform", None, 50, 8)
+        assert data["layers"]["grad_preactivation_std"] == [s.grad_preactivation_std for s in report.layers]
+    assert builds == [compute.BUILT_ACTIVATION]                     # one network for every activation
+    for activation in ("tanh", "selu"):                              # the edge of chaos: σ_w² of each activation
+        assert client.get(f"/api/view?depth=5&width=7&activation={activation}&init=critical&samples=50&seed=8").is_success
+    assert builds == [compute.BUILT_ACTIVATION, "tanh", "selu"]
+
+
 def test_a_view_probed_in_halves_reproduces_the_probe_command(client):
     from depthlab._fast import pair
     from depthlab.signal import probe as probe_module

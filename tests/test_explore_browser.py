@@ -285,3 +285,34 @@ def test_train_replaces_the_placeholders_with_the_loss_and_the_per_layer_stds(pa
     assert page.evaluate("document.getElementById('fig-loss').layout.annotations || []") == []
     assert page.evaluate("document.getElementById('fig-train-std').data[0].type") == "heatmap"
     assert "test accuracy" in page.inner_text("#train-status")
+
+
+def _switch_activation_and_log(page, activation):
+    """Pick ``activation``; the page's requests and responses to /api/view and /api/phase, in order."""
+    events = []
+    on_request = lambda request: events.append(("request", request.url))          # noqa: E731
+    on_response = lambda response: events.append(("response", response.url))      # noqa: E731
+    page.on("request", on_request)
+    page.on("response", on_response)
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.evaluate(f"const a = document.getElementById('activation'); a.value = '{activation}'; "
+                  "a.dispatchEvent(new Event('change', {bubbles: true}))")
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    page.remove_listener("request", on_request)
+    page.remove_listener("response", on_response)
+    return [(kind, url.split("/api/")[1].split("?")[0], url) for kind, url in events if "/api/" in url]
+
+
+def test_a_new_activation_s_phase_diagram_is_drawn_while_the_server_probes(page, base_url):
+    _load(page, f"{base_url}?depth=30&width=60&activation=relu&init=xavier_normal&samples=800&seed=91")
+    events = _switch_activation_and_log(page, "selu")
+    asked = [(kind, what) for kind, what, url in events if "activation=selu" in url and "ahead" not in what]
+    assert asked.index(("request", "phase")) < asked.index(("response", "view"))     # not after the view came
+    assert page.evaluate("document.getElementById('fig-phase').layout.title.text").startswith(
+        "order-to-chaos phase diagram (selu)")
+    _load(page, f"{base_url}?depth=30&width=60&activation=relu&init=critical&samples=800&seed=92")
+    events = _switch_activation_and_log(page, "elu")                    # σ_w² of the activation: after the view
+    asked = [(kind, what) for kind, what, url in events if "activation=elu" in url and "ahead" not in what]
+    assert asked.index(("response", "view")) < asked.index(("request", "phase"))
+    assert page.evaluate("document.getElementById('fig-phase').layout.title.text").startswith(
+        "order-to-chaos phase diagram (elu)")

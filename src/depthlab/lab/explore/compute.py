@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,6 +72,17 @@ NETWORKS = NetworkPool(budget=24_000_000)
 # (32 MB) are kept
 _BUILT = Memo(network_and_input, 2)
 SHARED_PARAMETERS = 4_000_000
+# Every initialization but "critical" draws the same parameters and input whatever the activation
+# (tested for every scheme and architecture), and every activation layer of these networks
+# computes the state's activation: such states share the network built for BUILT_ACTIVATION,
+# and the network lent to them is given their activation (an activation switch builds nothing).
+BUILT_ACTIVATION = "relu"
+
+
+def built_network(state: State):
+    """(the network built for ``state``'s parameters and input, the input): ``state``'s own, or
+    with an activation-free initialization the one built for :data:`BUILT_ACTIVATION`."""
+    return _BUILT(state if state.init == "critical" else replace(state, activation=BUILT_ACTIVATION))
 
 
 # arrays of (depth + 1) · width · samples numbers (about) that a network keeps after each use
@@ -94,11 +105,12 @@ def lend_network(state: State, purpose: str):
     parameters, cells = network_size(state)
     size = parameters + KEPT_ARRAYS[purpose] * cells
     shared = parameters <= SHARED_PARAMETERS
-    built, x = _BUILT(state) if shared else network_and_input(state)
+    source, x = built_network(state) if shared else network_and_input(state)
     family = (purpose, state.width, state.in_features, state.samples, state.block, state.norm)  # same arrays per layer
     kin = (*family, state.depth, state.residual_scale)                                       # all but the activation
     shape = (*kin, state.activation)
-    with NETWORKS.lend(shape, built, size, shared=shared, family=family, kin=kin) as net:
+    with NETWORKS.lend(shape, source, size, shared=shared, family=family, kin=kin,
+                       activation=activations.get(state.activation)) as net:
         yield net, x
 
 
@@ -146,7 +158,7 @@ def rows(state: State) -> int:
     top-level layers (blocks) of the network."""
     if state.plain:
         return state.depth + 1
-    return len(_BUILT(state)[0].layers)
+    return len(built_network(state)[0].layers)
 
 
 def check_layer(state: State, layer: int) -> int:

@@ -25,16 +25,18 @@ import numpy as np
 from ...nn.layers import ActivationLayer
 
 
-def _copy_activations(net, built) -> bool:
-    """``built``'s activations into ``net``'s activation layers, in place, where the two networks
-    have the same layers but for their activations (True); else nothing changes (False)."""
+def _same_layers(net, built) -> bool:
+    """Whether the two networks have layers of the same types, in the same places."""
     targets, sources = list(net.layers_within()), list(built.layers_within())
-    if len(targets) != len(sources) or any(type(a) is not type(b) for a, b in zip(targets, sources)):
-        return False
-    for target, source in zip(targets, sources):
+    return len(targets) == len(sources) and all(type(a) is type(b) for a, b in zip(targets, sources))
+
+
+def _give_activations(net, built, activation) -> None:
+    """Each activation layer of ``net`` computes ``activation``, or (None) that of its place in
+    ``built`` (a network of the same layers)."""
+    for target, source in zip(net.layers_within(), built.layers_within()):
         if isinstance(target, ActivationLayer):
-            target.activation = source.activation
-    return True
+            target.activation = source.activation if activation is None else activation
 
 
 def _copy_state(net, built) -> None:
@@ -62,15 +64,16 @@ class NetworkPool:
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def lend(self, shape, built, size: int, *, shared: bool = True, family=None, kin=None):
+    def lend(self, shape, built, size: int, *, shared: bool = True, family=None, kin=None, activation=None):
         """A network equal to ``built``, for this block only: a kept one given ``built``'s
         parameters — of this ``shape``, or else of the same ``kin`` (any hashable: networks of
         the same layers but for their activations), given ``built``'s activations too — or else
         a copy of ``built`` (``built`` itself when it is not ``shared`` with another thread; a
         shared one is only read) with the arrays of an idle network of the same ``family`` (any
         hashable: networks whose arrays have the same shapes layer by layer), if one is kept.
-        (An activation switch in the explorer takes its network from the last activation's:
-        no copy, ~15 ms.)
+        With ``activation``, every activation layer of the network lent computes it instead
+        (``built`` then gives only the parameters: the explorer builds one network for all
+        activations). An activation switch takes the network kept for the last one: no copy.
 
         Drop what holds the network's arrays (a probe report, a trace) before the block ends,
         or the next borrower allocates new ones.
@@ -80,8 +83,10 @@ class NetworkPool:
             if kept is None and kin is not None:
                 relative = next((key for key, entry in self.idle.items() if entry[3] == kin), None)
                 kept = None if relative is None else self.idle.pop(relative)
-                if kept is not None and not _copy_activations(kept[0], built):
+                if kept is not None and not _same_layers(kept[0], built):
                     kept = None                        # not the same layers after all: dropped
+                elif kept is not None and activation is None:
+                    _give_activations(kept[0], built, None)
             donor = None
             if kept is None and family is not None:
                 relative = next((key for key, entry in self.idle.items() if entry[2] == family), None)
@@ -93,6 +98,8 @@ class NetworkPool:
         else:
             net = kept[0]
             _copy_state(net, built)
+        if activation is not None:
+            _give_activations(net, built, activation)
         try:
             yield net
         finally:

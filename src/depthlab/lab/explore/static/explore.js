@@ -378,12 +378,29 @@ function histogramLayer(last, rows) {
   return Number(slider.value);
 }
 
+// The phase diagram depends on the activation and on σ_w², σ_b² (its range and the star), which
+// the init, sigma2, width and bias_variance fix, except at the edge of chaos ("critical": σ_w² of
+// the activation). When only the activation changed, the page draws the new activation's diagram
+// while the server probes the network (its grid is warmed or on its way): not after the view came.
+const PHASE_KEYS = ["init", "sigma2", "width", "bias_variance"];
+let phaseShown = null;                     // { params, range, theory } of the last view's phase diagram
+
+function phaseAhead(params) {
+  const last = phaseShown;
+  if (!last || params.get("init") === "critical" || PHASE_KEYS.some((key) => params.get(key) !== last.params.get(key))) {
+    return Promise.resolve();
+  }
+  const range = { ...last.range, activation: params.get("activation") };
+  return fetchPhase(range).then(([key, phase]) => phaseFigure(key, phase, last.theory)).catch(() => {});
+}
+
 async function update(query, since) {
-  let data;
+  let data, early = Promise.resolve();
   try {              // the slider's row comes with the view: its histograms are made from the view's own pass
     const params = new URLSearchParams(query);
     if (!params.has("layer")) params.set("layer", $("hist-layer").value);
     remember(params.toString());
+    early = phaseAhead(params);
     data = await getJSON(`/api/view?${params}`);
   } catch (problem) {
     showMessage(problem.message);
@@ -393,9 +410,12 @@ async function update(query, since) {
   }
   histogramLayer(data.layers.index.length - 1, data.rows);
   showMessage("");
-  if (!queued) writeControls(data.state);          // else the controls already show a newer state
+  if (!queued) {                                   // else the controls already show a newer state
+    writeControls(data.state);
+    phaseShown = { params: readControls(), range: data.phase_range, theory: data.theory };   // as the next change reads them
+  }
   const drawing = [render(data)];                  // the layers' figure, with the histograms the view brought
-  drawing.push(fetchPhase(data.phase_range).then(([key, phase]) => phaseFigure(key, phase, data.theory))
+  drawing.push(early.then(() => fetchPhase(data.phase_range)).then(([key, phase]) => phaseFigure(key, phase, data.theory))
                  .catch((problem) => { $("t-note").textContent = problem.message; }));
   await Promise.all(drawing);
   const ms = performance.now() - since;
