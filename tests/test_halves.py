@@ -224,3 +224,40 @@ def test_a_probe_in_halves_of_a_network_that_overflows_reports_as_one_pass_does(
     for a, b in zip(one.layers, two.layers):
         np.testing.assert_array_equal([a.preactivation_std, a.grad_preactivation_std, a.dead_fraction],
                                       [b.preactivation_std, b.grad_preactivation_std, b.dead_fraction])
+
+
+def test_a_ctrl_c_while_the_second_half_runs_is_raised_once_it_has_ended():
+    import _thread
+    import signal
+    import time
+
+    finished = threading.Event()
+
+    def second():
+        time.sleep(0.3)
+        finished.set()
+
+    thread = threading.Thread(target=second)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        thread.start()
+        threading.Timer(0.05, _thread.interrupt_main).start()       # Ctrl-C while the first waits
+        with pytest.raises(KeyboardInterrupt):
+            pair._join(thread)
+        assert finished.is_set() and not thread.is_alive()         # not left inside NumPy as Python ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_probe_s_suggested_fix_is_computed_once_per_activation_function():
+    from depthlab.signal import probe as probe_module
+
+    def scaled_tanh(scale):
+        return dl.activations.Activation("mine", lambda f: scale * np.tanh(f),
+                                         lambda f, h: scale * (1 - np.tanh(f) ** 2), gain=1.0)
+
+    first, second = probe_module._critical_variance(scaled_tanh(1.0)), probe_module._critical_variance(scaled_tanh(2.0))
+    assert first == pytest.approx(1.0, rel=1e-6) and second == pytest.approx(0.25, rel=1e-6)   # σ_w² s² = 1 at q* = 0
+    assert probe_module._critical_variance(scaled_tanh(1.0)) == first
+    assert probe_module._function_key(dl.activations.get("gelu").derivative) == \
+        probe_module._function_key(dl.activations.get("gelu").derivative)

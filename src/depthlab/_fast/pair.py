@@ -105,6 +105,20 @@ def run_pair(first, second) -> None:
         try:
             first()
         finally:
-            thread.join()
+            _join(thread)
     if failed:
         raise failed[0]
+
+
+def _join(thread: threading.Thread) -> None:
+    """Wait for ``thread`` to end, through a Ctrl-C too (raised once it has ended): a piece left
+    running could still be inside NumPy or SciPy's C++ code as the interpreter ends, which
+    aborts the process."""
+    interrupted = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except BaseException as error:       # KeyboardInterrupt: the piece ends in ~0.1 s
+            interrupted = error
+    if interrupted is not None:
+        raise interrupted

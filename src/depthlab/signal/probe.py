@@ -292,14 +292,14 @@ class ProbeReport:
 
 def _critical_variance(activation) -> float:
     """σ_w² at the edge of chaos (σ_b² = 0), or the activation's gain² where there is none;
-    a root search (~10 ms), kept per activation (by its functions and parameters: the key holds
-    the functions, so their ids are not reused)."""
+    a root search (~10 ms), kept per activation (by what its functions compute, and its parameters)."""
     from . import theory
 
     try:
-        key = (activation.function, activation.derivative, activation.name, tuple(sorted(activation.params.items())))
+        key = (_function_key(activation.function), _function_key(activation.derivative), activation.name,
+               tuple(sorted(activation.params.items())))
         hash(key)
-    except TypeError:                    # unhashable parameters: computed each time
+    except (TypeError, ValueError):      # unhashable parameters or closures: computed each time
         key = None
     if key is not None and key in _CRITICAL_VARIANCES:
         return _CRITICAL_VARIANCES[key]
@@ -315,6 +315,16 @@ def _critical_variance(activation) -> float:
 
 
 _CRITICAL_VARIANCES: dict = {}
+
+
+def _function_key(function):
+    """What a function computes, as a key: a Python function's code, defaults and closure values
+    (a registered activation's factory makes new closures at each call: the same key), else the
+    function itself (a ufunc)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return function
+    return code, function.__defaults__, tuple(cell.cell_contents for cell in function.__closure__ or ())
 
 
 # activation name -> fix(fan_in, activation) as text
