@@ -8,7 +8,8 @@ Targets (issue 17): after a control changes, the views update in < 200 ms in the
 
 The browser numbers are what the page itself measures (``performance.now()`` from the control's
 change event to the last figure drawn: the layers' three panels (forward, backward, histograms) and the phase diagram; its
-``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright. While it is
+``data-update-ms``), in headless Chromium (/usr/bin/chromium) driven by Playwright, against
+``depthlab explore`` running in a process of its own, as a user runs it. While it is
 idle the page asks the server to compute the states it expects next (the control moved last one
 step on, the seed + 1, the depth slider's neighbours, then every other activation), so the rows come in two kinds, named in
 each: moves the page foresaw (the seed's and the depth slider's steps of the ReLU network, 50×80,
@@ -19,10 +20,10 @@ its look-ahead was done. The last column counts the moves the server answered fr
 a look-ahead (in under 3 ms). Between an update drawn and the next change the page rests
 ``--pause`` seconds (0.3: a hand's pace; the page's look-ahead runs in that pause, one view at a
 time, ~0.1 s for ReLU). The server rows time a
-view and, inside the same calls, its two big parts. BLAS keeps its default threads (one per
-core) but while a view or a histogram is computed, which holds it at one thread, as
-``depthlab explore`` runs (the probe then runs in halves of the batch on the two cores): the
-issue's target is on this machine's two cores. Times are the median (and best) of the
+view (in this process) and, inside the same calls, its two big parts; BLAS keeps its default
+threads (one per core) but while a view or a histogram is computed, which holds it at one
+thread (``depthlab explore`` holds it so throughout): the probe then runs in halves of the
+batch on the two cores. The issue's target is on this machine's two cores. Times are the median (and best) of the
 repetitions; the scalar χ₁ row is a yardstick of how loaded the machine was, and the header
 gives the CPU steal (the share of time a virtual machine's host ran other machines instead).
 """
@@ -128,6 +129,32 @@ MOVE = """([id, value, type]) => new Promise((resolve) => {
 })"""
 
 
+class Served:
+    """``depthlab explore --no-browser`` in a process of its own, as a user runs it (the browser
+    and this script's Playwright client are other processes; in one process with the server,
+    the client's threads would take turns with the server's)."""
+
+    def __init__(self):
+        import re
+        import subprocess
+
+        self.process = subprocess.Popen([sys.executable, "-m", "depthlab", "explore", "--no-browser"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        line = self.process.stdout.readline()
+        found = re.search(r"http://[^ ]+/", line)
+        if not found:
+            self.process.kill()
+            raise RuntimeError(f"depthlab explore did not start: {line!r} {self.process.stderr.read()[-2000:]}")
+        self.url = found.group(0)
+
+    def stop(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        self.process.communicate(timeout=60)
+
+
 MENU_STEPS = ("leaky_relu", "sigmoid", "tanh", "gelu", "silu", "elu", "softplus", "selu")  # the menu's order, from relu
 JUMPS = ("elu", "sigmoid", "softplus", "gelu", "selu", "leaky_relu", "silu", "identity")   # never the next option
 FOREWARNED = "foreseen: a step the page looked ahead to"
@@ -141,9 +168,7 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
     what it shows while it is idle) or not (a value typed, a menu choice that is not the next)."""
     from playwright.sync_api import sync_playwright
 
-    import depthlab as dl
-
-    explorer = dl.explore()
+    explorer = Served()
     base = explorer.url.split("?")[0]
     rows = {key: (name, []) for key, name in (
         ("seed", f"browser: seed + 1 (ReLU) → the layers' figure redrawn; {FOREWARNED}"),
