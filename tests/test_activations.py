@@ -85,3 +85,33 @@ def test_activation_flags():
     assert A.get("tanh").saturates and A.get("sigmoid").saturates and not A.get("relu").saturates
     assert A.get("relu").piecewise_linear and not A.get("gelu").piecewise_linear
     assert dl.activations is A
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_gated_derivatives_read_the_gate_off_the_output_to_a_few_ulps(name, dtype):
+    # a[f] = f·g(f): g(f) = h / f where h is a normal number, g(f) itself elsewhere (0, subnormal, NaN)
+    from scipy import special
+
+    rng = np.random.default_rng(1)
+    tiny = np.finfo(dtype).smallest_subnormal * 4
+    f = np.concatenate([rng.standard_normal(20_000) * scale for scale in (0.01, 1, 10, 40)] +
+                       [[0.0, -0.0, tiny, -tiny, 700, -700, 1e30, -1e30, -37.5, -38.5, np.inf, -np.inf, np.nan]]).astype(dtype)
+    gate = special.ndtr(f) if name == "gelu" else special.expit(f)
+    with np.errstate(all="ignore"):
+        if name == "gelu":
+            slope = f * np.exp(-0.5 * f * f) * dtype(1 / np.sqrt(2 * np.pi))
+            reference, size = gate + slope, np.abs(gate) + np.abs(slope)
+        else:
+            reference, size = gate * (1 + f * (1 - gate)), gate * (1 + np.abs(f) * (1 - gate))
+        activation = dl.activations.get(name)
+        derivative = activation.derivative(f, activation.function(f))
+    assert derivative.dtype == dtype and derivative.shape == f.shape
+    np.testing.assert_array_equal(np.isnan(derivative), np.isnan(reference.astype(dtype)))
+    known = np.isfinite(reference)
+    spacing = np.spacing(np.maximum(size[known], np.finfo(dtype).tiny).astype(dtype))
+    error = np.abs(derivative[known] - reference[known]) / spacing
+    assert error.max() <= 24                                    # ulps of the terms' size (cancellation near a' = 0)
+    assert derivative[np.flatnonzero(f == 0)].tolist() == [0.5, 0.5]    # h = 0: the gate itself
+    point = f[:1].reshape(())                                            # a 0-d array: the gate computed
+    assert activation.derivative(point, activation.function(point)) == pytest.approx(reference[0], rel=1e-6)

