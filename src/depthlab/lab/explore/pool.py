@@ -85,8 +85,6 @@ class NetworkPool:
                 kept = None if relative is None else self.idle.pop(relative)
                 if kept is not None and not _same_layers(kept[0], built):
                     kept = None                        # not the same layers after all: dropped
-                elif kept is not None and activation is None:
-                    _give_activations(kept[0], built, None)
             donor = None
             if kept is None and family is not None:
                 relative = next((key for key, entry in self.idle.items() if entry[2] == family), None)
@@ -98,8 +96,7 @@ class NetworkPool:
         else:
             net = kept[0]
             _copy_state(net, built)
-        if activation is not None:
-            _give_activations(net, built, activation)
+        _give_activations(net, built, activation)   # a kin's network computes another activation
         try:
             yield net
         finally:
