@@ -10,8 +10,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -400,16 +402,43 @@ def test_a_view_asked_for_pauses_the_look_ahead_unless_it_is_the_one_computed(mo
     helper = type("FakeHelper", (), {"pause": lambda self: calls.append("pause"),
                                      "resume": lambda self: calls.append("resume")})()
     ahead = compute.LookAhead(helper)
-    with ahead.asked("a"):                       # nothing being computed ahead: nothing to pause
-        pass
+    with ahead.asked("a"):                       # nothing computed ahead: paused all the same (see below)
+        assert calls == ["pause"] and ahead.asking == 1
+    assert ahead.asking == 0
     ahead.key, ahead.future = "a", Future()
+    calls.clear()
     with ahead.asked("b"):
         assert calls == ["pause"]
     with ahead.asked("a"):                       # the very view: it goes on, and the request waits for it
         assert calls == ["pause", "resume"] and ahead.joined == 1
         with ahead.asked("b"):                   # another view meanwhile does not pause what one waits on
             assert calls == ["pause", "resume"]
-    assert ahead.joined == 0
+    assert ahead.joined == 0 and ahead.asking == 0
+
+
+def test_a_look_ahead_asked_for_while_a_view_is_computed_waits_paused_for_the_pages_next(monkeypatch):
+    """The page may send a look-ahead just before a control moves; the server can get it after
+    the view the move asks for has begun. The worker must not compute beside that view (nor
+    beside the browser drawing it): it starts paused and goes on at the page's next request."""
+    calls = []
+    helper = type("FakeHelper", (), {"pause": lambda self: calls.append("pause"),
+                                     "resume": lambda self: calls.append("resume"),
+                                     "run": lambda self, function, *args: calls.append("run")})()
+    ahead = compute.LookAhead(helper)
+    state = explore_state.parse({"depth": "3", "width": "4", "samples": "8", "seed": "31337"})
+    guesses = [compute.view_key(replace(state, seed=seed), None) for seed in (31338, 31339)]
+    try:
+        with ahead.asked(compute.view_key(state, None)):
+            calls.clear()
+            future, started = ahead.start(guesses[0])
+            assert started and calls[0] == "pause"              # paused before its work is sent
+            future.result(timeout=10)
+        calls.clear()
+        ahead.start(guesses[1])[0].result(timeout=10)           # the page is idle again
+        assert calls[0] == "resume"
+    finally:
+        for key in guesses:                                     # the fake worker's answers are no views
+            compute._VIEW.results.pop(key, None)
 
 
 def test_the_look_aheads_worker_raises_its_errors_here_and_is_replaced_when_it_dies():
@@ -427,9 +456,15 @@ def test_the_look_aheads_worker_raises_its_errors_here_and_is_replaced_when_it_d
         while state() != "T" and time.monotonic() < deadline:          # a signal arrives when it arrives
             time.sleep(0.01)
         assert state() == "T"                                           # stopped
-        assert helper.run(compute.weight_variance, explore_state.parse({"width": "20"})) == 20.0   # run goes on
-        helper.pause()
+        answer = []                                                     # work sent meanwhile waits
+        sent = threading.Thread(target=lambda: answer.append(
+            helper.run(compute.weight_variance, explore_state.parse({"width": "20"}))))
+        sent.start()
+        sent.join(0.5)
+        assert sent.is_alive() and state() == "T" and not answer
         helper.resume()
+        sent.join(10)
+        assert answer == [20.0]
         while state() == "T" and time.monotonic() < deadline:
             time.sleep(0.01)
         assert state() != "T"

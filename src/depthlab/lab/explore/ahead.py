@@ -55,17 +55,22 @@ class Helper:
     def __init__(self):
         self._process: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._paused = False                 # held by pause() until resume(), also for work sent meanwhile
+        self._signals = threading.Lock()     # a pause and the start of a piece of work, one after the other
 
     def run(self, function, *args):
         """``function(*args)``, computed in the worker process (the caller waits; callers take
-        turns). Its exception is raised here; a worker that died raises :class:`WorkerDied`,
-        and the next call starts another."""
+        turns; while the worker is paused, the work waits in its input until :meth:`resume`).
+        Its exception is raised here; a worker that died raises :class:`WorkerDied`, and the
+        next call starts another."""
         request = pickle.dumps((function, args))        # what does not pickle is the caller's error
         with self._lock:
-            process = self._process
-            if process is None or process.poll() is not None:
-                process = self._process = _start_worker()
-            self.resume()
+            with self._signals:
+                process = self._process
+                if process is None or process.poll() is not None:
+                    process = self._process = _start_worker()
+                    if self._paused:                     # a new worker starts paused too
+                        self._signal(getattr(signal, "SIGSTOP", None))
             try:
                 process.stdin.write(request)
                 process.stdin.flush()
@@ -81,12 +86,16 @@ class Helper:
 
     def pause(self) -> None:
         """Stop the worker where it is (a signal: POSIX only; elsewhere it goes on), until
-        :meth:`resume` or the next :meth:`run`."""
-        self._signal(getattr(signal, "SIGSTOP", None))
+        :meth:`resume`; work sent meanwhile waits too."""
+        with self._signals:
+            self._paused = True
+            self._signal(getattr(signal, "SIGSTOP", None))
 
     def resume(self) -> None:
         """Let a paused worker go on."""
-        self._signal(getattr(signal, "SIGCONT", None))
+        with self._signals:
+            self._paused = False
+            self._signal(getattr(signal, "SIGCONT", None))
 
     def _signal(self, number) -> None:
         process = self._process

@@ -506,15 +506,22 @@ class LookAhead:
         self.helper = helper
         self.key = self.future = None
         self.joined = 0                          # views asked for that wait on the worker
+        self.asking = 0                          # views and histograms asked for, being computed
         self.lock = threading.Lock()
 
     def _pending(self) -> bool:
         return self.future is not None and not self.future.done()
 
     def start(self, key) -> tuple[Future, bool]:
+        """The page is idle (it asks for a look-ahead only then): let the worker go on, unless
+        a view asked for is being computed; a look-ahead that arrives during one (the page sent
+        it just before a control moved) waits, paused, for the page's next."""
         with self.lock:
+            if not self.asking:
+                self.helper.resume()
+            elif not self.joined:
+                self.helper.pause()
             if self._pending():
-                self.helper.resume()             # the page is idle: let the last one finish
                 return self.future, False
             self.key, self.future = key, _VIEW.start(*key, via=self.helper.run)
             return self.future, True
@@ -524,19 +531,23 @@ class LookAhead:
         """``with look_ahead.asked(key):`` around the computing of what a request asks for: the
         worker is paused, so that it takes no processor from this request nor from the browser
         drawing its answer, unless it is computing this very view (``key``), which the request
-        then waits for (it goes on; and stays paused by no one while any request waits on it)."""
+        then waits for (it goes on; and stays paused by no one while any request waits on it).
+        It stays paused after the request, until the page asks for a look-ahead again
+        (:meth:`start`): the page then has drawn the answer."""
         with self.lock:
+            self.asking += 1
             joins = self._pending() and self.key == key
             if joins:
                 self.joined += 1
                 self.helper.resume()
-            elif self._pending() and not self.joined:
+            elif not self.joined:
                 self.helper.pause()
         try:
             yield
         finally:
-            if joins:
-                with self.lock:
+            with self.lock:
+                self.asking -= 1
+                if joins:
                     self.joined -= 1
 
 
