@@ -44,6 +44,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEW = "depth=50&width=80&activation=relu&init=he_normal&samples=1000&seed=0"
 PAUSE = 0.3   # seconds between one update drawn and the next change: a hand's pace, not a script's
+PICKING = 0.6  # seconds from opening a menu to choosing in it: a quick hand with a mouse
 ACTIVATIONS = ("tanh", "gelu", "silu", "elu", "softplus", "selu", "sigmoid", "leaky_relu", "identity")
 
 
@@ -178,6 +179,8 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
         ("far", f"browser: seed typed (ReLU); {UNFORESEEN}"),
         ("far_tanh", f"browser: seed typed, tanh network (its tanh: ~14 ns a value); {UNFORESEEN}"),
         ("jump", f"browser: activation → one not next in the menu (a new phase diagram); {UNFORESEEN}"),
+        ("picked", f"browser: activation → one not next in the menu, the menu opened {PICKING} s before (a hand "
+                   "with a mouse; the page looks ahead at an open menu's options first)"),
         ("rested", "browser: activation → one not next in the menu, after the page rested until its look-ahead "
                    "was done (a second's rest, then every activation: 3–5 s)"))}
     try:
@@ -211,6 +214,13 @@ def browser_rows(repeats: int, pause: float) -> list[tuple[str, list[float]]]:
             for activation in JUMPS[:repeats]:
                 move(None, "seed", str(next(fresh)), "change")    # a state whose look-ahead is not a menu step
                 move("jump", "activation", activation, "change")
+            for activation in JUMPS[:repeats]:
+                move(None, "seed", str(next(fresh)), "change")
+                page.wait_for_timeout(1000 * pause)
+                page.focus("#activation")                           # the hand opens the menu …
+                page.wait_for_timeout(1000 * max(0.0, PICKING - pause))
+                move("picked", "activation", activation, "change")  # … and picks (move waits `pause` first)
+                page.evaluate("document.activeElement.blur()")
             for activation in JUMPS[:repeats]:
                 move(None, "seed", str(next(fresh)), "change")
                 page.wait_for_function("document.body.dataset.lookAhead === 'idle'")

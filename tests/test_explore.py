@@ -414,6 +414,9 @@ def test_a_view_asked_for_pauses_the_look_ahead_unless_it_is_the_one_computed(mo
         with ahead.asked("b"):                   # another view meanwhile does not pause what one waits on
             assert calls == ["pause", "resume"]
     assert ahead.joined == 0 and ahead.asking == 0
+    calls.clear()
+    time.sleep(compute.RESUME_AFTER + 0.5)          # no page asked for more: it goes on by itself
+    assert calls == ["resume"]
 
 
 def test_a_look_ahead_asked_for_while_a_view_is_computed_waits_paused_for_the_pages_next(monkeypatch):

@@ -235,6 +235,50 @@ def test_a_page_left_idle_has_looked_ahead_at_every_activation(page, base_url):
     assert _kept(query, layer, {"seed": "6"}) and _kept(query, layer, {"depth": "3"})
 
 
+@pytest.mark.slow
+def test_a_menu_opened_is_looked_ahead_at_first_without_the_rest(page, base_url):
+    # a hand that opens the activation menu picks from it next: the look-ahead asks for its
+    # options (nearest first) before the seed's and the depth slider's steps, without a rest
+    import time
+
+    asked = []
+    on_request = lambda request: "/api/ahead?" in request.url and asked.append(  # noqa: E731
+        (time.monotonic(), urllib.parse.parse_qs(request.url.split("?", 1)[1])))
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(120_000)
+    tab.add_init_script("document.addEventListener('DOMContentLoaded', () => "   # opened before the first view
+                        "document.getElementById('activation').focus())")
+    tab.on("request", on_request)
+    try:
+        tab.goto(f"{base_url}?depth=30&width=80&activation=relu&init=he_normal&samples=1000&seed=404")
+        tab.wait_for_function("document.body.dataset.state === 'ready'")
+        ready = time.monotonic()
+        tab.wait_for_function("document.body.dataset.lookAhead === 'idle'")
+    finally:
+        context.close()
+    order = [(query["activation"][0], query["depth"][0], query["seed"][0]) for _, query in asked]
+    from depthlab.nn import activations
+
+    menu = {(name, "30", "404") for name in activations.names() if name != "relu"}
+    assert set(order[:len(menu)]) == menu                          # the menu's options first
+    assert {("relu", "30", "405"), ("relu", "29", "404")} <= set(order[len(menu):])   # then the near steps
+    assert asked[0][0] - ready < 0.9                                # no second's rest first
+
+
+@pytest.mark.slow
+def test_the_measured_lines_mark_their_rows_while_the_network_is_shallow(page, base_url):
+    modes = "document.getElementById('fig-layers').data.slice(0, 4).map((t) => t.mode)"
+    _load(page, f"{base_url}?depth=19&width=20&samples=100&seed=3")            # 20 rows: each marked
+    assert page.evaluate(modes) == ["lines+markers", "lines", "lines+markers", "lines"]
+    updates = int(page.evaluate("document.body.dataset.updates"))
+    page.evaluate("const d = document.getElementById('depth'); d.value = '20'; "
+                  "d.dispatchEvent(new Event('input', {bubbles: true}))")
+    page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
+    assert page.evaluate(modes) == ["lines", "lines", "lines", "lines"]        # 21 rows: the lines alone
+    assert len(_forward_y(page)) == 21
+
+
 # The page's axis rule on two made-up histograms (a linear axis): kept while the data fit (and
 # the range is at most 1.5 times the fresh one), grown to take in data that leave it, fresh
 # where the data shrank.

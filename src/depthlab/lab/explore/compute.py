@@ -507,6 +507,7 @@ class LookAhead:
         self.key = self.future = None
         self.joined = 0                          # views asked for that wait on the worker
         self.asking = 0                          # views and histograms asked for, being computed
+        self.timer: threading.Timer | None = None    # resumes paused work no page asks for again
         self.lock = threading.Lock()
 
     def _pending(self) -> bool:
@@ -533,7 +534,7 @@ class LookAhead:
         drawing its answer, unless it is computing this very view (``key``), which the request
         then waits for (it goes on; and stays paused by no one while any request waits on it).
         It stays paused after the request, until the page asks for a look-ahead again
-        (:meth:`start`): the page then has drawn the answer."""
+        (:meth:`start`: the page then has drawn the answer), or :data:`RESUME_AFTER` seconds."""
         with self.lock:
             self.asking += 1
             joins = self._pending() and self.key == key
@@ -549,8 +550,23 @@ class LookAhead:
                 self.asking -= 1
                 if joins:
                     self.joined -= 1
+                if not self.asking and self._pending():
+                    # a page that asks for no more (closed, or all foreseen) must not leave it paused
+                    if self.timer is not None:
+                        self.timer.cancel()
+                    self.timer = threading.Timer(RESUME_AFTER, self._resume_if_idle)
+                    self.timer.daemon = True
+                    self.timer.start()
+
+    def _resume_if_idle(self) -> None:
+        with self.lock:
+            if not self.asking:
+                self.helper.resume()
 
 
+# a paused look-ahead goes on this long after the last request asked for, if no page asked for a
+# look-ahead before (a page that has drawn asks at once; a closed one never does)
+RESUME_AFTER = 0.3
 HELPER = Helper()                  # the look-ahead's worker process, started by the first one
 LOOK_AHEAD = LookAhead(HELPER)
 

@@ -145,12 +145,17 @@ function viewPart(data) {
            y: [L.preactivation_std, L.predicted_preactivation_std, L.grad_preactivation_std, L.predicted_backward_std] };
 }
 
+// The measured lines mark each row while a network has at most MARKED_ROWS of them; deeper, the
+// line alone (its rows are a few pixels apart, and each marker is an element that an update
+// moves: 102 markers were ~15 ms of an update of a 50-layer network's figure).
+const MARKED_ROWS = 20;
+
 // Trace i of the layers' figure: two per panel (measured and theory; f_k's and h_k+1's histogram).
-function layerTrace(i, x, y, name) {
+function layerTrace(i, x, y, name, marked) {
   const panel = Math.floor(i / 2), n = panel ? String(panel + 1) : "";
   const style = panel === 2 ? { type: "bar", opacity: 0.6, marker: { color: i % 2 ? "#ff7f0e" : "#1f77b4" } }
     : i % 2 ? { mode: "lines", line: { dash: "dash", color: "#444" } }
-    : { mode: "lines+markers", marker: { size: 5, color: "#1f77b4" }, line: { color: "#1f77b4" } };
+    : { mode: marked ? "lines+markers" : "lines", marker: { size: 5, color: "#1f77b4" }, line: { color: "#1f77b4" } };
   return { x, y, name, ...style, xaxis: `x${n}`, yaxis: `y${n}`, legend: `legend${n}` };
 }
 
@@ -240,7 +245,8 @@ function drawLayersNow() {
   const axisTitles = [[view.x, "std"], [view.x, "std"], ["value", "count"]];
   const data = { x: [view.index, view.index, view.index, view.index, ...hist.x], y: [...view.y, ...hist.y],
                  name: ["measured", "theory", "measured", "theory", ...hist.names], edges: hist.edges };
-  const key = JSON.stringify([titles, axisTitles, data.name, isWide()]);
+  const marked = view.index.length <= MARKED_ROWS;
+  const key = JSON.stringify([titles, axisTitles, data.name, isWide(), marked]);
   const ranges = axisRanges(data, layers.layout === key ? layers.ranges : null);
   $("fig-layers").dataset.histogramRow = hist.layer === undefined ? "" : String(hist.layer);   // the row its histograms show
   if (layers.layout === key && Object.values(ranges).every((r) => r !== null)) {
@@ -261,7 +267,8 @@ function drawLayersNow() {
   $("fig-layers").style.height = `${layout.height}px`;    // a responsive figure fills its box: give the box the height
   // react, not update: an update that sets the height freezes the width at its current value,
   // and the figure would then no longer follow the window's width
-  return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i])), layout, plotConfig);
+  return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i], marked)), layout,
+                      plotConfig);
 }
 
 function layersFigure(data) {            // a view, with the histograms of the slider's layer when it brings them
@@ -445,6 +452,7 @@ function writeLinkWhenIdle() {
 
 function controlsChanged(event) {
   stopLookingAhead();
+  menuOpened = null;
   noteMove(event.target);
   syncLabels();
   linkWanted = true;
@@ -491,7 +499,8 @@ async function histogramMoved() {
 // While the page is idle it asks the server to compute the views a hand is likely to ask for
 // next, one at a time: the control moved last one step on, a new seed, the depth slider's two
 // neighbours, the last control one step back, then (after a second's rest) the activation
-// menu's other options. The server computes them in a worker process and keeps them
+// menu's other options; while a hand has a menu open, that menu's options first. The server
+// computes them in a worker process and keeps them
 // (/api/ahead), so a change the page foresaw is drawn without waiting for the network. A
 // control that moves stops the asking, and its view pauses the worker until the page is idle
 // again and asks for the next: the look-ahead never takes a processor from a view asked for
@@ -539,21 +548,24 @@ function stepped(key, sign) {
   return params.toString();
 }
 
-// The activation menu's other options, nearest first (a page left idle long enough has them all).
-function otherActivations() {
-  const menu = $("activation"), out = [];
-  for (let step = 1; step < menu.options.length; step += 1) out.push(stepped("activation", step), stepped("activation", -step));
+// A menu's other options, nearest first (a page left idle long enough has the activations').
+function otherOptions(key) {
+  const menu = $(key), out = [];
+  for (let step = 1; step < menu.options.length; step += 1) out.push(stepped(key, step), stepped(key, -step));
   return out;
 }
 
 function foreseen() {
   const { key, sign } = lastMove;
-  return [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign)];
+  const near = [stepped(key, sign), stepped("seed", 1), stepped("depth", -1), stepped("depth", 1), stepped(key, -sign)];
+  return menuOpened ? [...otherOptions(menuOpened), ...near] : near;   // a hand on a menu picks from it next
 }
 
 const REST = 1000;       // ms idle after the near steps before the other activations (a hand that moves on needs none)
 
 let lookingAhead = null;                   // the AbortController of the look-ahead under way
+let menuOpened = null;                     // the menu a hand has opened (focused) and not yet chosen from
+let endRest = null;                        // ends the look-ahead's rest at once
 
 async function lookAhead() {
   if (lookingAhead) return;
@@ -569,10 +581,11 @@ async function lookAhead() {
       if (next === undefined) {
         if (!rested) {
           rested = true;
-          await new Promise((resume) => setTimeout(resume, REST));
+          await new Promise((resume) => { endRest = resume; setTimeout(resume, REST); });
+          endRest = null;
           continue;
         }
-        next = otherActivations().find(wanted);
+        next = otherOptions("activation").find(wanted);
         if (next === undefined) break;
       }
       remember(next);
@@ -583,6 +596,19 @@ async function lookAhead() {
     lookingAhead = null;
     document.body.dataset.lookAhead = "idle";
   }
+}
+
+// A hand opens a menu (a click or the keyboard focuses it): its options are what it asks for
+// next, so the look-ahead computes them first, nearest first, without its rest; a mouse takes
+// a second or so to pick one. Until the menu is left or a choice is made.
+function menuOpens(event) {
+  menuOpened = event.currentTarget.id;
+  if (endRest) endRest();
+  lookAhead();                             // if it had finished (idle): again, with the menu's options
+}
+
+function menuLeft() {
+  menuOpened = null;
 }
 
 // A control moved: the look-ahead stops waiting for the view it asked for (the server pauses
@@ -650,6 +676,11 @@ async function stopTraining() {
 
 for (const key of KEYS) {
   $(key).addEventListener(key === "depth" || key === "width" ? "input" : "change", controlsChanged);
+}
+for (const key of MENUS) {
+  $(key).addEventListener("focus", menuOpens);
+  $(key).addEventListener("pointerdown", menuOpens);
+  $(key).addEventListener("blur", menuLeft);
 }
 $("hist-layer").addEventListener("input", histogramMoved);
 window.addEventListener("resize", () => { if (layers.layout !== null && isWide() !== layers.wide) drawLayers(); });  // stack or not
