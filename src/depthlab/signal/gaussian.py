@@ -97,6 +97,17 @@ def _breakpoints(activation: activations.Activation) -> np.ndarray:
     return np.unique(np.array([0.0, *activation.kinks], dtype=np.float64))
 
 
+@lru_cache(maxsize=1024)
+def _rule_1d(anchors: tuple[float, ...], levels: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_gaussian_rule` for one set of anchors (read-only arrays, kept): an activation
+    without kinks other than 0 has the anchors (0,) at every q, so the mean-field walk through
+    a network's layers builds one rule per grading depth instead of one per layer."""
+    z, w = _gaussian_rule(np.array(anchors, dtype=np.float64)[None, :], levels, nodes)
+    z, w = z[0], w[0]
+    z.flags.writeable = w.flags.writeable = False
+    return z, w
+
+
 def _evaluate(activation: activations.Activation, f: np.ndarray, q: float, *,
               derivative: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """φ(f) and φ'(f) at quadrature nodes; non-finite values mean the quadrature failed."""
@@ -232,8 +243,7 @@ def moments(activation: activations.Activation, q: float) -> Moments:
     if form is not None:
         return form.moments(q)
     root = math.sqrt(q)
-    z, w = _gaussian_rule(_breakpoints(activation)[None, :] / root, _levels(root), _NODES_1D)
-    z, w = z[0], w[0]
+    z, w = _rule_1d(tuple((_breakpoints(activation) / root).tolist()), _levels(root), _NODES_1D)
     f = root * z
     phi, grad = _evaluate(activation, f, q)
     with np.errstate(over="ignore", invalid="ignore"):
