@@ -111,6 +111,25 @@ def test_dead_and_saturated_fractions():
     assert report.layers[0].saturated_fraction is None and report.layers[1].dead_fraction is None
 
 
+def test_dead_and_saturated_fractions_taken_during_the_passes_equal_a_pass_of_their_own():
+    # a user's activation that can die and saturate (hard tanh): its a'(f) is counted during the
+    # passes (in halves without parameter gradients); the fractions are those of a'(f) computed here
+    from depthlab._fast import pair
+
+    hard = Activation("hard_tanh", lambda f: np.clip(f, -1, 1),
+                      lambda f, h: ((f > -1) & (f < 1)).astype(f.dtype), 1.0, can_die=True, saturates=True)
+    net = dl.MLP(3, [40] * 6, 2, activation=hard, init=8 / 40, rng=1)
+    x = np.random.default_rng(2).standard_normal((500, 3))
+    trace = net.forward(x, record=True, detached=True)
+    derivatives = [((f > -1) & (f < 1)).astype(float) for f in trace.preactivations[:-1]]
+    with pair.one_blas_thread():
+        for parameter_grads in (True, False):
+            layers = dl.probe(net, x, theory=False, parameter_grads=parameter_grads).layers
+            assert [s.saturated_fraction for s in layers[:-1]] == [float(np.mean(d < 0.05)) for d in derivatives]
+            assert [s.dead_fraction for s in layers[:-1]] == [float(np.mean(~d.any(axis=0))) for d in derivatives]
+    assert 0.3 < layers[3].saturated_fraction < 1 and layers[-1].saturated_fraction is None
+
+
 def test_relu_dead_fraction_with_non_finite_preactivations():
     # f = x·Ω: unit 0 gets [-inf, nan, inf, inf] (alive), unit 1 all NaN (a' = 0: dead), unit 2 [-1, 0, 1, 2]
     net = dl.Sequential.from_arrays([np.ones((3, 1)), np.ones((1, 3))], activation="relu")

@@ -488,17 +488,30 @@ class _InCache:
     is that sum) (``grad_sums``). An array no watch saw (f_K = h_{K+1} without an output
     activation, dL/d(output)) is read by :func:`_measure` itself.
 
+    And where h_{k+1} = a[f_k] of an activation that can die or saturate (other than ReLU,
+    whose dead units its column sums give): a'(f_k) once, its entries below ``level`` · max |a'|
+    counted and its columns that are zero throughout marked (``saturated`` and ``dead`` per k):
+    in halves, on both threads, instead of one more pass over both arrays after the passes.
+
     Each sum is taken over the batch's ``parts`` (rows) apart and the parts' sums added in
     order, whether a watch gets a whole array or one part of it (a pass in halves,
     :mod:`depthlab.nn.halves`, from each half's thread): the same numbers either way.
-    :meth:`finish` adds them up into ``squares``, ``column_sums`` and ``grad_column_sums``.
+    :meth:`finish` adds them up into ``squares``, ``column_sums``, ``grad_column_sums``,
+    ``saturated`` and ``dead``.
     """
 
-    def __init__(self, net, grad_sums: bool = False, parts: tuple[slice, ...] = (slice(None),)):
+    def __init__(self, net, grad_sums: bool = False, parts: tuple[slice, ...] = (slice(None),),
+                 level: float = THRESHOLDS["saturation_level"]):
         starts = [i for i, layer in enumerate(net.layers) if isinstance(layer, Linear)]
         ends = starts[1:] + [len(net.layers)]
         self.count, self.parts, self.grad_sums = len(starts), parts, grad_sums
         self.partial: dict = {}                  # (name, k) -> the parts' sums, in order
+        # Linear k -> (its activation, |a'| below which a value is saturated), where h_{k+1} = a[f_k]
+        self.derivatives = {k: (activation, level * _max_derivative(activation))
+                            for k, (activation, start, end) in enumerate(zip(net.layer_activations, starts, ends))
+                            if end - start == 2 and activation.name not in _DEAD_FRACTIONS
+                            and (activation.can_die or activation.saturates)}
+        self.preactivations: dict = {}           # (k, part) -> that part of f_k, until h_{k+1} comes
         # top-level layer index -> (what its output / its input gradient is, Linear k)
         self.outputs = {start: ("f", k) for k, start in enumerate(starts)}
         self.outputs.update({end - 1: ("h", k) for k, (start, end) in enumerate(zip(starts, ends)) if end - 1 > start})
@@ -514,6 +527,26 @@ class _InCache:
             self._partial(found, "squares")[index] = _square_sum(piece)
             if found[0] == column_sums:
                 self._partial(found, "columns")[index] = batch_sum(piece)
+            if found[1] in self.derivatives:
+                self._derivative(found, index, piece)
+
+    def _derivative(self, found, index: int, piece: np.ndarray) -> None:
+        """f_k's part is kept until h_{k+1}'s comes; then a'(f_k) on that part: how many of its
+        entries are saturated, and which columns are zero on all its rows."""
+        name, k = found
+        if name == "f":
+            self.preactivations[k, index] = piece
+            return
+        f = self.preactivations.pop((k, index), None)
+        if name != "h" or f is None or f.shape != piece.shape:
+            return
+        activation, threshold = self.derivatives[k]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):   # as _measure's
+            derivative = activation.derivative(f, piece)
+            if activation.saturates:
+                self._partial(found, "saturated")[index] = int(np.count_nonzero(np.abs(derivative) < threshold))
+            if activation.can_die:
+                self._partial(found, "alive")[index] = np.any(derivative, axis=0)
 
     def _partial(self, found, kind: str) -> list:
         key = (kind, *found)
@@ -544,6 +577,10 @@ class _InCache:
                         for name in ("f", "h", "grad_f", "grad_h")}
         self.column_sums = [total("columns", "h", k) for k in range(self.count)]
         self.grad_column_sums = [total("columns", "grad_f", k) for k in range(self.count)] if self.grad_sums else None
+        self.saturated = [total("saturated", "h", k) for k in range(self.count)]        # entries, or None
+        alive = [self.partial.get(("alive", "h", k)) for k in range(self.count)]
+        self.dead = [None if columns is None or any(c is None for c in columns)
+                     else ~np.logical_or.reduce(columns) for k, columns in enumerate(alive)]   # per column
 
 
 def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache):
@@ -590,6 +627,11 @@ def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _
         dead = saturated = None
         if dead_fraction is not None:
             dead = dead_fraction(h, column_sums)
+        elif single and (seen.saturated[k] is not None or seen.dead[k] is not None):   # taken during the passes
+            if activation.can_die:
+                dead = float(np.mean(seen.dead[k]))
+            if activation.saturates:
+                saturated = seen.saturated[k] / h.size
         elif activation.can_die or activation.saturates:
             derivative = activation.derivative(f, h if single else activation.function(f))
             if activation.can_die:
@@ -769,7 +811,8 @@ def probe(net, x, y=None, loss="sum_squares", *, rng=0, input_variance=None, the
     if not isinstance(training, bool):
         raise TypeError(f"probe: training must be True or False, got {training!r}.")
     blocks = not is_plain_mlp(net)
-    seen = None if blocks else _InCache(net, grad_sums=not parameter_grads, parts=_parts(n))
+    seen = None if blocks else _InCache(net, grad_sums=not parameter_grads, parts=_parts(n),
+                                        level=t["saturation_level"])
     in_halves = not blocks and not parameter_grads and _halves_pay(net, n)
     try:  # a pass of its own (detached): the network's last recorded pass stays the user's
         with net.mode(training):
