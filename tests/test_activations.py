@@ -115,3 +115,22 @@ def test_gated_derivatives_read_the_gate_off_the_output_to_a_few_ulps(name, dtyp
     assert derivative[np.flatnonzero(f == 0)].tolist() == [0.5, 0.5]    # h = 0: the gate itself
     point = f[:1].reshape(())                                            # a 0-d array: the gate computed
     assert activation.derivative(point, activation.function(point)) == pytest.approx(reference[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.0, 1.5, 0.0, -0.5, 1e-300, 5e-324])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_leaky_relu_written_into_a_buffer_equals_its_function_bit_for_bit(slope, dtype):
+    # max(f, slope·f) (min above 1, a masked copy at slope <= 0) where np.where's form made three
+    # temporaries: the same values, sign of zero, NaN and infinities included, at the slope as
+    # the dtype rounds it (1e-300 is 0 in float32, where 0·inf would be NaN under max)
+    leaky = A.leaky_relu(slope)
+    tiny = np.finfo(dtype).smallest_subnormal
+    f = np.concatenate([np.random.default_rng(7).standard_normal(200) * 10,
+                        [0.0, -0.0, np.nan, np.inf, -np.inf, tiny, -tiny, np.finfo(dtype).max, -np.finfo(dtype).max]])
+    f = f.astype(dtype)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        expected, out = leaky.function(f), np.full_like(f, 7.0)
+        written = leaky.forward(f, out)
+    assert written is out and written.dtype == dtype
+    np.testing.assert_array_equal(np.signbit(written), np.signbit(expected))
+    np.testing.assert_array_equal(written, expected)

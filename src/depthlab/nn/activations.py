@@ -193,6 +193,25 @@ def _leaky_gain(slope: float) -> float:
     return math.sqrt(2.0 / (1 + slope**2)) if abs(slope) < 1e150 else math.sqrt(2.0) / math.hypot(1.0, slope)
 
 
+def _leaky_out(slope: float):
+    """``function_out`` of leaky ReLU, np.where's values (NaN, ±inf and −0 included) without its
+    three temporary arrays (which made the pass ~2.5× ReLU's): max(f, slope·f) for 0 < slope <= 1,
+    min(f, slope·f) above 1; for slope <= 0 (where neither picks f·slope, or 0·inf would be
+    NaN) slope·f with f copied over it where f > 0, exact but slower. The slope is read as f's
+    dtype rounds it (1e-300 is 0 in float32)."""
+
+    def function_out(f: Array, out: Array) -> Array:
+        np.multiply(f, slope, out=out)
+        slope_here = f.dtype.type(slope) if f.dtype.kind == "f" else slope   # as f's dtype rounds it
+        if 0 < slope_here <= 1:
+            return np.maximum(f, out, out=out)
+        if slope_here > 1:
+            return np.minimum(f, out, out=out)
+        np.copyto(out, f, where=f > 0)
+        return out
+    return function_out
+
+
 def leaky_relu(negative_slope: float = 0.01) -> Activation:
     """a[f] = f for f > 0, negative_slope·f otherwise."""
     slope = check_real(negative_slope, "negative_slope")
@@ -202,7 +221,7 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
         lambda f, h: np.where(f > 0, 1.0, slope).astype(f.dtype, copy=False),
         _leaky_gain(slope),
         params={"negative_slope": slope}, kinks=(0.0,), piecewise_linear=True,
-        torch=("LeakyReLU", {"negative_slope": slope}),
+        torch=("LeakyReLU", {"negative_slope": slope}), function_out=_leaky_out(slope),
     )
 
 
