@@ -419,6 +419,22 @@ def test_a_view_asked_for_pauses_the_look_ahead_unless_it_is_the_one_computed(mo
     assert calls == ["resume"]
 
 
+def test_a_request_holds_the_look_ahead_as_it_arrives_and_a_refused_one_not_for_long(client, monkeypatch):
+    calls = []
+    helper = type("FakeHelper", (), {"pause": lambda self: calls.append("pause"),
+                                     "resume": lambda self: calls.append("resume")})()
+    monkeypatch.setattr(compute, "LOOK_AHEAD", compute.LookAhead(helper))
+    assert client.get("/api/view?depth=zero").status_code == 400        # refused before it is computed
+    assert calls == ["pause"]                                            # held on arrival all the same
+    time.sleep(compute.RESUME_AFTER + 0.5)
+    assert calls == ["pause", "resume"]                                  # and not left paused
+    calls.clear()
+    compute.LOOK_AHEAD.joined = 1                                        # a view waits on the worker's:
+    compute.LOOK_AHEAD.hold()                                            # another request does not pause it
+    assert calls == []
+    compute.LOOK_AHEAD.joined = 0
+
+
 def test_a_look_ahead_asked_for_while_a_view_is_computed_waits_paused_for_the_pages_next(monkeypatch):
     """The page may send a look-ahead just before a control moves; the server can get it after
     the view the move asks for has begun. The worker must not compute beside that view (nor

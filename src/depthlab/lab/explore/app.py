@@ -100,6 +100,7 @@ def create_app():
         return FileResponse(STATIC / name, media_type=files[name])
 
     async def view(request: Request) -> Response:
+        compute.LOOK_AHEAD.hold()           # the look-ahead's worker yields the processors at once
         try:
             state, layer = _state_and_layer(request)
             return JSONResponse(await run_in_threadpool(compute.view, state, layer))
@@ -121,6 +122,7 @@ def create_app():
             return error(f"the look-ahead failed ({type(problem).__name__}); views are computed when asked for.", 500)
 
     async def histogram(request: Request) -> Response:
+        compute.LOOK_AHEAD.hold()
         try:
             state, layer = _state_and_layer(request)
             layer = state.depth - 1 if layer is None else layer
