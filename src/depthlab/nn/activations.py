@@ -201,6 +201,9 @@ def _leaky_out(slope: float):
     dtype rounds it (1e-300 is 0 in float32)."""
 
     def function_out(f: Array, out: Array) -> Array:
+        if np.may_share_memory(f, out):            # written over f: np.where's own array, copied in
+            np.copyto(out, np.where(f > 0, f, f * slope))
+            return out
         np.multiply(f, slope, out=out)
         slope_here = f.dtype.type(slope) if f.dtype.kind == "f" else slope   # as f's dtype rounds it
         if 0 < slope_here <= 1:

@@ -97,7 +97,7 @@ def _breakpoints(activation: activations.Activation) -> np.ndarray:
     return np.unique(np.array([0.0, *activation.kinks], dtype=np.float64))
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=64)        # a rule of the deepest grading is ~0.3 MB
 def _rule_1d(anchors: tuple[float, ...], levels: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_gaussian_rule` for one set of anchors (read-only arrays, kept): an activation
     without kinks other than 0 has the anchors (0,) at every q, so the mean-field walk through
