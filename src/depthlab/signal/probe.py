@@ -580,7 +580,7 @@ class _InCache:
         self.saturated = [total("saturated", "h", k) for k in range(self.count)]        # entries, or None
         alive = [self.partial.get(("alive", "h", k)) for k in range(self.count)]
         self.dead = [None if columns is None or any(c is None for c in columns)
-                     else ~np.logical_or.reduce(columns) for k, columns in enumerate(alive)]   # per column
+                     else ~np.logical_or.reduce(columns) for columns in alive]   # per column
 
 
 def _measure(net, trace, outputs, gradients, x_std: float, level: float, seen: _InCache):
