@@ -362,3 +362,24 @@ def test_a_new_activation_s_phase_diagram_is_drawn_while_the_server_probes(page,
     assert asked.index(("response", "view")) < asked.index(("request", "phase"))
     assert page.evaluate("document.getElementById('fig-phase').layout.title.text").startswith(
         "order-to-chaos phase diagram (elu)")
+
+
+def test_other_activations_diagrams_are_drawn_ahead_and_a_switch_shows_one(page, base_url):
+    # idle, the page draws the shown range's other activations' diagrams into hidden figures; a
+    # switch then shows one (no phase request, no drawing) and keeps the one it leaves
+    from depthlab.nn import activations
+
+    spares = "document.querySelectorAll('#phase-box .spare').length"
+    _load(page, f"{base_url}?depth=10&width=30&activation=relu&init=he_normal&samples=200&seed=93")
+    others = len(activations.names()) - 1
+    page.wait_for_function(f"{spares} === {others}")
+    titles = page.evaluate("[...document.querySelectorAll('#phase-box .spare')].map((d) => d.layout.title.text)")
+    assert sorted(t.split("(")[1].split(")")[0] for t in titles) == sorted(n for n in activations.names() if n != "relu")
+    events = _switch_activation_and_log(page, "gelu")
+    assert not [what for kind, what, url in events if what == "phase"]                 # shown, not fetched
+    assert page.evaluate("document.getElementById('fig-phase').layout.title.text").startswith(
+        "order-to-chaos phase diagram (gelu)")
+    assert page.evaluate("document.querySelectorAll('#fig-phase').length") == 1
+    assert page.is_visible("#fig-phase") and page.evaluate(spares) == others         # relu's is kept, hidden
+    star = "document.getElementById('fig-phase').layout.shapes[0].xanchor"
+    assert page.evaluate(star) == 2.0                                                  # He: σ_w² = 2
