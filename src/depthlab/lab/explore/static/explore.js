@@ -338,16 +338,22 @@ function drawPhase(div, key, data, theory) {      // the diagram of grid `key` i
 const phaseSpares = new Map();            // grid key -> a hidden figure of that diagram, the last SPARES
 const SPARES = 12;                        // every activation's at one range, and a few more
 
+function dropFigure(div) {
+  Plotly.purge(div);
+  div.remove();
+}
+
 function keepSpare(div) {
   div.classList.add("spare");
   div.removeAttribute("id");
+  const kept = phaseSpares.get(div.dataset.key);
+  if (kept !== undefined && kept !== div) dropFigure(kept);       // drawn twice (a switch came meanwhile)
   phaseSpares.delete(div.dataset.key);
   phaseSpares.set(div.dataset.key, div);
   while (phaseSpares.size > SPARES) {
     const [oldest, figure] = phaseSpares.entries().next().value;
     phaseSpares.delete(oldest);
-    Plotly.purge(figure);
-    figure.remove();
+    dropFigure(figure);
   }
 }
 
@@ -392,7 +398,12 @@ async function drawSpares() {
       const div = document.createElement("div");
       div.className = "phase-figure spare";
       $("phase-box").appendChild(div);
-      await drawPhase(div, key, data, phaseShown.theory);
+      try {
+        await drawPhase(div, key, data, phaseShown.theory);
+      } catch (problem) {
+        dropFigure(div);
+        throw problem;
+      }
       keepSpare(div);
     }
   } catch (problem) { /* a diagram the server refused: drawn (and its error shown) if it is switched to */ }
