@@ -853,6 +853,86 @@ def test_a_ctrl_c_as_the_server_is_made_stops_the_warming_it_started(monkeypatch
     assert not [t for t in threading.enumerate() if t.name == "depthlab-warm-theory" and t.is_alive()]
 
 
+class _SignalWhenCollected:
+    """Raises a signal from ``__del__``: where Python's own SIGINT handler would raise
+    KeyboardInterrupt into a finalizer, which Python prints and drops (the garbage collector
+    runs them anywhere, e.g. as the server starts)."""
+
+    def __init__(self, number):
+        self.number = number
+
+    def __del__(self):
+        signal.raise_signal(self.number)
+
+
+@pytest.mark.parametrize("number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_the_garbage_collector_delivers_as_the_server_is_made_stops_it(monkeypatch, capsys, number, code):
+    import argparse
+
+    from depthlab.lab.explore import server as server_module
+
+    made = server_module.make_server
+
+    def signalled(sock):
+        server = made(sock)
+        _SignalWhenCollected(number)       # collected at once: the signal arrives inside __del__
+
+        def served(**_):
+            raise AssertionError("served after the signal")
+        server.run = served
+        return server
+
+    monkeypatch.setattr(server_module, "make_server", signalled)
+    args = argparse.Namespace(host=None, port=0, no_browser=True)
+    assert server_module.cli_main(args) == code
+    assert "stopped" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # the handlers are put back
+
+
+def test_a_signal_in_a_finalizer_as_the_server_starts_stops_it(monkeypatch, capsys):
+    import argparse
+    import threading
+
+    from depthlab.lab.explore import server as server_module
+
+    made = server_module.make_server
+    servers = []
+
+    def signalled(sock):
+        server = servers.append(made(sock)) or servers[0]
+        run = server.run
+
+        def run_after_a_signal(**kwargs):
+            _SignalWhenCollected(signal.SIGINT)          # before uvicorn's own handler is in place
+            return run(**kwargs)
+        server.run = run_after_a_signal
+        return server
+
+    monkeypatch.setattr(server_module, "make_server", signalled)
+    fired = []
+    watchdog = threading.Timer(60, lambda: fired.append(setattr(servers[0], "should_exit", True)))
+    watchdog.start()                       # a failure ends too
+    try:
+        assert server_module.cli_main(argparse.Namespace(host=None, port=0, no_browser=True)) == 130
+    finally:
+        watchdog.cancel()
+    assert not fired and servers[0].should_exit and not servers[0].force_exit
+
+
+def test_sigterm_stops_the_command_and_its_worker():
+    process, url = _start()
+    with urllib.request.urlopen(url + "api/ahead?" + SMALL + "&seed=3", timeout=60) as response:
+        assert json.load(response) == {"kept": True}
+    workers = _children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 143 and "stopped" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers and not any(os.path.exists(f"/proc/{w}") for w in workers)
+
+
 def test_command_warns_for_a_public_host_and_refuses_a_taken_port():
     process, url = _start("--host", "0.0.0.0")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import signal
 import socket
 import sys
 import threading
@@ -134,7 +135,7 @@ def _port(text: str) -> int:
 
 
 def cli_main(args) -> int:
-    """``depthlab explore``: serve until Ctrl-C (exit 0), print the URL, open a browser."""
+    """``depthlab explore``: print the URL, open a browser, serve until Ctrl-C (exit 130; SIGTERM 143)."""
     from ..cli import PROG, UsageError
 
     try:
@@ -155,27 +156,62 @@ def cli_main(args) -> int:
         raise UsageError(f"{PROG} explore: cannot listen on {host}:{args.port}: {error.strerror or error}") from None
     url = url_of(sock, host)
     server = opener = None
+    signals = _StopSignals()
     try:              # from here on a Ctrl-C stops what the app has started (it warms the theory at once)
-        server = make_server(sock)
-        print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
-        if not args.no_browser:
-            import webbrowser
+        with signals:
+            server = signals.server = make_server(sock)
+            print(f"depthlab explore: serving on {url} (Ctrl-C stops it)", flush=True)
+            if not args.no_browser:
+                import webbrowser
 
-            opener = threading.Timer(0.5, webbrowser.open, args=(url,))
-            opener.daemon = True          # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
-            opener.start()
-        with pair.one_blas_thread():     # the probes then run in halves on two threads (depthlab.nn.halves)
-            server.run(sockets=[sock])   # uvicorn shuts down cleanly on SIGINT/SIGTERM, then re-raises it
-    except KeyboardInterrupt:
-        print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
-        return 130
+                opener = threading.Timer(0.5, webbrowser.open, args=(url,))
+                opener.daemon = True      # a Ctrl-C within 0.5 s neither opens a stopped page nor waits for it
+                opener.start()
+            if signals.received is None:  # a signal from now on reaches the server
+                with pair.one_blas_thread():  # the probes run in halves on two threads (depthlab.nn.halves)
+                    server.run(sockets=[sock])      # uvicorn shuts down cleanly on SIGINT/SIGTERM
+    except KeyboardInterrupt:             # raised by code, not by a signal (see _StopSignals)
+        signals.received = signals.received or signal.SIGINT
     finally:
         if opener is not None:
             opener.cancel()
         sock.close()
-        stop_work(server)
+        stop_work(server)                 # a second Ctrl-C meanwhile interrupts it as usual
     print(f"{PROG} explore: stopped", file=sys.stderr, flush=True)
-    return 0
+    return 128 + signals.received if signals.received else 0
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM, while the command serves, as a request to stop: never an exception.
+
+    Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread happens to be;
+    raised in a weakref callback or a ``__del__`` (as the server starts, collecting garbage), it
+    is printed and dropped, and the server would serve on. This handler only records the signal
+    and tells the server (:meth:`uvicorn.Server.handle_exit`) — before the server runs too, when
+    it then stops as soon as it has started. While the server runs, uvicorn's handler takes over,
+    then gives back this one and raises the signal again, which lands here. Leaving the block
+    puts the previous handlers back."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None      # the first signal's number
+        self.server = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def _handle(self, number: int, frame) -> None:
+        self.received = self.received or number
+        if self.server is not None and not self.server.should_exit:
+            self.server.handle_exit(number, frame)
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 # ----------------------------------------------------------------------------- Jupyter
