@@ -44,6 +44,9 @@ def _forward_y(page):
 
 
 HIST_ROW = "document.getElementById('fig-layers').dataset.histogramRow"    # the row the histograms (traces 4, 5) show
+# a histogram trace's counts: its step outline is (e_0, 0), (e_0, c_0), (e_1, c_1), …, (e_n-1, c_n-1),
+# (e_n, c_n-1), (e_n, 0) for edges e and counts c
+HISTOGRAM = "((i) => document.getElementById('fig-layers').data[i].y.slice(1, -2))"
 
 
 @pytest.mark.slow
@@ -85,7 +88,7 @@ def test_links_reproduce_the_probe_verdicts_and_controls_update_the_view(page, b
     page.evaluate("const s = document.getElementById('hist-layer'); s.value = '3'; "
                   "s.dispatchEvent(new Event('input', {bubbles: true}))")
     page.wait_for_function(f"{HIST_ROW} === '3'")
-    counts = page.evaluate("document.getElementById('fig-layers').data[4].y")
+    counts = page.evaluate(f"{HISTOGRAM}(4)")
     assert len(counts) == 40 and sum(counts) == 1000 * 80
 
     page.wait_for_function("new URLSearchParams(location.search).get('layer') === '3'")   # the slider in the link
@@ -168,7 +171,9 @@ def test_updates_that_move_only_the_data_redraw_the_traces_inside_their_axes(pag
         page.wait_for_function(f"Number(document.body.dataset.updates) > {updates}")
         view = page.evaluate("fetch('/api/view' + location.search).then((r) => r.json())")
         assert _forward_y(page) == view["layers"]["preactivation_std"]
-        assert page.evaluate("document.getElementById('fig-layers').data[4].y") == view["histogram"]["preactivation"]["counts"]
+        assert page.evaluate(f"{HISTOGRAM}(4)") == view["histogram"]["preactivation"]["counts"]
+        assert page.evaluate("document.getElementById('fig-layers').data[4].x.slice(1, -1)") == \
+            view["histogram"]["preactivation"]["edges"]
         assert page.evaluate(IN_RANGE) == []
         assert page.evaluate(LINE) != line
         line = page.evaluate(LINE)
