@@ -24,20 +24,39 @@ def rng():
 
 
 class QuickRuns(dict):
-    """Each experiment run once with --quick, on first use (a test worker runs only what it needs)."""
+    """Each experiment run once with --quick, on first use, for the whole test run: the first test
+    worker that needs one runs it (one file lock per experiment) and leaves its Result, pickled,
+    beside its files in a folder every worker shares; the others read it (a worker runs only what
+    its tests need). Run on each worker instead, the quick runs took twice their 75 s of CPU."""
 
     def __init__(self, root):
         super().__init__()
         self.root = root
 
     def __missing__(self, name):
+        import pickle
+
+        from filelock import FileLock
+
         from depthlab.lab.experiments import base
 
-        self[name] = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
-        return self[name]
+        saved = self.root / f"{name}.pickle"
+        with FileLock(str(self.root / f"{name}.lock")):
+            if saved.exists():
+                result = pickle.loads(saved.read_bytes())
+            else:
+                result = base.run_experiment(name, quick=True, out_dir=self.root / name, progress=False)
+                saved.write_bytes(pickle.dumps(result))
+        self[name] = result
+        return result
 
 
 @pytest.fixture(scope="session")
 def quick_runs(tmp_path_factory):
-    """``quick_runs[name]``: the Result of ``depthlab run NAME --quick``, shared by the session."""
-    return QuickRuns(tmp_path_factory.mktemp("quick"))
+    """``quick_runs[name]``: the Result of ``depthlab run NAME --quick``, shared by the test run."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):     # pytest-xdist: each worker's folder is inside the run's
+        root = root.parent
+    shared = root / "quick"
+    shared.mkdir(exist_ok=True)
+    return QuickRuns(shared)
