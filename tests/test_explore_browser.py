@@ -44,9 +44,9 @@ def _forward_y(page):
 
 
 HIST_ROW = "document.getElementById('fig-layers').dataset.histogramRow"    # the row the histograms (traces 4, 5) show
-# a histogram trace's counts: its step outline is (e_0, 0), (e_0, c_0), (e_1, c_1), …, (e_n-1, c_n-1),
-# (e_n, c_n-1), (e_n, 0) for edges e and counts c
-HISTOGRAM = "((i) => document.getElementById('fig-layers').data[i].y.slice(1, -2))"
+# a histogram trace's counts: its step outline's points are (e_0, 0), (e_0, c_0), the bins' centres
+# with their counts c_0 … c_n-1, then (e_n, c_n-1), (e_n, 0), for edges e_0 … e_n
+HISTOGRAM = "((i) => document.getElementById('fig-layers').data[i].y.slice(2, -2))"
 
 
 @pytest.mark.slow
@@ -172,8 +172,12 @@ def test_updates_that_move_only_the_data_redraw_the_traces_inside_their_axes(pag
         view = page.evaluate("fetch('/api/view' + location.search).then((r) => r.json())")
         assert _forward_y(page) == view["layers"]["preactivation_std"]
         assert page.evaluate(f"{HISTOGRAM}(4)") == view["histogram"]["preactivation"]["counts"]
-        assert page.evaluate("document.getElementById('fig-layers').data[4].x.slice(1, -1)") == \
-            view["histogram"]["preactivation"]["edges"]
+        x, bins = page.evaluate("[document.getElementById('fig-layers').data[4].x, "
+                                "document.getElementById('fig-layers').data[4].customdata]")
+        edges, counts = view["histogram"]["preactivation"]["edges"], view["histogram"]["preactivation"]["counts"]
+        assert x[:2] == [edges[0]] * 2 and x[-2:] == [edges[-1]] * 2
+        assert x[2:-2] == pytest.approx([(a + b) / 2 for a, b in zip(edges, edges[1:])], rel=1e-12, abs=1e-300)
+        assert len(bins) == len(x) and bins[2 + 7].endswith(f"): {counts[7]} values")    # the bin a hover names
         assert page.evaluate(IN_RANGE) == []
         assert page.evaluate(LINE) != line
         line = page.evaluate(LINE)

@@ -126,18 +126,26 @@ function layersLayout(titles, axisTitles) {
 // figure shows which row): a title or legend entry that changes costs a full redraw, and the
 // depth slider moves the row whenever the network gets shallower than it.
 //
-// Each histogram is drawn as one filled step outline (matplotlib's "stepfilled"): its bins' left
-// edges, closed down to zero at both ends. One path per histogram, where bars are an element per
-// bin that every update moves (160 of them: 30 → 20 ms an update, 48 → 37 when axes move).
+// Each histogram is drawn as one filled step outline (matplotlib's "stepfilled"), one path
+// where bars are an element per bin that every update moves (160 of them: an update 30 → 20 ms,
+// 48 → 37 when axes move). Its points are the bins' centres, stepped halfway between them (at
+// the edges: the bins are equal), and the outer edges twice, down to zero and up to the first
+// and last counts; the nearest point to the pointer is then its bin's, and says its range.
 function histogramPart(data) {
   const plain = plainNetwork(), where = plain ? "layer k" : "block i";
-  const stepX = (h) => (h.counts.length ? [h.edges[0], ...h.edges, h.edges[h.edges.length - 1]] : []);
-  const stepY = (h) => (h.counts.length ? [0, ...h.counts, h.counts[h.counts.length - 1], 0] : []);
+  const outline = (h) => {
+    const n = h.counts.length, e = h.edges;
+    if (!n) return { x: [], y: [], bins: [] };
+    const centres = h.counts.map((_, i) => (e[i] + e[i + 1]) / 2);
+    const bins = h.counts.map((c, i) => `[${fmt(e[i])}, ${fmt(e[i + 1])}): ${c} values`);
+    return { x: [e[0], e[0], ...centres, e[n], e[n]], y: [0, h.counts[0], ...h.counts, h.counts[n - 1], 0],
+             bins: [bins[0], bins[0], ...bins, bins[n - 1], bins[n - 1]] };
+  };
+  const shown = [outline(data.preactivation), outline(data.activation)];
   return { title: `histograms at the slider's ${where}`,
            names: plain ? ["f_k", "h_k+1 = a[f_k]"] : ["input of block i", "output of block i"],
            layer: data.layer,
-           x: [stepX(data.preactivation), stepX(data.activation)],
-           y: [stepY(data.preactivation), stepY(data.activation)],
+           x: shown.map((o) => o.x), y: shown.map((o) => o.y), bins: shown.map((o) => o.bins),
            edges: [data.preactivation.edges, data.activation.edges] };
 }
 
@@ -156,12 +164,12 @@ function viewPart(data) {
 const MARKED_ROWS = 20;
 
 // Trace i of the layers' figure: two per panel (measured and theory; f_k's and h_k+1's histogram).
-function layerTrace(i, x, y, name, marked) {
+function layerTrace(i, x, y, name, marked, bins) {
   const panel = Math.floor(i / 2), n = panel ? String(panel + 1) : "";
   const color = i % 2 ? "#ff7f0e" : "#1f77b4";
-  const style = panel === 2 ? { mode: "lines", line: { shape: "hv", width: 1.5, color }, fill: "tozeroy",
+  const style = panel === 2 ? { mode: "lines", line: { shape: "hvh", width: 1.5, color }, fill: "tozeroy",
                                 fillcolor: i % 2 ? "rgba(255,127,14,0.35)" : "rgba(31,119,180,0.35)",
-                                hovertemplate: "from %{x:.4g}: %{y} values" }
+                                customdata: bins, hovertemplate: "%{customdata}" }
     : i % 2 ? { mode: "lines", line: { dash: "dash", color: "#444" } }
     : { mode: marked ? "lines+markers" : "lines", marker: { size: 5, color: "#1f77b4" }, line: { color: "#1f77b4" } };
   return { x, y, name, ...style, xaxis: `x${n}`, yaxis: `y${n}`, legend: `legend${n}` };
@@ -248,11 +256,12 @@ function drawLayers() {
 
 function drawLayersNow() {
   const view = layers.view, hist = layers.histogram ||
-    { title: "histograms", names: ["", ""], x: [[], []], y: [[], []], edges: [[], []] };
+    { title: "histograms", names: ["", ""], x: [[], []], y: [[], []], bins: [[], []], edges: [[], []] };
   const titles = [...view.titles, hist.title];
   const axisTitles = [[view.x, "std"], [view.x, "std"], ["value", "count"]];
   const data = { x: [view.index, view.index, view.index, view.index, ...hist.x], y: [...view.y, ...hist.y],
-                 name: ["measured", "theory", "measured", "theory", ...hist.names], edges: hist.edges };
+                 name: ["measured", "theory", "measured", "theory", ...hist.names], edges: hist.edges,
+                 bins: [null, null, null, null, ...hist.bins] };       // the histograms' points' bins (hover)
   const marked = view.index.length <= MARKED_ROWS;
   const key = JSON.stringify([titles, axisTitles, data.name, isWide(), marked]);
   const ranges = axisRanges(data, layers.layout === key ? layers.ranges : null);
@@ -263,7 +272,8 @@ function drawLayersNow() {
       if (String(range) !== String(layers.ranges[name])) moved[name] = { range, autorange: false };
     }
     layers.ranges = ranges;
-    return Plotly.animate("fig-layers", { data: data.x.map((x, i) => ({ x, y: data.y[i] })), traces: TRACES, layout: moved },
+    const traces = data.x.map((x, i) => (data.bins[i] ? { x, y: data.y[i], customdata: data.bins[i] } : { x, y: data.y[i] }));
+    return Plotly.animate("fig-layers", { data: traces, traces: TRACES, layout: moved },
                           { transition: { duration: 0 }, frame: { duration: 0, redraw: false }, mode: "immediate" });
   }
   const layout = layersLayout(titles, axisTitles);
@@ -275,7 +285,7 @@ function drawLayersNow() {
   $("fig-layers").style.height = `${layout.height}px`;    // a responsive figure fills its box: give the box the height
   // react, not update: an update that sets the height freezes the width at its current value,
   // and the figure would then no longer follow the window's width
-  return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i], marked)), layout,
+  return Plotly.react("fig-layers", data.x.map((x, i) => layerTrace(i, x, data.y[i], data.name[i], marked, data.bins[i])), layout,
                       plotConfig);
 }
 
