@@ -51,6 +51,13 @@ class QuickRuns(dict):
         return result
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests of the quick runs first (the rest keep their order): the two test workers then
+    start on the runs side by side, each on the next experiment in turn, and the later tests find
+    the runs done; sent among the rest, a worker may wait for the run the other is computing."""
+    items.sort(key=lambda item: "quick_runs" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def quick_runs(tmp_path_factory):
     """``quick_runs[name]``: the Result of ``depthlab run NAME --quick``, shared by the test run."""
@@ -60,3 +67,4 @@ def quick_runs(tmp_path_factory):
     shared = root / "quick"
     shared.mkdir(exist_ok=True)
     return QuickRuns(shared)
+
