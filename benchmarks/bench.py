@@ -3,6 +3,7 @@
     python benchmarks/bench.py                    # the full run (a few minutes); writes benchmarks/RESULTS.md
     python benchmarks/bench.py --smoke            # tiny sizes, one repetition (the test suite's check)
     python benchmarks/bench.py --only mnist1d --only fit --repeats 21 --out /tmp/r.md
+    python benchmarks/bench.py --only fit --dtypes float32   # one dtype (default both)
 
 Sections (names for ``--only``): the training step on each network (``002``, ``mnist1d``,
 ``wide``, ``deep``, or ``steps`` for all four), ``resmlp`` (the training step of a residual
@@ -84,7 +85,7 @@ class Settings:
             min_block=0.0 if args.smoke else args.min_block,
             warmup=0.0 if args.smoke else 0.3,
             networks={name: net for name, net in networks.items() if name in chosen_networks},
-            dtypes=(np.float32, np.float64), sections=sections, threads=threads,
+            dtypes=tuple(np.dtype(name).type for name in args.dtypes), sections=sections, threads=threads,
             processes=args.processes or (1 if args.smoke else 5),
             res_networks=C.SMOKE_RES_NETWORKS if args.smoke else C.RES_NETWORKS,
             clock=CLOCKS[args.clock],
@@ -964,6 +965,8 @@ def parse_args(argv=None):
                              "not add to), wall: elapsed time")
     parser.add_argument("--processes", type=_positive_int, metavar="N",
                         help="fresh processes the fit section is measured in (default 5; 1 with --smoke)")
+    parser.add_argument("--dtypes", type=_dtypes, default=DTYPES, metavar="LIST",
+                        help="the dtypes the sections measure, comma-separated (default float32,float64)")
     # internal: one fresh-process memory measurement, one fresh-process fit measurement
     parser.add_argument("--fit-process", choices=("float32", "float64"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-probe", choices=MEMORY_KINDS, help=argparse.SUPPRESS)
@@ -978,6 +981,17 @@ def parse_args(argv=None):
             if name not in valid:
                 parser.error(f"--only {name!r}: choose from {', '.join([*C.NETWORKS, *SECTIONS])}")
     return args
+
+
+DTYPES = ("float32", "float64")
+
+
+def _dtypes(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    wrong = [name for name in names if name not in DTYPES]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(DTYPES)} (comma-separated), got {text!r}")
+    return names
 
 
 def _positive_int(text: str) -> int:

@@ -65,6 +65,12 @@ def test_unknown_section_is_refused():
     assert done.returncode == 2 and "--only 'nonsense': choose from 002, mnist1d, wide, deep, steps" in done.stderr
 
 
+@pytest.mark.parametrize("dtypes", ["float16", "", "float32,x"])
+def test_unknown_dtypes_are_refused(dtypes):
+    done = run("--smoke", "--dtypes", dtypes, timeout=120)
+    assert done.returncode == 2 and "--dtypes: expected some of float32,float64" in done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("coretype", [None, "Haswell"])
 def test_the_results_say_which_openblas_kernels_ran(tmp_path, coretype):
@@ -85,10 +91,10 @@ def test_the_results_say_which_openblas_kernels_ran(tmp_path, coretype):
 def test_fit_measured_in_fresh_processes(tmp_path):
     """--processes N times the fit section in N fresh processes and reports the median."""
     out = tmp_path / "RESULTS.md"
-    done = run("--smoke", "--threads", "1", "--only", "fit", "--processes", "2", "--out", str(out))
+    done = run("--smoke", "--threads", "1", "--only", "fit", "--processes", "2", "--dtypes", "float64", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert done.stderr.count("fit: float32, process") == 2
+    assert done.stderr.count("fit: float64, process") == 2 and "float32" not in done.stderr
     rows = re.findall(r"^\| (float32|float64) \| \d+ / \d+ \| (\d+) \| (.+)$", out.read_text(), flags=re.MULTILINE)
-    assert [(dtype, processes) for dtype, processes, _ in rows] == [("float32", "2"), ("float64", "2")]
+    assert [(dtype, processes) for dtype, processes, _ in rows] == [("float64", "2")]
     for *_, cells in rows:
         assert re.search(r"\| \d\.\d\d (PASS|\*\*MISS\*\*) \|", cells)
